@@ -1,0 +1,65 @@
+"""The numpy engine: chunks processed in turn in this process (the reference for the Spark engine)."""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import add
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from predictd_core.store.signal_store import SignalStore
+
+
+class LocalEngine:
+    """Map functions over the store's chunks in this process, in genome order.
+
+    Parameters
+    ----------
+    store : SignalStore
+    cache : bool
+        Keep decoded chunks in memory between sweeps (the default; turn off for stores larger than RAM).
+    """
+
+    name = "numpy"
+
+    def __init__(self, store: SignalStore, cache: bool = True) -> None:
+        self.store = store
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+        self._state: dict[int, Any] = {}
+
+    def _chunk(self, chunk: int) -> np.ndarray:
+        if self._cache is None:
+            return self.store.read_chunk(chunk)
+        if chunk not in self._cache:
+            self._cache[chunk] = self.store.read_chunk(chunk)
+        return self._cache[chunk]
+
+    def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
+        """Sum of ``fn(chunk signal, payload)`` over every chunk."""
+        return reduce(add, (fn(self._chunk(k), payload) for k in range(self.store.n_chunks)))
+
+    def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
+        """``(chunk, fn(chunk signal, payload))`` for every chunk, in genome order."""
+        for k in range(self.store.n_chunks):
+            yield k, fn(self._chunk(k), payload)
+
+    def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
+        """Advance per-chunk state: ``fn(chunk, signal, state or None, payload) -> (state, result)``.
+
+        Returns the sum of the results; the new states replace the old ones only when every chunk is done.
+        """
+        outputs = [fn(k, self._chunk(k), self._state.get(k), payload) for k in range(self.store.n_chunks)]
+        self._state = {k: state for k, (state, _) in enumerate(outputs)}
+        return reduce(add, (result for _, result in outputs))
+
+    def reset_state(self, states: dict[int, Any] | None = None) -> None:
+        """Drop (or replace) the per-chunk state kept by :meth:`map_state`."""
+        self._state = dict(states or {})
+
+    def collect_state(self) -> dict[int, Any]:
+        """The per-chunk state, for snapshots."""
+        return dict(self._state)
+
+    def close(self) -> None:
+        self._cache = {} if self._cache is not None else None

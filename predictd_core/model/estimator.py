@@ -1,0 +1,147 @@
+"""The PREDICTD estimator: fit cell, assay and bias parameters; impute any (cell, assay) pair."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from predictd_core.model.factors import CellAssayFactors, Layout, initial_factors
+from predictd_core.model.settings import ModelSettings
+from predictd_core.solvers import als
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+class Predictd:
+    """PREDICTD's tensor model: ``mu + sum_k C[c,k] A[a,k] G[i,k] + b_c + b_a + b_i`` on arcsinh signal.
+
+    Parameters
+    ----------
+    settings : ModelSettings
+        Rank, solver, penalties, stopping rules (validated by pydantic).
+
+    Attributes
+    ----------
+    factors_ : CellAssayFactors
+        The iterate with the lowest validation MSE.
+    rank_ : int
+    history_ : list of dict
+        One row per sweep: iteration, objective, train_mse, valid_mse, seconds.
+    best_iteration_ : int
+    ridge_ : float
+        The genome-factor ridge used by every G step (PREDICTD's ri2).
+    """
+
+    def __init__(self, settings: ModelSettings | None = None) -> None:
+        self.settings = settings or ModelSettings()
+
+    def fit(self, engine, layout: Layout, train_columns: np.ndarray, valid_columns: np.ndarray,
+            progress: ProgressFn | None = None) -> "Predictd":
+        """Fit on the store columns ``train_columns``; stop and select on ``valid_columns``.
+
+        Parameters
+        ----------
+        engine : LocalEngine or SparkEngine
+            Maps solver functions over the store's chunks.
+        layout : Layout
+            Cell and assay of every store column.
+        train_columns, valid_columns : ndarray of int
+            Disjoint store columns. Columns in neither (held-out targets) are never read.
+        progress : callable, optional
+            Called with each history row.
+        """
+        train_columns = np.asarray(train_columns, dtype=np.int64)
+        valid_columns = np.asarray(valid_columns, dtype=np.int64)
+        if train_columns.size == 0:
+            raise ValueError("no training experiments: the compendium is empty once held-out tracks are removed")
+        if np.intersect1d(train_columns, valid_columns).size:
+            raise ValueError("training and validation experiments overlap")
+        self.rank_ = self.settings.resolved_rank(train_columns.size)
+        self.ridge_ = self.settings.penalties.ri2
+        self.layout_ = layout
+        moments = engine.map_reduce(als.column_moments, None)
+        self.n_bins_ = int(engine.store.bins.n_bins)
+        start = initial_factors(layout, self.rank_, self.settings.seed, moments[0], moments[1], train_columns)
+        if self.settings.solver == "als":
+            self._fit_als(engine, start, train_columns, valid_columns, progress)
+        else:
+            from predictd_core.solvers.nadam import fit_nadam
+
+            self.factors_, self.history_, self.best_iteration_ = fit_nadam(
+                engine, start, layout, train_columns, valid_columns, self.settings, self.n_bins_, progress)
+        self.train_columns_, self.valid_columns_ = train_columns, valid_columns
+        return self
+
+    def scaled_penalties(self) -> als.ScaledPenalties:
+        """PREDICTD's penalties divided as its ``train_model.py`` did: rc / (K n_cells), ra / (K n_assays)."""
+        p, K = self.settings.penalties, self.rank_
+        return als.ScaledPenalties(rc=p.rc / (K * len(self.layout_.cells)), ra=p.ra / (K * len(self.layout_.assays)),
+                                   ri2=p.ri2, rbc=p.rbc, rba=p.rba)
+
+    def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress) -> None:
+        penalties = self.scaled_penalties()
+        history, best, best_score, best_iteration = [], factors, np.inf, 0
+        for iteration in range(1, self.settings.max_iters + 1):
+            started = time.perf_counter()
+            inputs = als.SweepInputs(factors, self.layout_.cell_of, self.layout_.assay_of, train_columns,
+                                     valid_columns, self.ridge_)
+            stats = engine.map_reduce(als.sweep_statistics, inputs)
+            train_mse = stats.train_sse / max(stats.train_count, 1.0)
+            valid_mse = float(stats.valid_sse.sum() / stats.valid_count.sum()) if valid_columns.size else train_mse
+            row = {"iteration": iteration, "objective": als.objective(stats, inputs, penalties),
+                   "train_mse": train_mse, "valid_mse": valid_mse}
+            # The score belongs to the factors the pass was run with; keep the best of them.
+            if valid_mse < best_score * (1.0 - self.settings.tol):
+                best, best_score, best_iteration = factors, valid_mse, iteration
+            factors = als.update_cell_assay(stats, inputs, penalties, self.settings.inner_iters)
+            row["seconds"] = time.perf_counter() - started
+            history.append(row)
+            if progress is not None:
+                progress(row)
+            if iteration - best_iteration >= self.settings.patience:
+                break
+        self.factors_, self.history_, self.best_iteration_ = best, history, best_iteration
+
+    def predict_chunk(self, Y: np.ndarray, input_columns: np.ndarray, out_cells: np.ndarray,
+                      out_assays: np.ndarray) -> np.ndarray:
+        """Imputed arcsinh signal of a chunk for the requested pairs, from the given input columns."""
+        return als.predict(Y[:, input_columns], self.factors_, self.layout_.cell_of[input_columns],
+                           self.layout_.assay_of[input_columns], out_cells, out_assays, self.ridge_)
+
+    def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write ``factors.npz`` and ``model.json`` (settings, layout, columns, history) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        description = {
+            "settings": self.settings.model_dump(), "rank": self.rank_, "ridge": self.ridge_,
+            "cells": list(self.layout_.cells), "assays": list(self.layout_.assays),
+            "cell_of": self.layout_.cell_of.tolist(), "assay_of": self.layout_.assay_of.tolist(),
+            "train_columns": self.train_columns_.tolist(), "valid_columns": self.valid_columns_.tolist(),
+            "n_bins": self.n_bins_, "best_iteration": self.best_iteration_, "history": self.history_,
+            **(extra or {}),
+        }
+        from predictd_core.io import write_atomic
+
+        write_atomic(folder / "factors.npz", self.factors_.to_bytes())
+        write_atomic(folder / "model.json", json.dumps(description, indent=2).encode())
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Predictd":
+        """Read a model written by :meth:`save`."""
+        folder = Path(folder)
+        description = json.loads((folder / "model.json").read_text())
+        model = cls(ModelSettings(**description["settings"]))
+        model.rank_, model.ridge_ = description["rank"], description["ridge"]
+        model.layout_ = Layout(tuple(description["cells"]), tuple(description["assays"]),
+                               np.array(description["cell_of"], dtype=np.int64),
+                               np.array(description["assay_of"], dtype=np.int64))
+        model.train_columns_ = np.array(description["train_columns"], dtype=np.int64)
+        model.valid_columns_ = np.array(description["valid_columns"], dtype=np.int64)
+        model.n_bins_, model.best_iteration_ = description["n_bins"], description["best_iteration"]
+        model.history_ = description["history"]
+        model.factors_ = CellAssayFactors.from_bytes((folder / "factors.npz").read_bytes())
+        return model

@@ -1,0 +1,75 @@
+"""Model settings: rank, solver, PREDICTD's L2 penalties and stopping rules, validated once."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PENALTY_NAMES = ("rc", "ra", "ri", "ri2", "rbc", "rba", "rbi")
+
+
+class Penalties(BaseModel):
+    """PREDICTD's L2 penalties, given as its command-line flags were (unscaled).
+
+    ``rc`` and ``ra`` are divided by ``rank * n_cells`` and ``rank * n_assays`` and ``ri`` by
+    ``rank * n_bins`` before use, as ``train_model.py`` did; ``ri2`` (the ridge on genome factors)
+    is used as it is. Each scaled penalty applies per training entry that touches the row, which is
+    what PREDICTD's per-sample SGD descends and what Spark's ALS-WR calls weighted lambda.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rc: float = Field(3.66, ge=0, description="L2 on cell factors C (scaled by rank*n_cells)")
+    ra: float = Field(1.23e-7, ge=0, description="L2 on assay factors A (scaled by rank*n_assays)")
+    ri: float = Field(1.23e-5, ge=0, description="L2 on genome factors in nadam-sgd (scaled by rank*n_bins)")
+    ri2: float = Field(2.9, ge=0, description="ridge lambda on genome factors in the closed-form G step")
+    rbc: float = Field(0.0, ge=0, description="L2 on cell biases")
+    rba: float = Field(0.0, ge=0, description="L2 on assay biases")
+    rbi: float = Field(0.0, ge=0, description="L2 on bin biases (nadam-sgd)")
+
+
+class ModelSettings(BaseModel):
+    """What to fit and how. Defaults are PREDICTD's, except the solver (exact ALS).
+
+    ``rank`` defaults to PREDICTD's ratio of factors to training experiments (K = 100 for about 700
+    training experiments, so K = |T| / 7), capped at its 100. Near K = |T| every bin's ridge solve
+    reproduces its training tracks exactly and the cell and assay factors stop generalising.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int | None = Field(None, ge=1, description="latent factors K; default min(100, training experiments / 7)")
+    solver: Literal["als", "nadam-sgd"] = "als"
+    penalties: Penalties = Penalties()
+    seed: int = Field(123, description="factor initialisation seed (PREDICTD's --factor_init_seed)")
+    max_iters: int = Field(60, ge=1, description="ALS sweeps, or SGD rounds, at most")
+    patience: int = Field(5, ge=1, description="stop after this many sweeps without a better validation MSE")
+    tol: float = Field(1e-4, ge=0, description="relative validation-MSE gain that counts as better")
+    validation_fraction: float = Field(0.125, gt=0, lt=1,
+                                       description="share of training experiments used to stop (one of 8 folds)")
+    inner_iters: int = Field(3, ge=1, description="C/A/bias alternations per ALS sweep (driver only)")
+    # nadam-sgd only (PREDICTD's flags)
+    learning_rate: float = Field(0.005, gt=0)
+    beta1: float = Field(0.9, gt=0, lt=1)
+    beta2: float = Field(0.999, gt=0, lt=1)
+    epsilon: float = Field(1e-8, gt=0)
+    batch_size: int = Field(5000, ge=1, description="local SGD steps per partition per round")
+    lrate_search_num: int = Field(3, ge=0, description="learning-rate halvings on a validation plateau")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_penalties(cls, data):
+        """Accept ``rc: 3.66`` beside ``rank`` as well as under ``penalties:``."""
+        if isinstance(data, dict) and any(name in data for name in PENALTY_NAMES):
+            data = dict(data)
+            nested = dict(data.get("penalties") or {})
+            for name in PENALTY_NAMES:
+                if name in data:
+                    nested[name] = data.pop(name)
+            data["penalties"] = nested
+        return data
+
+    def resolved_rank(self, n_train_experiments: int) -> int:
+        """The rank used for a compendium with this many training experiments."""
+        return self.rank if self.rank is not None else max(1, min(100, n_train_experiments // 7))

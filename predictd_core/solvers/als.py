@@ -1,0 +1,258 @@
+"""Exact alternating least squares for PREDICTD's model, one read of the data per sweep.
+
+Model, for bin i and experiment e = (c, a), on the arcsinh scale::
+
+    y_hat[i, e] = mu + b_c[c] + b_a[a] + b_i[i] + sum_k C[c, k] A[a, k] G[i, k]
+
+Objective over the observed training entries (NaN = not observed; an observed 0 is data)::
+
+    J = sum (y - y_hat)^2 + ri2 sum_i |G_i|^2
+        + rc sum_c N_c |C_c|^2 + ra sum_a N_a |A_a|^2 + rbc sum_c N_c b_c^2 + rba sum_a N_a b_a^2
+
+where N_c (N_a) is the number of training entries of cell c (assay a): the scaled penalties act per
+entry, as in PREDICTD's per-sample SGD (and Spark's ALS-WR "weighted lambda"); ri2 is PREDICTD's
+phase-2 ridge on G. mu is the mean of the training entries and stays fixed.
+
+A sweep, given (C, A, b_c, b_a):
+
+1. **G step** (per chunk, closed form): every bin solves a ridge regression on the same design
+   D = [Z 1], Z[e] = C[c_e] * A[a_e], so [G b_i] = (Y - offset) D (D'D + diag(ri2, ..., ri2, 0))^-1,
+   one matrix product per chunk. Bins whose tracks have holes are grouped by their pattern of
+   observed experiments, each pattern with its own small solve.
+2. **Statistics** (same pass): sums over bins of G'G, G'1, G'b_i, 1'b_i and G'Y (second matrix
+   product), plus training and validation squared errors. Holes inside observed training tracks are
+   filled with the current prediction first (an EM step), so one design serves every bin and J
+   still cannot increase.
+3. **C, A and bias steps** (driver, no data): each cell row [C_c; b_c] solves a (K+1) system built
+   from the statistics (see :func:`_solve_rows`), then each assay row; repeated ``inner_iters`` times.
+
+All functions here are pure numpy; the engines only map them over chunks and add the results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from predictd_core.model.factors import CellAssayFactors
+
+
+def genome_step(Y: np.ndarray, Z: np.ndarray, offset: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form ridge for every bin's genome factors and bias, C and A fixed.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_bins, n_experiments)
+        Signal of the experiments used to fit (NaN = no data at that bin).
+    Z : ndarray of shape (n_experiments, K)
+        ``C[c_e] * A[a_e]`` for each of those experiments.
+    offset : ndarray of shape (n_experiments,)
+        ``mu + b_c[c_e] + b_a[a_e]``.
+    ridge : float
+        L2 penalty on G (the bias b_i is not penalised).
+
+    Returns
+    -------
+    W : ndarray of shape (n_bins, K + 1)
+        ``[G, b_i]``; zero for bins with no data at all.
+    has_data : ndarray of shape (n_bins,), bool
+        Bins with at least one observed experiment.
+    """
+    n_bins, K = Y.shape[0], Z.shape[1]
+    design = np.hstack([Z, np.ones((Z.shape[0], 1))])
+    penalty = np.full(K + 1, float(ridge))
+    penalty[K] = 0.0
+    R = Y.astype(np.float64, copy=False) - offset
+    observed = ~np.isnan(R)
+    W = np.zeros((n_bins, K + 1))
+    complete = observed.all(axis=1)
+    if complete.all():
+        return _ridge_solve(R, design, penalty), complete
+    if complete.any():
+        W[complete] = _ridge_solve(R[complete], design, penalty)
+    partial = np.flatnonzero(~complete & observed.any(axis=1))
+    if partial.size:
+        patterns, which = np.unique(observed[partial], axis=0, return_inverse=True)
+        for p, pattern in enumerate(patterns):
+            rows = partial[which.ravel() == p]
+            W[rows] = _ridge_solve(R[np.ix_(rows, np.flatnonzero(pattern))], design[pattern], penalty)
+    return W, observed.any(axis=1)
+
+
+def _ridge_solve(R: np.ndarray, design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    gram = design.T @ design + np.diag(penalty)
+    rhs = R @ design
+    try:
+        return np.linalg.solve(gram, rhs.T).T
+    except np.linalg.LinAlgError:  # ridge 0 with fewer experiments than factors: minimum-norm answer
+        return rhs @ np.linalg.pinv(gram)
+
+
+@dataclass
+class SweepStatistics:
+    """Everything the C, A and bias steps and the loss need from one pass; sums over chunks.
+
+    ``n`` bins with training data; ``S = G'G``, ``g = G'1``, ``h = G'b_i``, ``sb = 1'b_i``;
+    ``P = G'Y`` (K, n_train) and ``s = 1'Y`` (n_train,) over hole-filled training data;
+    squared errors and entry counts for training (scalars) and validation (per experiment).
+    """
+
+    n: float
+    S: np.ndarray
+    g: np.ndarray
+    h: np.ndarray
+    sb: float
+    P: np.ndarray
+    s: np.ndarray
+    train_sse: float
+    train_count: float
+    valid_sse: np.ndarray
+    valid_count: np.ndarray
+
+    def __add__(self, other: "SweepStatistics") -> "SweepStatistics":
+        return SweepStatistics(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
+@dataclass(frozen=True)
+class SweepInputs:
+    """What every chunk needs for one sweep (broadcast once per sweep)."""
+
+    factors: CellAssayFactors
+    cell_of: np.ndarray
+    assay_of: np.ndarray
+    train_columns: np.ndarray
+    valid_columns: np.ndarray
+    ridge: float
+
+
+def sweep_statistics(Y: np.ndarray, inputs: SweepInputs) -> SweepStatistics:
+    """G step and sufficient statistics for one chunk (two matrix products).
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_bins, n_experiments)
+        The chunk, every store column.
+    inputs : SweepInputs
+    """
+    f, tc, vc = inputs.factors, inputs.train_columns, inputs.valid_columns
+    Zt, ot = f.design(inputs.cell_of[tc], inputs.assay_of[tc])
+    Yt = Y[:, tc].astype(np.float64)
+    W, has_data = genome_step(Yt, Zt, ot, inputs.ridge)
+    G, b_i = W[:, :-1], W[:, -1]
+    predicted = ot + b_i[:, None] + G @ Zt.T
+    observed = ~np.isnan(Yt)
+    train_err = np.where(observed, Yt - predicted, 0.0)
+    filled = np.where(observed, Yt, predicted)[has_data]
+    Gh, bh = G[has_data], b_i[has_data]
+
+    Zv, ov = f.design(inputs.cell_of[vc], inputs.assay_of[vc])
+    Yv = Y[:, vc].astype(np.float64)
+    valid_err = Yv - (ov + b_i[:, None] + G @ Zv.T)
+    valid_seen = ~np.isnan(valid_err)
+    return SweepStatistics(
+        n=float(has_data.sum()), S=Gh.T @ Gh, g=Gh.sum(axis=0), h=Gh.T @ bh, sb=float(bh.sum()),
+        P=Gh.T @ filled, s=filled.sum(axis=0),
+        train_sse=float(np.square(train_err).sum()), train_count=float(observed.sum()),
+        valid_sse=np.where(valid_seen, valid_err, 0.0).__pow__(2).sum(axis=0),
+        valid_count=valid_seen.sum(axis=0).astype(np.float64),
+    )
+
+
+def column_moments(Y: np.ndarray, _inputs=None) -> np.ndarray:
+    """Per-column sum and count of observed entries of a chunk: array of shape (2, n_experiments)."""
+    seen = ~np.isnan(Y)
+    return np.stack([np.where(seen, Y, 0.0).sum(axis=0, dtype=np.float64), seen.sum(axis=0).astype(np.float64)])
+
+
+@dataclass(frozen=True)
+class ScaledPenalties:
+    """Penalties as they enter J (already divided by rank x axis length where PREDICTD did)."""
+
+    rc: float
+    ra: float
+    ri2: float
+    rbc: float
+    rba: float
+
+
+def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPenalties,
+                      inner_iters: int) -> CellAssayFactors:
+    """C, A and bias steps from the statistics alone: alternate cell rows and assay rows."""
+    f = inputs.factors
+    cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
+    C, A, b_c, b_a = f.C.copy(), f.A.copy(), f.b_c.copy(), f.b_a.copy()
+    for _ in range(inner_iters):
+        C, b_c = _solve_rows(stats, cells, C, b_c, A[assays], f.mu + b_a[assays], penalties.rc, penalties.rbc)
+        A, b_a = _solve_rows(stats, assays, A, b_a, C[cells], f.mu + b_c[cells], penalties.ra, penalties.rba)
+    return CellAssayFactors(f.mu, C, A, b_c, b_a)
+
+
+def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.ndarray, other: np.ndarray,
+                other_offset: np.ndarray, lam: float, lam_bias: float) -> tuple[np.ndarray, np.ndarray]:
+    """Solve each row r of one side (cells or assays), the other side fixed.
+
+    For the training experiments j of row r, with u_j the other side's factor row and o_j = mu + its
+    bias, the unknowns x = [X_r; b_r] minimise sum_j sum_i (y_ij - o_j - b_i - b_r - G_i.(u_j * X_r))^2
+    plus the weighted penalties, whose normal equations need only the statistics:
+
+        [ S o (U'U) + lam N I    (sum_j u_j) o g ] [X_r]   [ sum_j u_j o (P_j - o_j g - h) ]
+        [ ((sum_j u_j) o g)'     n t + lam_b N   ] [b_r] = [ sum_j (s_j - n o_j - sb)      ]
+
+    with U the stacked u_j (t of them), N = n t entries and o the elementwise product.
+    Rows with no training experiment keep their values.
+    """
+    X, b = X.copy(), b.copy()
+    K = X.shape[1]
+    for r in np.unique(own):
+        mine = own == r
+        U, o, t = other[mine], other_offset[mine], int(mine.sum())
+        N = stats.n * t
+        u_sum = U.sum(axis=0)
+        lhs = np.empty((K + 1, K + 1))
+        lhs[:K, :K] = stats.S * (U.T @ U) + lam * N * np.eye(K)
+        lhs[:K, K] = lhs[K, :K] = u_sum * stats.g
+        lhs[K, K] = N + lam_bias * N
+        rhs = np.empty(K + 1)
+        rhs[:K] = (U * stats.P[:, mine].T).sum(axis=0) - (o @ U) * stats.g - u_sum * stats.h
+        rhs[K] = (stats.s[mine] - stats.n * o - stats.sb).sum()
+        try:
+            solution = np.linalg.solve(lhs, rhs)
+        except np.linalg.LinAlgError:
+            solution = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
+        X[r], b[r] = solution[:K], solution[K]
+    return X, b
+
+
+def objective(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPenalties) -> float:
+    """J for the factors the statistics were computed with (see the module docstring)."""
+    f = inputs.factors
+    cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
+    n_cell = stats.n * np.bincount(cells, minlength=f.C.shape[0])
+    n_assay = stats.n * np.bincount(assays, minlength=f.A.shape[0])
+    return float(stats.train_sse + penalties.ri2 * np.trace(stats.S)
+                 + penalties.rc * n_cell @ np.square(f.C).sum(axis=1) + penalties.rbc * n_cell @ np.square(f.b_c)
+                 + penalties.ra * n_assay @ np.square(f.A).sum(axis=1) + penalties.rba * n_assay @ np.square(f.b_a))
+
+
+def predict(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray, input_assays: np.ndarray,
+            out_cells: np.ndarray, out_assays: np.ndarray, ridge: float) -> np.ndarray:
+    """Impute a chunk: G step on the input experiments, then every requested (cell, assay) pair.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_bins, n_inputs)
+        Observed signal of the input experiments (NaN = no data).
+    input_cells, input_assays : ndarray of shape (n_inputs,)
+        Grid rows of those experiments.
+    out_cells, out_assays : ndarray of shape (n_pairs,)
+        Grid rows of the pairs to predict.
+
+    Returns
+    -------
+    ndarray of shape (n_bins, n_pairs), arcsinh scale, not clipped.
+    """
+    Zi, oi = factors.design(input_cells, input_assays)
+    W, _ = genome_step(Y, Zi, oi, ridge)
+    Zo, oo = factors.design(out_cells, out_assays)
+    return oo + W[:, -1:] + W[:, :-1] @ Zo.T

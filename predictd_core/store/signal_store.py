@@ -1,0 +1,177 @@
+"""The on-disk compendium: arcsinh signal in chunks of bins x experiments (zarr).
+
+Layout of a store folder (local path or object-store URL)::
+
+    signal      float32 (n_bins, n_experiments), chunks (chunk_bins, n_experiments);
+                arcsinh of the bin's mean -log10 p; NaN where the track has no data at that bin
+    bin_contig  int32 (n_bins,)  index into attrs["contigs"]
+    bin_start   int64 (n_bins,)
+    bin_end     int64 (n_bins,)
+    attrs       format, bin_size, contigs, experiments [{cell_type, assay, path}], chunk_bins, complete
+
+Columns are the observed experiments only: an experiment that was never measured has no column, and
+inside a column NaN (no data) is kept apart from 0 (an observed zero).
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from predictd_core.errors import PredictdInputError
+from predictd_core.tracks.genome import GenomeBins
+from predictd_core.tracks.readers import open_tracks, remove_cache
+from predictd_core.tracks.table import Track, is_remote
+
+FORMAT = "predictd-signal-store/1"
+DEFAULT_CHUNK_BINS = 65_536
+
+
+@dataclass(frozen=True)
+class SignalStore:
+    """A read handle on a store written by :func:`ingest`."""
+
+    path: str
+    experiments: tuple[Track, ...]
+    bins: GenomeBins
+    chunk_bins: int
+
+    @classmethod
+    def open(cls, path: str | Path) -> "SignalStore":
+        """Open a complete store; a missing or half-written one is an error naming the path."""
+        try:
+            root = zarr.open_group(store=str(path), mode="r")
+            attrs = dict(root.attrs)
+        except Exception as error:
+            raise PredictdInputError(str(path), "store", f"not a predictd signal store ({error})") from error
+        if attrs.get("format") != FORMAT or not attrs.get("complete"):
+            raise PredictdInputError(str(path), "store", "not a complete predictd signal store; run ingest again")
+        bins = GenomeBins(tuple((name, int(length)) for name, length in attrs["contigs"]), int(attrs["bin_size"]),
+                          root["bin_contig"][:], root["bin_start"][:], root["bin_end"][:])
+        experiments = tuple(Track(e["cell_type"], e["assay"], e["path"]) for e in attrs["experiments"])
+        return cls(str(path), experiments, bins, int(attrs["chunk_bins"]))
+
+    @property
+    def n_experiments(self) -> int:
+        return len(self.experiments)
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.bins.n_bins // self.chunk_bins)
+
+    def chunk_bounds(self, chunk: int) -> tuple[int, int]:
+        """Bin range ``[lo, hi)`` of chunk number ``chunk``."""
+        lo = chunk * self.chunk_bins
+        return lo, min(lo + self.chunk_bins, self.bins.n_bins)
+
+    def read_chunk(self, chunk: int) -> np.ndarray:
+        """Signal of one chunk, ndarray of shape (chunk bins, n_experiments), float32, NaN = no data."""
+        lo, hi = self.chunk_bounds(chunk)
+        return zarr.open_array(store=f"{self.path}/signal" if is_remote(self.path) else str(Path(self.path) / "signal"),
+                               mode="r")[lo:hi]
+
+    def read_column(self, experiment: int) -> np.ndarray:
+        """One experiment over every bin, chunk by chunk (used for scoring held-out tracks)."""
+        return np.concatenate([self.read_chunk(k)[:, experiment] for k in range(self.n_chunks)])
+
+
+def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, store_path: str | Path,
+           regions: list[tuple[str, int, int]] | None = None, chunk_bins: int = DEFAULT_CHUNK_BINS,
+           progress: Callable[[int, int], None] | None = None) -> SignalStore:
+    """Bin every track into ``bin_size`` means, arcsinh them and write a chunked store.
+
+    Streams one chunk of bins at a time across all tracks, so memory is ``chunk_bins x n_tracks``
+    whatever the genome length. A local store is written under a temporary name and renamed when
+    complete; on an object store the ``complete`` attribute is written last.
+
+    Parameters
+    ----------
+    tracks : list of Track
+        The experiments, in column order.
+    chrom_sizes : dict
+        Contig lengths; every contig of every track must be here.
+    bin_size : int
+        Bin width in bases (25 for PREDICTD).
+    store_path : str or Path
+        Where the store goes (replaced if it exists).
+    regions : list of (contig, start, end), optional
+        Model only these regions (e.g. the ENCODE pilot regions); default whole contigs.
+    chunk_bins : int
+        Bins per chunk: the unit of I/O and of Spark partitions.
+    progress : callable(done, total), optional
+        Called after each chunk.
+    """
+    if not tracks:
+        raise PredictdInputError("tracks", "rows", "the compendium is empty: no tracks to ingest")
+    bins = GenomeBins.build(chrom_sizes, bin_size, regions)
+    local = not is_remote(str(store_path))
+    target = str(store_path)
+    work = str(Path(target).with_name(f".{Path(target).name}.{uuid.uuid4().hex[:8]}.partial")) if local else target
+    cache_dir = Path(work + ".cache") if local else Path(f"/tmp/predictd-cache-{uuid.uuid4().hex[:8]}")
+    try:
+        opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)
+        try:
+            _write_store(work, tracks, bins, opened, chunk_bins, progress)
+        finally:
+            for track in opened:
+                track.close()
+        if local:
+            if Path(target).exists():
+                shutil.rmtree(target)
+            Path(work).rename(target)
+    except BaseException:
+        if local:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        remove_cache(cache_dir)
+    return SignalStore.open(target)
+
+
+def _write_store(path: str, tracks: list[Track], bins: GenomeBins, opened, chunk_bins: int,
+                 progress: Callable[[int, int], None] | None) -> None:
+    root = zarr.open_group(store=path, mode="w")
+    n_exp = len(tracks)
+    compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    for name, values in (("bin_contig", bins.contig_index), ("bin_start", bins.start), ("bin_end", bins.end)):
+        array = root.create_array(name, shape=values.shape, chunks=(chunk_bins,), dtype=values.dtype,
+                                  compressors=compressor)
+        array[:] = values
+    signal = root.create_array("signal", shape=(bins.n_bins, n_exp), chunks=(chunk_bins, n_exp),
+                               dtype="float32", compressors=compressor, fill_value=np.nan)
+    n_chunks = -(-bins.n_bins // chunk_bins)
+    for chunk in range(n_chunks):
+        lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
+        block = np.empty((hi - lo, n_exp), dtype=np.float32)
+        for contig, start, end, first, last in bins.runs(lo, hi):
+            for column, track in enumerate(opened):
+                block[first - lo:last - lo, column] = track.bin_means(contig, start, end, bins.bin_size)
+        negative = block < 0
+        if negative.any():
+            column = int(np.flatnonzero(negative.any(axis=0))[0])
+            raise PredictdInputError(tracks[column].path, "values",
+                                     "negative signal: expected -log10 p-values (>= 0)")
+        signal[lo:hi] = np.arcsinh(block)
+        if progress is not None:
+            progress(chunk + 1, n_chunks)
+    root.attrs.update({
+        "format": FORMAT,
+        "bin_size": bins.bin_size,
+        "contigs": [list(c) for c in bins.contigs],
+        "experiments": [{"cell_type": t.cell_type, "assay": t.assay, "path": t.path} for t in tracks],
+        "chunk_bins": chunk_bins,
+    })
+    root.attrs["complete"] = True
+
+
+def iter_chunks(store: SignalStore) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(chunk number, signal)`` for every chunk, in genome order."""
+    for chunk in range(store.n_chunks):
+        yield chunk, store.read_chunk(chunk)

@@ -1,0 +1,76 @@
+"""The tracks table: which (cell type, assay) experiments exist and where their signal lives."""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from predictd_core.errors import PredictdInputError
+
+REQUIRED_COLUMNS = ("cell_type", "assay", "path")
+REMOTE_SCHEMES = ("s3://", "https://", "http://", "gs://", "az://", "abfs://")
+
+
+def is_remote(path: str) -> bool:
+    """Return True when ``path`` is an object-store or web URL rather than a local file."""
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+@dataclass(frozen=True)
+class Track:
+    """One observed experiment: a cell type, an assay and the file holding its signal."""
+
+    cell_type: str
+    assay: str
+    path: str
+
+    @property
+    def name(self) -> str:
+        """``CELL:ASSAY``, the form used in configs and holdout lists."""
+        return f"{self.cell_type}:{self.assay}"
+
+
+def read_tracks_table(path: str | os.PathLike) -> list[Track]:
+    """Read a tracks TSV (columns ``cell_type``, ``assay``, ``path``; extra columns ignored).
+
+    Relative local paths are resolved against the table's folder. Local files must exist;
+    remote URLs are checked when they are read.
+
+    Raises
+    ------
+    PredictdInputError
+        On a missing table or column, an empty table, a duplicate (cell_type, assay) or a missing file.
+    """
+    table = Path(path)
+    if not table.is_file():
+        raise PredictdInputError(str(path), "tracks", "tracks table not found")
+    with table.open(newline="") as handle:
+        reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
+        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise PredictdInputError(str(path), "header", f"missing column(s) {', '.join(missing)}; "
+                                     f"expected tab-separated {', '.join(REQUIRED_COLUMNS)}")
+        tracks: list[Track] = []
+        seen: dict[tuple[str, str], int] = {}
+        for line_no, row in enumerate(reader, start=2):
+            values = {c: (row.get(c) or "").strip() for c in REQUIRED_COLUMNS}
+            for column, value in values.items():
+                if not value:
+                    raise PredictdInputError(str(path), f"line {line_no}: {column}", "empty value")
+            key = (values["cell_type"], values["assay"])
+            if key in seen:
+                raise PredictdInputError(str(path), f"line {line_no}: cell_type/assay",
+                                         f"duplicate experiment {key[0]}:{key[1]} (first on line {seen[key]})")
+            seen[key] = line_no
+            location = values["path"]
+            if not is_remote(location):
+                resolved = (table.parent / location).resolve() if not os.path.isabs(location) else Path(location)
+                if not resolved.is_file():
+                    raise PredictdInputError(str(path), f"line {line_no}: path", f"file not found: {resolved}")
+                location = str(resolved)
+            tracks.append(Track(values["cell_type"], values["assay"], location))
+    if not tracks:
+        raise PredictdInputError(str(path), "rows", "the tracks table lists no experiments (empty compendium)")
+    return tracks
