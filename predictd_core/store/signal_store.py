@@ -73,13 +73,17 @@ class SignalStore:
 
     def read_chunk(self, chunk: int) -> np.ndarray:
         """Signal of one chunk, ndarray of shape (chunk bins, n_experiments), float32, NaN = no data."""
-        lo, hi = self.chunk_bounds(chunk)
-        return zarr.open_array(store=f"{self.path}/signal" if is_remote(self.path) else str(Path(self.path) / "signal"),
-                               mode="r")[lo:hi]
+        return read_signal_rows(self.path, *self.chunk_bounds(chunk))
 
     def read_column(self, experiment: int) -> np.ndarray:
         """One experiment over every bin, chunk by chunk (used for scoring held-out tracks)."""
         return np.concatenate([self.read_chunk(k)[:, experiment] for k in range(self.n_chunks)])
+
+
+def read_signal_rows(path: str, lo: int, hi: int) -> np.ndarray:
+    """Signal rows ``[lo, hi)`` of the store at ``path`` (a light call Spark tasks can make)."""
+    return zarr.open_array(store=f"{path.rstrip('/')}/signal" if is_remote(path) else str(Path(path) / "signal"),
+                           mode="r")[lo:hi]
 
 
 def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, store_path: str | Path,

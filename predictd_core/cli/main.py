@@ -1,0 +1,206 @@
+"""``predictd``: ingest, train, impute, evaluate, run, demo and simulate from the command line.
+
+Every step takes the run's YAML config (see ``predictd_core.config``). Bad input ends with one line
+naming the file and field, exit code 2, and no partial output.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from predictd_core.errors import PredictdInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
+    "Impute missing epigenomics experiments with PREDICTD's tensor model.\n\n"
+    "Example: predictd run examples/roadmap-pilot.yaml"))
+console = Console(stderr=True)
+ConfigArg = typer.Argument(..., help="run config YAML (tracks, chrom_sizes, bin_size, holdout, model, engine, output)",
+                           show_default=False)
+
+REPO = Path(__file__).resolve().parents[2]
+PILOT_CONFIG = REPO / "examples" / "roadmap-pilot.yaml"
+PILOT_DATA = REPO.parent / "shared" / "data" / "roadmap-pilot"
+
+
+@contextmanager
+def _progress() -> Iterator:
+    """A rich progress bar per pipeline step, fed by the pipeline's ``progress(step, done, total)``."""
+    bars = Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+    tasks: dict[str, int] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bars.add_task(step, total=total)
+        bars.update(tasks[step], completed=done, total=total)
+
+    with bars:
+        yield update
+
+
+@contextmanager
+def _user_errors(output: Optional[Path] = None) -> Iterator[None]:
+    """Turn bad input into one line on stderr and exit 2; remove an output folder this run created."""
+    existed = output is not None and output.exists()
+    try:
+        yield
+    except PredictdInputError as error:
+        if output is not None and not existed and output.exists():
+            shutil.rmtree(output, ignore_errors=True)
+        console.print(f"predictd: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _load(config_path: Path):
+    from predictd_core.config import load_config
+
+    return load_config(config_path)
+
+
+@app.command()
+def ingest(config: Path = ConfigArg) -> None:
+    """Bin the tracks into the chunked signal store (OUTPUT/store.zarr)."""
+    from predictd_core import pipeline
+
+    with _user_errors():
+        settings = _load(config)
+        with _progress() as progress:
+            store = pipeline.run_ingest(settings, progress)
+    typer.echo(f"store: {store.path} ({store.bins.n_bins} bins x {store.n_experiments} experiments)")
+
+
+@app.command()
+def train(config: Path = ConfigArg) -> None:
+    """Fit the model on the stored tracks minus the holdout (OUTPUT/model)."""
+    from predictd_core import pipeline
+    from predictd_core.engine import make_engine
+
+    with _user_errors():
+        settings = _load(config)
+        store = pipeline.open_store(settings)
+        engine = make_engine(settings.engine, store)
+        with _progress() as progress:
+            model = pipeline.run_train(settings, store, engine, progress)
+    typer.echo(f"model: {Path(settings.output) / 'model'} (rank {model.rank_}, best sweep "
+               f"{model.best_iteration_} of {len(model.history_)})")
+
+
+@app.command()
+def impute(config: Path = ConfigArg) -> None:
+    """Write an imputed bigWig for every (cell, assay) pair (OUTPUT/imputed)."""
+    from predictd_core import pipeline
+    from predictd_core.engine import make_engine
+    from predictd_core.model.estimator import Predictd
+
+    with _user_errors():
+        settings = _load(config)
+        store = pipeline.open_store(settings)
+        model_folder = Path(settings.output) / "model"
+        if not (model_folder / "model.json").is_file():
+            raise PredictdInputError(str(model_folder), "model.json", "no trained model; run train first")
+        model = Predictd.load(model_folder)
+        engine = make_engine(settings.engine, store)
+        with _progress() as progress:
+            paths = pipeline.run_impute(settings, store, model, engine, progress)
+    typer.echo(f"imputed: {len(paths)} bigWigs in {Path(settings.output) / 'imputed'}")
+
+
+@app.command()
+def evaluate(config: Path = ConfigArg) -> None:
+    """Score the holdout targets against the same-assay average baseline (OUTPUT/metrics.tsv)."""
+    from predictd_core import pipeline
+
+    with _user_errors():
+        settings = _load(config)
+        rows = pipeline.run_evaluate(settings, pipeline.open_store(settings))
+    _print_metrics(rows)
+    typer.echo(f"metrics: {Path(settings.output) / 'metrics.tsv'}")
+
+
+@app.command()
+def run(config: Path = ConfigArg) -> None:
+    """ingest, train, impute and evaluate in one go; manifest.json is written last."""
+    _run(config)
+
+
+def _run(config: Path) -> None:
+    from predictd_core import pipeline
+
+    output = None
+    with _user_errors(output=None):
+        settings = _load(config)
+        output = Path(settings.output)
+    with _user_errors(output=output):
+        with _progress() as progress:
+            result = pipeline.run_all(settings, progress)
+    _print_metrics(result["rows"])
+    typer.echo(f"imputed tracks: {result['imputed']}")
+    typer.echo(f"metrics:        {result['metrics']}")
+    typer.echo(f"manifest:       {result['manifest']}")
+
+
+@app.command()
+def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generated compendium goes if the "
+                                      "real pilot tracks are absent")) -> None:
+    """Run examples/roadmap-pilot.yaml on the real pilot tracks (or a simulated compendium without them)."""
+    if PILOT_DATA.is_dir() and PILOT_CONFIG.is_file():
+        typer.echo(f"demo: real Roadmap pilot tracks from {PILOT_DATA}")
+        _run(PILOT_CONFIG)
+        return
+    from predictd_core.simulate import simulate_compendium, write_example_config
+
+    typer.echo(f"demo: {PILOT_DATA} is absent, so the same pipeline runs on a generated compendium "
+               "(planted low-rank structure, peaks, broad domains, noise)")
+    compendium = simulate_compendium(workdir / "simulated", overwrite=True)
+    holdout = [f"{compendium.cells[0]}:{compendium.assays[0]}", f"{compendium.cells[1]}:{compendium.assays[1]}"]
+    _run(write_example_config(workdir / "simulated", holdout))
+
+
+@app.command()
+def simulate(out: Path = typer.Argument(..., help="folder for tracks.tsv, chrom.sizes, bigWigs, truth.npz"),
+             cells: int = typer.Option(6, min=2), assays: int = typer.Option(5, min=2),
+             bins: int = typer.Option(20000, min=100), rank: int = typer.Option(4, min=1),
+             missing_fraction: float = typer.Option(0.0, min=0.0, max=0.9),
+             seed: int = typer.Option(0), overwrite: bool = typer.Option(False)) -> None:
+    """Generate a compendium with planted low-rank structure, peaks, broad domains and noise."""
+    from predictd_core.simulate import simulate_compendium, write_example_config
+
+    with _user_errors():
+        compendium = simulate_compendium(out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank,
+                                         missing_fraction=missing_fraction, seed=seed, overwrite=overwrite)
+        config = write_example_config(out, [f"{compendium.cells[0]}:{compendium.assays[0]}"])
+    typer.echo(f"compendium: {compendium.tracks_tsv}\nconfig:     {config}")
+
+
+def _print_metrics(rows: list[dict]) -> None:
+    table = Table(title="held-out tracks: predictd vs the same-assay average of other cells")
+    for column in ("target", "MSEglobal", "baseline", "GWcorr", "baseline", "Match1", "baseline",
+                   "Catch1obs", "baseline"):
+        table.add_column(column, justify="right")
+    for row in rows:
+        table.add_row(f"{row['cell_type']}:{row['assay']}",
+                      *(f"{row[prefix + m]:.4f}" for m in ("MSEglobal", "GWcorr", "Match1", "Catch1obs")
+                        for prefix in ("", "baseline_")))
+    Console().print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``predictd`` script; returns the exit code."""
+    try:
+        app(args=argv, prog_name="predictd", standalone_mode=True)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

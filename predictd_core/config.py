@@ -1,0 +1,108 @@
+"""The run configuration: one YAML file, validated by pydantic, paths relative to the file.
+
+Example::
+
+    tracks: tracks.tsv            # TSV: cell_type, assay, path (local, s3:// or https://)
+    chrom_sizes: chrom.sizes
+    regions: null                 # optional BED: model only these regions
+    bin_size: 25
+    holdout: [E065:H3K4me3]       # removed from training, imputed and scored
+    model: {rank: 100, solver: als, penalties: {rc: 3.66, ra: 1.23e-7, ri2: 2.9}}
+    engine: {master: "local[*]"}
+    output: output                # folder for store, model, imputed/, metrics.tsv, manifest.json
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from predictd_core.errors import PredictdInputError
+from predictd_core.model.settings import ModelSettings
+from predictd_core.store.signal_store import DEFAULT_CHUNK_BINS
+from predictd_core.tracks.table import is_remote
+
+
+class EngineSettings(BaseModel):
+    """Where the chunk computations run: Spark (any master) or plain numpy in this process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["spark", "numpy"] = "spark"
+    master: str = Field("local[*]", description="Spark master URL; ignored by the numpy engine")
+    spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+
+
+class RunConfig(BaseModel):
+    """Everything ``predictd run`` needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracks: str
+    chrom_sizes: str
+    regions: str | None = None
+    bin_size: int = Field(25, ge=1)
+    chunk_bins: int = Field(DEFAULT_CHUNK_BINS, ge=1, description="bins per chunk (I/O unit and Spark partition)")
+    holdout: list[str] = Field(default_factory=list)
+    model: ModelSettings = ModelSettings()
+    engine: EngineSettings = EngineSettings()
+    output: str = "output"
+    store: str | None = Field(None, description="signal store path; default OUTPUT/store.zarr")
+
+    @field_validator("holdout")
+    @classmethod
+    def _cell_colon_assay(cls, targets: list[str]) -> list[str]:
+        for target in targets:
+            if target.count(":") != 1 or not all(target.split(":")):
+                raise ValueError(f"holdout targets are 'CELL:ASSAY', got {target!r}")
+        if len(set(targets)) != len(targets):
+            raise ValueError("holdout lists a target twice")
+        return targets
+
+    @property
+    def store_path(self) -> str:
+        return self.store or str(Path(self.output) / "store.zarr")
+
+    def digest(self) -> str:
+        """sha256 of the validated config (paths resolved): the identity of a run."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run YAML; relative paths are resolved against the YAML's folder.
+
+    Raises
+    ------
+    PredictdInputError
+        Naming the file and the field, for a missing file, bad YAML or an invalid field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PredictdInputError(str(path), "config", "config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PredictdInputError(str(path), "yaml", f"not valid YAML: {error}".replace("\n", " ")) from error
+    if not isinstance(raw, dict):
+        raise PredictdInputError(str(path), "config", "expected a mapping of fields (tracks, chrom_sizes, ...)")
+    try:
+        config = RunConfig(**raw)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "config"
+        raise PredictdInputError(str(path), field, f"{first['msg']} (got {first.get('input')!r})") from None
+    base = path.resolve().parent
+    resolved = {name: _resolve(base, getattr(config, name))
+                for name in ("tracks", "chrom_sizes", "regions", "output", "store")}
+    return config.model_copy(update=resolved)
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None or is_remote(value):
+        return value
+    return str((base / value).resolve())

@@ -1,0 +1,121 @@
+"""The Spark engine: chunks of bins are the partitions; factors go out by broadcast, statistics
+come back by treeAggregate (never accumulators inside transformations: a retried task would count
+twice). Each chunk is read from the store once and cached; a sweep is one pass over the cache.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from predictd_core.store.signal_store import SignalStore, read_signal_rows
+
+
+def _merge(left: Any, right: Any) -> Any:
+    """treeAggregate's combiner: ``None`` is the empty sum."""
+    if left is None:
+        return right
+    if right is None:
+        return left
+    return left + right
+
+
+def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
+    """A SparkSession for this process (reused if one is running), with the worker Python pinned."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    if master.startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.master(master).appName("predictd")
+    builder = builder.config("spark.ui.showConsoleProgress", "false").config("spark.ui.enabled", "false")
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+class SparkEngine:
+    """Map functions over the store's chunks on a Spark cluster (``local[*]`` by default).
+
+    Same methods and results as :class:`predictd_core.engine.local.LocalEngine`; only the order of
+    floating-point additions in the tree reduction differs.
+    """
+
+    name = "spark"
+
+    def __init__(self, store: SignalStore, master: str = "local[*]", conf: dict[str, str] | None = None) -> None:
+        self.store = store
+        self.session = get_session(master, conf)
+        sc = self.session.sparkContext
+        n, path = store.n_chunks, store.path
+        # Ship only (chunk, lo, hi): the store handle holds every bin's coordinates.
+        bounds = [(chunk, *store.chunk_bounds(chunk)) for chunk in range(n)]
+        self._chunks = (sc.parallelize(bounds, n)
+                        .map(lambda b: (b[0], read_signal_rows(path, b[1], b[2])))
+                        .cache())
+        self._states = None
+
+    def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
+        """Sum of ``fn(chunk signal, payload)`` over every chunk (payload broadcast once)."""
+        shared = self.session.sparkContext.broadcast(payload)
+        try:
+            depth = 2 if self.store.n_chunks > 16 else 1
+            return (self._chunks.map(lambda item: fn(item[1], shared.value))
+                    .treeAggregate(None, _merge, _merge, depth=depth))
+        finally:
+            shared.unpersist()
+
+    def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
+        """``(chunk, fn(chunk signal, payload))`` in genome order, streamed to the driver."""
+        shared = self.session.sparkContext.broadcast(payload)
+        try:
+            yield from self._chunks.map(lambda item: (item[0], fn(item[1], shared.value))).toLocalIterator()
+        finally:
+            shared.unpersist()
+
+    def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
+        """Advance per-chunk state kept in a cached RDD; returns the sum of the per-chunk results.
+
+        Each task's output is a pure function of (chunk, old state, payload), so a retried task
+        recomputes the same state and result.
+        """
+        shared = self.session.sparkContext.broadcast(payload)
+        old = self._states
+        joined = self._chunks.map(lambda item: (item[0], item[1], None)) if old is None else \
+            self._chunks.zip(old).map(lambda pair: (pair[0][0], pair[0][1], pair[1][1]))
+        stepped = joined.map(lambda t: (t[0], fn(t[0], t[1], t[2], shared.value))).cache()
+        result = stepped.map(lambda item: item[1][1]).treeAggregate(None, _merge, _merge)
+        self._states = stepped.map(lambda item: (item[0], item[1][0])).cache()
+        self._states.count()
+        stepped.unpersist()
+        if old is not None:
+            old.unpersist()
+        shared.unpersist()
+        return result
+
+    def collect_state(self) -> dict[int, Any]:
+        """The per-chunk states on the driver (for best-iterate snapshots)."""
+        return {} if self._states is None else dict(self._states.collect())
+
+    def reset_state(self, states: dict[int, Any] | None = None) -> None:
+        """Replace the per-chunk states (``None`` or empty: start again)."""
+        if self._states is not None:
+            self._states.unpersist()
+        if not states:
+            self._states = None
+            return
+        sc = self.session.sparkContext
+        n = self.store.n_chunks
+        self._states = sc.parallelize(sorted(states.items()), n).cache()
+
+    def close(self) -> None:
+        """Release the cached chunks (the SparkSession stays up for reuse)."""
+        self._chunks.unpersist()
+        if self._states is not None:
+            self._states.unpersist()

@@ -1,0 +1,592 @@
+"""Simulated compendia with a planted low-rank truth, written in the same format as real data.
+
+A compendium is written as the real ones are (``../shared/data/roadmap-pilot``): one bigWig per
+observed (cell type, assay) with fixed 25 bp steps of -log10 p-values, a ``tracks.tsv`` and a
+``chrom.sizes``. Beside them ``truth.npz`` holds the planted parameters and the noiseless signal of
+every (cell type, assay) pair, observed or not, so imputations of unmeasured pairs can be scored.
+
+Signal model, on the arcsinh scale, for cell ``c``, assay ``a`` and bin ``i``::
+
+    y[c, a, i] = mu + b_cell[c] + b_assay[a] + b_bin[i] + sum_k C[c, k] A[a, k] G[i, k]
+    observed   = max(0, y + noise * N(0, 1))        # independent per entry
+    bigWig     = sinh(observed)                      # the -log10 p scale, >= 0
+
+The genome factors ``G`` are non-negative, sparse and positively skewed, each of one kind of
+chromatin structure (cycled in this order as the rank grows):
+
+- ``promoter``: sharp peaks a few bins wide at gene starts (H3K4me3, H3K9ac, DNase...),
+- ``polycomb``: broad domains of hundreds of bins from a smoothed Markov on/off process (H3K27me3),
+- ``gene_body``: domains downstream of gene starts, rising towards the gene end (H3K36me3, H3K79me2),
+- ``enhancer``: wider, weaker peaks, half of them near genes (H3K4me1, H3K27ac),
+- ``heterochromatin``: long, patchy domains of thousands of bins (H3K9me3).
+
+Each assay loads on the kinds it marks (a fixed affinity table, jittered), so a simulated H3K4me3
+looks peaky and a simulated H3K27me3 broad. When the rank is below 5 a missing kind falls back to
+the nearest present one (enhancer -> promoter, heterochromatin -> polycomb, gene_body -> polycomb).
+Above 5 a kind gets several factors, each over its own random subset of genes or domains, so cell
+types differ in which elements are active, not only in how strongly.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyBigWig
+import yaml
+
+from predictd_core.errors import PredictdInputError
+from predictd_core.io import temporary_sibling, write_atomic
+
+ROADMAP_LAYOUT_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/roadmap-layout"
+"""The real Roadmap layout folder (``idmap.json``, ``predictd_splits.json``), beside the repository."""
+
+ASSAYS = ("H3K4me3", "H3K27me3", "H3K36me3", "H3K9me3", "H3K4me1", "H3K27ac", "H3K9ac", "DNase",
+          "H3K4me2", "H2A.Z", "H3K79me2", "H4K20me1", "H3K79me1", "H3K4ac", "H2AK5ac", "H2BK120ac",
+          "H2BK5ac", "H3K18ac", "H3K23ac", "H4K8ac", "H2BK12ac", "H3K14ac", "H4K91ac", "H2BK15ac")
+"""The 24 Roadmap assays, the most often measured first (the order used without a layout)."""
+
+KINDS = ("promoter", "polycomb", "gene_body", "enhancer", "heterochromatin")
+_FALLBACK = {"enhancer": "promoter", "heterochromatin": "polycomb", "gene_body": "polycomb",
+             "polycomb": "promoter"}
+
+# Loading of each assay on each kind, in KINDS order.
+_AFFINITY = {
+    "H3K4me3": (1.0, 0.1, 0.0, 0.15, 0.0),
+    "H3K27me3": (0.05, 1.0, 0.0, 0.0, 0.15),
+    "H3K36me3": (0.0, 0.0, 1.0, 0.0, 0.1),
+    "H3K9me3": (0.0, 0.15, 0.1, 0.0, 1.0),
+    "H3K4me1": (0.25, 0.05, 0.1, 1.0, 0.0),
+    "H3K27ac": (0.8, 0.0, 0.0, 0.7, 0.0),
+    "H3K9ac": (0.9, 0.0, 0.05, 0.3, 0.0),
+    "DNase": (0.7, 0.0, 0.0, 0.6, 0.0),
+    "H3K4me2": (0.8, 0.05, 0.0, 0.6, 0.0),
+    "H2A.Z": (0.7, 0.1, 0.0, 0.4, 0.0),
+    "H3K79me2": (0.35, 0.0, 0.8, 0.0, 0.0),
+    "H3K79me1": (0.2, 0.0, 0.8, 0.1, 0.0),
+    "H4K20me1": (0.05, 0.0, 0.7, 0.0, 0.25),
+    "H3K4ac": (0.8, 0.0, 0.0, 0.3, 0.0),
+}
+_ACETYL_DEFAULT = (0.6, 0.0, 0.15, 0.5, 0.0)  # the rarer acetylation marks
+
+MU = 0.3  # global mean on the arcsinh scale: the real tracks' background sits around 0.1-0.4
+TRUTH_FILE = "truth.npz"
+TRACKS_FILE = "tracks.tsv"
+SIZES_FILE = "chrom.sizes"
+
+
+@dataclass(frozen=True)
+class SimulatedCompendium:
+    """What :func:`simulate_compendium` wrote.
+
+    Attributes
+    ----------
+    root : Path
+        The compendium folder.
+    tracks_tsv, chrom_sizes, truth : Path
+        ``tracks.tsv``, ``chrom.sizes`` and ``truth.npz`` inside ``root``.
+    cells, assays : tuple of str
+        Every cell type and assay of the grid, in the order of the axes of ``truth.npz``.
+    observed : tuple of (cell, assay)
+        The experiments written as bigWigs (and listed in ``tracks.tsv``), grid order.
+    n_bins, bin_size : int
+    """
+
+    root: Path
+    tracks_tsv: Path
+    chrom_sizes: Path
+    truth: Path
+    cells: tuple[str, ...]
+    assays: tuple[str, ...]
+    observed: tuple[tuple[str, str], ...]
+    n_bins: int
+    bin_size: int
+
+    @property
+    def missing(self) -> tuple[tuple[str, str], ...]:
+        """The (cell, assay) pairs of the grid that have no track (truth only)."""
+        seen = set(self.observed)
+        return tuple((c, a) for c in self.cells for a in self.assays if (c, a) not in seen)
+
+
+def roadmap_cell_names(n: int) -> list[str]:
+    """Roadmap epigenome ids E001, E002, ... (E060 and E064 do not exist, as in Roadmap)."""
+    names, number = [], 1
+    while len(names) < n:
+        if number not in (60, 64):
+            names.append(f"E{number:03d}")
+        number += 1
+    return names
+
+
+def load_roadmap_layout(folder: str | os.PathLike | None = None) -> tuple[list[str], list[str], set[tuple[str, str]],
+                                                                         dict[tuple[str, str], str]]:
+    """Read the real Roadmap layout: cells, assays, observed experiments and their PREDICTD split.
+
+    Cells come in ``idmap.json`` order (E001..E129; sorted names without it). Assays come from the
+    most measured to the least (ties in ``idmap.json`` order), so the first five are the five core
+    marks every epigenome has and a small sub-grid is not mostly empty.
+
+    Returns
+    -------
+    cells, assays, observed, split
+        ``observed`` holds (cell, assay) pairs; ``split`` maps each to ``train``, ``val`` or ``test``.
+    """
+    root = Path(folder) if folder is not None else ROADMAP_LAYOUT_DIR
+    splits_path = root / "predictd_splits.json"
+    if not splits_path.is_file():
+        raise PredictdInputError(str(splits_path), "layout",
+                                 "the Roadmap layout file is missing; layout='roadmap' needs the folder "
+                                 f"{root} with predictd_splits.json (and idmap.json)")
+    try:
+        splits = json.loads(splits_path.read_text())
+        split: dict[tuple[str, str], str] = {}
+        for part, names in splits.items():
+            for name in names:
+                cell, assay = name.split("-", 1)
+                split[(cell, assay)] = part
+    except (ValueError, AttributeError) as error:
+        raise PredictdInputError(str(splits_path), "layout",
+                                 f"expected {{split: ['CELL-ASSAY', ...]}}: {error}") from error
+    observed = set(split)
+    idmap_path = root / "idmap.json"
+    if idmap_path.is_file():
+        idmap = json.loads(idmap_path.read_text())
+        cell_rank = {name: i for i, name in enumerate(sorted(idmap["cell2id"], key=idmap["cell2id"].get))}
+        assay_rank = {name: i for i, name in enumerate(sorted(idmap["assay2id"], key=idmap["assay2id"].get))}
+    else:
+        cell_rank = {name: i for i, name in enumerate(sorted({c for c, _ in observed}))}
+        assay_rank = {name: i for i, name in enumerate(sorted({a for _, a in observed}))}
+    counts = {a: 0 for a in assay_rank}
+    for _, assay in observed:
+        counts[assay] = counts.get(assay, 0) + 1
+    cells = sorted(cell_rank, key=cell_rank.get)
+    assays = sorted(counts, key=lambda a: (-counts[a], assay_rank.get(a, len(assay_rank)), a))
+    return cells, assays, observed, split
+
+
+# --------------------------------------------------------------------------- genome structure
+
+def _smooth(values: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of ``width`` bins (edges averaged over what exists)."""
+    if width <= 1:
+        return values
+    padded = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    n = values.shape[0]
+    lo = np.clip(np.arange(n) - width // 2, 0, n)
+    hi = np.clip(np.arange(n) - width // 2 + width, 0, n)
+    return (padded[hi] - padded[lo]) / np.maximum(hi - lo, 1)
+
+
+def _bumps(n_bins: int, centres: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Gaussian peaks of height ``heights`` and sd ``widths`` (bins) at ``centres``; overlaps add."""
+    out = np.zeros(n_bins)
+    keep = (centres >= 0) & (centres < n_bins)
+    centres, heights, widths = centres[keep], heights[keep], widths[keep]
+    for sd in np.unique(widths):
+        pick = widths == sd
+        impulses = np.bincount(centres[pick], weights=heights[pick], minlength=n_bins)
+        half = int(np.ceil(4 * sd))
+        kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sd) ** 2)
+        out += np.convolve(impulses, kernel, mode="same")
+    return out
+
+
+def _markov_domains(rng: np.random.Generator, n_bins: int, mean_on: float, mean_off: float,
+                    level_median: float, edge: int, texture: float) -> np.ndarray:
+    """A smoothed on/off process: domains of about ``mean_on`` bins, gaps of about ``mean_off``."""
+    n_pairs = int(n_bins / (mean_on + mean_off) * 1.5) + 8
+    on = np.maximum(1, rng.gamma(2.0, mean_on / 2.0, n_pairs)).astype(np.int64)
+    off = np.maximum(1, rng.gamma(1.5, mean_off / 1.5, n_pairs)).astype(np.int64)
+    while on.sum() + off.sum() < n_bins:  # rare: draw more runs
+        on = np.concatenate([on, np.maximum(1, rng.gamma(2.0, mean_on / 2.0, n_pairs)).astype(np.int64)])
+        off = np.concatenate([off, np.maximum(1, rng.gamma(1.5, mean_off / 1.5, n_pairs)).astype(np.int64)])
+    levels = level_median * rng.lognormal(0.0, 0.35, on.shape[0])
+    lengths = np.stack([off, on], axis=1).ravel()
+    values = np.stack([np.zeros_like(levels), levels], axis=1).ravel()
+    start = int(rng.integers(0, lengths[0] + lengths[1]))  # random phase
+    track = np.repeat(values, lengths)[start:start + n_bins]
+    if texture > 0:
+        grain = _smooth(rng.standard_normal(n_bins), 12)
+        track = track * np.exp(texture * grain / max(grain.std(), 1e-9))
+    return _smooth(track, edge)
+
+
+def _genes(rng: np.random.Generator, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gene starts, lengths (bins) and strands: about one gene per 300 bins (7.5 kb)."""
+    n = max(1, int(rng.poisson(n_bins / 300)))
+    starts = np.sort(rng.integers(0, n_bins, n))
+    lengths = np.clip(rng.lognormal(np.log(120), 0.8, n), 10, 2000).astype(np.int64)
+    strands = rng.choice(np.array([-1, 1]), n)
+    return starts, lengths, strands
+
+
+def _gene_bodies(n_bins: int, starts: np.ndarray, lengths: np.ndarray, strands: np.ndarray,
+                 levels: np.ndarray) -> np.ndarray:
+    """Domains from each start along the strand, rising from 30 % to 100 % towards the gene end."""
+    out = np.zeros(n_bins)
+    for tss, length, strand, level in zip(starts.tolist(), lengths.tolist(), strands.tolist(), levels.tolist()):
+        ramp = level * np.linspace(0.3, 1.0, length)
+        if strand > 0:
+            lo, hi = tss, min(n_bins, tss + length)
+            out[lo:hi] += ramp[: hi - lo]
+        else:
+            lo, hi = max(0, tss - length + 1), tss + 1
+            out[lo:hi] += ramp[::-1][length - (hi - lo):]
+    return _smooth(out, 5)
+
+
+def _factor_kinds(rank: int) -> list[str]:
+    return [KINDS[k % len(KINDS)] for k in range(rank)]
+
+
+def _genome_factors(rng: np.random.Generator, n_bins: int, kinds: list[str]) -> np.ndarray:
+    """Non-negative genome factors G (n_bins x rank), one structure kind per column."""
+    starts, lengths, strands = _genes(rng, n_bins)
+    n_inst = {kind: kinds.count(kind) for kind in set(kinds)}
+    columns = []
+    for kind in kinds:
+        # several factors of one kind each cover a random part of the genes (cell-specific activity)
+        share = 1.0 if n_inst[kind] == 1 else 0.6
+        active = rng.random(starts.shape[0]) < share
+        if kind == "promoter":
+            n = int(active.sum())
+            centres = starts[active] + rng.integers(-1, 2, n)
+            heights = 3.0 * rng.lognormal(0.0, 0.35, n)
+            widths = rng.choice(np.array([1.0, 1.5, 2.5]), n)
+            col = _bumps(n_bins, centres, heights, widths)
+        elif kind == "gene_body":
+            levels = 1.8 * rng.lognormal(0.0, 0.3, int(active.sum()))
+            col = _gene_bodies(n_bins, starts[active], lengths[active], strands[active], levels)
+        elif kind == "enhancer":
+            n = max(1, int(rng.poisson(n_bins / 150)))
+            near = rng.random(n) < 0.5
+            anchors = rng.choice(starts, n)
+            centres = np.where(near, anchors + rng.integers(-200, 201, n), rng.integers(0, n_bins, n))
+            heights = 1.6 * rng.lognormal(0.0, 0.45, n)
+            widths = rng.choice(np.array([2.0, 3.0, 5.0]), n)
+            col = _bumps(n_bins, centres, heights, widths)
+        elif kind == "polycomb":
+            col = _markov_domains(rng, n_bins, mean_on=150, mean_off=900, level_median=1.6, edge=9, texture=0.15)
+        else:  # heterochromatin
+            col = _markov_domains(rng, n_bins, mean_on=700, mean_off=1500, level_median=1.1, edge=25, texture=0.35)
+        columns.append(col)
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def _assay_factors(rng: np.random.Generator, assays: list[str], kinds: list[str]) -> np.ndarray:
+    """A (n_assays x rank): each assay's affinity for each factor's kind, jittered, split over repeats."""
+    present = set(kinds)
+    n_inst = {kind: kinds.count(kind) for kind in present}
+    out = np.zeros((len(assays), len(kinds)))
+    for row, assay in enumerate(assays):
+        affinity = dict(zip(KINDS, _AFFINITY.get(assay, _ACETYL_DEFAULT)))
+        folded = {kind: 0.0 for kind in present}
+        for kind, weight in affinity.items():
+            target = kind
+            while target not in present:
+                target = _FALLBACK[target]
+            folded[target] += weight
+        for k, kind in enumerate(kinds):
+            out[row, k] = folded[kind] / n_inst[kind]
+    return out * rng.lognormal(0.0, 0.15, out.shape)
+
+
+def _cell_factors(rng: np.random.Generator, n_cells: int, kinds: list[str]) -> np.ndarray:
+    """C (n_cells x rank): log-normal strengths; repeated kinds are off (x0.1) in a third of cells."""
+    out = rng.lognormal(0.0, 0.35, (n_cells, len(kinds)))
+    seen: set[str] = set()
+    for k, kind in enumerate(kinds):
+        if kind in seen:
+            out[:, k] *= np.where(rng.random(n_cells) < 0.35, 0.1, 1.0)
+        seen.add(kind)
+    return out
+
+
+# --------------------------------------------------------------------------- layout and masks
+
+def _drop_pairs(rng: np.random.Generator, n_cells: int, n_assays: int, fraction: float) -> np.ndarray:
+    """An observed mask with ``round(fraction * pairs)`` pairs dropped, >= 2 kept per row and column."""
+    mask = np.ones((n_cells, n_assays), dtype=bool)
+    target = int(round(fraction * mask.size))
+    if target == 0:
+        return mask
+    if n_cells < 2 or n_assays < 2:
+        raise PredictdInputError("simulate", "missing_fraction",
+                                 "dropping experiments needs at least 2 cell types and 2 assays")
+    row, col = np.full(n_cells, n_assays), np.full(n_assays, n_cells)
+    dropped = 0
+    for flat in rng.permutation(mask.size):
+        c, a = divmod(int(flat), n_assays)
+        if row[c] > 2 and col[a] > 2:
+            mask[c, a] = False
+            row[c] -= 1
+            col[a] -= 1
+            dropped += 1
+            if dropped == target:
+                return mask
+    raise PredictdInputError("simulate", "missing_fraction",
+                             f"{fraction} of {mask.size} pairs is {target}, but only {dropped} can be dropped "
+                             f"while every cell type and assay keeps 2 experiments")
+
+
+def _grid(n_cells: int, n_assays: int, missing_fraction: float, layout: str | None,
+          rng: np.random.Generator) -> tuple[list[str], list[str], np.ndarray, dict[tuple[str, str], str]]:
+    if layout is None:
+        if n_assays > len(ASSAYS):
+            raise PredictdInputError("simulate", "n_assays", f"at most {len(ASSAYS)} (the Roadmap assays), "
+                                     f"got {n_assays}")
+        cells, assays = roadmap_cell_names(n_cells), list(ASSAYS[:n_assays])
+        return cells, assays, _drop_pairs(rng, n_cells, n_assays, missing_fraction), {}
+    if layout != "roadmap":
+        raise PredictdInputError("simulate", "layout", f"expected None or 'roadmap', got {layout!r}")
+    if missing_fraction:
+        raise PredictdInputError("simulate", "missing_fraction",
+                                 "layout='roadmap' keeps the real holes; leave missing_fraction at 0")
+    all_cells, all_assays, observed, split = load_roadmap_layout()
+    if n_cells > len(all_cells) or n_assays > len(all_assays):
+        raise PredictdInputError("simulate", "n_cells/n_assays", f"the Roadmap layout has {len(all_cells)} "
+                                 f"cell types and {len(all_assays)} assays, asked for {n_cells} x {n_assays}")
+    cells, assays = all_cells[:n_cells], all_assays[:n_assays]
+    mask = np.array([[(c, a) in observed for a in assays] for c in cells], dtype=bool)
+    empty = [c for c, n in zip(cells, mask.sum(axis=1)) if n == 0] + \
+            [a for a, n in zip(assays, mask.sum(axis=0)) if n == 0]
+    if empty:
+        raise PredictdInputError("simulate", "n_cells/n_assays",
+                                 f"in the first {n_cells} x {n_assays} of the Roadmap layout "
+                                 f"{', '.join(empty)} have no observed experiment; take more cell types "
+                                 f"or fewer assays")
+    return cells, assays, mask, split
+
+
+# --------------------------------------------------------------------------- writing
+
+def _looks_like_compendium(folder: Path) -> bool:
+    return (folder / TRACKS_FILE).exists() or (folder / TRUTH_FILE).exists()
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise PredictdInputError(str(out_dir), "out_dir", "exists and is not a folder")
+    if not any(out_dir.iterdir()):
+        return
+    if not _looks_like_compendium(out_dir):
+        raise PredictdInputError(str(out_dir), "out_dir",
+                                 "folder is not empty and holds no compendium; refusing to replace it")
+    if not overwrite:
+        raise PredictdInputError(str(out_dir), "out_dir",
+                                 "already holds a compendium (tracks.tsv/truth.npz); pass overwrite=True "
+                                 "to replace the whole folder")
+    if not ((out_dir / TRACKS_FILE).exists() and (out_dir / TRUTH_FILE).exists()):
+        raise PredictdInputError(str(out_dir), "out_dir", "holds a tracks.tsv or truth.npz but not both, so "
+                                 "it is not a simulated compendium; refusing to replace it")
+
+
+def _write_bigwig(path: Path, contigs: list[tuple[str, int]], values: np.ndarray, bin_size: int) -> None:
+    writer = pyBigWig.open(str(path), "w")
+    try:
+        writer.addHeader(contigs)
+        offset = 0
+        for name, length in contigs:
+            n = length // bin_size
+            writer.addEntries(name, 0, values=values[offset:offset + n].astype(np.float64),
+                              span=bin_size, step=bin_size)
+            offset += n
+    finally:
+        writer.close()
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out_dir``, replacing an empty or checked old one."""
+    old = None
+    if out_dir.exists():
+        if any(out_dir.iterdir()):
+            old = temporary_sibling(out_dir)
+            os.replace(out_dir, old)
+        else:
+            out_dir.rmdir()
+    try:
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: int = 5, n_bins: int = 20000,
+                        rank: int = 4, bin_size: int = 25, missing_fraction: float = 0.0,
+                        layout: str | None = None, noise: float = 0.3, seed: int = 0, contigs: int = 2,
+                        *, overwrite: bool = False) -> SimulatedCompendium:
+    """Write a simulated compendium with a planted rank-``rank`` truth into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Target folder; built in a hidden sibling and renamed into place. It may be absent or empty;
+        one holding a compendium is replaced only with ``overwrite=True`` (the whole folder goes),
+        and a non-empty folder without ``tracks.tsv`` is never replaced.
+    n_cells, n_assays : int
+        Grid size. Cells are named E001.. and assays taken from :data:`ASSAYS` (or from the layout).
+    n_bins, bin_size : int
+        Genome bins, split as evenly as possible over ``contigs`` contigs ``chrS1``, ``chrS2``...
+        of exactly ``bins * bin_size`` bp each.
+    rank : int
+        Number of planted factors (see the module docstring for their kinds).
+    missing_fraction : float in [0, 1)
+        Share of (cell, assay) pairs left unmeasured; every cell type and assay keeps >= 2.
+    layout : None or "roadmap"
+        ``"roadmap"``: the first ``n_cells`` cell types and ``n_assays`` assays of the real Roadmap
+        layout (:func:`load_roadmap_layout`), measured exactly where Roadmap measured them.
+    noise : float
+        Standard deviation of the Gaussian noise added on the arcsinh scale before clipping.
+    seed : int
+        Everything is a function of the seed. Parameters, noise and the dropped pairs come from
+        separate streams, so the planted truth does not depend on ``missing_fraction``.
+
+    Returns
+    -------
+    SimulatedCompendium
+
+    Notes
+    -----
+    ``truth.npz`` holds ``cells``, ``assays``, ``observed_mask`` (n_cells x n_assays),
+    ``factor_kinds``, ``C`` (n_cells x rank), ``A`` (n_assays x rank), ``G`` (n_bins x rank),
+    ``b_cell``, ``b_assay``, ``b_bin``, ``mu``, ``noise``, ``seed``, ``bin_size``, ``contig_names``,
+    ``contig_lengths``, and two float32 (n_cells, n_assays, n_bins) arrays on the arcsinh scale:
+    ``signal`` = max(0, mu + b_cell + b_assay + b_bin + C A G), the noiseless truth of every pair,
+    and ``observed`` = max(0, that before clipping + noise), NaN for unmeasured pairs
+    (``arcsinh`` of the bigWig values, up to float32 rounding). Memory and file size are about
+    8 bytes x cells x assays x bins.
+    """
+    for name, value, low in (("n_cells", n_cells, 1), ("n_assays", n_assays, 1), ("rank", rank, 1),
+                             ("bin_size", bin_size, 1), ("contigs", contigs, 1)):
+        if int(value) != value or value < low:
+            raise PredictdInputError("simulate", name, f"expected an integer >= {low}, got {value!r}")
+    if int(n_bins) != n_bins or n_bins < contigs:
+        raise PredictdInputError("simulate", "n_bins", f"expected an integer >= contigs ({contigs}), got {n_bins!r}")
+    if not 0 <= missing_fraction < 1:
+        raise PredictdInputError("simulate", "missing_fraction", f"expected a share in [0, 1), got {missing_fraction}")
+    if not noise >= 0:
+        raise PredictdInputError("simulate", "noise", f"expected a standard deviation >= 0, got {noise}")
+    out_dir = Path(out_dir)
+    _check_target(out_dir, overwrite)
+
+    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+    rng_params, rng_genome, rng_noise, rng_mask = streams
+    cells, assays, mask, split = _grid(n_cells, n_assays, missing_fraction, layout, rng_mask)
+
+    kinds = _factor_kinds(rank)
+    G = _genome_factors(rng_genome, n_bins, kinds)
+    b_bin = _smooth(rng_genome.standard_normal(n_bins), 200)
+    b_bin = np.clip(0.05 * b_bin / max(b_bin.std(), 1e-9), -0.12, 0.12).astype(np.float32)
+    C = _cell_factors(rng_params, n_cells, kinds)
+    A = _assay_factors(rng_params, assays, kinds)
+    b_cell = rng_params.normal(0.0, 0.05, n_cells)
+    b_cell -= b_cell.mean()
+    b_assay = rng_params.normal(0.0, 0.08, n_assays)
+    b_assay -= b_assay.mean()
+
+    per_contig = [n_bins // contigs + (1 if j < n_bins % contigs else 0) for j in range(contigs)]
+    contig_list = [(f"chrS{j + 1}", n * bin_size) for j, n in enumerate(per_contig)]
+
+    signal = np.empty((n_cells, n_assays, n_bins), dtype=np.float32)
+    observed = np.full((n_cells, n_assays, n_bins), np.nan, dtype=np.float32)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(out_dir)
+    tmp.mkdir()
+    try:
+        rows = []
+        for c, cell in enumerate(cells):
+            loadings = (A * C[c]).astype(np.float32)                      # n_assays x rank
+            clean = loadings @ G.T                                        # n_assays x n_bins
+            clean += b_bin
+            clean += (MU + b_cell[c] + b_assay)[:, None].astype(np.float32)
+            draws = rng_noise.standard_normal((n_assays, n_bins), dtype=np.float32)  # every pair: seed-stable
+            signal[c] = np.maximum(clean, 0.0)
+            noisy = np.maximum(clean + np.float32(noise) * draws, 0.0)
+            for a, assay in enumerate(assays):
+                if not mask[c, a]:
+                    continue
+                observed[c, a] = noisy[a]
+                file_name = f"{cell}.{assay}.bigWig"
+                _write_bigwig(tmp / file_name, contig_list, np.sinh(noisy[a]), bin_size)
+                description = f"simulated rank {rank}, seed {seed}"
+                if (cell, assay) in split:
+                    description += f", Roadmap split {split[(cell, assay)]}"
+                rows.append((cell, assay, file_name, description))
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+        writer.writerow(("cell_type", "assay", "path", "description"))
+        writer.writerows(rows)
+        (tmp / TRACKS_FILE).write_text(buffer.getvalue())
+        (tmp / SIZES_FILE).write_text("".join(f"{name}\t{length}\n" for name, length in contig_list))
+        np.savez(tmp / TRUTH_FILE, cells=np.array(cells), assays=np.array(assays), observed_mask=mask,
+                 factor_kinds=np.array(kinds), C=C, A=A, G=G, b_cell=b_cell, b_assay=b_assay, b_bin=b_bin,
+                 mu=np.float64(MU), noise=np.float64(noise), seed=np.int64(seed), bin_size=np.int64(bin_size),
+                 contig_names=np.array([n for n, _ in contig_list]),
+                 contig_lengths=np.array([n for _, n in contig_list], dtype=np.int64),
+                 signal=signal, observed=observed)
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    return SimulatedCompendium(
+        root=out_dir, tracks_tsv=out_dir / TRACKS_FILE, chrom_sizes=out_dir / SIZES_FILE,
+        truth=out_dir / TRUTH_FILE, cells=tuple(cells), assays=tuple(assays),
+        observed=tuple((c, a) for c, a, _, _ in rows), n_bins=int(n_bins), bin_size=int(bin_size))
+
+
+def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path:
+    """Write ``run.yaml`` beside a compendium's tracks, holding out ``holdout`` (``CELL:ASSAY``).
+
+    Paths in it are relative to the YAML's folder. ``bin_size`` is read from ``truth.npz`` when
+    there is one (25 otherwise). Each held-out name must be an observed experiment of
+    ``tracks.tsv`` when that file exists.
+    """
+    root = Path(out_dir)
+    if not root.is_dir():
+        raise PredictdInputError(str(root), "out_dir", "compendium folder not found")
+    names = [str(name).strip() for name in holdout]
+    for name in names:
+        cell, sep, assay = name.partition(":")
+        if not sep or not cell or not assay or ":" in assay:
+            raise PredictdInputError("holdout", name, "expected CELL:ASSAY, e.g. E003:H3K4me3")
+    if len(set(names)) != len(names):
+        raise PredictdInputError("holdout", ", ".join(names), "an experiment is listed twice")
+    tracks_path = root / TRACKS_FILE
+    if tracks_path.is_file():
+        with tracks_path.open(newline="") as handle:
+            known = {f"{row['cell_type']}:{row['assay']}" for row in csv.DictReader(handle, delimiter="\t")}
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise PredictdInputError(str(tracks_path), "holdout",
+                                     f"not an observed experiment: {', '.join(unknown)}")
+    bin_size = 25
+    truth_path = root / TRUTH_FILE
+    if truth_path.is_file():
+        with np.load(truth_path) as truth:
+            if "bin_size" in truth.files:
+                bin_size = int(truth["bin_size"])
+    config = {
+        "tracks": TRACKS_FILE,
+        "chrom_sizes": SIZES_FILE,
+        "bin_size": bin_size,
+        "holdout": names,
+        "model": {"solver": "als"},
+        "engine": {"master": "local[*]"},
+        "output": "output",
+    }
+    target = root / "run.yaml"
+    write_atomic(target, yaml.safe_dump(config, sort_keys=False).encode())
+    return target

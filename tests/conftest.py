@@ -1,0 +1,84 @@
+"""Shared fixtures: one SparkSession for the whole run, the real pilot tracks, tiny compendia."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyBigWig
+import pytest
+
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+REPO = Path(__file__).resolve().parents[1]
+PILOT = REPO.parent / "shared" / "data" / "roadmap-pilot"
+
+
+@pytest.fixture(scope="session")
+def spark_session():
+    """One local SparkSession shared by every test (a start costs seconds)."""
+    from predictd_core.engine.spark import get_session
+
+    session = get_session("local[2]")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def pilot_dir() -> Path:
+    """The real Roadmap pilot tracks beside the repo."""
+    if not (PILOT / "tracks.tsv").is_file():
+        pytest.fail(f"the real pilot tracks are missing: {PILOT}")
+    return PILOT
+
+
+def write_bigwig(path: Path, contigs: dict[str, int], values: dict[str, np.ndarray], bin_size: int = 25) -> Path:
+    """A fixed-step bigWig with one value per ``bin_size`` bases (NaN bins are left out)."""
+    handle = pyBigWig.open(str(path), "w")
+    handle.addHeader(list(contigs.items()), maxZooms=0)
+    for contig, array in values.items():
+        starts = np.arange(array.size) * bin_size
+        keep = ~np.isnan(array)
+        ends = np.minimum(starts + bin_size, contigs[contig])
+        if keep.any():
+            handle.addEntries([contig] * int(keep.sum()), starts[keep].tolist(), ends=ends[keep].tolist(),
+                              values=array[keep].astype(float).tolist())
+    handle.close()
+    return path
+
+
+@pytest.fixture
+def tiny_compendium(tmp_path: Path):
+    """3 cells x 2 assays on two contigs (1000 bp and 510 bp, so the last bin is 10 bp), all observed.
+
+    Returns (folder, tracks.tsv path, chrom.sizes path, {name: {contig: per-bin values}}).
+    """
+    rng = np.random.default_rng(7)
+    contigs = {"chrA": 1000, "chrB": 510}
+    truth = {}
+    rows = ["cell_type\tassay\tpath"]
+    for cell in ("C1", "C2", "C3"):
+        for assay in ("M1", "M2"):
+            values = {name: rng.gamma(1.0, 2.0, size=-(-size // 25)) for name, size in contigs.items()}
+            write_bigwig(tmp_path / f"{cell}.{assay}.bigWig", contigs, values)
+            truth[f"{cell}:{assay}"] = values
+            rows.append(f"{cell}\t{assay}\t{cell}.{assay}.bigWig")
+    (tmp_path / "tracks.tsv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "chrom.sizes").write_text("".join(f"{k}\t{v}\n" for k, v in contigs.items()))
+    return tmp_path, tmp_path / "tracks.tsv", tmp_path / "chrom.sizes", truth
+
+
+def write_config(folder: Path, **fields) -> Path:
+    """A run YAML in ``folder`` (defaults: the folder's tracks.tsv / chrom.sizes, numpy engine)."""
+    import yaml
+
+    config = {"tracks": "tracks.tsv", "chrom_sizes": "chrom.sizes", "bin_size": 25, "holdout": [],
+              "model": {"solver": "als", "rank": 2, "max_iters": 5}, "engine": {"kind": "numpy"},
+              "output": "out"}
+    config.update(fields)
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
