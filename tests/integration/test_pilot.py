@@ -1,0 +1,37 @@
+"""On the real Roadmap pilot tracks: the whole run on Spark, and the model against the baseline."""
+
+import json
+
+import numpy as np
+import pyBigWig
+import pytest
+
+from predictd_core import pipeline
+from predictd_core.config import load_config
+from tests.conftest import write_config
+
+pytestmark = pytest.mark.spark
+
+
+def test_holding_out_e065_h3k4me3_beats_the_same_assay_average(pilot_dir, tmp_path, spark_session):
+    config = load_config(write_config(
+        tmp_path, tracks=str(pilot_dir / "tracks.tsv"), chrom_sizes=str(pilot_dir / "chrom.sizes"),
+        holdout=["E065:H3K4me3"], model={"solver": "als"}, engine={"kind": "spark", "master": "local[2]"}))
+    result = pipeline.run_all(config)
+    (row,) = result["rows"]
+    assert (row["cell_type"], row["assay"]) == ("E065", "H3K4me3")
+    assert row["n_bins"] == 563_234
+    assert row["MSEglobal"] < row["baseline_MSEglobal"]
+
+    imputed = sorted(p.name for p in (tmp_path / "out" / "imputed").iterdir())
+    assert len(imputed) == 25 and "E065.H3K4me3.bigWig" in imputed
+    handle = pyBigWig.open(str(tmp_path / "out" / "imputed" / "E065.H3K4me3.bigWig"))
+    assert handle.chroms() == {"pilotA": 14_080_850}
+    values = handle.values("pilotA", 0, 25 * 1000, numpy=True)
+    assert np.isfinite(values).all() and (values >= 0).all()
+    handle.close()
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["config_sha256"] == config.digest()
+    assert len(manifest["outputs"]) == 26 and manifest["metrics"][0]["MSEglobal"] == pytest.approx(row["MSEglobal"])
+    metrics = (tmp_path / "out" / "metrics.tsv").read_text().splitlines()
+    assert len(metrics) == 2 and metrics[0].split("\t")[:4] == ["cell_type", "assay", "n_bins", "MSEglobal"]

@@ -1,0 +1,125 @@
+"""The ALS solver against dense least-squares solves written independently here."""
+
+import numpy as np
+import pytest
+
+from predictd_core.model.factors import CellAssayFactors
+from predictd_core.solvers import als
+
+N_CELLS, N_ASSAYS, K, N_BINS = 4, 3, 2, 60
+CELL_OF = np.repeat(np.arange(N_CELLS), N_ASSAYS)
+ASSAY_OF = np.tile(np.arange(N_ASSAYS), N_CELLS)
+PENALTIES = als.ScaledPenalties(rc=0.01, ra=0.02, ri2=0.7, rbc=0.003, rba=0.001)
+
+
+def random_factors(rng) -> CellAssayFactors:
+    return CellAssayFactors(0.3, rng.normal(size=(N_CELLS, K)), rng.normal(size=(N_ASSAYS, K)),
+                            rng.normal(size=N_CELLS), rng.normal(size=N_ASSAYS))
+
+
+def dense_ridge(y, X, penalty):
+    return np.linalg.solve(X.T @ X + np.diag(penalty), X.T @ y)
+
+
+def test_genome_step_matches_per_bin_ridge_with_holes():
+    rng = np.random.default_rng(1)
+    f = random_factors(rng)
+    Y = rng.normal(size=(N_BINS, N_CELLS * N_ASSAYS))
+    Y[rng.random(Y.shape) < 0.15] = np.nan  # holes inside observed tracks
+    Y[5] = np.nan  # a bin with no data at all
+    Z, offset = f.design(CELL_OF, ASSAY_OF)
+    W, has_data = als.genome_step(Y, Z, offset, 0.7)
+    for i in range(N_BINS):
+        seen = ~np.isnan(Y[i])
+        if not seen.any():
+            assert not has_data[i] and np.all(W[i] == 0)
+            continue
+        X = np.hstack([Z[seen], np.ones((seen.sum(), 1))])
+        expected = dense_ridge(Y[i, seen] - offset[seen], X, [0.7] * K + [0.0])
+        np.testing.assert_allclose(W[i], expected, rtol=1e-10, atol=1e-10)
+
+
+def test_cell_and_assay_steps_match_dense_least_squares():
+    rng = np.random.default_rng(0)
+    f = random_factors(rng)
+    Y = rng.normal(size=(N_BINS, N_CELLS * N_ASSAYS))
+    columns = np.arange(N_CELLS * N_ASSAYS)
+    inputs = als.SweepInputs(f, CELL_OF, ASSAY_OF, columns, np.array([], dtype=int), 0.7)
+    updated = als.update_cell_assay(als.sweep_statistics(Y, inputs), inputs, PENALTIES, inner_iters=1)
+
+    Z, offset = f.design(CELL_OF, ASSAY_OF)
+    W, _ = als.genome_step(Y, Z, offset, 0.7)
+    G, b_i = W[:, :K], W[:, K]
+    C, b_c = f.C.copy(), f.b_c.copy()
+    for c in range(N_CELLS):  # stack every entry of the cell's experiments and solve directly
+        js = np.flatnonzero(CELL_OF == c)
+        X = np.vstack([np.hstack([G * f.A[ASSAY_OF[j]], np.ones((N_BINS, 1))]) for j in js])
+        y = np.concatenate([Y[:, j] - f.mu - f.b_a[ASSAY_OF[j]] - b_i for j in js])
+        x = dense_ridge(y, X, [PENALTIES.rc * X.shape[0]] * K + [PENALTIES.rbc * X.shape[0]])
+        C[c], b_c[c] = x[:K], x[K]
+    np.testing.assert_allclose(updated.C, C, atol=1e-10)
+    np.testing.assert_allclose(updated.b_c, b_c, atol=1e-10)
+    A, b_a = f.A.copy(), f.b_a.copy()
+    for a in range(N_ASSAYS):  # the assay step uses the new cell rows
+        js = np.flatnonzero(ASSAY_OF == a)
+        X = np.vstack([np.hstack([G * C[CELL_OF[j]], np.ones((N_BINS, 1))]) for j in js])
+        y = np.concatenate([Y[:, j] - f.mu - b_c[CELL_OF[j]] - b_i for j in js])
+        x = dense_ridge(y, X, [PENALTIES.ra * X.shape[0]] * K + [PENALTIES.rba * X.shape[0]])
+        A[a], b_a[a] = x[:K], x[K]
+    np.testing.assert_allclose(updated.A, A, atol=1e-10)
+    np.testing.assert_allclose(updated.b_a, b_a, atol=1e-10)
+
+
+def direct_objective(Y, f, columns, penalties):
+    Z, offset = f.design(CELL_OF[columns], ASSAY_OF[columns])
+    W, has = als.genome_step(Y[:, columns], Z, offset, penalties.ri2)
+    prediction = offset + W[:, -1:] + W[:, :-1] @ Z.T
+    sse = np.nansum(np.square(Y[:, columns] - prediction))
+    n = has.sum()
+    n_cell = n * np.bincount(CELL_OF[columns], minlength=N_CELLS)
+    n_assay = n * np.bincount(ASSAY_OF[columns], minlength=N_ASSAYS)
+    return (sse + penalties.ri2 * np.square(W[has, :-1]).sum()
+            + penalties.rc * n_cell @ np.square(f.C).sum(1) + penalties.ra * n_assay @ np.square(f.A).sum(1)
+            + penalties.rbc * n_cell @ np.square(f.b_c) + penalties.rba * n_assay @ np.square(f.b_a))
+
+
+@pytest.mark.parametrize("hole_fraction", [0.0, 0.1])
+def test_objective_is_exact_and_never_increases(hole_fraction):
+    rng = np.random.default_rng(3)
+    Y = rng.normal(size=(N_BINS, N_CELLS * N_ASSAYS))
+    Y[rng.random(Y.shape) < hole_fraction] = np.nan
+    columns = np.arange(N_CELLS * N_ASSAYS)
+    f = random_factors(rng)
+    values = []
+    for _ in range(8):
+        inputs = als.SweepInputs(f, CELL_OF, ASSAY_OF, columns, np.array([], dtype=int), PENALTIES.ri2)
+        stats = als.sweep_statistics(Y, inputs)
+        values.append(als.objective(stats, inputs, PENALTIES))
+        assert values[-1] == pytest.approx(direct_objective(Y, f, columns, PENALTIES), rel=1e-9)
+        f = als.update_cell_assay(stats, inputs, PENALTIES, inner_iters=2)
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(values, values[1:]))
+    assert values[-1] < 0.9 * values[0]
+
+
+def test_statistics_add_over_chunks():
+    rng = np.random.default_rng(4)
+    Y = rng.normal(size=(N_BINS, N_CELLS * N_ASSAYS))
+    inputs = als.SweepInputs(random_factors(rng), CELL_OF, ASSAY_OF, np.arange(9), np.array([9, 10, 11]), 0.7)
+    whole = als.sweep_statistics(Y, inputs)
+    parts = als.sweep_statistics(Y[:25], inputs) + als.sweep_statistics(Y[25:], inputs)
+    np.testing.assert_allclose(parts.P, whole.P)
+    np.testing.assert_allclose(parts.valid_sse, whole.valid_sse)
+    assert parts.n == whole.n == N_BINS
+
+
+def test_observed_zero_is_data_and_nan_is_missing():
+    rng = np.random.default_rng(5)
+    f = random_factors(rng)
+    Z, offset = f.design(CELL_OF, ASSAY_OF)
+    Y = rng.normal(size=(4, N_CELLS * N_ASSAYS))
+    with_zero, with_nan = Y.copy(), Y.copy()
+    with_zero[0, 3], with_nan[0, 3] = 0.0, np.nan
+    W_zero, _ = als.genome_step(with_zero, Z, offset, 0.7)
+    W_nan, _ = als.genome_step(with_nan, Z, offset, 0.7)
+    assert not np.allclose(W_zero[0], W_nan[0])
+    np.testing.assert_allclose(W_zero[1:], W_nan[1:])

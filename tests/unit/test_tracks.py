@@ -1,0 +1,93 @@
+"""Tracks in and out: binning, the store, bedGraph input and the bigWig round trip."""
+
+import gzip
+
+import numpy as np
+import pyBigWig
+import pytest
+
+from predictd_core.impute.write_tracks import BigWigWriter, to_pvalue_scale
+from predictd_core.store.signal_store import SignalStore, ingest
+from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regions
+from predictd_core.tracks.readers import SignalTrack
+from predictd_core.tracks.table import read_tracks_table
+from tests.conftest import write_bigwig
+
+
+def test_store_holds_arcsinh_bin_means_in_chunks(tiny_compendium, tmp_path):
+    folder, tracks_tsv, sizes, truth = tiny_compendium
+    store = ingest(read_tracks_table(tracks_tsv), read_chrom_sizes(sizes), 25, tmp_path / "s.zarr", chunk_bins=16)
+    assert store.bins.n_bins == 40 + 21 and store.n_chunks == 4
+    assert store.bins.end[-1] - store.bins.start[-1] == 10  # chrB is 510 bp: a 10 bp last bin
+    column = [e.name for e in store.experiments].index("C2:M1")
+    expected = np.arcsinh(np.concatenate([truth["C2:M1"]["chrA"], truth["C2:M1"]["chrB"]]))
+    np.testing.assert_allclose(store.read_column(column), expected, rtol=1e-6)
+    reopened = SignalStore.open(tmp_path / "s.zarr")
+    assert [e.name for e in reopened.experiments] == [e.name for e in store.experiments]
+
+
+def test_bin_means_average_covered_bases_and_keep_gaps_missing(tmp_path):
+    path = tmp_path / "t.bigWig"
+    handle = pyBigWig.open(str(path), "w")
+    handle.addHeader([("chr1", 100)], maxZooms=0)
+    # bin 0: 10 bases at 2.0 and 15 at 0.0 (an observed zero); bin 1: 5 bases at 4.0; bins 2-3: no data
+    handle.addEntries(["chr1", "chr1", "chr1"], [0, 10, 25], ends=[10, 25, 30], values=[2.0, 0.0, 4.0])
+    handle.close()
+    means = SignalTrack(str(path), {"chr1": 100}, tmp_path / "cache").bin_means("chr1", 0, 100, 25)
+    np.testing.assert_allclose(means[:2], [0.8, 4.0])
+    assert np.isnan(means[2:]).all()
+
+
+def test_bedgraph_gives_the_same_store_as_bigwig(tiny_compendium, tmp_path):
+    folder, tracks_tsv, sizes, truth = tiny_compendium
+    lines = []
+    for contig, length in (("chrA", 1000), ("chrB", 510)):
+        for i, value in enumerate(truth["C1:M1"][contig]):
+            lines.append(f"{contig}\t{i * 25}\t{min(i * 25 + 25, length)}\t{value:.6f}\n")
+    with gzip.open(folder / "C1.M1.bedGraph.gz", "wt") as handle:
+        handle.writelines(lines)
+    table = tracks_tsv.read_text().replace("C1.M1.bigWig", "C1.M1.bedGraph.gz")
+    (folder / "bdg.tsv").write_text(table)
+    from_bdg = ingest(read_tracks_table(folder / "bdg.tsv"), read_chrom_sizes(sizes), 25, tmp_path / "b.zarr")
+    from_bw = ingest(read_tracks_table(tracks_tsv), read_chrom_sizes(sizes), 25, tmp_path / "w.zarr")
+    np.testing.assert_allclose(from_bdg.read_column(0), from_bw.read_column(0), atol=1e-6)  # 6 decimals in the file
+
+
+def test_regions_limit_the_bins(tiny_compendium, tmp_path):
+    folder, tracks_tsv, sizes, truth = tiny_compendium
+    (folder / "r.bed").write_text("chrB\t100\t160\nchrA\t0\t50\nchrA\t40\t75\n")
+    chrom_sizes = read_chrom_sizes(sizes)
+    regions = read_regions(folder / "r.bed", chrom_sizes)
+    assert regions == [("chrA", 0, 75), ("chrB", 100, 160)]
+    store = ingest(read_tracks_table(tracks_tsv), chrom_sizes, 25, tmp_path / "r.zarr", regions)
+    assert store.bins.start.tolist() == [0, 25, 50, 100, 125, 150]
+    assert store.bins.end.tolist() == [25, 50, 75, 125, 150, 160]
+
+
+def test_bigwig_round_trip_keeps_contigs_bins_and_values(tmp_path):
+    chrom_sizes = {"chr1": 1000, "chr2": 510, "chr3": 300}
+    bins = GenomeBins.build(chrom_sizes, 25, [("chr1", 100, 400), ("chr2", 0, 510)])
+    values = np.random.default_rng(0).gamma(1, 2, bins.n_bins)
+    writer = BigWigWriter(tmp_path / "out.bigWig", bins)
+    writer.add(0, 7, values[:7])  # chunks that split a run
+    writer.add(7, bins.n_bins, values[7:])
+    writer.close()
+    handle = pyBigWig.open(str(tmp_path / "out.bigWig"))
+    assert handle.chroms() == chrom_sizes
+    intervals = handle.intervals("chr1") + handle.intervals("chr2")
+    assert [(s, e) for s, e, _ in intervals] == list(zip(bins.start.tolist(), bins.end.tolist()))
+    np.testing.assert_allclose([v for _, _, v in intervals], values, rtol=1e-6)
+    assert handle.intervals("chr3") is None
+    handle.close()
+
+
+def test_output_scale_is_sinh_of_clipped_arcsinh():
+    np.testing.assert_allclose(to_pvalue_scale(np.array([-1.0, 0.0, np.arcsinh(3.0)])), [0.0, 0.0, 3.0])
+
+
+def test_chunk_reads_follow_the_genome_not_the_whole_track():
+    """Ingest streams by chunk: a chunk spanning two contigs is read as one run per contig."""
+    chrom_sizes = {"a": 250, "b": 250}
+    bins = GenomeBins.build(chrom_sizes, 25)
+    runs = bins.runs(5, 15)
+    assert runs == [("a", 125, 250, 5, 10), ("b", 0, 125, 10, 15)]
