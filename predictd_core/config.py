@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.settings import ModelSettings
@@ -53,6 +53,12 @@ class RunConfig(BaseModel):
     engine: EngineSettings = EngineSettings()
     output: str = "output"
     store: str | None = Field(None, description="signal store path; default OUTPUT/store.zarr")
+    _source: str = PrivateAttr("config")
+
+    @property
+    def source(self) -> str:
+        """The YAML this config was read from (``"config"`` when built in code), for error messages."""
+        return self._source
 
     @field_validator("holdout")
     @classmethod
@@ -99,7 +105,9 @@ def load_config(path: str | Path) -> RunConfig:
     base = path.resolve().parent
     resolved = {name: _resolve(base, getattr(config, name))
                 for name in ("tracks", "chrom_sizes", "regions", "output", "store")}
-    return config.model_copy(update=resolved)
+    config = config.model_copy(update=resolved)
+    config._source = str(path)
+    return config
 
 
 def _resolve(base: Path, value: str | None) -> str | None:

@@ -55,7 +55,7 @@ def _holdout_indices(config: RunConfig, names: list[str]) -> np.ndarray:
     columns = []
     for index, target in enumerate(config.holdout):
         if target not in names:
-            raise PredictdInputError("config", f"holdout[{index}]",
+            raise PredictdInputError(config.source, f"holdout[{index}]",
                                      f"unknown holdout target {target!r}: not an experiment of {config.tracks}")
         columns.append(names.index(target))
     return np.array(columns, dtype=np.int64)

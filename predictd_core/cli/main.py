@@ -43,8 +43,16 @@ def _progress() -> Iterator:
             tasks[step] = bars.add_task(step, total=total)
         bars.update(tasks[step], completed=done, total=total)
 
-    with bars:
+    bars.start()
+    try:
         yield update
+    except BaseException:
+        # A failed step leaves only its one error line on stderr: erase the bars (terminal) or skip their
+        # final render and the blank line Progress.stop() prints (file, pipe).
+        bars.live.transient = True
+        bars.live.stop()
+        raise
+    bars.stop()
 
 
 @contextmanager
@@ -73,6 +81,7 @@ def ingest(config: Path = ConfigArg) -> None:
 
     with _user_errors():
         settings = _load(config)
+    with _user_errors(output=Path(settings.output)):
         with _progress() as progress:
             store = pipeline.run_ingest(settings, progress)
     typer.echo(f"store: {store.path} ({store.bins.n_bins} bins x {store.n_experiments} experiments)")

@@ -10,8 +10,12 @@ import gzip
 import hashlib
 import os
 import shutil
+import sys
+import tempfile
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyBigWig
@@ -96,6 +100,37 @@ def _bedgraph_to_bigwig(source: Path, target: Path, chrom_sizes: dict[str, int])
     partial.replace(target)
 
 
+@contextmanager
+def _c_stderr_held() -> Iterator[None]:
+    """Hold what C code (libBigWig) writes to fd 2 inside the block; pass it on only if the block succeeds.
+
+    libBigWig prints its own lines (``[bwHdrRead] ...``, ``[pyBwOpen] bw is NULL!``) when a file is not a
+    bigWig; the error raised for that file replaces them, so the user sees one line.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr is not a real file (captured): nothing to hold
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), fd)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, fd)
+            raise
+        else:
+            os.dup2(saved, fd)
+            held.seek(0)
+            text = held.read()
+            if text:
+                os.write(fd, text)
+        finally:
+            os.close(saved)
+
+
 class SignalTrack:
     """One opened signal file, read as per-bin means over regions.
 
@@ -119,7 +154,10 @@ class SignalTrack:
                 _bedgraph_to_bigwig(local, converted, chrom_sizes)
             local = converted
         try:
-            self._file = pyBigWig.open(str(local))
+            with _c_stderr_held():
+                self._file = pyBigWig.open(str(local))
+                if self._file is None:
+                    raise RuntimeError("pyBigWig.open returned None")
         except RuntimeError:
             self._file = None
         if self._file is None or not self._file.isBigWig():

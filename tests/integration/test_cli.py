@@ -1,0 +1,95 @@
+"""The happy path of the CLI: ``predictd run`` on a tiny compendium (numpy engine), and the help texts."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pyBigWig
+from typer.testing import CliRunner
+
+from predictd_core.cli.main import app
+from tests.conftest import write_config
+
+CELLS = ("C1", "C2", "C3")
+ASSAYS = ("M1", "M2")
+CONTIGS = {"chrA": 1000, "chrB": 510}
+
+
+def test_run_writes_imputed_tracks_metrics_and_manifest(tiny_compendium):
+    folder = tiny_compendium[0]
+    config = write_config(folder, holdout=["C2:M1"])
+    output = folder / "out"
+
+    result = CliRunner().invoke(app, ["run", str(config)])
+
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+
+    # one bigWig per (cell, assay) pair, each with the input's contigs and lengths
+    imputed = output / "imputed"
+    expected = {f"{cell}.{assay}.bigWig" for cell in CELLS for assay in ASSAYS}
+    assert {p.name for p in imputed.iterdir()} == expected
+    for name in sorted(expected):
+        track = pyBigWig.open(str(imputed / name))
+        try:
+            assert track.isBigWig(), name
+            assert track.chroms() == CONTIGS, name
+            assert track.intervals("chrA"), name
+        finally:
+            track.close()
+
+    # one metrics row, for the holdout target, with predictd's and the baseline's MSEglobal
+    with (output / "metrics.tsv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["cell_type"], row["assay"]) == ("C2", "M1")
+    for column in ("MSEglobal", "baseline_MSEglobal"):
+        assert column in row
+        assert math.isfinite(float(row[column])), (column, row[column])
+
+    # the manifest lists every output, and each listed output exists
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert set(manifest["outputs"]) == {f"imputed/{name}" for name in expected} | {"metrics.tsv"}
+    for relative in manifest["outputs"]:
+        assert (output / relative).is_file(), relative
+    assert manifest["config"]["holdout"] == ["C2:M1"]
+    assert [(m["cell_type"], m["assay"]) for m in manifest["metrics"]] == [("C2", "M1")]
+
+    # stdout says where the outputs are
+    assert str(imputed) in result.stdout
+    assert str(output / "metrics.tsv") in result.stdout
+    assert str(output / "manifest.json") in result.stdout
+    assert "C2:M1" in result.stdout  # the metrics table
+
+    # nothing temporary left beside the outputs or the config
+    leftovers = [p for p in folder.rglob("*") if any(m in p.name for m in (".partial", ".tmp", ".cache"))]
+    assert not leftovers, leftovers
+
+
+def test_help_shows_usage():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0, result.stderr
+    assert "Usage:" in result.stdout
+    for command in ("ingest", "train", "impute", "evaluate", "run", "demo", "simulate"):
+        assert command in result.stdout
+
+
+def test_run_help_shows_usage():
+    result = CliRunner().invoke(app, ["run", "--help"])
+    assert result.exit_code == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert "run" in result.stdout
+    assert "config" in result.stdout.lower()
+
+
+def test_installed_script_help():
+    script = Path(sys.executable).with_name("predictd")
+    command = [str(script)] if script.is_file() else [sys.executable, "-m", "predictd_core.cli.main"]
+    done = subprocess.run([*command, "run", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout and "run" in done.stdout
