@@ -17,12 +17,13 @@ chromatin structure (cycled in this order as the rank grows):
 - ``promoter``: sharp peaks a few bins wide at gene starts (H3K4me3, H3K9ac, DNase...),
 - ``polycomb``: broad domains of hundreds of bins from a smoothed Markov on/off process (H3K27me3),
 - ``gene_body``: domains downstream of gene starts, rising towards the gene end (H3K36me3, H3K79me2),
-- ``enhancer``: wider, weaker peaks, half of them near genes (H3K4me1, H3K27ac),
-- ``heterochromatin``: long, patchy domains of thousands of bins (H3K9me3).
+- ``heterochromatin``: long, patchy, weaker domains of thousands of bins (H3K9me3),
+- ``enhancer``: wider, weaker peaks, half of them near genes (H3K4me1, H3K27ac).
 
 Each assay loads on the kinds it marks (a fixed affinity table, jittered), so a simulated H3K4me3
 looks peaky and a simulated H3K27me3 broad. When the rank is below 5 a missing kind falls back to
-the nearest present one (enhancer -> promoter, heterochromatin -> polycomb, gene_body -> polycomb).
+the nearest present one (enhancer -> promoter, heterochromatin -> polycomb, gene_body -> polycomb),
+so at rank 4 H3K4me1 is a weaker, peaky copy of the promoter structure.
 Above 5 a kind gets several factors, each over its own random subset of genes or domains, so cell
 types differ in which elements are active, not only in how strongly.
 """
@@ -52,11 +53,12 @@ ASSAYS = ("H3K4me3", "H3K27me3", "H3K36me3", "H3K9me3", "H3K4me1", "H3K27ac", "H
           "H2BK5ac", "H3K18ac", "H3K23ac", "H4K8ac", "H2BK12ac", "H3K14ac", "H4K91ac", "H2BK15ac")
 """The 24 Roadmap assays, the most often measured first (the order used without a layout)."""
 
-KINDS = ("promoter", "polycomb", "gene_body", "enhancer", "heterochromatin")
+KINDS = ("promoter", "polycomb", "gene_body", "heterochromatin", "enhancer")
 _FALLBACK = {"enhancer": "promoter", "heterochromatin": "polycomb", "gene_body": "polycomb",
              "polycomb": "promoter"}
 
-# Loading of each assay on each kind, in KINDS order.
+# Loading of each assay on each kind: (promoter, polycomb, gene_body, enhancer, heterochromatin).
+_AFFINITY_KINDS = ("promoter", "polycomb", "gene_body", "enhancer", "heterochromatin")
 _AFFINITY = {
     "H3K4me3": (1.0, 0.1, 0.0, 0.15, 0.0),
     "H3K27me3": (0.05, 1.0, 0.0, 0.0, 0.15),
@@ -194,35 +196,35 @@ def _bumps(n_bins: int, centres: np.ndarray, heights: np.ndarray, widths: np.nda
         impulses = np.bincount(centres[pick], weights=heights[pick], minlength=n_bins)
         half = int(np.ceil(4 * sd))
         kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / sd) ** 2)
-        out += np.convolve(impulses, kernel, mode="same")
+        out += np.convolve(impulses, kernel)[half:half + n_bins]  # "same", also when n_bins < kernel
     return out
 
 
-def _markov_domains(rng: np.random.Generator, n_bins: int, mean_on: float, mean_off: float,
-                    level_median: float, edge: int, texture: float) -> np.ndarray:
-    """A smoothed on/off process: domains of about ``mean_on`` bins, gaps of about ``mean_off``."""
+def _markov_runs(rng: np.random.Generator, n_bins: int, mean_on: float, mean_off: float,
+                 level_median: float) -> tuple[np.ndarray, np.ndarray]:
+    """An on/off process: domains of about ``mean_on`` bins, gaps of about ``mean_off``.
+
+    Returns the level of each bin (0 in gaps) and the index of its domain (-1 in gaps).
+    """
     n_pairs = int(n_bins / (mean_on + mean_off) * 1.5) + 8
     on = np.maximum(1, rng.gamma(2.0, mean_on / 2.0, n_pairs)).astype(np.int64)
     off = np.maximum(1, rng.gamma(1.5, mean_off / 1.5, n_pairs)).astype(np.int64)
     while on.sum() + off.sum() < n_bins:  # rare: draw more runs
         on = np.concatenate([on, np.maximum(1, rng.gamma(2.0, mean_on / 2.0, n_pairs)).astype(np.int64)])
         off = np.concatenate([off, np.maximum(1, rng.gamma(1.5, mean_off / 1.5, n_pairs)).astype(np.int64)])
-    levels = level_median * rng.lognormal(0.0, 0.35, on.shape[0])
+    levels = level_median * rng.lognormal(0.0, 0.25, on.shape[0])
     lengths = np.stack([off, on], axis=1).ravel()
     values = np.stack([np.zeros_like(levels), levels], axis=1).ravel()
+    labels = np.stack([np.full(on.shape[0], -1), np.arange(on.shape[0])], axis=1).ravel()
     start = int(rng.integers(0, lengths[0] + lengths[1]))  # random phase
-    track = np.repeat(values, lengths)[start:start + n_bins]
-    if texture > 0:
-        grain = _smooth(rng.standard_normal(n_bins), 12)
-        track = track * np.exp(texture * grain / max(grain.std(), 1e-9))
-    return _smooth(track, edge)
+    return np.repeat(values, lengths)[start:start + n_bins], np.repeat(labels, lengths)[start:start + n_bins]
 
 
 def _genes(rng: np.random.Generator, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gene starts, lengths (bins) and strands: about one gene per 300 bins (7.5 kb)."""
-    n = max(1, int(rng.poisson(n_bins / 300)))
+    """Gene starts, lengths (bins) and strands: about one gene per 250 bins (6 kb), ~1.5 kb long."""
+    n = max(1, int(rng.poisson(n_bins / 250)))
     starts = np.sort(rng.integers(0, n_bins, n))
-    lengths = np.clip(rng.lognormal(np.log(120), 0.8, n), 10, 2000).astype(np.int64)
+    lengths = np.clip(rng.lognormal(np.log(60), 0.7, n), 8, 1500).astype(np.int64)
     strands = rng.choice(np.array([-1, 1]), n)
     return starts, lengths, strands
 
@@ -242,65 +244,98 @@ def _gene_bodies(n_bins: int, starts: np.ndarray, lengths: np.ndarray, strands: 
     return _smooth(out, 5)
 
 
+def _saturate(values: np.ndarray, ceiling: float) -> np.ndarray:
+    """Soft ceiling, so overlapping peaks or domains do not stack into unreal values."""
+    return ceiling * np.tanh(values / ceiling)
+
+
 def _factor_kinds(rank: int) -> list[str]:
     return [KINDS[k % len(KINDS)] for k in range(rank)]
 
 
+def _active_share(n_instances: int) -> float:
+    """Share of a kind's elements (genes, peaks, domains) each of its factors covers."""
+    return 1.0 if n_instances == 1 else 0.6
+
+
 def _genome_factors(rng: np.random.Generator, n_bins: int, kinds: list[str]) -> np.ndarray:
-    """Non-negative genome factors G (n_bins x rank), one structure kind per column."""
-    starts, lengths, strands = _genes(rng, n_bins)
-    n_inst = {kind: kinds.count(kind) for kind in set(kinds)}
-    columns = []
-    for kind in kinds:
-        # several factors of one kind each cover a random part of the genes (cell-specific activity)
-        share = 1.0 if n_inst[kind] == 1 else 0.6
-        active = rng.random(starts.shape[0]) < share
+    """Non-negative genome factors G (n_bins x rank), one structure kind per column.
+
+    The elements of each kind are drawn once; a kind with several factors gives each a random
+    subset of them, so cell types (through C) differ in which elements are active.
+    """
+    present = [kind for kind in KINDS if kind in kinds]
+    genes = _genes(rng, n_bins)
+    starts, lengths, strands = genes
+    elements: dict[str, tuple] = {}
+    for kind in present:  # fixed order: the draws do not depend on the column order
         if kind == "promoter":
-            n = int(active.sum())
-            centres = starts[active] + rng.integers(-1, 2, n)
-            heights = 3.0 * rng.lognormal(0.0, 0.35, n)
-            widths = rng.choice(np.array([1.0, 1.5, 2.5]), n)
-            col = _bumps(n_bins, centres, heights, widths)
+            n = starts.shape[0]
+            elements[kind] = (starts + rng.integers(-1, 2, n), 2.6 * rng.lognormal(0.0, 0.25, n),
+                              rng.choice(np.array([1.5, 3.0, 5.0]), n))
         elif kind == "gene_body":
-            levels = 1.8 * rng.lognormal(0.0, 0.3, int(active.sum()))
-            col = _gene_bodies(n_bins, starts[active], lengths[active], strands[active], levels)
+            elements[kind] = (1.1 * rng.lognormal(0.0, 0.25, starts.shape[0]),)
         elif kind == "enhancer":
             n = max(1, int(rng.poisson(n_bins / 150)))
             near = rng.random(n) < 0.5
-            anchors = rng.choice(starts, n)
-            centres = np.where(near, anchors + rng.integers(-200, 201, n), rng.integers(0, n_bins, n))
-            heights = 1.6 * rng.lognormal(0.0, 0.45, n)
-            widths = rng.choice(np.array([2.0, 3.0, 5.0]), n)
-            col = _bumps(n_bins, centres, heights, widths)
-        elif kind == "polycomb":
-            col = _markov_domains(rng, n_bins, mean_on=150, mean_off=900, level_median=1.6, edge=9, texture=0.15)
-        else:  # heterochromatin
-            col = _markov_domains(rng, n_bins, mean_on=700, mean_off=1500, level_median=1.1, edge=25, texture=0.35)
+            centres = np.where(near, rng.choice(starts, n) + rng.integers(-200, 201, n), rng.integers(0, n_bins, n))
+            elements[kind] = (centres, 1.4 * rng.lognormal(0.0, 0.35, n), rng.choice(np.array([2.0, 4.0, 6.0]), n))
+        else:
+            if kind == "polycomb":
+                values, labels = _markov_runs(rng, n_bins, mean_on=200, mean_off=800, level_median=1.2)
+                edge, texture = 9, 0.15
+            else:  # heterochromatin: long, weak, patchy
+                values, labels = _markov_runs(rng, n_bins, mean_on=700, mean_off=1500, level_median=0.8)
+                edge, texture = 25, 0.35
+            grain = _smooth(rng.standard_normal(n_bins), 12) * np.sqrt(12)  # about unit variance
+            values = values * np.exp(texture * grain)
+            elements[kind] = (values, labels, edge)
+    n_inst = {kind: kinds.count(kind) for kind in present}
+    columns = []
+    for kind in kinds:
+        share = _active_share(n_inst[kind])
+        if kind in ("promoter", "enhancer"):
+            centres, heights, widths = elements[kind]
+            on = rng.random(centres.shape[0]) < share
+            col = _saturate(_bumps(n_bins, centres[on], heights[on], widths[on]), 4.0 if kind == "promoter" else 2.5)
+        elif kind == "gene_body":
+            on = rng.random(starts.shape[0]) < share
+            col = _saturate(_gene_bodies(n_bins, starts[on], lengths[on], strands[on], elements[kind][0][on]), 2.0)
+        else:
+            values, labels, edge = elements[kind]
+            on = rng.random(max(int(labels.max()) + 1, 1)) < share
+            col = _smooth(np.where(labels >= 0, values * on[np.maximum(labels, 0)], 0.0), edge)
+            col = _saturate(col, 2.0 if kind == "polycomb" else 1.5)
         columns.append(col)
     return np.stack(columns, axis=1).astype(np.float32)
 
 
 def _assay_factors(rng: np.random.Generator, assays: list[str], kinds: list[str]) -> np.ndarray:
-    """A (n_assays x rank): each assay's affinity for each factor's kind, jittered, split over repeats."""
+    """A (n_assays x rank): each assay's affinity for each factor's kind, jittered.
+
+    Affinities for kinds absent at this rank fold into a present kind (capped at 1 overall); a
+    kind with several factors shares its affinity so the expected signal does not grow with rank.
+    """
     present = set(kinds)
     n_inst = {kind: kinds.count(kind) for kind in present}
     out = np.zeros((len(assays), len(kinds)))
     for row, assay in enumerate(assays):
-        affinity = dict(zip(KINDS, _AFFINITY.get(assay, _ACETYL_DEFAULT)))
+        affinity = dict(zip(_AFFINITY_KINDS, _AFFINITY.get(assay, _ACETYL_DEFAULT)))
         folded = {kind: 0.0 for kind in present}
         for kind, weight in affinity.items():
             target = kind
             while target not in present:
                 target = _FALLBACK[target]
             folded[target] += weight
+        top = max(1.0, max(folded.values()))
         for k, kind in enumerate(kinds):
-            out[row, k] = folded[kind] / n_inst[kind]
+            out[row, k] = folded[kind] / top / (n_inst[kind] * _active_share(n_inst[kind]))
     return out * rng.lognormal(0.0, 0.15, out.shape)
 
 
 def _cell_factors(rng: np.random.Generator, n_cells: int, kinds: list[str]) -> np.ndarray:
     """C (n_cells x rank): log-normal strengths; repeated kinds are off (x0.1) in a third of cells."""
-    out = rng.lognormal(0.0, 0.35, (n_cells, len(kinds)))
+    out = rng.lognormal(0.0, 0.25, (n_cells, len(kinds)))
     seen: set[str] = set()
     for k, kind in enumerate(kinds):
         if kind in seen:
@@ -393,11 +428,11 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
 def _write_bigwig(path: Path, contigs: list[tuple[str, int]], values: np.ndarray, bin_size: int) -> None:
     writer = pyBigWig.open(str(path), "w")
     try:
-        writer.addHeader(contigs)
+        writer.addHeader(contigs, maxZooms=4)  # the real pilot tracks have 4 zoom levels
         offset = 0
         for name, length in contigs:
             n = length // bin_size
-            writer.addEntries(name, 0, values=values[offset:offset + n].astype(np.float64),
+            writer.addEntries(name, 0, values=values[offset:offset + n],
                               span=bin_size, step=bin_size)
             offset += n
     finally:
@@ -478,7 +513,7 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
         raise PredictdInputError("simulate", "missing_fraction", f"expected a share in [0, 1), got {missing_fraction}")
     if not noise >= 0:
         raise PredictdInputError("simulate", "noise", f"expected a standard deviation >= 0, got {noise}")
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))  # "." has no sibling name; symlinks are kept as given
     _check_target(out_dir, overwrite)
 
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
@@ -487,8 +522,8 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
 
     kinds = _factor_kinds(rank)
     G = _genome_factors(rng_genome, n_bins, kinds)
-    b_bin = _smooth(rng_genome.standard_normal(n_bins), 200)
-    b_bin = np.clip(0.05 * b_bin / max(b_bin.std(), 1e-9), -0.12, 0.12).astype(np.float32)
+    b_bin = _smooth(rng_genome.standard_normal(n_bins), 200) * np.sqrt(200)  # smooth, about unit variance
+    b_bin = np.clip(0.05 * b_bin, -0.12, 0.12).astype(np.float32)
     C = _cell_factors(rng_params, n_cells, kinds)
     A = _assay_factors(rng_params, assays, kinds)
     b_cell = rng_params.normal(0.0, 0.05, n_cells)
@@ -557,7 +592,7 @@ def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path
     root = Path(out_dir)
     if not root.is_dir():
         raise PredictdInputError(str(root), "out_dir", "compendium folder not found")
-    names = [str(name).strip() for name in holdout]
+    names = [str(name).strip() for name in ([holdout] if isinstance(holdout, str) else holdout)]
     for name in names:
         cell, sep, assay = name.partition(":")
         if not sep or not cell or not assay or ":" in assay:

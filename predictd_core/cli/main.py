@@ -170,8 +170,7 @@ def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generat
     typer.echo(f"demo: {PILOT_DATA} is absent, so the same pipeline runs on a generated compendium "
                "(planted low-rank structure, peaks, broad domains, noise)")
     compendium = simulate_compendium(workdir / "simulated", overwrite=True)
-    holdout = [f"{compendium.cells[0]}:{compendium.assays[0]}", f"{compendium.cells[1]}:{compendium.assays[1]}"]
-    _run(write_example_config(workdir / "simulated", holdout))
+    _run(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)))
 
 
 @app.command()
@@ -186,8 +185,19 @@ def simulate(out: Path = typer.Argument(..., help="folder for tracks.tsv, chrom.
     with _user_errors():
         compendium = simulate_compendium(out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank,
                                          missing_fraction=missing_fraction, seed=seed, overwrite=overwrite)
-        config = write_example_config(out, [f"{compendium.cells[0]}:{compendium.assays[0]}"])
+        config = write_example_config(out, demo_holdout(compendium.observed, count=1))
     typer.echo(f"compendium: {compendium.tracks_tsv}\nconfig:     {config}")
+
+
+def demo_holdout(observed: tuple[tuple[str, str], ...], count: int = 2) -> list[str]:
+    """Up to ``count`` observed experiments to hold out, each from a different cell type and assay."""
+    chosen: list[tuple[str, str]] = []
+    for cell, assay in observed:
+        if all(cell != c and assay != a for c, a in chosen):
+            chosen.append((cell, assay))
+        if len(chosen) == count:
+            break
+    return [f"{cell}:{assay}" for cell, assay in chosen]
 
 
 def _print_metrics(rows: list[dict]) -> None:

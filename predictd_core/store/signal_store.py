@@ -122,7 +122,8 @@ def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, stor
     try:
         opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)
         try:
-            _write_store(work, tracks, bins, opened, chunk_bins, progress)
+            write_store(work, tracks, bins, lambda lo, hi: _read_block(opened, tracks, bins, lo, hi),
+                        chunk_bins, progress)
         finally:
             for track in opened:
                 track.close()
@@ -139,8 +140,26 @@ def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, stor
     return SignalStore.open(target)
 
 
-def _write_store(path: str, tracks: list[Track], bins: GenomeBins, opened, chunk_bins: int,
-                 progress: Callable[[int, int], None] | None) -> None:
+def _read_block(opened, tracks: list[Track], bins: GenomeBins, lo: int, hi: int) -> np.ndarray:
+    """Bin means of bins ``[lo, hi)`` for every opened track: (hi - lo, n_tracks), -log10 p scale."""
+    block = np.empty((hi - lo, len(opened)), dtype=np.float32)
+    for contig, start, end, first, last in bins.runs(lo, hi):
+        for column, track in enumerate(opened):
+            block[first - lo:last - lo, column] = track.bin_means(contig, start, end, bins.bin_size)
+    negative = block < 0
+    if negative.any():
+        column = int(np.flatnonzero(negative.any(axis=0))[0])
+        raise PredictdInputError(tracks[column].path, "values", "negative signal: expected -log10 p-values (>= 0)")
+    return block
+
+
+def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Callable[[int, int], np.ndarray],
+                chunk_bins: int = DEFAULT_CHUNK_BINS, progress: Callable[[int, int], None] | None = None) -> None:
+    """Write a store at ``path`` chunk by chunk from ``read_block(lo, hi)`` (-log10 p values, NaN = no data).
+
+    :func:`ingest` feeds it from signal files; benchmarks and simulations can feed it arrays.
+    The ``complete`` attribute is written last.
+    """
     root = zarr.open_group(store=path, mode="w")
     n_exp = len(tracks)
     compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
@@ -153,16 +172,7 @@ def _write_store(path: str, tracks: list[Track], bins: GenomeBins, opened, chunk
     n_chunks = -(-bins.n_bins // chunk_bins)
     for chunk in range(n_chunks):
         lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
-        block = np.empty((hi - lo, n_exp), dtype=np.float32)
-        for contig, start, end, first, last in bins.runs(lo, hi):
-            for column, track in enumerate(opened):
-                block[first - lo:last - lo, column] = track.bin_means(contig, start, end, bins.bin_size)
-        negative = block < 0
-        if negative.any():
-            column = int(np.flatnonzero(negative.any(axis=0))[0])
-            raise PredictdInputError(tracks[column].path, "values",
-                                     "negative signal: expected -log10 p-values (>= 0)")
-        signal[lo:hi] = np.arcsinh(block)
+        signal[lo:hi] = np.arcsinh(read_block(lo, hi))
         if progress is not None:
             progress(chunk + 1, n_chunks)
     root.attrs.update({

@@ -93,3 +93,33 @@ def test_installed_script_help():
     done = subprocess.run([*command, "run", "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "Usage:" in done.stdout and "run" in done.stdout
+
+
+def test_demo_without_the_pilot_runs_on_a_simulated_compendium(tmp_path, monkeypatch, spark_session):
+    from typer.testing import CliRunner
+
+    from predictd_core.cli import main as cli
+
+    monkeypatch.setattr(cli, "PILOT_DATA", tmp_path / "absent")
+    result = CliRunner().invoke(cli.app, ["demo", "--workdir", str(tmp_path / "demo")])
+    assert result.exit_code == 0, result.output
+    assert "absent" in result.output and "generated compendium" in result.output
+    output = tmp_path / "demo" / "simulated" / "output"
+    metrics = (output / "metrics.tsv").read_text().splitlines()
+    assert len(metrics) == 3  # header + two held-out targets
+    assert len(list((output / "imputed").glob("*.bigWig"))) == 30  # 6 cells x 5 assays
+    assert (output / "manifest.json").is_file()
+
+
+def test_simulate_command_writes_a_runnable_compendium(tmp_path):
+    from typer.testing import CliRunner
+
+    from predictd_core.cli.main import app
+
+    result = CliRunner().invoke(app, ["simulate", str(tmp_path / "sim"), "--bins", "2000",
+                                      "--missing-fraction", "0.5", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    config = (tmp_path / "sim" / "run.yaml").read_text()
+    held = config.split("holdout:")[1].split("\n")[1].strip(" -")
+    tracks = (tmp_path / "sim" / "tracks.tsv").read_text()
+    assert "\t".join(held.split(":")) in tracks  # the held-out pair is an observed experiment
