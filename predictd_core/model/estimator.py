@@ -60,7 +60,7 @@ class Predictd:
             raise ValueError("no training experiments: the compendium is empty once held-out tracks are removed")
         if np.intersect1d(train_columns, valid_columns).size:
             raise ValueError("training and validation experiments overlap")
-        self.rank_ = self.settings.resolved_rank(train_columns.size)
+        self.rank_ = self.settings.resolved_rank(train_columns.size, len(layout.assays))
         self.ridge_ = self.settings.penalties.ri2
         self.layout_ = layout
         moments = engine.map_reduce(als.column_moments, None)
@@ -80,7 +80,7 @@ class Predictd:
         """PREDICTD's penalties divided as its ``train_model.py`` did: rc / (K n_cells), ra / (K n_assays)."""
         p, K = self.settings.penalties, self.rank_
         return als.ScaledPenalties(rc=p.rc / (K * len(self.layout_.cells)), ra=p.ra / (K * len(self.layout_.assays)),
-                                   ri2=p.ri2, rbc=p.rbc, rba=p.rba)
+                                   ri2=p.ri2, rbc=p.rbc, rba=p.rba, cell_shrinkage=self.settings.cell_shrinkage)
 
     def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress) -> None:
         penalties = self.scaled_penalties()

@@ -33,18 +33,22 @@ class ModelSettings(BaseModel):
     """What to fit and how. Defaults are PREDICTD's, except the solver (exact ALS).
 
     ``rank`` defaults to PREDICTD's ratio of factors to training experiments (K = 100 for about 700
-    training experiments, so K = |T| / 7), capped at its 100. Near K = |T| every bin's ridge solve
-    reproduces its training tracks exactly and the cell and assay factors stop generalising.
+    training experiments, so K = |T| / 7), capped at its 100, and at least the number of assays so
+    each assay can have a direction of its own (Roadmap: 24 assays, K = 100 either way). Near
+    K = |T| every bin's ridge solve reproduces its training tracks and the factors stop generalising.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    rank: int | None = Field(None, ge=1, description="latent factors K; default min(100, training experiments / 7)")
+    rank: int | None = Field(None, ge=1, description="latent factors K; default min(100, max(assays, training experiments / 7))")
     solver: Literal["als", "nadam-sgd"] = "als"
+    cell_shrinkage: Literal["mean", "zero"] = Field(
+        "mean", description="als: shrink cell factors toward the mean cell (default) or toward 0 (PREDICTD)")
     penalties: Penalties = Penalties()
     seed: int = Field(123, description="factor initialisation seed (PREDICTD's --factor_init_seed)")
     max_iters: int = Field(60, ge=1, description="ALS sweeps, or SGD rounds, at most")
-    patience: int = Field(5, ge=1, description="stop after this many sweeps without a better validation MSE")
+    patience: int = Field(10, ge=1, description="stop after this many sweeps without a better validation MSE "
+                                               "(PREDICTD waited 35 evaluations; ALS moves further per sweep)")
     tol: float = Field(1e-4, ge=0, description="relative validation-MSE gain that counts as better")
     validation_fraction: float = Field(0.125, gt=0, lt=1,
                                        description="share of training experiments used to stop (one of 8 folds)")
@@ -70,6 +74,8 @@ class ModelSettings(BaseModel):
             data["penalties"] = nested
         return data
 
-    def resolved_rank(self, n_train_experiments: int) -> int:
-        """The rank used for a compendium with this many training experiments."""
-        return self.rank if self.rank is not None else max(1, min(100, n_train_experiments // 7))
+    def resolved_rank(self, n_train_experiments: int, n_assays: int) -> int:
+        """The rank used for a compendium with this many training experiments and assays."""
+        if self.rank is not None:
+            return self.rank
+        return max(1, min(100, max(n_assays, n_train_experiments // 7)))

@@ -7,11 +7,18 @@ Model, for bin i and experiment e = (c, a), on the arcsinh scale::
 Objective over the observed training entries (NaN = not observed; an observed 0 is data)::
 
     J = sum (y - y_hat)^2 + ri2 sum_i |G_i|^2
-        + rc sum_c N_c |C_c|^2 + ra sum_a N_a |A_a|^2 + rbc sum_c N_c b_c^2 + rba sum_a N_a b_a^2
+        + rc sum_c N_c |C_c - m|^2 + ra sum_a N_a |A_a|^2 + rbc sum_c N_c b_c^2 + rba sum_a N_a b_a^2
 
 where N_c (N_a) is the number of training entries of cell c (assay a): the scaled penalties act per
 entry, as in PREDICTD's per-sample SGD (and Spark's ALS-WR "weighted lambda"); ri2 is PREDICTD's
 phase-2 ridge on G. mu is the mean of the training entries and stays fixed.
+
+Cell factors shrink toward their mean m (``cell_shrinkage="mean"``, the default) rather than toward 0
+(PREDICTD, ``"zero"``, m = 0). A departure on purpose: shrinking to 0 pulls a poorly measured cell's
+predictions toward the all-assay average of each bin, which erases the assay's own shape; shrinking
+to the mean cell pulls them toward "this assay as in the other cells". m is the mean of the rows of
+cells with training data, updated before each cell step (block coordinate descent on J with m as a
+block, so J still never increases).
 
 A sweep, given (C, A, b_c, b_a):
 
@@ -89,8 +96,15 @@ def _ridge_solve(R: np.ndarray, design: np.ndarray, penalty: np.ndarray) -> np.n
         return rhs @ np.linalg.pinv(gram)
 
 
+class FieldwiseSum:
+    """``a + b`` adds a dataclass field by field: the reduction every engine applies to chunk results."""
+
+    def __add__(self, other):
+        return type(self)(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+
 @dataclass
-class SweepStatistics:
+class SweepStatistics(FieldwiseSum):
     """Everything the C, A and bias steps and the loss need from one pass; sums over chunks.
 
     ``n`` bins with training data; ``S = G'G``, ``g = G'1``, ``h = G'b_i``, ``sb = 1'b_i``;
@@ -109,9 +123,6 @@ class SweepStatistics:
     train_count: float
     valid_sse: np.ndarray
     valid_count: np.ndarray
-
-    def __add__(self, other: "SweepStatistics") -> "SweepStatistics":
-        return SweepStatistics(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,13 @@ class ScaledPenalties:
     ri2: float
     rbc: float
     rba: float
+    cell_shrinkage: str = "mean"
+
+    def cell_centre(self, C: np.ndarray, cells_with_data: np.ndarray) -> np.ndarray:
+        """m: the mean row of the cells with training data, or 0 for PREDICTD's penalty."""
+        if self.cell_shrinkage == "zero":
+            return np.zeros(C.shape[1])
+        return C[cells_with_data].mean(axis=0)
 
 
 def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPenalties,
@@ -182,24 +200,30 @@ def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: Sc
     f = inputs.factors
     cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
     C, A, b_c, b_a = f.C.copy(), f.A.copy(), f.b_c.copy(), f.b_a.copy()
+    with_data = np.unique(cells)
     for _ in range(inner_iters):
-        C, b_c = _solve_rows(stats, cells, C, b_c, A[assays], f.mu + b_a[assays], penalties.rc, penalties.rbc)
-        A, b_a = _solve_rows(stats, assays, A, b_a, C[cells], f.mu + b_c[cells], penalties.ra, penalties.rba)
+        centre = penalties.cell_centre(C, with_data)
+        C, b_c = _solve_rows(stats, cells, C, b_c, A[assays], f.mu + b_a[assays], penalties.rc, penalties.rbc,
+                             centre)
+        A, b_a = _solve_rows(stats, assays, A, b_a, C[cells], f.mu + b_c[cells], penalties.ra, penalties.rba,
+                             np.zeros(A.shape[1]))
     return CellAssayFactors(f.mu, C, A, b_c, b_a)
 
 
 def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.ndarray, other: np.ndarray,
-                other_offset: np.ndarray, lam: float, lam_bias: float) -> tuple[np.ndarray, np.ndarray]:
+                other_offset: np.ndarray, lam: float, lam_bias: float, centre: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Solve each row r of one side (cells or assays), the other side fixed.
 
     For the training experiments j of row r, with u_j the other side's factor row and o_j = mu + its
     bias, the unknowns x = [X_r; b_r] minimise sum_j sum_i (y_ij - o_j - b_i - b_r - G_i.(u_j * X_r))^2
     plus the weighted penalties, whose normal equations need only the statistics:
 
-        [ S o (U'U) + lam N I    (sum_j u_j) o g ] [X_r]   [ sum_j u_j o (P_j - o_j g - h) ]
-        [ ((sum_j u_j) o g)'     n t + lam_b N   ] [b_r] = [ sum_j (s_j - n o_j - sb)      ]
+        [ S o (U'U) + lam N I    (sum_j u_j) o g ] [X_r]   [ sum_j u_j o (P_j - o_j g - h) + lam N m ]
+        [ ((sum_j u_j) o g)'     n t + lam_b N   ] [b_r] = [ sum_j (s_j - n o_j - sb)                ]
 
-    with U the stacked u_j (t of them), N = n t entries and o the elementwise product.
+    with U the stacked u_j (t of them), N = n t entries, o the elementwise product and m the
+    ``centre`` the rows shrink toward.
     Rows with no training experiment keep their values.
     """
     X, b = X.copy(), b.copy()
@@ -214,7 +238,7 @@ def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.nd
         lhs[:K, K] = lhs[K, :K] = u_sum * stats.g
         lhs[K, K] = N + lam_bias * N
         rhs = np.empty(K + 1)
-        rhs[:K] = (U * stats.P[:, mine].T).sum(axis=0) - (o @ U) * stats.g - u_sum * stats.h
+        rhs[:K] = (U * stats.P[:, mine].T).sum(axis=0) - (o @ U) * stats.g - u_sum * stats.h + lam * N * centre
         rhs[K] = (stats.s[mine] - stats.n * o - stats.sb).sum()
         try:
             solution = np.linalg.solve(lhs, rhs)
@@ -230,8 +254,9 @@ def objective(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPena
     cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
     n_cell = stats.n * np.bincount(cells, minlength=f.C.shape[0])
     n_assay = stats.n * np.bincount(assays, minlength=f.A.shape[0])
+    centre = penalties.cell_centre(f.C, np.unique(cells))
     return float(stats.train_sse + penalties.ri2 * np.trace(stats.S)
-                 + penalties.rc * n_cell @ np.square(f.C).sum(axis=1) + penalties.rbc * n_cell @ np.square(f.b_c)
+                 + penalties.rc * n_cell @ np.square(f.C - centre).sum(axis=1) + penalties.rbc * n_cell @ np.square(f.b_c)
                  + penalties.ra * n_assay @ np.square(f.A).sum(axis=1) + penalties.rba * n_assay @ np.square(f.b_a))
 
 

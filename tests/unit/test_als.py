@@ -10,6 +10,8 @@ N_CELLS, N_ASSAYS, K, N_BINS = 4, 3, 2, 60
 CELL_OF = np.repeat(np.arange(N_CELLS), N_ASSAYS)
 ASSAY_OF = np.tile(np.arange(N_ASSAYS), N_CELLS)
 PENALTIES = als.ScaledPenalties(rc=0.01, ra=0.02, ri2=0.7, rbc=0.003, rba=0.001)
+SHRINKAGES = {"mean": PENALTIES, "zero": als.ScaledPenalties(rc=0.01, ra=0.02, ri2=0.7, rbc=0.003, rba=0.001,
+                                                             cell_shrinkage="zero")}
 
 
 def random_factors(rng) -> CellAssayFactors:
@@ -17,8 +19,10 @@ def random_factors(rng) -> CellAssayFactors:
                             rng.normal(size=N_CELLS), rng.normal(size=N_ASSAYS))
 
 
-def dense_ridge(y, X, penalty):
-    return np.linalg.solve(X.T @ X + np.diag(penalty), X.T @ y)
+def dense_ridge(y, X, penalty, centre=None):
+    """argmin |y - X x|^2 + sum_k penalty_k (x_k - centre_k)^2."""
+    centre = np.zeros(X.shape[1]) if centre is None else centre
+    return np.linalg.solve(X.T @ X + np.diag(penalty), X.T @ y + np.asarray(penalty) * centre)
 
 
 def test_genome_step_matches_per_bin_ridge_with_holes():
@@ -39,13 +43,16 @@ def test_genome_step_matches_per_bin_ridge_with_holes():
         np.testing.assert_allclose(W[i], expected, rtol=1e-10, atol=1e-10)
 
 
-def test_cell_and_assay_steps_match_dense_least_squares():
+@pytest.mark.parametrize("shrinkage", ["mean", "zero"])
+def test_cell_and_assay_steps_match_dense_least_squares(shrinkage):
     rng = np.random.default_rng(0)
     f = random_factors(rng)
     Y = rng.normal(size=(N_BINS, N_CELLS * N_ASSAYS))
     columns = np.arange(N_CELLS * N_ASSAYS)
     inputs = als.SweepInputs(f, CELL_OF, ASSAY_OF, columns, np.array([], dtype=int), 0.7)
-    updated = als.update_cell_assay(als.sweep_statistics(Y, inputs), inputs, PENALTIES, inner_iters=1)
+    updated = als.update_cell_assay(als.sweep_statistics(Y, inputs), inputs, SHRINKAGES[shrinkage], inner_iters=1)
+    # cell rows shrink toward the mean cell row (or 0, PREDICTD's penalty)
+    centre = f.C.mean(axis=0) if shrinkage == "mean" else np.zeros(K)
 
     Z, offset = f.design(CELL_OF, ASSAY_OF)
     W, _ = als.genome_step(Y, Z, offset, 0.7)
@@ -55,7 +62,7 @@ def test_cell_and_assay_steps_match_dense_least_squares():
         js = np.flatnonzero(CELL_OF == c)
         X = np.vstack([np.hstack([G * f.A[ASSAY_OF[j]], np.ones((N_BINS, 1))]) for j in js])
         y = np.concatenate([Y[:, j] - f.mu - f.b_a[ASSAY_OF[j]] - b_i for j in js])
-        x = dense_ridge(y, X, [PENALTIES.rc * X.shape[0]] * K + [PENALTIES.rbc * X.shape[0]])
+        x = dense_ridge(y, X, [PENALTIES.rc * X.shape[0]] * K + [PENALTIES.rbc * X.shape[0]], np.append(centre, 0))
         C[c], b_c[c] = x[:K], x[K]
     np.testing.assert_allclose(updated.C, C, atol=1e-10)
     np.testing.assert_allclose(updated.b_c, b_c, atol=1e-10)
@@ -71,6 +78,7 @@ def test_cell_and_assay_steps_match_dense_least_squares():
 
 
 def direct_objective(Y, f, columns, penalties):
+    centre = f.C.mean(axis=0) if penalties.cell_shrinkage == "mean" else 0.0
     Z, offset = f.design(CELL_OF[columns], ASSAY_OF[columns])
     W, has = als.genome_step(Y[:, columns], Z, offset, penalties.ri2)
     prediction = offset + W[:, -1:] + W[:, :-1] @ Z.T
@@ -79,12 +87,14 @@ def direct_objective(Y, f, columns, penalties):
     n_cell = n * np.bincount(CELL_OF[columns], minlength=N_CELLS)
     n_assay = n * np.bincount(ASSAY_OF[columns], minlength=N_ASSAYS)
     return (sse + penalties.ri2 * np.square(W[has, :-1]).sum()
-            + penalties.rc * n_cell @ np.square(f.C).sum(1) + penalties.ra * n_assay @ np.square(f.A).sum(1)
+            + penalties.rc * n_cell @ np.square(f.C - centre).sum(1) + penalties.ra * n_assay @ np.square(f.A).sum(1)
             + penalties.rbc * n_cell @ np.square(f.b_c) + penalties.rba * n_assay @ np.square(f.b_a))
 
 
+@pytest.mark.parametrize("shrinkage", ["mean", "zero"])
 @pytest.mark.parametrize("hole_fraction", [0.0, 0.1])
-def test_objective_is_exact_and_never_increases(hole_fraction):
+def test_objective_is_exact_and_never_increases(hole_fraction, shrinkage):
+    penalties = SHRINKAGES[shrinkage]
     rng = np.random.default_rng(3)
     Y = rng.normal(size=(N_BINS, N_CELLS * N_ASSAYS))
     Y[rng.random(Y.shape) < hole_fraction] = np.nan
@@ -92,11 +102,11 @@ def test_objective_is_exact_and_never_increases(hole_fraction):
     f = random_factors(rng)
     values = []
     for _ in range(8):
-        inputs = als.SweepInputs(f, CELL_OF, ASSAY_OF, columns, np.array([], dtype=int), PENALTIES.ri2)
+        inputs = als.SweepInputs(f, CELL_OF, ASSAY_OF, columns, np.array([], dtype=int), penalties.ri2)
         stats = als.sweep_statistics(Y, inputs)
-        values.append(als.objective(stats, inputs, PENALTIES))
-        assert values[-1] == pytest.approx(direct_objective(Y, f, columns, PENALTIES), rel=1e-9)
-        f = als.update_cell_assay(stats, inputs, PENALTIES, inner_iters=2)
+        values.append(als.objective(stats, inputs, penalties))
+        assert values[-1] == pytest.approx(direct_objective(Y, f, columns, penalties), rel=1e-9)
+        f = als.update_cell_assay(stats, inputs, penalties, inner_iters=2)
     assert all(b <= a * (1 + 1e-12) for a, b in zip(values, values[1:]))
     assert values[-1] < 0.9 * values[0]
 
