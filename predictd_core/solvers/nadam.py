@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -259,7 +259,7 @@ class RoundInputs:
 
 
 @dataclass
-class RoundResult:
+class RoundResult(als.FieldwiseSum):
     """Sums over chunks of the final local cell and assay rows, moments and step-count increments.
 
     ``chunks`` counts the chunks that took steps (the divisor of the plain mean).
@@ -275,9 +275,6 @@ class RoundResult:
     assay_dt: np.ndarray
     chunks: int
     steps: int
-
-    def __add__(self, other: "RoundResult") -> "RoundResult":
-        return RoundResult(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
     def averaged(self, previous: SharedState) -> SharedState:
         """The driver's update: plain mean over chunks; counters advance by the rounded mean count."""
@@ -380,20 +377,14 @@ def sgd_round(chunk: int, Y: np.ndarray, state: ChunkState | None, inputs: Round
 # --------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class EvalInputs:
-    """The payload of an evaluation pass."""
+class EvalInputs(als.SweepInputs):
+    """The payload of an evaluation pass: an ALS sweep's inputs plus the genome-row penalties."""
 
-    factors: CellAssayFactors
-    cell_of: np.ndarray
-    assay_of: np.ndarray
-    train_columns: np.ndarray
-    valid_columns: np.ndarray
-    ridge: float
     reg_genome: np.ndarray
 
 
 @dataclass
-class EvalStats:
+class EvalStats(als.FieldwiseSum):
     """Sums over chunks: squared errors and counts, the genome penalty term, entries per training column."""
 
     train_sse: float
@@ -402,9 +393,6 @@ class EvalStats:
     valid_count: float
     genome_penalty: float
     column_count: np.ndarray
-
-    def __add__(self, other: "EvalStats") -> "EvalStats":
-        return EvalStats(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
 
 def evaluate_chunk(chunk: int, Y: np.ndarray, state: ChunkState | None, inputs: EvalInputs) -> tuple[ChunkState, EvalStats]:
