@@ -4,10 +4,11 @@ Layout of a store folder (local path or object-store URL)::
 
     signal      float32 (n_bins, n_experiments), chunks (chunk_bins, n_experiments);
                 arcsinh of the bin's mean -log10 p; NaN where the track has no data at that bin
-    bin_contig  int32 (n_bins,)  index into attrs["contigs"]
+    bin_contig  int32 (n_bins,)  index into attrs["contigs"]  (for other readers; predictd uses the spans)
     bin_start   int64 (n_bins,)
     bin_end     int64 (n_bins,)
-    attrs       format, bin_size, contigs, experiments [{cell_type, assay, path}], chunk_bins, complete
+    attrs       format, bin_size, contigs, spans [[contig index, start, end]], experiments
+                [{cell_type, assay, path}], chunk_bins, complete
 
 Columns are the observed experiments only: an experiment that was never measured has no column, and
 inside a column NaN (no data) is kept apart from 0 (an observed zero).
@@ -54,7 +55,7 @@ class SignalStore:
         if attrs.get("format") != FORMAT or not attrs.get("complete"):
             raise PredictdInputError(str(path), "store", "not a complete predictd signal store; run ingest again")
         bins = GenomeBins(tuple((name, int(length)) for name, length in attrs["contigs"]), int(attrs["bin_size"]),
-                          root["bin_contig"][:], root["bin_start"][:], root["bin_end"][:])
+                          tuple(tuple(int(v) for v in span) for span in attrs["spans"]))
         experiments = tuple(Track(e["cell_type"], e["assay"], e["path"]) for e in attrs["experiments"])
         return cls(str(path), experiments, bins, int(attrs["chunk_bins"]))
 
@@ -163,22 +164,24 @@ def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Ca
     root = zarr.open_group(store=path, mode="w")
     n_exp = len(tracks)
     compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
-    for name, values in (("bin_contig", bins.contig_index), ("bin_start", bins.start), ("bin_end", bins.end)):
-        array = root.create_array(name, shape=values.shape, chunks=(chunk_bins,), dtype=values.dtype,
-                                  compressors=compressor)
-        array[:] = values
+    coordinates = [root.create_array(name, shape=(bins.n_bins,), chunks=(chunk_bins,), dtype=dtype,
+                                     compressors=compressor)
+                   for name, dtype in (("bin_contig", "int32"), ("bin_start", "int64"), ("bin_end", "int64"))]
     signal = root.create_array("signal", shape=(bins.n_bins, n_exp), chunks=(chunk_bins, n_exp),
                                dtype="float32", compressors=compressor, fill_value=np.nan)
     n_chunks = -(-bins.n_bins // chunk_bins)
     for chunk in range(n_chunks):
         lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
         signal[lo:hi] = np.arcsinh(read_block(lo, hi))
+        for array, values in zip(coordinates, bins.coordinates(lo, hi)):
+            array[lo:hi] = values
         if progress is not None:
             progress(chunk + 1, n_chunks)
     root.attrs.update({
         "format": FORMAT,
         "bin_size": bins.bin_size,
         "contigs": [list(c) for c in bins.contigs],
+        "spans": [list(span) for span in bins.spans],
         "experiments": [{"cell_type": t.cell_type, "assay": t.assay, "path": t.path} for t in tracks],
         "chunk_bins": chunk_bins,
     })

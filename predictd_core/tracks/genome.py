@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -69,26 +70,31 @@ def read_regions(path: str | os.PathLike, chrom_sizes: dict[str, int]) -> list[t
 class GenomeBins:
     """Fixed-size bins over whole contigs or over regions; the last bin of a region may be shorter.
 
+    Held as spans (one row per region), not per bin, so memory follows the number of regions,
+    not the genome length; coordinates of any bin range are computed on demand.
+
     Attributes
     ----------
     contigs : tuple of (name, length)
         Every contig of the chrom sizes, in order (bigWig headers need them all).
     bin_size : int
-    contig_index : ndarray of shape (n_bins,), int32
-        Index into ``contigs`` of each bin.
-    start, end : ndarray of shape (n_bins,), int64
-        Half-open coordinates of each bin.
+    spans : tuple of (contig index, start, end)
+        The regions binned, in genome order (whole contigs by default).
     """
 
     contigs: tuple[tuple[str, int], ...]
     bin_size: int
-    contig_index: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
+    spans: tuple[tuple[int, int, int], ...]
+
+    @cached_property
+    def _first_bin(self) -> np.ndarray:
+        """Index of each span's first bin, and the total at the end: shape (n_spans + 1,)."""
+        counts = [-(-(end - start) // self.bin_size) for _, start, end in self.spans]
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
     @property
     def n_bins(self) -> int:
-        return int(self.start.shape[0])
+        return int(self._first_bin[-1])
 
     @classmethod
     def build(cls, chrom_sizes: dict[str, int], bin_size: int,
@@ -98,23 +104,36 @@ class GenomeBins:
             raise ValueError(f"bin_size must be positive, got {bin_size}")
         names = list(chrom_sizes)
         spans = regions if regions is not None else [(name, 0, size) for name, size in chrom_sizes.items()]
-        contig_parts, start_parts, end_parts = [], [], []
-        for chrom, lo, hi in spans:
-            starts = np.arange(lo, hi, bin_size, dtype=np.int64)
-            contig_parts.append(np.full(starts.shape, names.index(chrom), dtype=np.int32))
-            start_parts.append(starts)
-            end_parts.append(np.minimum(starts + bin_size, hi))
-        return cls(tuple(chrom_sizes.items()), bin_size, np.concatenate(contig_parts),
-                   np.concatenate(start_parts), np.concatenate(end_parts))
+        return cls(tuple(chrom_sizes.items()), bin_size,
+                   tuple((names.index(chrom), int(lo), int(hi)) for chrom, lo, hi in spans))
 
     def runs(self, lo: int, hi: int) -> list[tuple[str, int, int, int, int]]:
-        """Split bins ``[lo, hi)`` into runs of adjacent bins on one contig.
+        """Split bins ``[lo, hi)`` into runs of adjacent bins inside one span.
 
         Returns tuples ``(contig, start, end, first_bin, last_bin_exclusive)``: one read each.
         """
-        contig = self.contig_index[lo:hi]
-        start, end = self.start[lo:hi], self.end[lo:hi]
-        breaks = np.flatnonzero((contig[1:] != contig[:-1]) | (start[1:] != end[:-1])) + 1
-        edges = np.concatenate([[0], breaks, [hi - lo]])
-        return [(self.contigs[contig[a]][0], int(start[a]), int(end[b - 1]), lo + int(a), lo + int(b))
-                for a, b in zip(edges[:-1], edges[1:])]
+        first = self._first_bin
+        found = []
+        for k in range(int(np.searchsorted(first, lo, side="right")) - 1, len(self.spans)):
+            if first[k] >= hi:
+                break
+            a, b = max(lo, int(first[k])), min(hi, int(first[k + 1]))
+            if a >= b:
+                continue
+            contig, span_start, span_end = self.spans[k]
+            start = span_start + (a - int(first[k])) * self.bin_size
+            end = min(span_start + (b - int(first[k])) * self.bin_size, span_end)
+            found.append((self.contigs[contig][0], start, end, a, b))
+        return found
+
+    def coordinates(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Contig index (int32), start and end (int64) of every bin in ``[lo, hi)``."""
+        names = [name for name, _ in self.contigs]
+        parts = []
+        for contig, start, end, _, _ in self.runs(lo, hi):
+            starts = np.arange(start, end, self.bin_size, dtype=np.int64)
+            parts.append((np.full(starts.shape, names.index(contig), dtype=np.int32), starts,
+                          np.minimum(starts + self.bin_size, end)))
+        if not parts:
+            return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return tuple(np.concatenate(column) for column in zip(*parts))

@@ -18,7 +18,8 @@ def test_store_holds_arcsinh_bin_means_in_chunks(tiny_compendium, tmp_path):
     folder, tracks_tsv, sizes, truth = tiny_compendium
     store = ingest(read_tracks_table(tracks_tsv), read_chrom_sizes(sizes), 25, tmp_path / "s.zarr", chunk_bins=16)
     assert store.bins.n_bins == 40 + 21 and store.n_chunks == 4
-    assert store.bins.end[-1] - store.bins.start[-1] == 10  # chrB is 510 bp: a 10 bp last bin
+    _, starts, ends = store.bins.coordinates(0, store.bins.n_bins)
+    assert ends[-1] - starts[-1] == 10  # chrB is 510 bp: a 10 bp last bin
     column = [e.name for e in store.experiments].index("C2:M1")
     expected = np.arcsinh(np.concatenate([truth["C2:M1"]["chrA"], truth["C2:M1"]["chrB"]]))
     np.testing.assert_allclose(store.read_column(column), expected, rtol=1e-6)
@@ -60,8 +61,14 @@ def test_regions_limit_the_bins(tiny_compendium, tmp_path):
     regions = read_regions(folder / "r.bed", chrom_sizes)
     assert regions == [("chrA", 0, 75), ("chrB", 100, 160)]
     store = ingest(read_tracks_table(tracks_tsv), chrom_sizes, 25, tmp_path / "r.zarr", regions)
-    assert store.bins.start.tolist() == [0, 25, 50, 100, 125, 150]
-    assert store.bins.end.tolist() == [25, 50, 75, 125, 150, 160]
+    contigs, starts, ends = store.bins.coordinates(0, store.bins.n_bins)
+    assert contigs.tolist() == [0, 0, 0, 1, 1, 1]
+    assert starts.tolist() == [0, 25, 50, 100, 125, 150]
+    assert ends.tolist() == [25, 50, 75, 125, 150, 160]
+    import zarr  # the per-bin coordinate arrays written for other readers agree
+
+    root = zarr.open_group(str(tmp_path / "r.zarr"), mode="r")
+    assert root["bin_start"][:].tolist() == starts.tolist() and root["bin_end"][:].tolist() == ends.tolist()
 
 
 def test_bigwig_round_trip_keeps_contigs_bins_and_values(tmp_path):
@@ -75,7 +82,8 @@ def test_bigwig_round_trip_keeps_contigs_bins_and_values(tmp_path):
     handle = pyBigWig.open(str(tmp_path / "out.bigWig"))
     assert handle.chroms() == chrom_sizes
     intervals = handle.intervals("chr1") + handle.intervals("chr2")
-    assert [(s, e) for s, e, _ in intervals] == list(zip(bins.start.tolist(), bins.end.tolist()))
+    _, starts, ends = bins.coordinates(0, bins.n_bins)
+    assert [(s, e) for s, e, _ in intervals] == list(zip(starts.tolist(), ends.tolist()))
     np.testing.assert_allclose([v for _, _, v in intervals], values, rtol=1e-6)
     assert handle.intervals("chr3") is None
     handle.close()
@@ -87,7 +95,21 @@ def test_output_scale_is_sinh_of_clipped_arcsinh():
 
 def test_chunk_reads_follow_the_genome_not_the_whole_track():
     """Ingest streams by chunk: a chunk spanning two contigs is read as one run per contig."""
-    chrom_sizes = {"a": 250, "b": 250}
+    chrom_sizes = {"a": 250, "b": 260}
     bins = GenomeBins.build(chrom_sizes, 25)
-    runs = bins.runs(5, 15)
-    assert runs == [("a", 125, 250, 5, 10), ("b", 0, 125, 10, 15)]
+    assert bins.n_bins == 10 + 11
+    assert bins.runs(5, 15) == [("a", 125, 250, 5, 10), ("b", 0, 125, 10, 15)]
+    assert bins.runs(20, 21) == [("b", 250, 260, 20, 21)]  # the short last bin
+    assert bins.runs(10, 10) == []
+
+
+def test_bins_are_held_as_spans_not_per_bin():
+    """A whole human genome's bins cost a few rows of memory, and any range's coordinates are exact."""
+    hg19_chr1 = 249_250_621
+    bins = GenomeBins.build({"chr1": hg19_chr1, "chr2": 243_199_373}, 25)
+    assert len(bins.spans) == 2 and bins.n_bins == -(-hg19_chr1 // 25) + -(-243_199_373 // 25)
+    lo = -(-hg19_chr1 // 25) - 2
+    contigs, starts, ends = bins.coordinates(lo, lo + 4)
+    assert contigs.tolist() == [0, 0, 1, 1]
+    assert starts.tolist() == [hg19_chr1 - 46, hg19_chr1 - 21, 0, 25]
+    assert ends.tolist() == [hg19_chr1 - 21, hg19_chr1, 25, 50]
