@@ -31,7 +31,7 @@ from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import open_tracks, remove_cache
 from predictd_core.tracks.table import Track, is_remote
 
-FORMAT = "predictd-signal-store/1"
+FORMAT = "predictd-signal-store/2"  # 2: genome bins held as spans
 DEFAULT_CHUNK_BINS = 65_536
 
 
