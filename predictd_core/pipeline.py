@@ -175,14 +175,15 @@ def run_evaluate(config: RunConfig, store: SignalStore) -> list[dict]:
         path = imputed_path(config.output, experiment.cell_type, experiment.assay)
         if not path.is_file():
             raise PredictdInputError(str(path), "imputed", "imputed track missing; run impute first")
-        observed = store.read_column(column)
-        imputed = read_track_bins(path, store)
         same_assay = inputs[layout.assay_of[inputs] == layout.assay_of[column]]
+        signal = store.read_columns([column, *same_assay])  # the target and its baseline's inputs, one pass
+        observed = signal[:, 0]
+        imputed = read_track_bins(path, store)
         seen = ~np.isnan(observed) & ~np.isnan(imputed)
         row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "n_bins": int(seen.sum())}
         row.update(quality_measures(observed[seen], imputed[seen]))
         if same_assay.size:
-            baseline = np.nanmean(np.stack([store.read_column(c) for c in same_assay], axis=1), axis=1)
+            baseline = np.nanmean(signal[:, 1:], axis=1)
             row.update({f"baseline_{k}": v for k, v in quality_measures(observed[seen], baseline[seen]).items()})
         else:
             row.update({f"baseline_{k}": float("nan") for k in MEASURES})

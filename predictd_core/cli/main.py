@@ -144,11 +144,9 @@ def run(config: Path = ConfigArg) -> None:
 def _run(config: Path) -> None:
     from predictd_core import pipeline
 
-    output = None
-    with _user_errors(output=None):
+    with _user_errors():
         settings = _load(config)
-        output = Path(settings.output)
-    with _user_errors(output=output):
+    with _user_errors(output=Path(settings.output)):
         with _progress() as progress:
             result = pipeline.run_all(settings, progress)
     _print_metrics(result["rows"])

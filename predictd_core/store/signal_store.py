@@ -20,7 +20,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import zarr
@@ -76,9 +76,10 @@ class SignalStore:
         """Signal of one chunk, ndarray of shape (chunk bins, n_experiments), float32, NaN = no data."""
         return read_signal_rows(self.path, *self.chunk_bounds(chunk))
 
-    def read_column(self, experiment: int) -> np.ndarray:
-        """One experiment over every bin, chunk by chunk (used for scoring held-out tracks)."""
-        return np.concatenate([self.read_chunk(k)[:, experiment] for k in range(self.n_chunks)])
+    def read_columns(self, experiments) -> np.ndarray:
+        """Some experiments over every bin, in one pass over the chunks: shape (n_bins, len(experiments))."""
+        columns = np.asarray(experiments, dtype=np.int64)
+        return np.concatenate([self.read_chunk(k)[:, columns] for k in range(self.n_chunks)])
 
 
 def read_signal_rows(path: str, lo: int, hi: int) -> np.ndarray:
@@ -186,9 +187,3 @@ def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Ca
         "chunk_bins": chunk_bins,
     })
     root.attrs["complete"] = True
-
-
-def iter_chunks(store: SignalStore) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(chunk number, signal)`` for every chunk, in genome order."""
-    for chunk in range(store.n_chunks):
-        yield chunk, store.read_chunk(chunk)

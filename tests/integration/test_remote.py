@@ -210,7 +210,7 @@ def test_store_on_s3_reads_back_like_a_local_store(tiny_compendium, s3):
     assert_same_store(store, reference, truth)
     np.testing.assert_array_equal(read_signal_rows(url, 5, 40), all_signal(reference)[5:40])
     np.testing.assert_array_equal(read_signal_rows(url + "/", 0, 61), all_signal(reference))
-    np.testing.assert_array_equal(store.read_column(3), all_signal(reference)[:, 3])
+    np.testing.assert_array_equal(store.read_columns([3])[:, 0], all_signal(reference)[:, 3])
 
 
 def test_config_store_on_s3_with_s3_tracks(tiny_compendium, s3):

@@ -22,7 +22,7 @@ def test_store_holds_arcsinh_bin_means_in_chunks(tiny_compendium, tmp_path):
     assert ends[-1] - starts[-1] == 10  # chrB is 510 bp: a 10 bp last bin
     column = [e.name for e in store.experiments].index("C2:M1")
     expected = np.arcsinh(np.concatenate([truth["C2:M1"]["chrA"], truth["C2:M1"]["chrB"]]))
-    np.testing.assert_allclose(store.read_column(column), expected, rtol=1e-6)
+    np.testing.assert_allclose(store.read_columns([column])[:, 0], expected, rtol=1e-6)
     reopened = SignalStore.open(tmp_path / "s.zarr")
     assert [e.name for e in reopened.experiments] == [e.name for e in store.experiments]
 
@@ -51,7 +51,7 @@ def test_bedgraph_gives_the_same_store_as_bigwig(tiny_compendium, tmp_path):
     (folder / "bdg.tsv").write_text(table)
     from_bdg = ingest(read_tracks_table(folder / "bdg.tsv"), read_chrom_sizes(sizes), 25, tmp_path / "b.zarr")
     from_bw = ingest(read_tracks_table(tracks_tsv), read_chrom_sizes(sizes), 25, tmp_path / "w.zarr")
-    np.testing.assert_allclose(from_bdg.read_column(0), from_bw.read_column(0), atol=1e-6)  # 6 decimals in the file
+    np.testing.assert_allclose(from_bdg.read_columns([0])[:, 0], from_bw.read_columns([0])[:, 0], atol=1e-6)  # 6 decimals in the file
 
 
 def test_regions_limit_the_bins(tiny_compendium, tmp_path):
