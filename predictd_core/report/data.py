@@ -1,0 +1,122 @@
+"""What the cross-validation report shows: plain containers the pipeline fills from a finished run.
+
+All signal is on the model's arcsinh(-log10 p) scale. "Baseline" is the obvious guess PREDICTD is
+judged against: the average of the same assay in the other cell types.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrackPanel:
+    """One genome-browser window of one target: observed, imputed and baseline signal per bin.
+
+    Attributes
+    ----------
+    target : str
+        ``"CELL:ASSAY"``.
+    contig : str
+    start : int
+        Start (bp) of the first bin.
+    bin_size : int
+        Bin width in bp.
+    observed : ndarray of shape (n_bins,)
+        Measured signal, NaN where there is no data.
+    imputed : ndarray of shape (n_bins,)
+        predictd's ensemble imputation.
+    baseline : ndarray of shape (n_bins,)
+        Same-assay average over the other cell types.
+    spread : ndarray of shape (n_bins,) or None
+        Standard deviation of the ensemble's models per bin; drawn as a band around ``imputed``.
+    """
+
+    target: str
+    contig: str
+    start: int
+    bin_size: int
+    observed: np.ndarray
+    imputed: np.ndarray
+    baseline: np.ndarray
+    spread: np.ndarray | None = None
+
+    @property
+    def end(self) -> int:
+        """End (bp, exclusive) of the last bin."""
+        return self.start + self.bin_size * len(self.observed)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything ``report.html`` shows about one cross-validation run.
+
+    Attributes
+    ----------
+    title : str
+    config_sha256 : str
+        Digest of the run's config, so a reader can tell which run the page describes.
+    rows : list of dict
+        One per scored experiment: ``cell_type``, ``assay``, ``kind`` (``"test-fold"`` or
+        ``"holdout"``), ``n_bins``, then ``<measure>`` and ``baseline_<measure>`` for each measure.
+    summary : list of dict
+        ``scope`` (``"all"`` or an assay), ``measure``, ``n``, ``predictd_mean``, ``baseline_mean``,
+        ``wins``, ``losses``, ``ties``.
+    measures : tuple of str
+        Measure names in display order.
+    histories : dict of str to list of dict
+        Model name (``"test0-valid1"``) to its iteration log: ``iteration``, ``objective``,
+        ``train_mse``, ``valid_mse``, ...
+    best_iterations : dict of str to int
+        Model name to the iteration it kept.
+    cells, assays : tuple of str
+        Names of the rows of ``cell_factors`` and ``assay_factors``.
+    cell_factors : ndarray of shape (n_cells, rank)
+    assay_factors : ndarray of shape (n_assays, rank)
+    factor_model : str
+        The model the factors come from.
+    scatter : dict of str to (ndarray, ndarray)
+        Target to (observed, imputed) over a sample of its bins.
+    panels : list of TrackPanel
+    notes : list of str
+        Plain sentences shown under the title (fold scheme, counts, timings).
+    """
+
+    title: str
+    config_sha256: str
+    rows: list[dict]
+    summary: list[dict]
+    measures: tuple[str, ...]
+    histories: dict[str, list[dict]]
+    best_iterations: dict[str, int]
+    cells: tuple[str, ...]
+    assays: tuple[str, ...]
+    cell_factors: np.ndarray
+    assay_factors: np.ndarray
+    factor_model: str
+    scatter: dict[str, tuple[np.ndarray, np.ndarray]]
+    panels: list[TrackPanel]
+    notes: list[str] = field(default_factory=list)
+
+
+def lower_is_better(measure: str) -> bool:
+    """True for the MSE family (errors); every other measure is a correlation, overlap or AUC."""
+    return measure.startswith("MSE")
+
+
+def direction(measure: str) -> str:
+    """``"lower is better"`` or ``"higher is better"``, as the report words it."""
+    return "lower is better" if lower_is_better(measure) else "higher is better"
+
+
+def better_side(measure: str, predictd: float | None, baseline: float | None) -> str | None:
+    """``"predictd"``, ``"baseline"`` or None (a tie, or a value is missing) for one comparison."""
+    if predictd is None or baseline is None or math.isnan(predictd) or math.isnan(baseline):
+        return None
+    if predictd == baseline:
+        return None
+    predictd_lower = predictd < baseline
+    return "predictd" if predictd_lower == lower_is_better(measure) else "baseline"
