@@ -43,6 +43,10 @@ trains on it, and the others are dealt as usual. A cell type with a single exper
 stays in training and cannot be scored; with two, one is pinned and the other is tested by a model
 that learned the cell type from the pinned one. A compendium with too few experiments to fill every
 test and validation fold raises :class:`PredictdInputError` (field ``folds``).
+
+When the compendium grows, :func:`extend_folds` keeps every old experiment's folds (so fold models
+already trained stay valid: each only gains training experiments) and deals the new ones by the
+same rules, pins decided by the counts of the grown compendium.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ import json
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -187,7 +192,9 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
     experiments = tuple(f"{layout.cells[c]}:{layout.assays[a]}" for c, a in zip(cell_of, assay_of))
     rng = np.random.default_rng(seed)
 
-    pinned = _pin(cell_of, assay_of, n_cells, n_assays, _smallest_safe_count(n_test), rng)
+    need = _needing_pins(cell_of, assay_of, n_cells, n_assays, _smallest_safe_count(n_test),
+                         np.zeros(cell_of.size, dtype=bool))
+    pinned = _pin(cell_of, assay_of, *need, rng)
     free = np.flatnonzero(~pinned)
     smallest_rest = free.size - -(-free.size // n_test)
     if free.size < n_test or smallest_rest < n_valid:
@@ -198,18 +205,117 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
             f"need at least {n_test} so no test fold is empty, and {n_valid} left after the largest test fold so "
             f"no validation fold is empty; use fewer folds")
 
-    test_fold = np.full(cell_of.size, -1, dtype=np.int64)
-    test_fold[free] = _balanced_deal(cell_of[free], assay_of[free], n_cells, n_assays, n_test, tries, rng)
-    valid_fold = np.full((n_test, cell_of.size), -1, dtype=np.int64)
+    test_fold, valid_fold = _deal(cell_of, assay_of, n_cells, n_assays, np.full(cell_of.size, -1, dtype=np.int64),
+                                  np.full((n_test, cell_of.size), -1, dtype=np.int64), ~pinned, n_valid, tries, rng)
+    return Folds(experiments, test_fold, valid_fold, n_test, n_valid, int(seed), tries)
+
+
+def extend_folds(folds: Folds, experiments: Sequence[str]) -> Folds:
+    """The folds of a grown compendium: old experiments keep their folds, the new ones are dealt.
+
+    Fold models trained before the compendium grew stay valid: each still tests and validates on
+    what it did, and only gains training experiments (the new ones outside its folds).
+
+    Parameters
+    ----------
+    folds : Folds
+        The folds of the compendium before it grew.
+    experiments : sequence of str
+        The grown compendium's experiments, ``"CELL:ASSAY"`` in store column order: every one of
+        ``folds.experiments``, in any order, and at least one more.
+
+    Returns
+    -------
+    Folds
+        In ``experiments`` order, with the scheme of ``folds`` (n_test, n_valid, seed, tries; same
+        arguments, same folds). Guarantees:
+
+        * an old experiment keeps its test fold and its validation folds (or its pin);
+        * new experiments are pinned by :func:`make_folds`'s rule, counting each cell type's and
+          assay's experiments in the grown compendium (a new cell type with one experiment is
+          pinned: every model trains on it, none tests it), unless one of its old experiments is;
+        * the others are dealt as :func:`make_folds` deals: the counts of each new cell type and
+          assay differ by at most one between test folds, and between the validation folds of a
+          test fold; an old cell type or assay that new experiments join has counts within two
+          (one from each deal), and the search for the deal counts the old experiments to keep
+          them closer where it can;
+        * every model ``(i, j)`` trains on at least one experiment of every cell type and assay.
+
+    Raises
+    ------
+    PredictdInputError
+        Field ``experiments``: a name listed twice, an experiment of ``folds`` missing, or nothing
+        new. Field ``valid_fold``: ``folds`` already leaves a model without training data.
+    """
+    experiments = tuple(experiments)
+    position = {name: k for k, name in enumerate(experiments)}
+    if len(position) != len(experiments):
+        twice = next(name for k, name in enumerate(experiments) if position[name] != k)
+        raise PredictdInputError("folds", "experiments", f"{twice} is listed twice")
+    missing = [name for name in folds.experiments if name not in position]
+    if missing:
+        raise PredictdInputError("folds", "experiments", f"the folds' experiment(s) {', '.join(missing[:3])} are "
+                                 f"missing; extending adds experiments to a compendium, it cannot drop any")
+    if len(experiments) == len(folds.experiments):
+        raise PredictdInputError("folds", "experiments", "no new experiment: the folds already cover them all")
+    cells, assays, cell_of, assay_of = _grid(experiments)
+    n_cells, n_assays = len(cells), len(assays)
+    old = np.array([position[name] for name in folds.experiments], dtype=np.int64)
+    problems = _starved(cell_of[old], assay_of[old], n_cells, n_assays, folds.test_fold, folds.valid_fold,
+                        folds.n_valid)
+    if problems:
+        i, j, axis, g = problems[0]
+        raise PredictdInputError("folds", "valid_fold", f"model (test {i}, valid {j}) already has no training "
+                                 f"experiment for {axis} {(cells if axis == 'cell type' else assays)[g]}")
+
+    test_fold = np.full(len(experiments), -1, dtype=np.int64)
+    test_fold[old] = folds.test_fold
+    valid_fold = np.full((folds.n_test, len(experiments)), -1, dtype=np.int64)
+    valid_fold[:, old] = folds.valid_fold
+    is_new = np.ones(len(experiments), dtype=bool)
+    is_new[old] = False
+    new = np.flatnonzero(is_new)
+    rng = np.random.default_rng(folds.seed)
+    # Valid folds pin one experiment of every cell type and assay below the safe count (or starve
+    # it), so each one still in need here is new and has a new experiment to pin.
+    need = _needing_pins(cell_of, assay_of, n_cells, n_assays, _smallest_safe_count(folds.n_test),
+                         ~is_new & (test_fold == -1))
+    dealt = is_new.copy()
+    dealt[new[_pin(cell_of[new], assay_of[new], *need, rng)]] = False
+    test_fold, valid_fold = _deal(cell_of, assay_of, n_cells, n_assays, test_fold, valid_fold, dealt, folds.n_valid,
+                                  folds.tries, rng)
+    return Folds(experiments, test_fold, valid_fold, folds.n_test, folds.n_valid, folds.seed, folds.tries)
+
+
+def _deal(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int, test_fold: np.ndarray,
+          valid_fold: np.ndarray, dealt: np.ndarray, n_valid: int, tries: int, rng: np.random.Generator
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Deal the experiments ``dealt`` into test folds, then within each test fold into validation folds.
+
+    The other experiments keep their entries of ``test_fold`` and ``valid_fold`` (-1: pinned, or
+    not dealt yet); those already in folds are counted by the search for a balanced deal. The
+    finished split is checked: every model keeps training data for every cell type and assay.
+
+    Returns
+    -------
+    test_fold, valid_fold : new arrays
+    """
+    n_test = valid_fold.shape[0]
+    test_fold, valid_fold = test_fold.copy(), valid_fold.copy()
+    new = np.flatnonzero(dealt)
+    kept = np.flatnonzero((test_fold >= 0) & ~dealt)
+    test_fold[new] = _balanced_deal(cell_of[new], assay_of[new], n_cells, n_assays, n_test, tries, rng,
+                                    (cell_of[kept], assay_of[kept], test_fold[kept]))
     for i in range(n_test):
-        rest = np.flatnonzero(test_fold >= 0)
-        rest = rest[test_fold[rest] != i]
-        valid_fold[i, rest] = _balanced_deal(cell_of[rest], assay_of[rest], n_cells, n_assays, n_valid, tries, rng)
+        rest = new[test_fold[new] != i]
+        kept = np.flatnonzero(valid_fold[i] >= 0)
+        valid_fold[i, rest] = _balanced_deal(cell_of[rest], assay_of[rest], n_cells, n_assays, n_valid, tries, rng,
+                                             (cell_of[kept], assay_of[kept], valid_fold[i, kept]))
 
     problems = _starved(cell_of, assay_of, n_cells, n_assays, test_fold, valid_fold, n_valid)
     if problems:  # unreachable by the argument in the module notes; never repaired
         raise RuntimeError(f"fold construction broke its guarantee: (test, valid, axis, index) {problems[0]}")
-    return Folds(experiments, test_fold, valid_fold, n_test, n_valid, int(seed), tries)
+    return test_fold, valid_fold
 
 
 def imbalance_score(cell_of: np.ndarray, assay_of: np.ndarray, fold: np.ndarray, n_folds: int) -> int:
@@ -231,16 +337,25 @@ def _smallest_safe_count(n_test: int) -> int:
     return n
 
 
-def _pin(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int, safe: int,
+def _needing_pins(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int, safe: int,
+                  pinned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cell types and assays (two boolean masks) with some but fewer than ``safe`` experiments, none ``pinned``."""
+    def need(group: np.ndarray, n_groups: int) -> np.ndarray:
+        n = np.bincount(group, minlength=n_groups)
+        return (n > 0) & (n < safe) & (np.bincount(group[pinned], minlength=n_groups) == 0)
+
+    return need(cell_of, n_cells), need(assay_of, n_assays)
+
+
+def _pin(cell_of: np.ndarray, assay_of: np.ndarray, need_cell: np.ndarray, need_assay: np.ndarray,
          rng: np.random.Generator) -> np.ndarray:
-    """One experiment of every cell type and assay with fewer than ``safe`` experiments stays in training.
+    """Pin one of these experiments (they stay in training) for every cell type and assay in need.
 
     Greedy: each pin is drawn among the experiments that cover the most still-unpinned small cell
-    types and assays (an experiment of a small cell type *and* a small assay covers both).
+    types and assays (an experiment of a small cell type *and* a small assay covers both). Every
+    cell type and assay in need must have an experiment here.
     """
-    cell_n = np.bincount(cell_of, minlength=n_cells)
-    assay_n = np.bincount(assay_of, minlength=n_assays)
-    need_cell, need_assay = (cell_n > 0) & (cell_n < safe), (assay_n > 0) & (assay_n < safe)
+    need_cell, need_assay = need_cell.copy(), need_assay.copy()
     pinned = np.zeros(cell_of.size, dtype=bool)
     while need_cell.any() or need_assay.any():
         gain = need_cell[cell_of].astype(np.int64) + need_assay[assay_of]
@@ -252,19 +367,27 @@ def _pin(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int,
 
 
 def _balanced_deal(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int, n_folds: int,
-                   tries: int, rng: np.random.Generator) -> np.ndarray:
-    """PREDICTD's best-of-``tries`` round-robin deal, then made equitable (see module notes)."""
-    fold = _best_of_tries(cell_of, assay_of, n_cells, n_assays, n_folds, tries, rng)
+                   tries: int, rng: np.random.Generator,
+                   fixed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """PREDICTD's best-of-``tries`` round-robin deal, then made equitable (see module notes).
+
+    ``fixed``: (cell_of, assay_of, fold) of experiments already in folds, counted by the search only.
+    """
+    fold = _best_of_tries(cell_of, assay_of, n_cells, n_assays, n_folds, tries, rng, fixed)
     return _equalise(cell_of, n_cells + assay_of, n_cells + n_assays, fold, n_folds, rng)
 
 
 def _best_of_tries(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int, n_folds: int,
-                   tries: int, rng: np.random.Generator) -> np.ndarray:
+                   tries: int, rng: np.random.Generator,
+                   fixed: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Shuffle, deal round-robin (position k goes to fold k mod n_folds), keep the lowest score.
 
-    ``_CHUNK`` shuffles are drawn and scored at once; ties keep the earliest draw.
+    ``_CHUNK`` shuffles are drawn and scored at once; ties keep the earliest draw. The score of a
+    draw includes the ``fixed`` experiments (cell_of, assay_of, fold), which are not dealt.
     """
     n = cell_of.size
+    fixed_cells, fixed_assays, fixed_fold = fixed if fixed is not None else (np.empty(0, dtype=np.int64),) * 3
+    scored_cells, scored_assays = np.concatenate([fixed_cells, cell_of]), np.concatenate([fixed_assays, assay_of])
     deal = np.arange(n, dtype=np.int64) % n_folds
     best, best_score = None, None
     for start in range(0, tries, _CHUNK):
@@ -272,7 +395,8 @@ def _best_of_tries(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_as
         order = np.argsort(rng.random((m, n)), axis=1)  # one shuffle per row
         fold = np.empty((m, n), dtype=np.int64)
         np.put_along_axis(fold, order, np.broadcast_to(deal, (m, n)), axis=1)
-        scores = _scores(cell_of, assay_of, fold, n_folds)
+        scores = _scores(scored_cells, scored_assays, np.hstack([np.broadcast_to(fixed_fold, (m, fixed_fold.size)),
+                                                                 fold]), n_folds)
         k = int(np.argmin(scores))
         if best_score is None or scores[k] < best_score:
             best, best_score = fold[k].copy(), scores[k]
@@ -468,12 +592,7 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
         if empty:
             raise PredictdInputError(source, f"valid_fold[{i}]", f"validation fold {empty[0]} is empty")
 
-    cells = list(dict.fromkeys(name.partition(":")[0] for name in experiments))
-    assays = list(dict.fromkeys(name.partition(":")[2] for name in experiments))
-    cell_index = {c: k for k, c in enumerate(cells)}
-    assay_index = {a: k for k, a in enumerate(assays)}
-    cell_of = np.array([cell_index[name.partition(":")[0]] for name in experiments], dtype=np.int64)
-    assay_of = np.array([assay_index[name.partition(":")[2]] for name in experiments], dtype=np.int64)
+    cells, assays, cell_of, assay_of = _grid(experiments)
     problems = _starved(cell_of, assay_of, len(cells), len(assays), test_fold, valid_fold, n_valid)
     if problems:
         i, j, axis, g = problems[0]
@@ -489,6 +608,17 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
                                      f"({', '.join(expected[:3])}, ...), the file {n} "
                                      f"({', '.join(experiments[:3])}, ...); make the folds again for this store")
     return Folds(tuple(experiments), test_fold, valid_fold, n_test, n_valid, seed, tries)
+
+
+def _grid(experiments: Sequence[str]) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+    """Cell types and assays of ``"CELL:ASSAY"`` names (in order of first appearance) and each name's rows."""
+    cells = list(dict.fromkeys(name.partition(":")[0] for name in experiments))
+    assays = list(dict.fromkeys(name.partition(":")[2] for name in experiments))
+    cell_index = {c: k for k, c in enumerate(cells)}
+    assay_index = {a: k for k, a in enumerate(assays)}
+    cell_of = np.array([cell_index[name.partition(":")[0]] for name in experiments], dtype=np.int64)
+    assay_of = np.array([assay_index[name.partition(":")[2]] for name in experiments], dtype=np.int64)
+    return cells, assays, cell_of, assay_of
 
 
 def _int_array(source: str, field: str, value, shape: tuple[int, ...], low: int, high: int) -> np.ndarray:

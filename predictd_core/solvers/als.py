@@ -16,9 +16,11 @@ phase-2 ridge on G. mu is the mean of the training entries and stays fixed.
 Cell factors shrink toward their mean m (``cell_shrinkage="mean"``, the default) rather than toward 0
 (PREDICTD, ``"zero"``, m = 0). A departure on purpose: shrinking to 0 pulls a poorly measured cell's
 predictions toward the all-assay average of each bin, which erases the assay's own shape; shrinking
-to the mean cell pulls them toward "this assay as in the other cells". m is the mean of the rows of
-cells with training data, updated before each cell step (block coordinate descent on J with m as a
-block, so J still never increases).
+to the mean cell pulls them toward "this assay as in the other cells". m is the mean of the cell rows
+weighted by their training entries N_c, the m that minimises J for the current C, updated before each
+cell step (block coordinate descent on J with m as a block, so J still never increases; the plain mean
+of the rows is not that minimiser when cells have unequal numbers of training experiments, and J
+could then rise slightly near convergence).
 
 A sweep, given (C, A, b_c, b_a):
 
@@ -187,32 +189,47 @@ class ScaledPenalties:
     rba: float
     cell_shrinkage: str = "mean"
 
-    def cell_centre(self, C: np.ndarray, cells_with_data: np.ndarray) -> np.ndarray:
-        """m: the mean row of the cells with training data, or 0 for PREDICTD's penalty."""
+    def cell_centre(self, C: np.ndarray, cell_entries: np.ndarray) -> np.ndarray:
+        """m: the mean cell row weighted by training entries, or 0 for PREDICTD's penalty.
+
+        Parameters
+        ----------
+        cell_entries : ndarray of shape (n_cells,)
+            Training entries of each cell (or its training experiments: only the proportions
+            matter); cells without any carry no weight.
+        """
         if self.cell_shrinkage == "zero":
             return np.zeros(C.shape[1])
-        return C[cells_with_data].mean(axis=0)
+        return np.average(C, axis=0, weights=cell_entries)
 
 
 def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPenalties,
-                      inner_iters: int) -> CellAssayFactors:
-    """C, A and bias steps from the statistics alone: alternate cell rows and assay rows."""
+                      inner_iters: int, cell_rows: np.ndarray | None = None,
+                      assay_rows: np.ndarray | None = None) -> CellAssayFactors:
+    """C, A and bias steps from the statistics alone: alternate cell rows and assay rows.
+
+    Parameters
+    ----------
+    cell_rows, assay_rows : ndarray of int, optional
+        The rows to solve (all by default); every other row keeps its values exactly. Extending a
+        fitted model solves only the rows of new cell types and assays.
+    """
     f = inputs.factors
     cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
     C, A, b_c, b_a = f.C.copy(), f.A.copy(), f.b_c.copy(), f.b_a.copy()
-    with_data = np.unique(cells)
+    per_cell = np.bincount(cells, minlength=C.shape[0])
     for _ in range(inner_iters):
-        centre = penalties.cell_centre(C, with_data)
+        centre = penalties.cell_centre(C, per_cell)
         C, b_c = _solve_rows(stats, cells, C, b_c, A[assays], f.mu + b_a[assays], penalties.rc, penalties.rbc,
-                             centre)
+                             centre, cell_rows)
         A, b_a = _solve_rows(stats, assays, A, b_a, C[cells], f.mu + b_c[cells], penalties.ra, penalties.rba,
-                             np.zeros(A.shape[1]))
+                             np.zeros(A.shape[1]), assay_rows)
     return CellAssayFactors(f.mu, C, A, b_c, b_a)
 
 
 def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.ndarray, other: np.ndarray,
-                other_offset: np.ndarray, lam: float, lam_bias: float, centre: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+                other_offset: np.ndarray, lam: float, lam_bias: float, centre: np.ndarray,
+                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Solve each row r of one side (cells or assays), the other side fixed.
 
     For the training experiments j of row r, with u_j the other side's factor row and o_j = mu + its
@@ -224,11 +241,11 @@ def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.nd
 
     with U the stacked u_j (t of them), N = n t entries, o the elementwise product and m the
     ``centre`` the rows shrink toward.
-    Rows with no training experiment keep their values.
+    Only ``rows`` are solved (every row by default); rows with no training experiment keep their values.
     """
     X, b = X.copy(), b.copy()
     K = X.shape[1]
-    for r in np.unique(own):
+    for r in np.unique(own) if rows is None else np.intersect1d(own, rows):
         mine = own == r
         U, o, t = other[mine], other_offset[mine], int(mine.sum())
         N = stats.n * t
@@ -254,7 +271,7 @@ def objective(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPena
     cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
     n_cell = stats.n * np.bincount(cells, minlength=f.C.shape[0])
     n_assay = stats.n * np.bincount(assays, minlength=f.A.shape[0])
-    centre = penalties.cell_centre(f.C, np.unique(cells))
+    centre = penalties.cell_centre(f.C, n_cell)
     return float(stats.train_sse + penalties.ri2 * np.trace(stats.S)
                  + penalties.rc * n_cell @ np.square(f.C - centre).sum(axis=1) + penalties.rbc * n_cell @ np.square(f.b_c)
                  + penalties.ra * n_assay @ np.square(f.A).sum(axis=1) + penalties.rba * n_assay @ np.square(f.b_a))

@@ -10,7 +10,8 @@ import pytest
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.factors import Layout
-from predictd_core.model.folds import FORMAT, Folds, imbalance_score, load_folds, make_folds, save_folds
+from predictd_core.model.folds import (FORMAT, Folds, extend_folds, imbalance_score, load_folds, make_folds,
+                                       save_folds)
 from predictd_core.simulate import load_roadmap_layout
 from predictd_core.tracks.table import read_tracks_table
 
@@ -295,3 +296,104 @@ def test_an_unreadable_or_foreign_folds_file_is_an_input_error(saved, tmp_path):
         load_folds(path, layout=other)
     assert caught.value.field == "experiments"
     assert load_folds(path, layout=layout).n_test == 5
+
+
+# --------------------------------------------------------------------------- extending the folds of a grown compendium
+
+def _names(layout: Layout) -> list[str]:
+    return [f"{layout.cells[c]}:{layout.assays[a]}" for c, a in zip(layout.cell_of, layout.assay_of)]
+
+
+@pytest.fixture(scope="module")
+def grown(roadmap):
+    """Roadmap without E003 (24 experiments), DNase (53) and 30 scattered experiments, then all of Roadmap.
+
+    Returns (folds before, folds after, mask of the new experiments in Roadmap order).
+    """
+    names = np.array(_names(roadmap))
+    scattered = np.random.default_rng(0).choice(names.size, 30, replace=False)
+    is_new = ((roadmap.cell_of == roadmap.cells.index("E003")) | (roadmap.assay_of == roadmap.assays.index("DNase"))
+              | np.isin(np.arange(names.size), scattered))
+    old = make_folds(_layout([tuple(name.split(":")) for name in names[~is_new]]), n_test=5, n_valid=8, seed=0,
+                     tries=200)
+    return old, extend_folds(old, names.tolist()), is_new
+
+
+def test_extended_folds_keep_every_old_assignment(grown):
+    old, extended, is_new = grown
+    assert (extended.n_test, extended.n_valid, extended.seed, extended.tries) == (5, 8, 0, 200)
+    where = np.array([extended.experiments.index(name) for name in old.experiments])
+    assert np.array_equal(np.sort(where), np.flatnonzero(~is_new))
+    assert np.array_equal(extended.test_fold[where], old.test_fold)
+    assert np.array_equal(extended.valid_fold[:, where], old.valid_fold)
+    for i, j in old.models():  # every old model tests and validates on what it did, and trains on more
+        old_train, old_valid, old_test = (set(where[k]) for k in old.columns(i, j))
+        train, valid, test = (set(k) for k in extended.columns(i, j))
+        assert old_test == test - set(np.flatnonzero(is_new)) and old_valid == valid - set(np.flatnonzero(is_new))
+        assert old_train < train
+
+
+def test_extended_folds_deal_the_new_experiments_in_balance(roadmap, grown, tmp_path):
+    _, extended, is_new = grown
+    _assert_partitions(extended)
+    _assert_training_everywhere(roadmap, extended)
+    assert extended.pinned.size == 0  # every cell type and assay of Roadmap has >= 5 experiments
+    for group in (roadmap.cell_of, roadmap.assay_of):
+        # the new experiments among themselves: exactly balanced; old and new together: within two
+        assert _spread(group[is_new], extended.test_fold[is_new], 5) <= 1
+        assert _spread(group, extended.test_fold, 5) <= 2
+        for i in range(5):
+            valid = extended.valid_fold[i]
+            assert _spread(group[is_new], valid[is_new], 8) <= 1
+            assert _spread(group, valid, 8) <= 2
+    for new_row in (roadmap.cell_of == roadmap.cells.index("E003"), roadmap.assay_of == roadmap.assays.index("DNase")):
+        assert np.ptp(np.bincount(extended.test_fold[new_row], minlength=5)) <= 1  # all new: balanced as fresh
+    save_folds(extended, tmp_path / "folds.json")  # and they pass every check of the folds file
+    assert load_folds(tmp_path / "folds.json", layout=roadmap) == extended
+
+
+def test_extending_is_deterministic_and_quick(grown):
+    old, extended, _ = grown
+    start = time.perf_counter()
+    assert extend_folds(old, extended.experiments) == extended
+    assert time.perf_counter() - start < 1.0
+
+
+def test_new_small_cell_types_and_assays_are_pinned_by_their_total_counts():
+    base = [(f"C{c}", f"A{a}") for c in range(6) for a in range(6)] + [("SOLO", "A0")]
+    old = make_folds(_layout(base), n_test=5, n_valid=8, seed=0, tries=50)
+    assert old.pinned.tolist() == [36]  # SOLO:A0
+    added = [("LONE", "A0"), ("PAIR", "A1"), ("PAIR", "A2"), ("SOLO", "A1"), ("NEWCELL", "NEWMARK"),
+             ("C0", "A6"), ("C1", "A6"), ("C2", "A6"), ("C3", "A6")]
+    pairs = added[:2] + base + added[2:]  # new experiments before, among and after the old ones
+    layout = _layout(pairs)
+    extended = extend_folds(old, _names(layout))
+    index = {name: k for k, name in enumerate(extended.experiments)}
+    pinned = {extended.experiments[k] for k in extended.pinned}
+    # LONE and NEWCELL:NEWMARK alone in their row (and column); one of PAIR's two; SOLO keeps its old pin
+    # and now has two experiments, so SOLO:A1 is dealt; A6 has four, none pinned
+    assert {"SOLO:A0", "LONE:A0", "NEWCELL:NEWMARK"} < pinned and len(pinned) == 4
+    assert len(pinned & {"PAIR:A1", "PAIR:A2"}) == 1
+    assert extended.test_fold[index["SOLO:A1"]] >= 0
+    assert (extended.test_fold[[index[f"C{c}:A6"] for c in range(4)]] >= 0).all()
+    _assert_partitions(extended)
+    _assert_training_everywhere(layout, extended)
+
+
+def test_bad_extensions_are_input_errors(grown):
+    old, extended, _ = grown
+    names = list(extended.experiments)
+    for experiments, message in (([name for name in names if name != old.experiments[0]], "missing"),
+                                 (names + names[:1], f"{names[0]} is listed twice"),
+                                 (list(reversed(old.experiments)), "no new experiment")):
+        with pytest.raises(PredictdInputError, match=message) as caught:
+            extend_folds(old, experiments)
+        assert (caught.value.source, caught.value.field) == ("folds", "experiments")
+    # folds that already starve a model (made by hand: no folds file passes such a split)
+    valid_fold = np.array(old.valid_fold)
+    c0 = np.array([name.startswith("E004:") for name in old.experiments])
+    valid_fold[0, c0 & (old.test_fold != 0)] = 0
+    starved = Folds(old.experiments, old.test_fold, valid_fold, 5, 8, 0, 200)
+    with pytest.raises(PredictdInputError, match="E004") as caught:
+        extend_folds(starved, names)
+    assert caught.value.field == "valid_fold"
