@@ -67,7 +67,8 @@ class Predictd:
         self.n_bins_ = int(engine.store.bins.n_bins)
         start = initial_factors(layout, self.rank_, self.settings.seed, moments[0], moments[1], train_columns)
         if self.settings.solver == "als":
-            self._fit_als(engine, start, train_columns, valid_columns, progress)
+            self.factors_, self.history_, self.best_iteration_ = self._fit_als(
+                engine, start, train_columns, valid_columns, progress)
         else:
             from predictd_core.solvers.nadam import fit_nadam
 
@@ -82,7 +83,14 @@ class Predictd:
         return als.ScaledPenalties(rc=p.rc / (K * len(self.layout_.cells)), ra=p.ra / (K * len(self.layout_.assays)),
                                    ri2=p.ri2, rbc=p.rbc, rba=p.rba, cell_shrinkage=self.settings.cell_shrinkage)
 
-    def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress) -> None:
+    def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress,
+                 cell_rows: np.ndarray | None = None, assay_rows: np.ndarray | None = None,
+                 stage: str | None = None) -> tuple[CellAssayFactors, list[dict[str, Any]], int]:
+        """ALS sweeps from ``factors`` until validation stops improving: (best factors, history, best sweep).
+
+        Only ``cell_rows`` and ``assay_rows`` are solved when given (see ``als.update_cell_assay``);
+        ``stage`` labels every history row.
+        """
         penalties = self.scaled_penalties()
         history, best, best_score, best_iteration = [], factors, np.inf, 0
         for iteration in range(1, self.settings.max_iters + 1):
@@ -93,18 +101,18 @@ class Predictd:
             train_mse = stats.train_sse / max(stats.train_count, 1.0)
             valid_mse = float(stats.valid_sse.sum() / stats.valid_count.sum()) if valid_columns.size else train_mse
             row = {"iteration": iteration, "objective": als.objective(stats, inputs, penalties),
-                   "train_mse": train_mse, "valid_mse": valid_mse}
+                   "train_mse": train_mse, "valid_mse": valid_mse, **({} if stage is None else {"stage": stage})}
             # The score belongs to the factors the pass was run with; keep the best of them.
             if valid_mse < best_score * (1.0 - self.settings.tol):
                 best, best_score, best_iteration = factors, valid_mse, iteration
-            factors = als.update_cell_assay(stats, inputs, penalties, self.settings.inner_iters)
+            factors = als.update_cell_assay(stats, inputs, penalties, self.settings.inner_iters, cell_rows, assay_rows)
             row["seconds"] = time.perf_counter() - started
             history.append(row)
             if progress is not None:
                 progress(row)
             if iteration - best_iteration >= self.settings.patience:
                 break
-        self.factors_, self.history_, self.best_iteration_ = best, history, best_iteration
+        return best, history, best_iteration
 
     def predict_chunk(self, Y: np.ndarray, input_columns: np.ndarray, out_cells: np.ndarray,
                       out_assays: np.ndarray) -> np.ndarray:
@@ -129,11 +137,19 @@ class Predictd:
         write_atomic(folder / "factors.npz", self.factors_.to_bytes())
         write_atomic(folder / "model.json", json.dumps(description, indent=2).encode())
 
+    @staticmethod
+    def describe(folder: str | Path) -> dict[str, Any]:
+        """The ``model.json`` of a saved model (settings, layout, history and the ``extra`` given to save).
+
+        Raises FileNotFoundError when ``folder`` holds no model.
+        """
+        return json.loads((Path(folder) / "model.json").read_text())
+
     @classmethod
     def load(cls, folder: str | Path) -> "Predictd":
         """Read a model written by :meth:`save`."""
         folder = Path(folder)
-        description = json.loads((folder / "model.json").read_text())
+        description = cls.describe(folder)
         model = cls(ModelSettings(**description["settings"]))
         model.rank_, model.ridge_ = description["rank"], description["ridge"]
         model.layout_ = Layout(tuple(description["cells"]), tuple(description["assays"]),
