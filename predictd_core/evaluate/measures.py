@@ -3,14 +3,25 @@
 MSE measures are on the arcsinh scale, GWcorr on the -log10 p scale (after sinh), rank measures on
 either. Top-k% sets are the ``round(k/100 * N)`` highest bins by argsort (stable, as PREDICTD's
 ``quality_measures.py``). Imputed values are clipped at 0 first, as the written tracks are.
+
+Region MSEs (MSEprom, MSEgene, MSEenh) are the ENCODE Imputation Challenge's, not PREDICTD's: the
+MSE over the bins of a region set (see :mod:`predictd_core.evaluate.regions`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 MEASURES = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "GWcorrasinh", "GWspcorr",
             "Match1", "Catch1obs", "Catch1imp", "AucObs1", "AucImp1")
+REGION_MEASURES = {"promoters": "MSEprom", "genes": "MSEgene", "enhancers": "MSEenh"}
+
+
+def lower_is_better(measure: str) -> bool:
+    """True for the MSE family (errors); every other measure is a correlation, overlap or AUC."""
+    return measure.startswith("MSE")
 
 
 def rank_average(values: np.ndarray) -> np.ndarray:
@@ -48,13 +59,50 @@ def _top(values: np.ndarray, count: int) -> np.ndarray:
     return mask
 
 
-def quality_measures(observed: np.ndarray, imputed: np.ndarray) -> dict[str, float]:
-    """Every measure of :data:`MEASURES` for one experiment.
+def _masked_mean(values: np.ndarray, mask: np.ndarray) -> float:
+    """Mean of ``values`` where ``mask`` is True; NaN when it selects nothing."""
+    return float(values[mask].mean()) if mask.any() else float("nan")
+
+
+def _region_mses(squared_error: np.ndarray, region_masks: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """MSE over each region set's bins, named and ordered as :data:`REGION_MEASURES`."""
+    unknown = sorted(set(region_masks) - set(REGION_MEASURES))
+    if unknown:
+        raise ValueError(f"unknown region set(s) {unknown}; expected some of {list(REGION_MEASURES)}")
+    found = {}
+    for name, measure in REGION_MEASURES.items():
+        if name in region_masks:
+            mask = np.asarray(region_masks[name])
+            if mask.dtype != bool or mask.shape != squared_error.shape:
+                raise ValueError(f"the {name!r} mask must be boolean of shape {squared_error.shape}, "
+                                 f"got {mask.dtype} of shape {mask.shape}")
+            found[measure] = _masked_mean(squared_error, mask)
+    return found
+
+
+def quality_measures(observed: np.ndarray, imputed: np.ndarray,
+                     region_masks: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Every measure of :data:`MEASURES` for one experiment, then the region MSEs asked for.
 
     Parameters
     ----------
     observed, imputed : ndarray of shape (n_bins,)
         arcsinh(-log10 p) over the evaluation bins (no NaN).
+    region_masks : mapping of str to ndarray of shape (n_bins,), dtype bool, optional
+        Keys of :data:`REGION_MEASURES` (``"promoters"``, ``"genes"``, ``"enhancers"``), each marking
+        the evaluation bins of a region set, aligned with ``observed``.
+
+    Returns
+    -------
+    dict of str to float
+        :data:`MEASURES` in order, then ``MSEprom``, ``MSEgene``, ``MSEenh`` for the masks given
+        (NaN for a mask that selects no bin).
+
+    Raises
+    ------
+    ValueError
+        A key of ``region_masks`` is not in :data:`REGION_MEASURES`, or a mask is not boolean of
+        the shape of ``observed``.
     """
     observed = np.asarray(observed, dtype=np.float64)
     imputed = np.maximum(np.asarray(imputed, dtype=np.float64), 0.0)
@@ -66,8 +114,8 @@ def quality_measures(observed: np.ndarray, imputed: np.ndarray) -> dict[str, flo
     per_top = max(n1, 1)
     return {
         "MSEglobal": float(sq.mean()),
-        "MSE1obs": float(sq[top1_obs].mean()) if n1 else float("nan"),
-        "MSE1imp": float(sq[top1_imp].mean()) if n1 else float("nan"),
+        "MSE1obs": _masked_mean(sq, top1_obs),
+        "MSE1imp": _masked_mean(sq, top1_imp),
         "GWcorr": _pearson(np.sinh(observed), np.sinh(imputed)),
         "GWcorrasinh": _pearson(observed, imputed),
         "GWspcorr": _pearson(rank_average(observed), rank_average(imputed)),
@@ -76,4 +124,5 @@ def quality_measures(observed: np.ndarray, imputed: np.ndarray) -> dict[str, flo
         "Catch1imp": float((top1_imp & top5_obs).sum() / per_top),
         "AucObs1": roc_auc(imputed, top1_obs),
         "AucImp1": roc_auc(observed, top1_imp),
+        **_region_mses(sq, region_masks or {}),
     }

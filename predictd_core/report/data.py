@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from predictd_core.evaluate.measures import lower_is_better
+
 
 @dataclass(frozen=True)
 class TrackPanel:
@@ -100,11 +102,6 @@ class ReportData:
     scatter: dict[str, tuple[np.ndarray, np.ndarray]]
     panels: list[TrackPanel]
     notes: list[str] = field(default_factory=list)
-
-
-def lower_is_better(measure: str) -> bool:
-    """True for the MSE family (errors); every other measure is a correlation, overlap or AUC."""
-    return measure.startswith("MSE")
 
 
 def direction(measure: str) -> str:

@@ -2,8 +2,9 @@
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
-from predictd_core.evaluate.measures import MEASURES, quality_measures, rank_average, roc_auc
+from predictd_core.evaluate.measures import MEASURES, REGION_MEASURES, quality_measures, rank_average, roc_auc
 
 
 def test_hand_computed_measures_on_100_bins():
@@ -26,7 +27,28 @@ def test_hand_computed_measures_on_100_bins():
     assert m["AucImp1"] == pytest.approx(98 / 99)
     assert m["GWcorrasinh"] == pytest.approx(np.corrcoef(observed, imputed)[0, 1])
     assert m["GWcorr"] == pytest.approx(np.corrcoef(np.sinh(observed), np.sinh(imputed))[0, 1])
-    assert set(m) == set(MEASURES)
+    assert list(m) == list(MEASURES)
+
+
+def test_hand_computed_top_sets_on_200_bins():
+    # 200 bins: top 1% is two bins, top 5% ten bins, so the overlap fractions can be 0.5.
+    observed = np.zeros(200)
+    observed[:10] = np.arange(10, 0, -1)  # top 1% {0, 1} (10, 9); top 5% {0..9}
+    imputed = np.zeros(200)
+    imputed[[2, 50, 0, 1]] = [10.0, 9.0, 5.0, 4.5]  # top 1% {2, 50}
+    imputed[100:107] = [8.0, 7.0, 6.0, 4.0, 3.0, 2.0, 1.0]  # top 5% {2, 50, 100, 101, 102, 0, 1, 103, 104, 105}
+    m = quality_measures(observed, imputed)
+    assert m["MSE1obs"] == pytest.approx(((10 - 5) ** 2 + (9 - 4.5) ** 2) / 2)  # bins 0, 1
+    assert m["MSE1imp"] == pytest.approx(((8 - 10) ** 2 + (0 - 9) ** 2) / 2)  # bins 2, 50
+    assert m["Match1"] == 0.0  # {0, 1} vs {2, 50}
+    assert m["Catch1obs"] == 1.0  # bins 0 and 1 are both in the imputed top 5%
+    assert m["Catch1imp"] == 0.5  # of {2, 50}, only bin 2 is in the observed top 5%
+    # AucObs1: imputed 5 and 4.5 (bins 0, 1) each beat the 4 negatives at 4..1 and the 189 zeros;
+    # 198 negatives.
+    assert m["AucObs1"] == pytest.approx(2 * 193 / (2 * 198))
+    # AucImp1: observed 8 (bin 2) beats 7..1 (bins 3..9) and the 189 zeros; observed 0 (bin 50) ties the
+    # 189 zeros (half each).
+    assert m["AucImp1"] == pytest.approx((196 + 189 / 2) / (2 * 198))
 
 
 def test_negative_imputations_are_clipped_like_the_written_tracks():
@@ -36,6 +58,47 @@ def test_negative_imputations_are_clipped_like_the_written_tracks():
 
 def test_rank_average_gives_ties_their_mean_rank():
     np.testing.assert_allclose(rank_average(np.array([10.0, 20.0, 10.0, 30.0])), [1.5, 3.0, 1.5, 4.0])
+
+
+def test_gw_spearman_matches_scipy_on_the_clipped_imputation():
+    rng = np.random.default_rng(2)
+    observed = np.round(rng.gamma(1, 1, 500), 1)  # many ties
+    imputed = observed + rng.normal(0, 0.8, 500)  # some negative: clipped to 0, more ties
+    expected = spearmanr(observed, np.maximum(imputed, 0)).statistic
+    assert quality_measures(observed, imputed)["GWspcorr"] == pytest.approx(expected)
+    assert expected != pytest.approx(spearmanr(observed, imputed).statistic)  # the clipping is tested
+
+
+def test_region_mses_by_hand_in_region_measures_order():
+    observed = np.array([1.0, 2.0, 3.0, 4.0, 0.0, 1.0])
+    imputed = np.array([1.0, 4.0, 0.0, -2.0, 1.0, 1.0])  # -2 is clipped: squared errors 0, 4, 9, 16, 1, 0
+    masks = {"enhancers": np.zeros(6, dtype=bool),
+             "genes": np.array([0, 0, 1, 1, 1, 0], dtype=bool),
+             "promoters": np.array([1, 1, 0, 0, 0, 0], dtype=bool)}
+    m = quality_measures(observed, imputed, masks)
+    assert list(m) == [*MEASURES, "MSEprom", "MSEgene", "MSEenh"]
+    assert m["MSEprom"] == pytest.approx((0 + 4) / 2)
+    assert m["MSEgene"] == pytest.approx((9 + 16 + 1) / 3)
+    assert np.isnan(m["MSEenh"])  # the mask selects no bin
+
+
+def test_only_the_region_measures_given_are_returned():
+    observed = np.linspace(0, 2, 50)
+    genes = np.arange(50) < 10
+    m = quality_measures(observed, observed + 1, {"genes": genes})
+    assert list(m) == [*MEASURES, REGION_MEASURES["genes"]]
+    assert m["MSEgene"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("masks, message", [
+    ({"exons": np.ones(10, dtype=bool)}, "unknown region set"),
+    ({"genes": np.ones(9, dtype=bool)}, "must be boolean of shape"),
+    ({"genes": np.ones(10)}, "must be boolean of shape"),
+])
+def test_bad_region_masks_are_refused(masks, message):
+    observed = np.linspace(0, 1, 10)
+    with pytest.raises(ValueError, match=message):
+        quality_measures(observed, observed, masks)
 
 
 def test_spearman_and_auc_against_brute_force():
