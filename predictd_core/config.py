@@ -9,7 +9,9 @@ Example::
     holdout: [E065:H3K4me3]       # removed from training, imputed and scored
     model: {rank: 100, solver: als, penalties: {rc: 3.66, ra: 1.23e-7, ri2: 2.9}}
     engine: {master: "local[*]"}
-    output: output                # folder for store, model, imputed/, metrics.tsv, manifest.json
+    cv: {n_test: 5, n_valid: 8}   # predictd cv: one model per (test fold, validation fold)
+    evaluation: {promoters: prom.bed, genes: genes.bed, enhancers: enh.bed}  # optional region MSEs
+    output: output                # folder for store, models, imputed/, metrics, report.html, manifest.json
 """
 
 from __future__ import annotations
@@ -38,6 +40,51 @@ class EngineSettings(BaseModel):
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
 
 
+class CrossValidationSettings(BaseModel):
+    """PREDICTD's scheme: test folds x validation folds, one model each, ensembled per test fold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_test: int = Field(5, ge=2, description="test folds")
+    n_valid: int = Field(8, ge=1, description="validation folds per test fold")
+    seed: int = Field(0, description="seed of the fold deal")
+    tries: int = Field(1000, ge=1, description="random deals searched before the exact balancing")
+    spread: bool = Field(False, description="also write OUTPUT/spread/: per-bin std of the ensemble (arcsinh)")
+
+
+class EvaluationSettings(BaseModel):
+    """Optional BEDs for region MSEs, and where the report draws genome-browser panels."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    promoters: str | None = Field(None, description="BED: MSEprom over the bins it covers")
+    genes: str | None = Field(None, description="BED: MSEgene over the bins it covers")
+    enhancers: str | None = Field(None, description="BED: MSEenh over the bins it covers")
+    browser_regions: list[str] = Field(default_factory=list,
+                                       description="'CONTIG:START-END' windows for the report's track panels")
+
+    @field_validator("browser_regions")
+    @classmethod
+    def _contig_start_end(cls, regions: list[str]) -> list[str]:
+        for region in regions:
+            parse_region(region)
+        return regions
+
+    def region_beds(self) -> dict[str, str]:
+        """The BEDs given, keyed as ``evaluate.measures.REGION_MEASURES``."""
+        return {name: path for name in ("promoters", "genes", "enhancers")
+                if (path := getattr(self, name)) is not None}
+
+
+def parse_region(region: str) -> tuple[str, int, int]:
+    """``"chr1:1000-2000"`` -> ``("chr1", 1000, 2000)``; a ValueError says what is wrong."""
+    contig, _, span = region.rpartition(":")
+    start, _, end = span.partition("-")
+    if not contig or not start.isdigit() or not end.isdigit() or int(start) >= int(end):
+        raise ValueError(f"regions are 'CONTIG:START-END' with START < END, got {region!r}")
+    return contig, int(start), int(end)
+
+
 class RunConfig(BaseModel):
     """Everything ``predictd run`` needs."""
 
@@ -51,6 +98,8 @@ class RunConfig(BaseModel):
     holdout: list[str] = Field(default_factory=list)
     model: ModelSettings = ModelSettings()
     engine: EngineSettings = EngineSettings()
+    cv: CrossValidationSettings = CrossValidationSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     output: str = "output"
     store: str | None = Field(None, description="signal store path; default OUTPUT/store.zarr")
     _source: str = PrivateAttr("config")
@@ -76,7 +125,19 @@ class RunConfig(BaseModel):
 
     def digest(self) -> str:
         """sha256 of the validated config (paths resolved): the identity of a run."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()
+        return _sha256(self.model_dump())
+
+    def training_digest(self) -> str:
+        """sha256 of what a fitted model depends on (data, holdout, model, folds), not of engine or outputs.
+
+        A fold model whose artifact carries this digest can be reused by a later run of the config.
+        """
+        return _sha256(self.model_dump(include={"tracks", "chrom_sizes", "regions", "bin_size", "holdout", "model"})
+                       | {"cv": self.cv.model_dump(include={"n_test", "n_valid", "seed", "tries"})})
+
+
+def _sha256(document: dict) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -105,7 +166,9 @@ def load_config(path: str | Path) -> RunConfig:
     base = path.resolve().parent
     resolved = {name: _resolve(base, getattr(config, name))
                 for name in ("tracks", "chrom_sizes", "regions", "output", "store")}
-    config = config.model_copy(update=resolved)
+    evaluation = config.evaluation.model_copy(
+        update={name: _resolve(base, path) for name, path in config.evaluation.region_beds().items()})
+    config = config.model_copy(update={**resolved, "evaluation": evaluation})
     config._source = str(path)
     return config
 

@@ -1,40 +1,49 @@
-"""The data path of one run: tracks -> store -> train -> impute -> evaluate -> manifest.
+"""The data path of one run: tracks -> store -> train -> impute -> evaluate -> publish (report, manifest).
 
 Each step reads what the previous one wrote under ``config.output`` so the CLI can run them one at a
-time (``predictd ingest|train|impute|evaluate CONFIG``) or together (``predictd run CONFIG``).
+time (``predictd ingest|train|impute|evaluate CONFIG``) or together: ``predictd run CONFIG`` fits one
+model on everything but the holdout targets; ``predictd cv CONFIG`` fits PREDICTD's test x validation
+fold models (``crossval``) and imputes with their ensemble, so every observed experiment is scored
+out of sample. Both publish through the same ensemble path (a single model is an ensemble of one).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import platform
 import shutil
 import uuid
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from predictd_core.config import RunConfig
+from predictd_core import crossval
+from predictd_core.config import RunConfig, parse_region
 from predictd_core.engine import make_engine
 from predictd_core.errors import PredictdInputError
-from predictd_core.evaluate.measures import MEASURES, quality_measures
+from predictd_core.evaluate.measures import quality_measures
+from predictd_core.evaluate.regions import read_bed_mask
+from predictd_core.evaluate.tables import METRIC_FILES, measure_names, summary_rows, write_metrics
+from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
 from predictd_core.impute.write_tracks import BigWigWriter, to_pvalue_scale
 from predictd_core.io import write_atomic
 from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.split import choose_validation
+from predictd_core.report.data import ReportData, TrackPanel
+from predictd_core.report.html import write_report
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import read_chrom_sizes, read_regions
 from predictd_core.tracks.readers import SignalTrack
 from predictd_core.tracks.table import read_tracks_table
 
 Progress = Callable[[str, int, int], None]
+
+SPREAD_FOLDER = "spread"
 
 
 def _quiet(_step: str, _done: int, _total: int) -> None:
@@ -111,96 +120,167 @@ def _replace_folder(target: Path) -> Iterator[Path]:
         raise
 
 
+def single_model_ensemble(config: RunConfig, store: SignalStore, model: Predictd) -> Ensemble:
+    """``predictd run``'s one model as an ensemble of one: it imputes every pair from the non-held-out tracks."""
+    layout = Layout.from_experiments(store.experiments)
+    n_pairs = len(layout.cells) * len(layout.assays)
+    member = EnsembleMember("model", model.factors_, input_columns(config, store))
+    return Ensemble(layout, model.ridge_, (member,), np.ones((1, n_pairs), dtype=bool))
+
+
 @dataclass(frozen=True)
-class _ImputeInputs:
-    model: Predictd
-    inputs: np.ndarray
-    cells: np.ndarray
-    assays: np.ndarray
+class _ImputeJob:
+    ensemble: Ensemble
+    with_spread: bool
 
 
-def _impute_chunk(Y: np.ndarray, job: _ImputeInputs) -> np.ndarray:
-    return to_pvalue_scale(job.model.predict_chunk(Y, job.inputs, job.cells, job.assays)).astype(np.float32)
+def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
+    mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread)
+    return to_pvalue_scale(mean).astype(np.float32), None if spread is None else spread.astype(np.float32)
 
 
-def run_impute(config: RunConfig, store: SignalStore, model: Predictd, engine,
+def run_impute(config: RunConfig, store: SignalStore, ensemble: Ensemble, engine, with_spread: bool = False,
                progress: Progress = _quiet) -> list[Path]:
-    """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` for every (cell, assay) pair of the grid.
+    """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` (-log10 p) for every (cell, assay) pair of the grid.
 
-    Genome factors come from each bin's ridge solve on the non-held-out experiments; the folder
-    appears only when every track is complete.
+    With ``with_spread``, also ``OUTPUT/spread/CELL.ASSAY.bigWig``: the per-bin standard deviation of
+    the ensemble members' predictions (arcsinh scale). Each folder appears only when every track is
+    complete.
     """
-    layout = model.layout_
+    layout = ensemble.layout
     cells, assays = layout.all_pairs()
-    target = Path(config.output) / "imputed"
-    with _replace_folder(target) as work:
-        writers = [BigWigWriter(work / f"{layout.cells[c]}.{layout.assays[a]}.bigWig", store.bins)
-                   for c, a in zip(cells, assays)]
+    names = [f"{layout.cells[c]}.{layout.assays[a]}.bigWig" for c, a in zip(cells, assays)]
+    folders = [Path(config.output) / "imputed"] + ([Path(config.output) / SPREAD_FOLDER] if with_spread else [])
+    with ExitStack() as stack:
+        works = [stack.enter_context(_replace_folder(folder)) for folder in folders]
+        writers = [[BigWigWriter(work / name, store.bins) for name in names] for work in works]
         try:
-            job = _ImputeInputs(model, input_columns(config, store), cells, assays)
-            for chunk, values in engine.map_chunks(_impute_chunk, job):
+            for chunk, outputs in engine.map_chunks(_impute_chunk, _ImputeJob(ensemble, with_spread)):
                 lo, hi = store.chunk_bounds(chunk)
-                for column, writer in enumerate(writers):
-                    writer.add(lo, hi, values[:, column])
+                for values, folder_writers in zip(outputs, writers):
+                    for column, writer in enumerate(folder_writers):
+                        writer.add(lo, hi, values[:, column])
                 progress("impute", chunk + 1, store.n_chunks)
         finally:
-            for writer in writers:
+            for writer in (w for folder_writers in writers for w in folder_writers):
                 writer.close()
-    return [imputed_path(config.output, layout.cells[c], layout.assays[a]) for c, a in zip(cells, assays)]
+    return [folder / name for folder in folders for name in names]
 
 
-def read_track_bins(path: Path, store: SignalStore) -> np.ndarray:
-    """A written track read back into the store's bins, arcsinh scale."""
+def read_track_bins(path: Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """A written track read back into the store's bins ``[lo, hi)`` (default: all), arcsinh scale."""
     chrom_sizes = dict(store.bins.contigs)
     track = SignalTrack(str(path), chrom_sizes, Path(str(path) + ".cache"))
     try:
         parts = [track.bin_means(contig, start, end, store.bins.bin_size)
-                 for contig, start, end, _, _ in store.bins.runs(0, store.bins.n_bins)]
+                 for contig, start, end, _, _ in store.bins.runs(lo, store.bins.n_bins if hi is None else hi)]
     finally:
         track.close()
     return np.arcsinh(np.concatenate(parts))
 
 
-def run_evaluate(config: RunConfig, store: SignalStore) -> list[dict]:
-    """Score every holdout target's imputed track against the observed one, beside the baseline.
+@dataclass
+class Evaluation:
+    """What evaluate measured: metric rows, and the samples and windows the report draws."""
 
-    The baseline is the average (arcsinh) of the same assay in the other cells' input experiments.
-    Writes ``OUTPUT/metrics.tsv``: one row per target, predictd's measures then ``baseline_*``.
+    rows: list[dict]
+    scatter: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    panels: list[TrackPanel] = field(default_factory=list)
+
+
+SCATTER_BINS = 3000  # bins per target drawn in the report's scatter: enough to see the shape, small to embed
+PANEL_BINS = 400  # a 10 kb browser window at 25 bp
+MAX_PANELS = 5
+
+
+def baseline_columns(ensemble: Ensemble, column: int) -> np.ndarray:
+    """The baseline's inputs for store column ``column``: the same assay in other cells, among the
+    experiments its ensemble members were allowed to see (so both methods use the same data)."""
+    layout = ensemble.layout
+    members = ensemble.members_of(layout.cell_of[column], layout.assay_of[column])
+    seen = np.unique(np.concatenate([m.input_columns for m in members]))
+    same_assay = seen[(layout.assay_of[seen] == layout.assay_of[column]) & (layout.cell_of[seen] != layout.cell_of[column])]
+    return same_assay
+
+
+def scored_targets(config: RunConfig, store: SignalStore) -> list[tuple[int, str]]:
+    """``predictd run``'s scored experiments: the holdout targets, as (store column, kind)."""
+    return [(int(k), "holdout") for k in holdout_columns(config, store)]
+
+
+def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targets: list[tuple[int, str]]
+                 ) -> Evaluation:
+    """Score each target's imputed track against the observed one, beside the baseline.
+
+    The baseline is the average (arcsinh) of the same assay in the other cells (see
+    :func:`baseline_columns`). Both are scored on the bins where the observed track, the imputed
+    one and the baseline all have data. Region MSEs are added for the configured BEDs. Writes
+    ``OUTPUT/metrics.tsv``, ``metrics.parquet`` and ``summary.tsv`` (means and win counts).
     """
-    layout = Layout.from_experiments(store.experiments)
-    inputs = input_columns(config, store)
-    rows = []
-    for column in holdout_columns(config, store):
+    masks = {name: read_bed_mask(path, store.bins, f"evaluation.{name}")
+             for name, path in config.evaluation.region_beds().items()}
+    windows = _browser_windows(config, store)
+    panel_assays: set[int] = set()
+    rng = np.random.default_rng(0)
+    result = Evaluation(rows=[])
+    for column, kind in targets:
         experiment = store.experiments[column]
         path = imputed_path(config.output, experiment.cell_type, experiment.assay)
         if not path.is_file():
             raise PredictdInputError(str(path), "imputed", "imputed track missing; run impute first")
-        same_assay = inputs[layout.assay_of[inputs] == layout.assay_of[column]]
-        signal = store.read_columns([column, *same_assay])  # the target and its baseline's inputs, one pass
-        observed = signal[:, 0]
-        imputed = read_track_bins(path, store)
-        seen = ~np.isnan(observed) & ~np.isnan(imputed)
-        row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "n_bins": int(seen.sum())}
-        row.update(quality_measures(observed[seen], imputed[seen]))
-        if same_assay.size:
-            baseline = np.nanmean(signal[:, 1:], axis=1)
-            row.update({f"baseline_{k}": v for k, v in quality_measures(observed[seen], baseline[seen]).items()})
-        else:
-            row.update({f"baseline_{k}": float("nan") for k in MEASURES})
-        rows.append(row)
-    write_atomic(Path(config.output) / "metrics.tsv", metrics_tsv(rows))
-    return rows
+        inputs = baseline_columns(ensemble, column)
+        signal = store.read_columns([column, *inputs])  # the target and its baseline's inputs, one pass
+        observed, imputed = signal[:, 0], read_track_bins(path, store)
+        with np.errstate(all="ignore"):  # a bin no input covers is NaN, and left out below
+            baseline = np.nanmean(signal[:, 1:], axis=1) if inputs.size else np.full(observed.shape, np.nan)
+        seen = ~np.isnan(observed) & ~np.isnan(imputed) & ~np.isnan(baseline)
+        target_masks = {name: mask[seen] for name, mask in masks.items()}
+        row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "kind": kind, "n_bins": int(seen.sum())}
+        if not seen.any():
+            raise PredictdInputError(str(path), experiment.name, "no bin where the observed track, the imputed one "
+                                     "and the same-assay baseline all have data; nothing to score")
+        row.update(quality_measures(observed[seen], imputed[seen], target_masks))
+        row.update({f"baseline_{k}": v
+                    for k, v in quality_measures(observed[seen], baseline[seen], target_masks).items()})
+        result.rows.append(row)
+        sample = rng.choice(np.flatnonzero(seen), size=min(SCATTER_BINS, int(seen.sum())), replace=False)
+        result.scatter[experiment.name] = (observed[sample], np.maximum(imputed[sample], 0.0))
+        assay = int(ensemble.layout.assay_of[column])
+        if len(result.panels) < MAX_PANELS and assay not in panel_assays:
+            panel_assays.add(assay)
+            result.panels.append(_panel(config, store, experiment, observed, imputed, baseline, windows))
+    if result.rows:
+        write_metrics(Path(config.output), result.rows)
+    return result
 
 
-def metrics_tsv(rows: list[dict]) -> bytes:
-    """Rows as TSV bytes (header from the first row)."""
-    buffer = io.StringIO()
-    columns = ["cell_type", "assay", "n_bins", *MEASURES, *(f"baseline_{m}" for m in MEASURES)]
-    writer = csv.DictWriter(buffer, fieldnames=columns, delimiter="\t", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return buffer.getvalue().encode()
+def _browser_windows(config: RunConfig, store: SignalStore) -> list[tuple[int, int]]:
+    windows = []
+    for index, region in enumerate(config.evaluation.browser_regions):
+        try:
+            windows.append(store.bins.bin_range(*parse_region(region)))
+        except ValueError as error:
+            raise PredictdInputError(config.source, f"evaluation.browser_regions[{index}]", str(error)) from None
+    return windows
+
+
+def _panel(config: RunConfig, store: SignalStore, experiment, observed: np.ndarray, imputed: np.ndarray,
+           baseline: np.ndarray, windows: list[tuple[int, int]]) -> TrackPanel:
+    """The configured window, or else the 10 kb around the target's strongest observed signal."""
+    if windows:
+        lo, hi = windows[0]
+    else:
+        smooth = np.convolve(np.nan_to_num(observed), np.ones(PANEL_BINS // 4), mode="same")
+        centre = int(np.argmax(smooth))
+        lo = max(0, min(centre - PANEL_BINS // 2, observed.size - PANEL_BINS))
+        hi = min(observed.size, lo + PANEL_BINS)
+    (contig, start, _, _, hi), *_ = store.bins.runs(lo, hi)  # a panel shows one contiguous span
+    spread_path = Path(config.output) / SPREAD_FOLDER / f"{experiment.cell_type}.{experiment.assay}.bigWig"
+    spread = read_track_bins(spread_path, store, lo, hi) if spread_path.is_file() else None
+    # The spread track holds arcsinh-scale values as written; undo read_track_bins' arcsinh.
+    return TrackPanel(target=experiment.name, contig=contig, start=start, bin_size=store.bins.bin_size,
+                      observed=observed[lo:hi], imputed=np.maximum(imputed[lo:hi], 0.0), baseline=baseline[lo:hi],
+                      spread=None if spread is None else np.sinh(spread))
 
 
 def _versions() -> dict[str, str]:
@@ -215,36 +295,138 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def write_manifest(config: RunConfig, store: SignalStore, model: Predictd, outputs: list[Path],
-                   metrics: list[dict]) -> Path:
-    """``OUTPUT/manifest.json``, written last: config hash, versions, inputs, outputs, metrics."""
+def write_manifest(config: RunConfig, store: SignalStore, models: dict[str, Predictd], outputs: list[Path],
+                   evaluation: Evaluation) -> Path:
+    """``OUTPUT/manifest.json``, written last: config hash, versions, inputs, models, outputs, metrics."""
     output = Path(config.output)
     manifest = {
         "config_sha256": config.digest(),
+        "training_sha256": config.training_digest(),
         "config": config.model_dump(),
         "versions": _versions(),
         "inputs": [{"cell_type": e.cell_type, "assay": e.assay, "path": e.path} for e in store.experiments],
         "store": config.store_path,
-        "model": {"folder": str(output / "model"), "rank": model.rank_, "solver": config.model.solver,
-                  "best_iteration": model.best_iteration_, "iterations": len(model.history_)},
-        "outputs": [str(p.relative_to(output)) for p in outputs] + ["metrics.tsv"],
-        "metrics": metrics,
+        "models": [{"name": name, "rank": model.rank_, "solver": model.settings.solver, "seed": model.settings.seed,
+                    "best_iteration": model.best_iteration_, "iterations": len(model.history_)}
+                   for name, model in models.items()],
+        "outputs": sorted(str(p.relative_to(output)) for p in outputs),
+        "metrics": evaluation.rows,
     }
     path = output / "manifest.json"
     write_atomic(path, json.dumps(manifest, indent=2, default=float).encode())
     return path
 
 
+@dataclass(frozen=True)
+class TrainedRun:
+    """The fitted side of a run: the ensemble that imputes, its models by name, what gets scored."""
+
+    ensemble: Ensemble
+    models: dict[str, Predictd]
+    targets: list[tuple[int, str]]
+    with_spread: bool
+
+
+def trained_run(config: RunConfig, store: SignalStore) -> TrainedRun:
+    """The run's saved models: the cross-validated set when ``OUTPUT/folds.json`` exists, else ``OUTPUT/model``."""
+    if crossval.folds_path(config).is_file():
+        folds = crossval.plan_folds(config, store)
+        models = crossval.load_fold_models(config, store, folds)
+        return TrainedRun(crossval.cv_ensemble(config, store, folds, models),
+                          {crossval.model_name(i, j): model for (i, j), model in models.items()},
+                          crossval.test_fold_targets(config, store, folds), config.cv.spread)
+    model = load_single_model(config)
+    return TrainedRun(single_model_ensemble(config, store, model), {"model": model}, scored_targets(config, store),
+                      with_spread=False)
+
+
+def imputed_outputs(config: RunConfig, run: TrainedRun) -> list[Path]:
+    """Every track :func:`run_impute` writes for ``run``."""
+    layout = run.ensemble.layout
+    folders = ["imputed"] + ([SPREAD_FOLDER] if run.with_spread else [])
+    return [Path(config.output) / folder / f"{cell}.{assay}.bigWig"
+            for folder in folders for cell in layout.cells for assay in layout.assays]
+
+
+def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine, progress: Progress = _quiet) -> dict:
+    """impute, then :func:`finish`."""
+    run_impute(config, store, run.ensemble, engine, run.with_spread, progress)
+    return finish(config, store, run)
+
+
+def finish(config: RunConfig, store: SignalStore, run: TrainedRun) -> dict:
+    """evaluate -> report -> manifest, from the imputed tracks already written."""
+    evaluation = run_evaluate(config, store, run.ensemble, run.targets)
+    output = Path(config.output)
+    outputs = imputed_outputs(config, run)
+    if evaluation.rows:
+        outputs += [output / name for name in METRIC_FILES]
+        outputs.append(write_report(output / "report.html", report_data(config, run.models, evaluation)))
+    manifest = write_manifest(config, store, run.models, outputs, evaluation)
+    return {"imputed": output / "imputed", "metrics": output / "metrics.tsv", "report": output / "report.html",
+            "manifest": manifest, "rows": evaluation.rows, "models": run.models}
+
+
+def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Evaluation) -> ReportData:
+    """What the report shows, gathered from the fitted models and the evaluation."""
+    first_name, first = next(iter(models.items()))
+    kinds = {kind: sum(row["kind"] == kind for row in evaluation.rows) for kind in ("test-fold", "holdout")}
+    notes = [f"{len(models)} model(s), rank {first.rank_}, solver {first.settings.solver}; "
+             f"{kinds['test-fold']} experiments scored out of sample by their test fold's models, "
+             f"{kinds['holdout']} configured holdout target(s) scored by every model.",
+             "Baseline: the average (arcsinh) of the same assay in the other cells, from the experiments the "
+             "imputing models were allowed to see."]
+    return ReportData(
+        title=f"predictd: {Path(config.output).name}", config_sha256=config.digest(), rows=evaluation.rows,
+        summary=summary_rows(evaluation.rows), measures=tuple(measure_names(evaluation.rows)),
+        histories={name: model.history_ for name, model in models.items()},
+        best_iterations={name: model.best_iteration_ for name, model in models.items()},
+        cells=first.layout_.cells, assays=first.layout_.assays, cell_factors=first.factors_.C,
+        assay_factors=first.factors_.A, factor_model=first_name, scatter=evaluation.scatter,
+        panels=evaluation.panels, notes=notes)
+
+
+def load_single_model(config: RunConfig) -> Predictd:
+    """``OUTPUT/model`` of ``predictd train``; an error names the folder when it is missing."""
+    folder = Path(config.output) / "model"
+    if not (folder / "model.json").is_file():
+        raise PredictdInputError(str(folder), "model.json", "no trained model; run train first")
+    return Predictd.load(folder)
+
+
 def run_all(config: RunConfig, progress: Progress = _quiet) -> dict:
-    """ingest, train, impute, evaluate and the manifest. Returns the paths and the metrics."""
+    """ingest, train one model, impute, evaluate the holdout targets, report and the manifest."""
     store = run_ingest(config, progress)
     engine = make_engine(config.engine, store)
     try:
         model = run_train(config, store, engine, progress)
-        outputs = run_impute(config, store, model, engine, progress)
+        run = TrainedRun(single_model_ensemble(config, store, model), {"model": model},
+                         scored_targets(config, store), with_spread=False)
+        return publish(config, store, run, engine, progress)
     finally:
         engine.close()
-    metrics = run_evaluate(config, store)
-    manifest = write_manifest(config, store, model, outputs, metrics)
-    return {"imputed": Path(config.output) / "imputed", "metrics": Path(config.output) / "metrics.tsv",
-            "manifest": manifest, "rows": metrics, "model": model}
+
+
+def run_cv(config: RunConfig, progress: Progress = _quiet) -> dict:
+    """ingest, folds, every fold model not yet trained for this config, then the ensemble's outputs."""
+    store = run_ingest(config, progress)
+    folds = crossval.plan_folds(config, store)
+    engine = make_engine(config.engine, store)
+    try:
+        for i, j in folds.models():
+            if not crossval.is_trained(config, store, i, j):
+                crossval.train_fold(config, store, engine, folds, i, j, progress)
+        return publish(config, store, trained_run(config, store), engine, progress)
+    finally:
+        engine.close()
+
+
+def run_extend(config: RunConfig, progress: Progress = _quiet) -> dict:
+    """ingest the grown tracks table, extend every fold model with what is new, then publish the ensemble."""
+    store = run_ingest(config, progress)
+    engine = make_engine(config.engine, store)
+    try:
+        crossval.extend_fold_models(config, store, engine, progress)
+        return publish(config, store, trained_run(config, store), engine, progress)
+    finally:
+        engine.close()

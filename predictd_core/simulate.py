@@ -619,6 +619,7 @@ def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path
         "bin_size": bin_size,
         "holdout": names,
         "model": {"solver": "als"},
+        "cv": {"n_test": 5, "n_valid": 2},  # predictd cv: 10 fold models (PREDICTD's full scheme is 5 x 8)
         "engine": {"master": "local[*]"},
         "output": "output",
     }

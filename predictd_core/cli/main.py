@@ -21,7 +21,7 @@ from predictd_core.errors import PredictdInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
     "Impute missing epigenomics experiments with PREDICTD's tensor model.\n\n"
-    "Example: predictd run examples/roadmap-pilot.yaml"))
+    "Example: predictd cv examples/roadmap-pilot.yaml"))
 console = Console(stderr=True)
 ConfigArg = typer.Argument(..., help="run config YAML (tracks, chrom_sizes, bin_size, holdout, model, engine, output)",
                            show_default=False)
@@ -88,51 +88,95 @@ def ingest(config: Path = ConfigArg) -> None:
 
 
 @app.command()
-def train(config: Path = ConfigArg) -> None:
-    """Fit the model on the stored tracks minus the holdout (OUTPUT/model)."""
-    from predictd_core import pipeline
+def folds(config: Path = ConfigArg) -> None:
+    """Deal the observed experiments into test x validation folds (OUTPUT/folds.json); keep an existing file."""
+    from predictd_core import crossval, pipeline
+
+    with _user_errors():
+        settings = _load(config)
+        plan = crossval.plan_folds(settings, pipeline.open_store(settings))
+    typer.echo(f"folds: {crossval.folds_path(settings)} ({plan.n_test} test x {plan.n_valid} validation folds, "
+               f"{len(plan.models())} models; {plan.pinned.size} experiments pinned to training)")
+
+
+@app.command()
+def train(config: Path = ConfigArg,
+          test_fold: Optional[int] = typer.Option(None, "--test-fold", min=0,
+                                                  help="train cross-validation model (i, j) only"),
+          valid_fold: Optional[int] = typer.Option(None, "--valid-fold", min=0,
+                                                   help="with --test-fold: the validation fold j")) -> None:
+    """Fit one model: on the stored tracks minus the holdout (OUTPUT/model), or fold model (i, j)
+    (OUTPUT/models/test{i}-valid{j}), the job predictd cv runs for each fold."""
+    from predictd_core import crossval, pipeline
     from predictd_core.engine import make_engine
 
     with _user_errors():
         settings = _load(config)
+        if (test_fold is None) != (valid_fold is None):
+            raise PredictdInputError("command line", "--test-fold/--valid-fold", "give both or neither")
         store = pipeline.open_store(settings)
+        plan = None if test_fold is None else crossval.plan_folds(settings, store)
         engine = make_engine(settings.engine, store)
-        with _progress() as progress:
-            model = pipeline.run_train(settings, store, engine, progress)
-    typer.echo(f"model: {Path(settings.output) / 'model'} (rank {model.rank_}, best sweep "
-               f"{model.best_iteration_} of {len(model.history_)})")
+        try:
+            with _progress() as progress:
+                if plan is None:
+                    model = pipeline.run_train(settings, store, engine, progress)
+                    folder = Path(settings.output) / "model"
+                else:
+                    model = crossval.train_fold(settings, store, engine, plan, test_fold, valid_fold, progress)
+                    folder = crossval.model_folder(settings, test_fold, valid_fold)
+        finally:
+            engine.close()
+    typer.echo(f"model: {folder} (rank {model.rank_}, best sweep {model.best_iteration_} of {len(model.history_)})")
 
 
 @app.command()
 def impute(config: Path = ConfigArg) -> None:
-    """Write an imputed bigWig for every (cell, assay) pair (OUTPUT/imputed)."""
+    """Write an imputed bigWig for every (cell, assay) pair (OUTPUT/imputed) from the trained model(s)."""
     from predictd_core import pipeline
     from predictd_core.engine import make_engine
-    from predictd_core.model.estimator import Predictd
 
     with _user_errors():
         settings = _load(config)
         store = pipeline.open_store(settings)
-        model_folder = Path(settings.output) / "model"
-        if not (model_folder / "model.json").is_file():
-            raise PredictdInputError(str(model_folder), "model.json", "no trained model; run train first")
-        model = Predictd.load(model_folder)
+        trained = pipeline.trained_run(settings, store)
         engine = make_engine(settings.engine, store)
-        with _progress() as progress:
-            paths = pipeline.run_impute(settings, store, model, engine, progress)
-    typer.echo(f"imputed: {len(paths)} bigWigs in {Path(settings.output) / 'imputed'}")
+        try:
+            with _progress() as progress:
+                paths = pipeline.run_impute(settings, store, trained.ensemble, engine, trained.with_spread, progress)
+        finally:
+            engine.close()
+    typer.echo(f"imputed: {len(paths)} bigWigs under {settings.output} ({len(trained.models)} model(s))")
 
 
 @app.command()
 def evaluate(config: Path = ConfigArg) -> None:
-    """Score the holdout targets against the same-assay average baseline (OUTPUT/metrics.tsv)."""
+    """Score the imputed tracks against the same-assay average baseline; write metrics, report.html, manifest."""
     from predictd_core import pipeline
 
     with _user_errors():
         settings = _load(config)
-        rows = pipeline.run_evaluate(settings, pipeline.open_store(settings))
-    _print_metrics(rows)
-    typer.echo(f"metrics: {Path(settings.output) / 'metrics.tsv'}")
+        store = pipeline.open_store(settings)
+        result = pipeline.finish(settings, store, pipeline.trained_run(settings, store))
+    _print_outputs(result)
+
+
+@app.command()
+def cv(config: Path = ConfigArg) -> None:
+    """Cross-validate: ingest, folds, one model per (test fold, validation fold), ensemble imputation,
+    metrics for every observed experiment, report.html and manifest.json (written last)."""
+    _cv(config)
+
+
+def _cv(config: Path) -> None:
+    from predictd_core import pipeline
+
+    with _user_errors():
+        settings = _load(config)
+    with _user_errors(output=Path(settings.output)):
+        with _progress() as progress:
+            result = pipeline.run_cv(settings, progress)
+    _print_outputs(result)
 
 
 @app.command()
@@ -149,26 +193,45 @@ def _run(config: Path) -> None:
     with _user_errors(output=Path(settings.output)):
         with _progress() as progress:
             result = pipeline.run_all(settings, progress)
+    _print_outputs(result)
+
+
+def _print_outputs(result: dict) -> None:
     _print_metrics(result["rows"])
     typer.echo(f"imputed tracks: {result['imputed']}")
-    typer.echo(f"metrics:        {result['metrics']}")
+    if result["rows"]:
+        typer.echo(f"metrics:        {result['metrics']}")
+        typer.echo(f"report:         {result['report']}")
     typer.echo(f"manifest:       {result['manifest']}")
+
+
+@app.command()
+def extend(config: Path = ConfigArg) -> None:
+    """After new rows in the tracks table: fit only what they add to every fold model (new cell types' and
+    assays' factors, the rest fixed), deal them into the folds, and publish the updated ensemble."""
+    from predictd_core import pipeline
+
+    with _user_errors():
+        settings = _load(config)
+        with _progress() as progress:
+            result = pipeline.run_extend(settings, progress)
+    _print_outputs(result)
 
 
 @app.command()
 def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generated compendium goes if the "
                                       "real pilot tracks are absent")) -> None:
-    """Run examples/roadmap-pilot.yaml on the real pilot tracks (or a simulated compendium without them)."""
+    """Cross-validate examples/roadmap-pilot.yaml on the real pilot tracks (or a simulated compendium without them)."""
     if PILOT_DATA.is_dir() and PILOT_CONFIG.is_file():
         typer.echo(f"demo: real Roadmap pilot tracks from {PILOT_DATA}")
-        _run(PILOT_CONFIG)
+        _cv(PILOT_CONFIG)
         return
     from predictd_core.simulate import simulate_compendium, write_example_config
 
     typer.echo(f"demo: {PILOT_DATA} is absent, so the same pipeline runs on a generated compendium "
                "(planted low-rank structure, peaks, broad domains, noise)")
     compendium = simulate_compendium(workdir / "simulated", overwrite=True)
-    _run(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)))
+    _cv(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)))
 
 
 @app.command()
@@ -199,16 +262,31 @@ def demo_holdout(observed: tuple[tuple[str, str], ...], count: int = 2) -> list[
 
 
 def _print_metrics(rows: list[dict]) -> None:
-    """Each held-out track: predictd's measures over the baseline's, in 80 columns."""
+    """Means over the scored tracks with win counts, then each track when there are few, in 100 columns."""
+    if not rows:
+        return
+    from predictd_core.evaluate.tables import summary_rows
+
+    console_out = Console(width=max(100, Console().width))
+    summary = Table(title=f"{len(rows)} scored tracks: predictd vs the same-assay average of the other cells")
+    for column in ("measure", "predictd", "baseline", "predictd wins"):
+        summary.add_column(column, justify="left" if column == "measure" else "right")
+    for line in summary_rows(rows):
+        if line["scope"] == "all":
+            summary.add_row(line["measure"], f"{line['predictd_mean']:.4f}", f"{line['baseline_mean']:.4f}",
+                            f"{line['wins']} of {line['n']}")
+    console_out.print(summary)
+    if len(rows) > 6:
+        return
     shown = ("MSEglobal", "GWcorr", "Match1", "Catch1obs", "AucObs1")
-    table = Table(title="held-out tracks: predictd vs the same-assay average of the other cells")
+    table = Table(title="each scored track")
     for column in ("target", "method", *shown):
         table.add_column(column, justify="right" if column in shown else "left")
     for row in rows:
         target = f"{row['cell_type']}:{row['assay']}"
         table.add_row(target, "predictd", *(f"{row[m]:.4f}" for m in shown))
         table.add_row("", "baseline", *(f"{row['baseline_' + m]:.4f}" for m in shown), end_section=True)
-    Console(width=max(100, Console().width)).print(table)
+    console_out.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:

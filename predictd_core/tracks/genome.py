@@ -126,6 +126,20 @@ class GenomeBins:
             found.append((self.contigs[contig][0], start, end, a, b))
         return found
 
+    def bin_range(self, contig: str, start: int, end: int) -> tuple[int, int]:
+        """Bins ``[lo, hi)`` covering ``contig:start-end``, clipped to the one modelled span that holds ``start``.
+
+        Raises ValueError when no modelled span holds ``start``.
+        """
+        names = [name for name, _ in self.contigs]
+        for k, (index, span_start, span_end) in enumerate(self.spans):
+            if names[index] == contig and span_start <= start < span_end:
+                first = int(self._first_bin[k])
+                lo = first + (start - span_start) // self.bin_size
+                hi = first - (-(min(end, span_end) - span_start) // self.bin_size)
+                return lo, hi
+        raise ValueError(f"{contig}:{start}-{end} is outside the modelled bins")
+
     def coordinates(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Contig index (int32), start and end (int64) of every bin in ``[lo, hi)``."""
         names = [name for name, _ in self.contigs]

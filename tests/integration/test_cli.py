@@ -54,7 +54,8 @@ def test_run_writes_imputed_tracks_metrics_and_manifest(tiny_compendium):
 
     # the manifest lists every output, and each listed output exists
     manifest = json.loads((output / "manifest.json").read_text())
-    assert set(manifest["outputs"]) == {f"imputed/{name}" for name in expected} | {"metrics.tsv"}
+    assert set(manifest["outputs"]) == ({f"imputed/{name}" for name in expected}
+                                        | {"metrics.tsv", "metrics.parquet", "summary.tsv", "report.html"})
     for relative in manifest["outputs"]:
         assert (output / relative).is_file(), relative
     assert manifest["config"]["holdout"] == ["C2:M1"]
@@ -106,7 +107,10 @@ def test_demo_without_the_pilot_runs_on_a_simulated_compendium(tmp_path, monkeyp
     assert "absent" in result.output and "generated compendium" in result.output
     output = tmp_path / "demo" / "simulated" / "output"
     metrics = (output / "metrics.tsv").read_text().splitlines()
-    assert len(metrics) == 3  # header + two held-out targets
+    kinds = [line.split("\t")[2] for line in metrics[1:]]
+    assert kinds.count("holdout") == 2 and kinds.count("test-fold") == 28  # 30 tracks: 2 held out, 28 in folds
+    assert len(list((output / "models").iterdir())) == 10  # 5 x 2 fold models
+    assert (output / "report.html").is_file()
     assert len(list((output / "imputed").glob("*.bigWig"))) == 30  # 6 cells x 5 assays
     assert (output / "manifest.json").is_file()
 

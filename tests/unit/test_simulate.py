@@ -252,7 +252,7 @@ def test_write_example_config(tmp_path):
     assert config == {
         "tracks": "tracks.tsv", "chrom_sizes": "chrom.sizes", "bin_size": 50,
         "holdout": ["E002:H3K27me3", "E003:H3K4me3"], "model": {"solver": "als"},
-        "engine": {"master": "local[*]"}, "output": "output",
+        "cv": {"n_test": 5, "n_valid": 2}, "engine": {"master": "local[*]"}, "output": "output",
     }
     assert (path.parent / config["tracks"]).is_file() and (path.parent / config["chrom_sizes"]).is_file()
     with pytest.raises(PredictdInputError, match="CELL:ASSAY"):

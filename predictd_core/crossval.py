@@ -1,0 +1,220 @@
+"""Cross-validation: the folds file, one model per (test fold, validation fold), and their ensemble.
+
+Layout under ``config.output``::
+
+    folds.json                    which experiments each model tests, validates on and trains on
+    models/test{i}-valid{j}/      one fitted model each: factors.npz, model.json (config digests,
+                                  folds, seed, iteration log)
+
+Configured holdout targets are outside the folds: no model trains on them, every model imputes them.
+Each model is an independent job (``predictd train --test-fold i --valid-fold j``), so a cluster can
+run them side by side; ``predictd cv`` runs the missing ones in turn and reuses those already fitted
+for the same training digest.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from predictd_core.config import RunConfig
+from predictd_core.errors import PredictdInputError
+from predictd_core.impute.ensemble import Ensemble, EnsembleMember
+from predictd_core.model.estimator import Predictd
+from predictd_core.model.factors import Layout
+from predictd_core.model.extend import extend_model
+from predictd_core.model.folds import Folds, extend_folds, load_folds, make_folds, save_folds
+from predictd_core.store.signal_store import SignalStore
+
+FOLDS_FILE = "folds.json"
+MODELS_FOLDER = "models"
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def model_name(test_fold: int, valid_fold: int) -> str:
+    """``"test{i}-valid{j}"``: the folder and report name of model (i, j)."""
+    return f"test{test_fold}-valid{valid_fold}"
+
+
+def model_folder(config: RunConfig, test_fold: int, valid_fold: int) -> Path:
+    """Where model (i, j) of ``config``'s run is saved."""
+    return Path(config.output) / MODELS_FOLDER / model_name(test_fold, valid_fold)
+
+
+def folds_path(config: RunConfig) -> Path:
+    return Path(config.output) / FOLDS_FILE
+
+
+def fold_experiments(config: RunConfig, store: SignalStore) -> np.ndarray:
+    """Store columns the folds deal: every observed experiment but the configured holdout targets."""
+    names = [e.name for e in store.experiments]
+    held = {names.index(target) for target in config.holdout if target in names}
+    return np.array([k for k in range(len(names)) if k not in held], dtype=np.int64)
+
+
+def plan_folds(config: RunConfig, store: SignalStore) -> Folds:
+    """The run's folds: read ``OUTPUT/folds.json`` when it exists, else deal them and save the file.
+
+    An existing file must describe this store's experiments with the configured scheme (n_test,
+    n_valid, seed); anything else is an error naming it, because fold models trained on other
+    folds cannot be mixed.
+    """
+    columns = fold_experiments(config, store)
+    layout = _sub_layout(store, columns)
+    path = folds_path(config)
+    if path.is_file():
+        folds = load_folds(path, layout)
+        scheme = (folds.n_test, folds.n_valid, folds.seed, folds.tries)
+        wanted = (config.cv.n_test, config.cv.n_valid, config.cv.seed, config.cv.tries)
+        if scheme != wanted:
+            raise PredictdInputError(str(path), "cv", f"folds were dealt as n_test, n_valid, seed, tries = {scheme}, "
+                                     f"the config asks for {wanted}; remove the file (and models/) to deal again")
+        return folds
+    try:
+        folds = make_folds(layout, config.cv.n_test, config.cv.n_valid, config.cv.seed, config.cv.tries)
+    except PredictdInputError as error:
+        raise PredictdInputError(config.source, f"cv.{error.field}", error.message) from None
+    save_folds(folds, path)
+    return folds
+
+
+def _sub_layout(store: SignalStore, columns: np.ndarray) -> Layout:
+    return Layout.from_experiments([store.experiments[k] for k in columns])
+
+
+def model_columns(config: RunConfig, store: SignalStore, folds: Folds, test_fold: int, valid_fold: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Store columns (train, valid, test) of model (i, j): the folds' indices mapped onto the store."""
+    columns = fold_experiments(config, store)
+    try:
+        train, valid, test = folds.columns(test_fold, valid_fold)
+    except IndexError as error:
+        raise PredictdInputError(str(folds_path(config)), "test_fold/valid_fold", str(error)) from None
+    return columns[train], columns[valid], columns[test]
+
+
+def fold_settings(config: RunConfig, test_fold: int, valid_fold: int):
+    """Model settings of model (i, j): the config's, with a seed of its own so the ensemble's starts differ."""
+    return config.model.model_copy(update={"seed": config.model.seed + 1000 * test_fold + valid_fold})
+
+
+def train_fold(config: RunConfig, store: SignalStore, engine, folds: Folds, test_fold: int, valid_fold: int,
+               progress: ProgressFn | None = None) -> Predictd:
+    """Fit model (i, j) on its training columns, stop on its validation fold, save it as an artifact."""
+    train, valid, test = model_columns(config, store, folds, test_fold, valid_fold)
+    settings = fold_settings(config, test_fold, valid_fold)
+    name = model_name(test_fold, valid_fold)
+    model = Predictd(settings)
+    model.fit(engine, Layout.from_experiments(store.experiments), train, valid,
+              progress=None if progress is None else
+              lambda row: progress(name, min(row["iteration"], settings.max_iters), settings.max_iters))
+    model.save(model_folder(config, test_fold, valid_fold), extra={
+        "config_sha256": config.digest(), "training_sha256": config.training_digest(),
+        "test_fold": test_fold, "valid_fold": valid_fold, "test_columns": test.tolist(), "seed": settings.seed})
+    return model
+
+
+def is_trained(config: RunConfig, store: SignalStore, test_fold: int, valid_fold: int) -> bool:
+    """Model (i, j) exists, was fitted for this config's training digest and knows the store's experiments.
+
+    The digest names the tracks table, not its rows: a table that gained tracks since (see
+    ``predictd extend``) leaves the model stale too.
+    """
+    try:
+        description = Predictd.describe(model_folder(config, test_fold, valid_fold))
+    except FileNotFoundError:
+        return False
+    layout = Layout.from_experiments(store.experiments)
+    return (description.get("training_sha256") == config.training_digest()
+            and (description["cells"], description["assays"]) == (list(layout.cells), list(layout.assays))
+            and (description["cell_of"], description["assay_of"]) == (layout.cell_of.tolist(), layout.assay_of.tolist()))
+
+
+def load_fold_models(config: RunConfig, store: SignalStore, folds: Folds) -> dict[tuple[int, int], Predictd]:
+    """Every model of the scheme; a missing or stale one is an error naming its folder and the fix."""
+    models = {}
+    for i, j in folds.models():
+        folder = model_folder(config, i, j)
+        if not is_trained(config, store, i, j):
+            state = "was trained for another config" if (folder / "model.json").is_file() else "is missing"
+            raise PredictdInputError(str(folder), "model.json",
+                                     f"model {model_name(i, j)} {state}; run predictd train --test-fold {i} "
+                                     f"--valid-fold {j} (or predictd cv)")
+        models[(i, j)] = Predictd.load(folder)
+    return models
+
+
+def cv_ensemble(config: RunConfig, store: SignalStore, folds: Folds,
+                models: dict[tuple[int, int], Predictd]) -> Ensemble:
+    """PREDICTD's ensemble: test-fold experiments from their fold's models, every other pair from all.
+
+    Each member's genome factors come from the experiments it may see: all but its test fold and the
+    holdout targets.
+    """
+    layout = Layout.from_experiments(store.experiments)
+    fold_of_pair = np.full(len(layout.cells) * len(layout.assays), -1)
+    columns = fold_experiments(config, store)
+    fold_of_pair[layout.cell_of[columns] * len(layout.assays) + layout.assay_of[columns]] = folds.test_fold
+    members, weights = [], []
+    for (i, j), model in sorted(models.items()):
+        _, _, test = model_columns(config, store, folds, i, j)
+        members.append(EnsembleMember(model_name(i, j), model.factors_, np.setdiff1d(columns, test)))
+        weights.append((fold_of_pair == i) | (fold_of_pair == -1))
+    ridges = {model.ridge_ for model in models.values()}
+    if len(ridges) != 1:
+        raise ValueError(f"fold models disagree on the genome ridge: {sorted(ridges)}")
+    return Ensemble(layout, ridges.pop(), tuple(members), np.array(weights))
+
+
+def test_fold_targets(config: RunConfig, store: SignalStore, folds: Folds) -> list[tuple[int, str]]:
+    """Scored experiments: every test-fold experiment, then the holdout targets, as (store column, kind)."""
+    columns = fold_experiments(config, store)
+    names = [e.name for e in store.experiments]
+    return ([(int(k), "test-fold") for k in columns[folds.test_fold >= 0]]
+            + [(names.index(target), "holdout") for target in config.holdout])
+
+
+def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: ProgressFn | None = None
+                       ) -> tuple[Folds, dict[tuple[int, int], Predictd]]:
+    """Fit what the store's new experiments add to every fold model, without retraining the rest.
+
+    The folds file keeps every old assignment and deals the new experiments into the same scheme;
+    each model (i, j) then fits only the factor rows of new cell types and new assays (the others
+    fixed) on its extended training columns. Models are written once every one is extended, the
+    folds file last; running it again after an interruption is safe, because a model that already
+    knows every cell type and assay has nothing new to fit.
+    """
+    path = folds_path(config)
+    if not path.is_file():
+        raise PredictdInputError(str(path), "folds", "nothing to extend: run predictd cv first")
+    old = load_folds(path)
+    columns = fold_experiments(config, store)
+    names = [store.experiments[k].name for k in columns]
+    try:
+        folds = extend_folds(old, names)
+    except PredictdInputError as error:  # name the file the user can act on
+        source = config.tracks if error.field == "experiments" else str(path)
+        raise PredictdInputError(source, error.field, error.message) from None
+    layout = Layout.from_experiments(store.experiments)
+    extended = {}
+    for i, j in folds.models():
+        folder = model_folder(config, i, j)
+        if not (folder / "model.json").is_file():
+            raise PredictdInputError(str(folder), "model.json", f"model {model_name(i, j)} is missing; run predictd cv")
+        train, valid, test = (columns[k] for k in folds.columns(i, j))
+        name = model_name(i, j)
+        model = extend_model(Predictd.load(folder), engine, layout, train, valid,
+                             progress=None if progress is None else
+                             lambda row: progress(f"extend {name}", row["iteration"], config.model.max_iters))
+        extended[(i, j)] = model
+    for (i, j), model in extended.items():
+        description = Predictd.describe(model_folder(config, i, j))
+        model.save(model_folder(config, i, j), extra={
+            key: description[key] for key in ("test_fold", "valid_fold", "seed") if key in description} | {
+            "config_sha256": config.digest(), "training_sha256": config.training_digest(),
+            "test_columns": columns[folds.test_fold == i].tolist(), "extended_from": len(old.experiments)})
+    save_folds(folds, path)
+    return folds, extended

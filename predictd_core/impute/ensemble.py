@@ -1,0 +1,111 @@
+"""Ensemble imputation: average (arcsinh) the predictions of several fitted models, pair by pair.
+
+PREDICTD's protocol: an observed experiment is imputed by the models whose test fold holds it -- they
+never saw it, so its imputation is out of sample and can be scored -- and a pair that was never
+measured (or that no model held out) by every model. Each model solves its own genome factors per
+bin from the experiments it was allowed to see (training and validation, never its test fold), so
+one chunk costs one ridge solve and one matrix product per model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from predictd_core.model.factors import CellAssayFactors, Layout
+from predictd_core.solvers import als
+
+
+@dataclass(frozen=True)
+class EnsembleMember:
+    """One fitted model as the ensemble uses it.
+
+    Attributes
+    ----------
+    name : str
+        e.g. ``"test0-valid3"``.
+    factors : CellAssayFactors
+    input_columns : ndarray of int
+        Store columns whose signal feeds this model's per-bin genome-factor solve.
+    """
+
+    name: str
+    factors: CellAssayFactors
+    input_columns: np.ndarray
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Which models impute which (cell, assay) pair.
+
+    Attributes
+    ----------
+    layout : Layout
+        The store's grid; pairs are ``layout.all_pairs()`` (cell-major).
+    ridge : float
+        The genome-factor ridge (PREDICTD's ri2), shared by the members.
+    members : tuple of EnsembleMember
+    weights : ndarray of shape (n_members, n_pairs), bool
+        ``weights[m, p]``: member ``m`` takes part in pair ``p``'s average. Every pair has one at least.
+    """
+
+    layout: Layout
+    ridge: float
+    members: tuple[EnsembleMember, ...]
+    weights: np.ndarray
+
+    def __post_init__(self) -> None:
+        n_pairs = len(self.layout.cells) * len(self.layout.assays)
+        if self.weights.shape != (len(self.members), n_pairs):
+            raise ValueError(f"weights must be ({len(self.members)}, {n_pairs}), got {self.weights.shape}")
+        if not self.weights.any(axis=0).all():
+            raise ValueError("every pair needs at least one ensemble member")
+
+    @property
+    def n_pairs(self) -> int:
+        return int(self.weights.shape[1])
+
+    def pair_index(self, cell: int, assay: int) -> int:
+        """Column of pair (cell, assay) in the ensemble's output (cell-major)."""
+        return cell * len(self.layout.assays) + assay
+
+    def members_of(self, cell: int, assay: int) -> list[EnsembleMember]:
+        """The members averaged for pair (cell, assay)."""
+        column = self.weights[:, self.pair_index(cell, assay)]
+        return [member for member, used in zip(self.members, column) if used]
+
+
+def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ensemble imputation of one chunk for every pair of the grid.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_bins, n_experiments)
+        The chunk's stored signal (arcsinh, NaN = no data).
+    with_spread : bool
+        Also return the per-bin standard deviation of the averaged predictions.
+
+    Returns
+    -------
+    mean : ndarray of shape (n_bins, n_pairs), arcsinh, not clipped
+    spread : ndarray of shape (n_bins, n_pairs) or None
+        Population standard deviation over the pair's members (0 for a single member).
+    """
+    cells, assays = ensemble.layout.all_pairs()
+    total = np.zeros((Y.shape[0], ensemble.n_pairs))
+    squares = np.zeros_like(total) if with_spread else None
+    for member, used in zip(ensemble.members, ensemble.weights):
+        columns = member.input_columns
+        prediction = als.predict(Y[:, columns], member.factors, ensemble.layout.cell_of[columns],
+                                 ensemble.layout.assay_of[columns], cells[used], assays[used], ensemble.ridge)
+        total[:, used] += prediction
+        if squares is not None:
+            squares[:, used] += np.square(prediction)
+    counts = ensemble.weights.sum(axis=0)
+    mean = total / counts
+    if squares is None:
+        return mean, None
+    # E[x^2] - E[x]^2 can dip below 0 by rounding when the members agree.
+    return mean, np.sqrt(np.maximum(squares / counts - np.square(mean), 0.0))

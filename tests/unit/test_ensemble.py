@@ -1,0 +1,73 @@
+"""Ensemble imputation against per-model predictions averaged by hand."""
+
+import numpy as np
+import pytest
+
+from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
+from predictd_core.model.factors import CellAssayFactors, Layout
+
+
+def _factors(rng, n_cells, n_assays, rank):
+    return CellAssayFactors(float(rng.normal()), rng.normal(size=(n_cells, rank)), rng.normal(size=(n_assays, rank)),
+                            rng.normal(size=n_cells), rng.normal(size=n_assays))
+
+
+def _ridge_prediction(Y, f, cells, assays, ridge, out_cells, out_assays):
+    """Independent reference: per bin, ridge on [z, 1] over the non-NaN inputs (bias unpenalised)."""
+    K = f.C.shape[1]
+    out = np.empty((Y.shape[0], out_cells.size))
+    for i, y in enumerate(Y):
+        seen = ~np.isnan(y)
+        X = np.column_stack([f.C[cells[seen]] * f.A[assays[seen]], np.ones(seen.sum())])
+        offset = f.mu + f.b_c[cells[seen]] + f.b_a[assays[seen]]
+        penalty = np.diag([ridge] * K + [0.0])
+        w = np.linalg.solve(X.T @ X + penalty, X.T @ (y[seen] - offset))
+        out[i] = f.mu + f.b_c[out_cells] + f.b_a[out_assays] + w[K] + (f.C[out_cells] * f.A[out_assays]) @ w[:K]
+    return out
+
+
+@pytest.fixture
+def grid():
+    rng = np.random.default_rng(3)
+    layout = Layout(("c0", "c1", "c2"), ("a0", "a1"), np.array([0, 0, 1, 1, 2]), np.array([0, 1, 0, 1, 0]))
+    Y = rng.normal(size=(40, 5))
+    Y[3, 1] = np.nan  # a hole: that bin's solve uses the other inputs
+    members = (EnsembleMember("m0", _factors(rng, 3, 2, 2), np.array([0, 1, 2, 3])),
+               EnsembleMember("m1", _factors(rng, 3, 2, 2), np.array([1, 2, 3, 4])),
+               EnsembleMember("m2", _factors(rng, 3, 2, 2), np.array([0, 2, 4])))
+    # pairs cell-major: (c0,a0) (c0,a1) (c1,a0) (c1,a1) (c2,a0) (c2,a1)
+    weights = np.array([[1, 1, 0, 1, 1, 1],
+                        [0, 1, 1, 1, 0, 1],
+                        [0, 0, 1, 1, 1, 1]], dtype=bool)
+    return layout, Y, Ensemble(layout, 0.7, members, weights)
+
+
+def test_each_pair_is_the_mean_of_its_members_and_the_spread_their_std(grid):
+    layout, Y, ensemble = grid
+    cells, assays = layout.all_pairs()
+    per_member = [_ridge_prediction(Y[:, m.input_columns], m.factors, layout.cell_of[m.input_columns],
+                                    layout.assay_of[m.input_columns], 0.7, cells, assays)
+                  for m in ensemble.members]
+    mean, spread = ensemble_chunk(Y, ensemble, with_spread=True)
+    for pair in range(6):
+        used = [p[:, pair] for p, w in zip(per_member, ensemble.weights[:, pair]) if w]
+        np.testing.assert_allclose(mean[:, pair], np.mean(used, axis=0), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(spread[:, pair], np.std(used, axis=0), rtol=1e-6, atol=1e-7)
+    assert np.all(spread[:, 0] == 0)  # one member: no spread
+    assert ensemble_chunk(Y, ensemble)[1] is None
+
+
+def test_members_of_follow_the_weights(grid):
+    _, _, ensemble = grid
+    assert [m.name for m in ensemble.members_of(1, 0)] == ["m1", "m2"]
+    assert [m.name for m in ensemble.members_of(0, 0)] == ["m0"]
+
+
+def test_a_pair_without_members_or_misshaped_weights_is_refused(grid):
+    layout, _, ensemble = grid
+    weights = ensemble.weights.copy()
+    weights[:, 0] = False
+    with pytest.raises(ValueError, match="at least one"):
+        Ensemble(layout, 0.7, ensemble.members, weights)
+    with pytest.raises(ValueError, match="weights must be"):
+        Ensemble(layout, 0.7, ensemble.members, weights[:, :4])
