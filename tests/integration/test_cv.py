@@ -201,6 +201,35 @@ def test_folds_of_another_scheme_are_refused(cv_run, compendium):
     assert "folds.json" in result.stderr and "remove the file" in result.stderr
 
 
+
+def test_region_beds_add_region_mses_and_a_missing_bed_is_named(cv_run, compendium):
+    """evaluate again with promoter/gene/enhancer BEDs: MSEprom equals the MSE over the covered bins."""
+    config, _ = cv_run
+    root, _ = compendium
+    (root / "prom.bed").write_text("chrS1\t0\t2500\nchrS9\t0\t100\n")  # 100 bins; chrS9 is not in the run
+    (root / "genes.bed").write_text("chrS2\t1000\t3000\n")
+    document = yaml.safe_load((root / "out.yaml").read_text())
+    document["evaluation"] = {"promoters": "prom.bed", "genes": "genes.bed",
+                              "browser_regions": ["chrS2:500-3000"]}
+    (root / "regions.yaml").write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(app, ["evaluate", str(root / "regions.yaml")])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(Path(config.output) / "metrics.parquet").to_pandas()
+    assert {"MSEprom", "MSEgene", "baseline_MSEprom"} <= set(table.columns) and "MSEenh" not in table.columns
+
+    store = SignalStore.open(config.store_path)
+    row = table.iloc[0]
+    column = [e.name for e in store.experiments].index(f"{row['cell_type']}:{row['assay']}")
+    observed = store.read_columns([column])[:, 0][:100]
+    imputed = np.arcsinh(_bigwig_values(Path(config.output) / "imputed" / f"{row['cell_type']}.{row['assay']}.bigWig"))
+    assert row["MSEprom"] == pytest.approx(np.mean((observed - np.maximum(imputed[:100], 0)) ** 2), rel=1e-4)
+
+    document["evaluation"] = {"enhancers": "missing.bed"}
+    (root / "regions.yaml").write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(app, ["evaluate", str(root / "regions.yaml")])
+    assert result.exit_code == 2
+    assert "missing.bed" in result.stderr and "evaluation.enhancers" in result.stderr
+
 def test_extend_fits_only_the_new_cell_type_and_scores_it(tmp_path):
     """cv on five cell types, then the sixth's tracks arrive: extend keeps every old row and scores the new ones."""
     simulated = simulate_compendium(tmp_path / "sim", n_cells=6, n_assays=5, n_bins=2400, rank=3, seed=5)

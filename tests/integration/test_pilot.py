@@ -34,4 +34,27 @@ def test_holding_out_e065_h3k4me3_beats_the_same_assay_average(pilot_dir, tmp_pa
     assert manifest["config_sha256"] == config.digest()
     assert len(manifest["outputs"]) == 29 and manifest["metrics"][0]["MSEglobal"] == pytest.approx(row["MSEglobal"])
     metrics = (tmp_path / "out" / "metrics.tsv").read_text().splitlines()
-    assert len(metrics) == 2 and metrics[0].split("\t")[:4] == ["cell_type", "assay", "n_bins", "MSEglobal"]
+    assert len(metrics) == 2 and metrics[0].split("\t")[:5] == ["cell_type", "assay", "kind", "n_bins", "MSEglobal"]
+
+
+def test_cv_on_the_pilot_scores_all_25_tracks_out_of_sample_and_reports_them(pilot_dir, tmp_path):
+    """The acceptance run, shortened: 5 x 2 fold models (3 sweeps each), ensemble, metrics, report in Chromium."""
+    from tests.integration.test_report import _body_attribute, _dump_dom
+
+    config = load_config(write_config(
+        tmp_path, tracks=str(pilot_dir / "tracks.tsv"), chrom_sizes=str(pilot_dir / "chrom.sizes"),
+        model={"solver": "als", "max_iters": 3}, engine={"kind": "numpy"},
+        cv={"n_test": 5, "n_valid": 2, "spread": True}))
+    result = pipeline.run_cv(config)
+    output = tmp_path / "out"
+    assert len(result["models"]) == 10 and len(list((output / "models").iterdir())) == 10
+    assert len(result["rows"]) == 25 and {row["kind"] for row in result["rows"]} == {"test-fold"}
+    assert len(list((output / "imputed").glob("*.bigWig"))) == 25
+    assert len(list((output / "spread").glob("*.bigWig"))) == 25
+    summary = (output / "summary.tsv").read_text().splitlines()
+    assert len(summary) == 1 + 11 * 6  # header, 11 measures over all tracks and per each of the 5 marks
+    dom = _dump_dom(output / "report.html", tmp_path / "profile")
+    total = _body_attribute(dom, "data-figures-total")
+    assert int(total) >= 10 and _body_attribute(dom, "data-figures-loaded") == total
+    for measure in ("MSEglobal", "Match1", "AucImp1"):
+        assert measure in dom
