@@ -101,7 +101,9 @@ def run_train(config: RunConfig, store: SignalStore, engine, progress: Progress 
     max_iters = config.model.max_iters
     model.fit(engine, layout, train, valid,
               progress=lambda row: progress("train", min(row["iteration"], max_iters), max_iters))
-    model.save(Path(config.output) / "model", extra={"config_sha256": config.digest()})
+    model.save(Path(config.output) / "model", extra={"config_sha256": config.digest(),
+                                                     "training_sha256": config.training_digest(),
+                                                     "seed": config.model.seed})
     return model
 
 

@@ -313,3 +313,22 @@ def test_malformed_yaml_message_is_one_line_even_for_a_multiline_yaml_error(tiny
     before = snapshot(folder)
     assert_one_line_error(invoke("run", str(config)).stderr, "run.yaml", "yaml")
     assert_nothing_left(folder, before, folder / "out")
+
+
+def test_cv_on_a_compendium_too_small_for_its_folds(tiny_compendium):
+    """3 cells x 2 assays cannot fill 5 test x 8 validation folds: the error names the config's cv field."""
+    folder, *_ = tiny_compendium
+    config = write_config(folder, cv={"n_test": 5, "n_valid": 8})
+    before = snapshot(folder)
+    result = invoke("cv", str(config))
+    assert_one_line_error(result.stderr, str(config), "cv.")
+    assert_nothing_left(folder, before, folder / "out")
+
+
+def test_cv_config_with_an_unknown_cv_field(tiny_compendium):
+    folder, *_ = tiny_compendium
+    config = write_config(folder, cv={"n_tests": 5})
+    before = snapshot(folder)
+    result = invoke("cv", str(config))
+    assert_one_line_error(result.stderr, str(config), "cv.n_tests")
+    assert_nothing_left(folder, before, folder / "out")
