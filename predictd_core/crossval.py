@@ -204,12 +204,10 @@ def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: 
         folder = model_folder(config, i, j)
         if not (folder / "model.json").is_file():
             raise PredictdInputError(str(folder), "model.json", f"model {model_name(i, j)} is missing; run predictd cv")
-        train, valid, test = (columns[k] for k in folds.columns(i, j))
-        name = model_name(i, j)
-        model = extend_model(Predictd.load(folder), engine, layout, train, valid,
-                             progress=None if progress is None else
-                             lambda row: progress(f"extend {name}", row["iteration"], config.model.max_iters))
-        extended[(i, j)] = model
+        train, valid, _ = (columns[k] for k in folds.columns(i, j))
+        extended[(i, j)] = extend_model(Predictd.load(folder), engine, layout, train, valid)
+        if progress is not None:
+            progress("extend", len(extended), len(folds.models()))
     for (i, j), model in extended.items():
         description = Predictd.describe(model_folder(config, i, j))
         model.save(model_folder(config, i, j), extra={

@@ -83,14 +83,9 @@ class Predictd:
         return als.ScaledPenalties(rc=p.rc / (K * len(self.layout_.cells)), ra=p.ra / (K * len(self.layout_.assays)),
                                    ri2=p.ri2, rbc=p.rbc, rba=p.rba, cell_shrinkage=self.settings.cell_shrinkage)
 
-    def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress,
-                 cell_rows: np.ndarray | None = None, assay_rows: np.ndarray | None = None,
-                 stage: str | None = None) -> tuple[CellAssayFactors, list[dict[str, Any]], int]:
-        """ALS sweeps from ``factors`` until validation stops improving: (best factors, history, best sweep).
-
-        Only ``cell_rows`` and ``assay_rows`` are solved when given (see ``als.update_cell_assay``);
-        ``stage`` labels every history row.
-        """
+    def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress
+                 ) -> tuple[CellAssayFactors, list[dict[str, Any]], int]:
+        """ALS sweeps from ``factors`` until validation stops improving: (best factors, history, best sweep)."""
         penalties = self.scaled_penalties()
         history, best, best_score, best_iteration = [], factors, np.inf, 0
         for iteration in range(1, self.settings.max_iters + 1):
@@ -101,11 +96,11 @@ class Predictd:
             train_mse = stats.train_sse / max(stats.train_count, 1.0)
             valid_mse = float(stats.valid_sse.sum() / stats.valid_count.sum()) if valid_columns.size else train_mse
             row = {"iteration": iteration, "objective": als.objective(stats, inputs, penalties),
-                   "train_mse": train_mse, "valid_mse": valid_mse, **({} if stage is None else {"stage": stage})}
+                   "train_mse": train_mse, "valid_mse": valid_mse}
             # The score belongs to the factors the pass was run with; keep the best of them.
             if valid_mse < best_score * (1.0 - self.settings.tol):
                 best, best_score, best_iteration = factors, valid_mse, iteration
-            factors = als.update_cell_assay(stats, inputs, penalties, self.settings.inner_iters, cell_rows, assay_rows)
+            factors = als.update_cell_assay(stats, inputs, penalties, self.settings.inner_iters)
             row["seconds"] = time.perf_counter() - started
             history.append(row)
             if progress is not None:

@@ -204,16 +204,8 @@ class ScaledPenalties:
 
 
 def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPenalties,
-                      inner_iters: int, cell_rows: np.ndarray | None = None,
-                      assay_rows: np.ndarray | None = None) -> CellAssayFactors:
-    """C, A and bias steps from the statistics alone: alternate cell rows and assay rows.
-
-    Parameters
-    ----------
-    cell_rows, assay_rows : ndarray of int, optional
-        The rows to solve (all by default); every other row keeps its values exactly. Extending a
-        fitted model solves only the rows of new cell types and assays.
-    """
+                      inner_iters: int) -> CellAssayFactors:
+    """C, A and bias steps from the statistics alone: alternate cell rows and assay rows."""
     f = inputs.factors
     cells, assays = inputs.cell_of[inputs.train_columns], inputs.assay_of[inputs.train_columns]
     C, A, b_c, b_a = f.C.copy(), f.A.copy(), f.b_c.copy(), f.b_a.copy()
@@ -221,15 +213,15 @@ def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: Sc
     for _ in range(inner_iters):
         centre = penalties.cell_centre(C, per_cell)
         C, b_c = _solve_rows(stats, cells, C, b_c, A[assays], f.mu + b_a[assays], penalties.rc, penalties.rbc,
-                             centre, cell_rows)
+                             centre)
         A, b_a = _solve_rows(stats, assays, A, b_a, C[cells], f.mu + b_c[cells], penalties.ra, penalties.rba,
-                             np.zeros(A.shape[1]), assay_rows)
+                             np.zeros(A.shape[1]))
     return CellAssayFactors(f.mu, C, A, b_c, b_a)
 
 
 def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.ndarray, other: np.ndarray,
-                other_offset: np.ndarray, lam: float, lam_bias: float, centre: np.ndarray,
-                rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                other_offset: np.ndarray, lam: float, lam_bias: float, centre: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Solve each row r of one side (cells or assays), the other side fixed.
 
     For the training experiments j of row r, with u_j the other side's factor row and o_j = mu + its
@@ -241,11 +233,11 @@ def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.nd
 
     with U the stacked u_j (t of them), N = n t entries, o the elementwise product and m the
     ``centre`` the rows shrink toward.
-    Only ``rows`` are solved (every row by default); rows with no training experiment keep their values.
+    Rows with no training experiment keep their values.
     """
     X, b = X.copy(), b.copy()
     K = X.shape[1]
-    for r in np.unique(own) if rows is None else np.intersect1d(own, rows):
+    for r in np.unique(own):
         mine = own == r
         U, o, t = other[mine], other_offset[mine], int(mine.sum())
         N = stats.n * t
