@@ -76,7 +76,7 @@ def test_help_shows_usage():
     result = CliRunner().invoke(app, ["--help"])
     assert result.exit_code == 0, result.stderr
     assert "Usage:" in result.stdout
-    for command in ("ingest", "train", "impute", "evaluate", "run", "demo", "simulate"):
+    for command in ("ingest", "folds", "train", "impute", "evaluate", "run", "cv", "extend", "demo", "simulate"):
         assert command in result.stdout
 
 
