@@ -2,8 +2,10 @@
 
 A compendium is written as the real ones are (``../shared/data/roadmap-pilot``): one bigWig per
 observed (cell type, assay) with fixed 25 bp steps of -log10 p-values, a ``tracks.tsv`` and a
-``chrom.sizes``. Beside them ``truth.npz`` holds the planted parameters and the noiseless signal of
-every (cell type, assay) pair, observed or not, so imputations of unmeasured pairs can be scored.
+``chrom.sizes``; or, instead of the bigWigs, the signal store (``store.zarr``) ``predictd ingest``
+would build from them. Beside them ``truth.npz`` holds the planted parameters (:class:`PlantedTruth`),
+from which the truth of any bins regenerates, so imputations of unmeasured pairs can be scored; for
+small genomes it can also hold the per-bin truth itself.
 
 Signal model, on the arcsinh scale, for cell ``c``, assay ``a`` and bin ``i``::
 
@@ -26,6 +28,13 @@ the nearest present one (enhancer -> promoter, heterochromatin -> polycomb, gene
 so at rank 4 H3K4me1 is a weaker, peaky copy of the promoter structure.
 Above 5 a kind gets several factors, each over its own random subset of genes or domains, so cell
 types differ in which elements are active, not only in how strongly.
+
+The genome is generated in blocks of ``block_bins`` bins (:data:`BLOCK_BINS` by default). A block's
+structure and noise come from random streams of its own, derived from (seed, block number), so any
+block is generated without the ones before it and memory follows the block size, not the genome
+length. Genes, peaks and domains are drawn per block as if each block were a contig: a domain or
+gene body reaching the end of a block is cut there (as at the end of a chromosome), and the next
+block starts afresh. A genome of at most one block is generated exactly as before blocks existed.
 """
 
 from __future__ import annotations
@@ -37,13 +46,17 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
-import pyBigWig
 import yaml
 
 from predictd_core.errors import PredictdInputError
+from predictd_core.impute.write_tracks import BigWigWriter
 from predictd_core.io import temporary_sibling, write_atomic
+from predictd_core.store.signal_store import DEFAULT_CHUNK_BINS, write_store
+from predictd_core.tracks.genome import GenomeBins
+from predictd_core.tracks.table import Track
 
 ROADMAP_LAYOUT_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/roadmap-layout"
 """The real Roadmap layout folder (``idmap.json``, ``predictd_splits.json``), beside the repository."""
@@ -81,6 +94,11 @@ MU = 0.3  # global mean on the arcsinh scale: the real tracks' background sits a
 TRUTH_FILE = "truth.npz"
 TRACKS_FILE = "tracks.tsv"
 SIZES_FILE = "chrom.sizes"
+STORE_DIR = "store.zarr"
+DEFAULT_GRID = (6, 5)
+"""Cell types and assays of a compendium without a layout, unless asked otherwise."""
+BLOCK_BINS = 65_536
+"""Bins per generation block (1.6 Mb at 25 bp): the store's default chunk, so each chunk is one block."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +114,10 @@ class SimulatedCompendium:
     cells, assays : tuple of str
         Every cell type and assay of the grid, in the order of the axes of ``truth.npz``.
     observed : tuple of (cell, assay)
-        The experiments written as bigWigs (and listed in ``tracks.tsv``), grid order.
+        The experiments written (bigWigs or store columns, and rows of ``tracks.tsv``), grid order.
     n_bins, bin_size : int
+    store : Path or None
+        ``store.zarr`` inside ``root`` when the signal was written as a store, else None.
     """
 
     root: Path
@@ -109,6 +129,7 @@ class SimulatedCompendium:
     observed: tuple[tuple[str, str], ...]
     n_bins: int
     bin_size: int
+    store: Path | None = None
 
     @property
     def missing(self) -> tuple[tuple[str, str], ...]:
@@ -129,7 +150,7 @@ def roadmap_cell_names(n: int) -> list[str]:
 
 def load_roadmap_layout(folder: str | os.PathLike | None = None) -> tuple[list[str], list[str], set[tuple[str, str]],
                                                                          dict[tuple[str, str], str]]:
-    """Read the real Roadmap layout: cells, assays, observed experiments and their PREDICTD split.
+    """Read a Roadmap layout folder (default the real one): cells, assays, observed experiments, split.
 
     Cells come in ``idmap.json`` order (E001..E129; sorted names without it). Assays come from the
     most measured to the least (ties in ``idmap.json`` order), so the first five are the five core
@@ -142,10 +163,13 @@ def load_roadmap_layout(folder: str | os.PathLike | None = None) -> tuple[list[s
     """
     root = Path(folder) if folder is not None else ROADMAP_LAYOUT_DIR
     splits_path = root / "predictd_splits.json"
+    if not root.is_dir():
+        raise PredictdInputError(str(root), "layout", "layout folder not found (a Roadmap layout folder holds "
+                                 "predictd_splits.json and idmap.json)")
     if not splits_path.is_file():
         raise PredictdInputError(str(splits_path), "layout",
-                                 "the Roadmap layout file is missing; layout='roadmap' needs the folder "
-                                 f"{root} with predictd_splits.json (and idmap.json)")
+                                 f"the layout folder {root} has no predictd_splits.json (the observed "
+                                 "experiments and their split)")
     try:
         splits = json.loads(splits_path.read_text())
         split: dict[tuple[str, str], str] = {}
@@ -371,20 +395,22 @@ def _drop_pairs(rng: np.random.Generator, n_cells: int, n_assays: int, fraction:
                              f"while every cell type and assay keeps 2 experiments")
 
 
-def _grid(n_cells: int, n_assays: int, missing_fraction: float, layout: str | None,
+def _grid(n_cells: int | None, n_assays: int | None, missing_fraction: float, layout: str | os.PathLike | None,
           rng: np.random.Generator) -> tuple[list[str], list[str], np.ndarray, dict[tuple[str, str], str]]:
     if layout is None:
+        n_cells = DEFAULT_GRID[0] if n_cells is None else n_cells
+        n_assays = DEFAULT_GRID[1] if n_assays is None else n_assays
         if n_assays > len(ASSAYS):
             raise PredictdInputError("simulate", "n_assays", f"at most {len(ASSAYS)} (the Roadmap assays), "
                                      f"got {n_assays}")
         cells, assays = roadmap_cell_names(n_cells), list(ASSAYS[:n_assays])
         return cells, assays, _drop_pairs(rng, n_cells, n_assays, missing_fraction), {}
-    if layout != "roadmap":
-        raise PredictdInputError("simulate", "layout", f"expected None or 'roadmap', got {layout!r}")
     if missing_fraction:
         raise PredictdInputError("simulate", "missing_fraction",
-                                 "layout='roadmap' keeps the real holes; leave missing_fraction at 0")
-    all_cells, all_assays, observed, split = load_roadmap_layout()
+                                 "a layout keeps the real holes; leave missing_fraction at 0")
+    all_cells, all_assays, observed, split = load_roadmap_layout(None if layout == "roadmap" else layout)
+    n_cells = len(all_cells) if n_cells is None else n_cells
+    n_assays = len(all_assays) if n_assays is None else n_assays
     if n_cells > len(all_cells) or n_assays > len(all_assays):
         raise PredictdInputError("simulate", "n_cells/n_assays", f"the Roadmap layout has {len(all_cells)} "
                                  f"cell types and {len(all_assays)} assays, asked for {n_cells} x {n_assays}")
@@ -398,6 +424,163 @@ def _grid(n_cells: int, n_assays: int, missing_fraction: float, layout: str | No
                                  f"{', '.join(empty)} have no observed experiment; take more cell types "
                                  f"or fewer assays")
     return cells, assays, mask, split
+
+
+# --------------------------------------------------------------------------- the planted truth, per block
+
+_PARAMS, _GENOME, _NOISE, _MASK = range(4)  # the random streams: children of SeedSequence(seed)
+
+
+def _rng(seed: int, stream: int, block: int = 0) -> np.random.Generator:
+    """Random stream ``stream`` of generation block ``block``.
+
+    Block 0 draws from the stream itself and block b > 0 from the stream's child b: the draws of a
+    block depend on nothing but (seed, block), and a genome of one block is the compendium earlier
+    versions wrote for the same seed (the tests' and the demo's among them).
+    """
+    key = (stream,) if block == 0 else (stream, block)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+@dataclass(frozen=True, eq=False)
+class PlantedTruth:
+    """The planted model of a simulated compendium, without per-bin arrays.
+
+    Every per-bin quantity is regenerated one generation block at a time (see the module
+    docstring), from ``seed`` and the block number only.
+
+    Attributes
+    ----------
+    cells, assays : tuple of str
+        The grid.
+    observed_mask : ndarray of bool, shape (n_cells, n_assays)
+        The pairs that have a track.
+    factor_kinds : tuple of str
+        The structure kind of each factor (see the module docstring).
+    C, A : ndarray, shapes (n_cells, rank) and (n_assays, rank)
+    b_cell, b_assay : ndarray
+    mu, noise : float
+        Global mean and noise standard deviation (arcsinh scale).
+    seed, n_bins, block_bins : int
+    """
+
+    cells: tuple[str, ...]
+    assays: tuple[str, ...]
+    observed_mask: np.ndarray
+    factor_kinds: tuple[str, ...]
+    C: np.ndarray
+    A: np.ndarray
+    b_cell: np.ndarray
+    b_assay: np.ndarray
+    mu: float
+    noise: float
+    seed: int
+    n_bins: int
+    block_bins: int = BLOCK_BINS
+
+    @property
+    def n_blocks(self) -> int:
+        return -(-self.n_bins // self.block_bins)
+
+    def block_range(self, block: int) -> tuple[int, int]:
+        """Bins ``[lo, hi)`` of generation block ``block``."""
+        lo = block * self.block_bins
+        return lo, min(lo + self.block_bins, self.n_bins)
+
+    def genome_block(self, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """``G`` (block bins x rank) and ``b_bin`` (block bins,) of one block, float32."""
+        lo, hi = self.block_range(block)
+        rng = _rng(self.seed, _GENOME, block)
+        G = _genome_factors(rng, hi - lo, list(self.factor_kinds))
+        b_bin = _smooth(rng.standard_normal(hi - lo), 200) * np.sqrt(200)  # smooth, about unit variance
+        return G, np.clip(0.05 * b_bin, -0.12, 0.12).astype(np.float32)
+
+    def _cell_rows(self, block: int, noisy: bool) -> Iterator[np.ndarray]:
+        """Per cell type, max(0, y [+ noise]) of every assay in one block: (n_assays, block bins) float32."""
+        G, b_bin = self.genome_block(block)
+        draws = _rng(self.seed, _NOISE, block) if noisy else None
+        for c in range(len(self.cells)):
+            values = (self.A * self.C[c]).astype(np.float32) @ G.T
+            values += b_bin
+            values += (self.mu + self.b_cell[c] + self.b_assay)[:, None].astype(np.float32)
+            if noisy:  # every pair draws, measured or not, so a track does not depend on the holes
+                values += np.float32(self.noise) * draws.standard_normal(values.shape, dtype=np.float32)
+            yield np.maximum(values, 0.0)
+
+    def signal_block(self, block: int) -> np.ndarray:
+        """The noiseless truth of every pair in one block: (n_cells, n_assays, block bins) float32.
+
+        Memory is 4 bytes x cells x assays x block bins (800 MB for the whole Roadmap grid and
+        65,536 bins); :meth:`observed_block` holds only the measured pairs.
+        """
+        return np.stack(list(self._cell_rows(block, noisy=False)))
+
+    def observed_block(self, block: int) -> np.ndarray:
+        """The measured tracks in one block, arcsinh scale: (n_observed, block bins) float32.
+
+        Rows are the observed pairs in grid order (cell-major), as the bigWigs and store columns.
+        """
+        lo, hi = self.block_range(block)
+        out = np.empty((int(self.observed_mask.sum()), hi - lo), dtype=np.float32)
+        row = 0
+        for measured, values in zip(self.observed_mask, self._cell_rows(block, noisy=True)):
+            n = int(measured.sum())
+            out[row:row + n] = values[measured]
+            row += n
+        return out
+
+
+def plant(n_cells: int | None = None, n_assays: int | None = None, n_bins: int = 20000, rank: int = 4,
+          missing_fraction: float = 0.0, layout: str | os.PathLike | None = None, noise: float = 0.3, seed: int = 0,
+          block_bins: int = BLOCK_BINS) -> tuple[PlantedTruth, dict[tuple[str, str], str]]:
+    """Draw the grid and the bin-independent parameters of a compendium (no per-bin work).
+
+    Arguments are those of :func:`simulate_compendium`. Returns the truth and, with a layout, the
+    Roadmap split of each observed pair (else empty).
+    """
+    cells, assays, mask, split = _grid(n_cells, n_assays, missing_fraction, layout, _rng(seed, _MASK))
+    rng = _rng(seed, _PARAMS)
+    kinds = _factor_kinds(rank)
+    C = _cell_factors(rng, len(cells), kinds)
+    A = _assay_factors(rng, assays, kinds)
+    b_cell = rng.normal(0.0, 0.05, len(cells))
+    b_assay = rng.normal(0.0, 0.08, len(assays))
+    truth = PlantedTruth(tuple(cells), tuple(assays), mask, tuple(kinds), C, A, b_cell - b_cell.mean(),
+                         b_assay - b_assay.mean(), MU, float(noise), int(seed), int(n_bins), int(block_bins))
+    return truth, split
+
+
+def load_truth(path: str | os.PathLike) -> PlantedTruth:
+    """The planted truth of a compendium's ``truth.npz`` (compact or with per-bin arrays)."""
+    with np.load(path) as data:
+        return PlantedTruth(
+            cells=tuple(data["cells"].tolist()), assays=tuple(data["assays"].tolist()),
+            observed_mask=data["observed_mask"], factor_kinds=tuple(data["factor_kinds"].tolist()),
+            C=data["C"], A=data["A"], b_cell=data["b_cell"], b_assay=data["b_assay"], mu=float(data["mu"]),
+            noise=float(data["noise"]), seed=int(data["seed"]), n_bins=int(data["n_bins"]),
+            block_bins=int(data["block_bins"]))
+
+
+def _truth_arrays(truth: PlantedTruth) -> dict[str, np.ndarray]:
+    """The compact ``truth.npz`` entries: what :func:`load_truth` reads."""
+    return {"cells": np.array(truth.cells), "assays": np.array(truth.assays), "observed_mask": truth.observed_mask,
+            "factor_kinds": np.array(truth.factor_kinds), "C": truth.C, "A": truth.A, "b_cell": truth.b_cell,
+            "b_assay": truth.b_assay, "mu": np.float64(truth.mu), "noise": np.float64(truth.noise),
+            "seed": np.int64(truth.seed), "n_bins": np.int64(truth.n_bins), "block_bins": np.int64(truth.block_bins)}
+
+
+def _dense_arrays(truth: PlantedTruth) -> dict[str, np.ndarray]:
+    """The per-bin truth of the whole genome: ``G``, ``b_bin``, ``signal`` and ``observed`` (NaN = unmeasured)."""
+    shape = (len(truth.cells), len(truth.assays), truth.n_bins)
+    G = np.empty((truth.n_bins, len(truth.factor_kinds)), dtype=np.float32)
+    b_bin = np.empty(truth.n_bins, dtype=np.float32)
+    signal, observed = np.empty(shape, dtype=np.float32), np.full(shape, np.nan, dtype=np.float32)
+    for block in range(truth.n_blocks):
+        lo, hi = truth.block_range(block)
+        G[lo:hi], b_bin[lo:hi] = truth.genome_block(block)
+        signal[:, :, lo:hi] = truth.signal_block(block)
+        observed[:, :, lo:hi][truth.observed_mask] = truth.observed_block(block)
+    return {"G": G, "b_bin": b_bin, "signal": signal, "observed": observed}
 
 
 # --------------------------------------------------------------------------- writing
@@ -425,18 +608,51 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
                                  "it is not a simulated compendium; refusing to replace it")
 
 
-def _write_bigwig(path: Path, contigs: list[tuple[str, int]], values: np.ndarray, bin_size: int) -> None:
-    writer = pyBigWig.open(str(path), "w")
+def _pvalue_block(truth: PlantedTruth, block: int) -> np.ndarray:
+    """The observed tracks of one block as written, -log10 p: (n_observed, block bins) float32."""
+    values = truth.observed_block(block)
+    return np.sinh(values, out=values)
+
+
+def _write_bigwigs(folder: Path, truth: PlantedTruth, tracks: list[Track], bins: GenomeBins,
+                   progress: Callable[[int, int], None]) -> None:
+    """One bigWig per track, all appended block by block (one block of signal in memory)."""
+    writers: list[BigWigWriter] = []
     try:
-        writer.addHeader(contigs, maxZooms=4)  # the real pilot tracks have 4 zoom levels
-        offset = 0
-        for name, length in contigs:
-            n = length // bin_size
-            writer.addEntries(name, 0, values=values[offset:offset + n],
-                              span=bin_size, step=bin_size)
-            offset += n
+        writers.extend(BigWigWriter(folder / track.path, bins) for track in tracks)
+        for block in range(truth.n_blocks):
+            lo, hi = truth.block_range(block)
+            for writer, values in zip(writers, _pvalue_block(truth, block)):
+                writer.add(lo, hi, values)
+            progress(block + 1, truth.n_blocks)
     finally:
-        writer.close()
+        for writer in writers:
+            writer.close()
+
+
+def _store_reader(truth: PlantedTruth) -> Callable[[int, int], np.ndarray]:
+    """``read_block(lo, hi)`` for :func:`write_store`: the observed tracks, -log10 p, (hi - lo, n_observed).
+
+    Chunks come in genome order, so keeping the last block generated makes each block generated
+    once whatever the chunk size.
+    """
+    cached: dict[int, np.ndarray] = {}
+
+    def pvalues(block: int) -> np.ndarray:
+        if block not in cached:
+            cached.clear()  # release the last block before making the next: one block in memory
+            cached[block] = _pvalue_block(truth, block)
+        return cached[block]
+
+    def read_block(lo: int, hi: int) -> np.ndarray:
+        out = np.empty((hi - lo, int(truth.observed_mask.sum())), dtype=np.float32)
+        for block in range(lo // truth.block_bins, (hi - 1) // truth.block_bins + 1):
+            start, end = truth.block_range(block)
+            a, b = max(lo, start), min(hi, end)
+            out[a - lo:b - lo] = pvalues(block)[:, a - start:b - start].T
+        return out
+
+    return read_block
 
 
 def _publish(tmp: Path, out_dir: Path) -> None:
@@ -458,11 +674,22 @@ def _publish(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: int = 5, n_bins: int = 20000,
-                        rank: int = 4, bin_size: int = 25, missing_fraction: float = 0.0,
-                        layout: str | None = None, noise: float = 0.3, seed: int = 0, contigs: int = 2,
-                        *, overwrite: bool = False) -> SimulatedCompendium:
+def _ignore_progress(_done: int, _total: int) -> None:
+    pass
+
+
+def simulate_compendium(out_dir: str | os.PathLike, n_cells: int | None = None, n_assays: int | None = None,
+                        n_bins: int = 20000, rank: int = 4, bin_size: int = 25, missing_fraction: float = 0.0,
+                        layout: str | os.PathLike | None = None, noise: float = 0.3, seed: int = 0,
+                        contigs: int = 2, *, overwrite: bool = False, signal_format: str = "bigwig",
+                        dense_truth: bool = True, chunk_bins: int = DEFAULT_CHUNK_BINS,
+                        block_bins: int = BLOCK_BINS,
+                        progress: Callable[[int, int], None] = _ignore_progress) -> SimulatedCompendium:
     """Write a simulated compendium with a planted rank-``rank`` truth into ``out_dir``.
+
+    The signal is generated and written one block of ``block_bins`` bins at a time, so memory does
+    not grow with ``n_bins`` (about 4 bytes x observed pairs x (``block_bins`` + 3 ``chunk_bins``)
+    for a store); only ``dense_truth`` holds whole-genome arrays.
 
     Parameters
     ----------
@@ -470,8 +697,9 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
         Target folder; built in a hidden sibling and renamed into place. It may be absent or empty;
         one holding a compendium is replaced only with ``overwrite=True`` (the whole folder goes),
         and a non-empty folder without ``tracks.tsv`` is never replaced.
-    n_cells, n_assays : int
+    n_cells, n_assays : int or None
         Grid size. Cells are named E001.. and assays taken from :data:`ASSAYS` (or from the layout).
+        None: the whole axis of the layout, or :data:`DEFAULT_GRID` without one.
     n_bins, bin_size : int
         Genome bins, split as evenly as possible over ``contigs`` contigs ``chrS1``, ``chrS2``...
         of exactly ``bins * bin_size`` bp each.
@@ -479,14 +707,29 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
         Number of planted factors (see the module docstring for their kinds).
     missing_fraction : float in [0, 1)
         Share of (cell, assay) pairs left unmeasured; every cell type and assay keeps >= 2.
-    layout : None or "roadmap"
-        ``"roadmap"``: the first ``n_cells`` cell types and ``n_assays`` assays of the real Roadmap
-        layout (:func:`load_roadmap_layout`), measured exactly where Roadmap measured them.
+    layout : None, "roadmap" or path
+        A Roadmap layout folder (``idmap.json``, ``predictd_splits.json``; "roadmap" is
+        :data:`ROADMAP_LAYOUT_DIR`): its first ``n_cells`` cell types and ``n_assays`` assays
+        (:func:`load_roadmap_layout`), measured exactly where Roadmap measured them.
     noise : float
         Standard deviation of the Gaussian noise added on the arcsinh scale before clipping.
     seed : int
-        Everything is a function of the seed. Parameters, noise and the dropped pairs come from
-        separate streams, so the planted truth does not depend on ``missing_fraction``.
+        Everything is a function of the seed (and ``block_bins``). Parameters, genome, noise and the
+        dropped pairs come from separate streams, so neither the planted truth nor a measured track
+        depends on ``missing_fraction`` (which pairs are left unmeasured).
+    overwrite : bool
+        Replace a compendium already in ``out_dir``.
+    signal_format : "bigwig" or "store"
+        One bigWig per observed pair, or the signal store ``store.zarr`` (arcsinh, the columns in
+        grid order) with ``chunk_bins`` bins per chunk, as ``predictd ingest`` would build it.
+    dense_truth : bool
+        Also store the per-bin truth in ``truth.npz`` (see Notes); it takes memory and disk of
+        about 8 bytes x cells x assays x bins, so leave it off for large genomes.
+    block_bins : int
+        Bins per generation block: memory follows ``block_bins`` x observed pairs. Structures are
+        cut at block ends, so the signal depends on it; keep the default to reproduce a compendium.
+    progress : callable(done, total)
+        Called after each block (bigWigs) or chunk (store).
 
     Returns
     -------
@@ -495,16 +738,19 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
     Notes
     -----
     ``truth.npz`` holds ``cells``, ``assays``, ``observed_mask`` (n_cells x n_assays),
-    ``factor_kinds``, ``C`` (n_cells x rank), ``A`` (n_assays x rank), ``G`` (n_bins x rank),
-    ``b_cell``, ``b_assay``, ``b_bin``, ``mu``, ``noise``, ``seed``, ``bin_size``, ``contig_names``,
-    ``contig_lengths``, and two float32 (n_cells, n_assays, n_bins) arrays on the arcsinh scale:
-    ``signal`` = max(0, mu + b_cell + b_assay + b_bin + C A G), the noiseless truth of every pair,
-    and ``observed`` = max(0, that before clipping + noise), NaN for unmeasured pairs
-    (``arcsinh`` of the bigWig values, up to float32 rounding). Memory and file size are about
-    8 bytes x cells x assays x bins.
+    ``factor_kinds``, ``C`` (n_cells x rank), ``A`` (n_assays x rank), ``b_cell``, ``b_assay``,
+    ``mu``, ``noise``, ``seed``, ``n_bins``, ``block_bins``, ``bin_size``, ``contig_names`` and
+    ``contig_lengths``: :func:`load_truth` regenerates any block from them. With ``dense_truth``
+    it also holds ``G`` (n_bins x rank), ``b_bin`` and two float32 (n_cells, n_assays, n_bins)
+    arrays on the arcsinh scale: ``signal`` = max(0, mu + b_cell + b_assay + b_bin + C A G), the
+    noiseless truth of every pair, and ``observed`` = max(0, that before clipping + noise), NaN
+    for unmeasured pairs (``arcsinh`` of the written values, up to float32 rounding).
     """
     for name, value, low in (("n_cells", n_cells, 1), ("n_assays", n_assays, 1), ("rank", rank, 1),
-                             ("bin_size", bin_size, 1), ("contigs", contigs, 1)):
+                             ("bin_size", bin_size, 1), ("contigs", contigs, 1), ("chunk_bins", chunk_bins, 1),
+                             ("block_bins", block_bins, 1), ("seed", seed, 0)):
+        if value is None and name in ("n_cells", "n_assays"):
+            continue
         if int(value) != value or value < low:
             raise PredictdInputError("simulate", name, f"expected an integer >= {low}, got {value!r}")
     if int(n_bins) != n_bins or n_bins < contigs:
@@ -513,64 +759,44 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
         raise PredictdInputError("simulate", "missing_fraction", f"expected a share in [0, 1), got {missing_fraction}")
     if not noise >= 0:
         raise PredictdInputError("simulate", "noise", f"expected a standard deviation >= 0, got {noise}")
+    if signal_format not in ("bigwig", "store"):
+        raise PredictdInputError("simulate", "signal_format", f"expected 'bigwig' or 'store', got {signal_format!r}")
     out_dir = Path(os.path.abspath(out_dir))  # "." has no sibling name; symlinks are kept as given
     _check_target(out_dir, overwrite)
 
-    streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
-    rng_params, rng_genome, rng_noise, rng_mask = streams
-    cells, assays, mask, split = _grid(n_cells, n_assays, missing_fraction, layout, rng_mask)
-
-    kinds = _factor_kinds(rank)
-    G = _genome_factors(rng_genome, n_bins, kinds)
-    b_bin = _smooth(rng_genome.standard_normal(n_bins), 200) * np.sqrt(200)  # smooth, about unit variance
-    b_bin = np.clip(0.05 * b_bin, -0.12, 0.12).astype(np.float32)
-    C = _cell_factors(rng_params, n_cells, kinds)
-    A = _assay_factors(rng_params, assays, kinds)
-    b_cell = rng_params.normal(0.0, 0.05, n_cells)
-    b_cell -= b_cell.mean()
-    b_assay = rng_params.normal(0.0, 0.08, n_assays)
-    b_assay -= b_assay.mean()
-
+    truth, split = plant(n_cells, n_assays, n_bins, rank, missing_fraction, layout, noise, seed, block_bins)
     per_contig = [n_bins // contigs + (1 if j < n_bins % contigs else 0) for j in range(contigs)]
     contig_list = [(f"chrS{j + 1}", n * bin_size) for j, n in enumerate(per_contig)]
+    bins = GenomeBins.build(dict(contig_list), bin_size)
+    observed = [(c, a) for c, row in zip(truth.cells, truth.observed_mask)
+                for a, measured in zip(truth.assays, row) if measured]
+    to_store = signal_format == "store"
+    tracks = [Track(c, a, STORE_DIR if to_store else f"{c}.{a}.bigWig") for c, a in observed]
 
-    signal = np.empty((n_cells, n_assays, n_bins), dtype=np.float32)
-    observed = np.full((n_cells, n_assays, n_bins), np.nan, dtype=np.float32)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(out_dir)
     tmp.mkdir()
     try:
-        rows = []
-        for c, cell in enumerate(cells):
-            loadings = (A * C[c]).astype(np.float32)                      # n_assays x rank
-            clean = loadings @ G.T                                        # n_assays x n_bins
-            clean += b_bin
-            clean += (MU + b_cell[c] + b_assay)[:, None].astype(np.float32)
-            draws = rng_noise.standard_normal((n_assays, n_bins), dtype=np.float32)  # every pair: seed-stable
-            signal[c] = np.maximum(clean, 0.0)
-            noisy = np.maximum(clean + np.float32(noise) * draws, 0.0)
-            for a, assay in enumerate(assays):
-                if not mask[c, a]:
-                    continue
-                observed[c, a] = noisy[a]
-                file_name = f"{cell}.{assay}.bigWig"
-                _write_bigwig(tmp / file_name, contig_list, np.sinh(noisy[a]), bin_size)
-                description = f"simulated rank {rank}, seed {seed}"
-                if (cell, assay) in split:
-                    description += f", Roadmap split {split[(cell, assay)]}"
-                rows.append((cell, assay, file_name, description))
+        if to_store:
+            write_store(str(tmp / STORE_DIR), tracks, bins, _store_reader(truth), chunk_bins, progress)
+        else:
+            _write_bigwigs(tmp, truth, tracks, bins, progress)
         buffer = io.StringIO()
         writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
         writer.writerow(("cell_type", "assay", "path", "description"))
-        writer.writerows(rows)
+        for track in tracks:
+            description = f"simulated rank {rank}, seed {seed}"
+            if to_store:
+                description += f", signal in {STORE_DIR} only"
+            if (track.cell_type, track.assay) in split:
+                description += f", Roadmap split {split[(track.cell_type, track.assay)]}"
+            writer.writerow((track.cell_type, track.assay, track.path, description))
         (tmp / TRACKS_FILE).write_text(buffer.getvalue())
         (tmp / SIZES_FILE).write_text("".join(f"{name}\t{length}\n" for name, length in contig_list))
-        np.savez(tmp / TRUTH_FILE, cells=np.array(cells), assays=np.array(assays), observed_mask=mask,
-                 factor_kinds=np.array(kinds), C=C, A=A, G=G, b_cell=b_cell, b_assay=b_assay, b_bin=b_bin,
-                 mu=np.float64(MU), noise=np.float64(noise), seed=np.int64(seed), bin_size=np.int64(bin_size),
+        np.savez(tmp / TRUTH_FILE, **_truth_arrays(truth), bin_size=np.int64(bin_size),
                  contig_names=np.array([n for n, _ in contig_list]),
                  contig_lengths=np.array([n for _, n in contig_list], dtype=np.int64),
-                 signal=signal, observed=observed)
+                 **(_dense_arrays(truth) if dense_truth else {}))
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -578,8 +804,8 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int = 6, n_assays: 
 
     return SimulatedCompendium(
         root=out_dir, tracks_tsv=out_dir / TRACKS_FILE, chrom_sizes=out_dir / SIZES_FILE,
-        truth=out_dir / TRUTH_FILE, cells=tuple(cells), assays=tuple(assays),
-        observed=tuple((c, a) for c, a, _, _ in rows), n_bins=int(n_bins), bin_size=int(bin_size))
+        truth=out_dir / TRUTH_FILE, cells=truth.cells, assays=truth.assays, observed=tuple(observed),
+        n_bins=int(n_bins), bin_size=int(bin_size), store=out_dir / STORE_DIR if to_store else None)
 
 
 def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path:
@@ -587,7 +813,8 @@ def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path
 
     Paths in it are relative to the YAML's folder. ``bin_size`` is read from ``truth.npz`` when
     there is one (25 otherwise). Each held-out name must be an observed experiment of
-    ``tracks.tsv`` when that file exists.
+    ``tracks.tsv`` when that file exists. A compendium written as a store gets ``store:``
+    pointing at it, so the steps after ingest (folds, train, impute, evaluate) read it directly.
     """
     root = Path(out_dir)
     if not root.is_dir():
@@ -623,6 +850,8 @@ def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path
         "engine": {"master": "local[*]"},
         "output": "output",
     }
+    if (root / STORE_DIR).is_dir():
+        config["store"] = STORE_DIR
     target = root / "run.yaml"
     write_atomic(target, yaml.safe_dump(config, sort_keys=False).encode())
     return target

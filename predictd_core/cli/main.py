@@ -235,19 +235,41 @@ def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generat
 
 
 @app.command()
-def simulate(out: Path = typer.Argument(..., help="folder for tracks.tsv, chrom.sizes, bigWigs, truth.npz"),
-             cells: int = typer.Option(6, min=2), assays: int = typer.Option(5, min=2),
-             bins: int = typer.Option(20000, min=100), rank: int = typer.Option(4, min=1),
-             missing_fraction: float = typer.Option(0.0, min=0.0, max=0.9),
-             seed: int = typer.Option(0), overwrite: bool = typer.Option(False)) -> None:
-    """Generate a compendium with planted low-rank structure, peaks, broad domains and noise."""
+def simulate(out: Path = typer.Argument(..., help="folder for tracks.tsv, chrom.sizes, truth.npz, run.yaml and the "
+                                        "signal (bigWigs or store.zarr)"),
+             layout: Optional[Path] = typer.Option(None, help="a Roadmap layout folder (idmap.json, "
+                                                   "predictd_splits.json; e.g. ../shared/data/roadmap-layout): "
+                                                   "its cell types, assays and observed experiments"),
+             cells: Optional[int] = typer.Option(None, min=2, help="cell types (default 6, or all of --layout)"),
+             assays: Optional[int] = typer.Option(None, min=2, help="assays (default 5, or all of --layout)"),
+             bins: int = typer.Option(20000, min=100, help="25 bp bins; generated block by block, so any number"),
+             rank: int = typer.Option(4, min=1),
+             missing_fraction: float = typer.Option(0.0, min=0.0, max=0.9,
+                                                    help="share of pairs left unmeasured (not with --layout)"),
+             seed: int = typer.Option(0, min=0),
+             signal_format: str = typer.Option("bigwig", "--format", help="bigwig (one per experiment) or store "
+                                               "(store.zarr, what ingest would build; run.yaml points at it)"),
+             chunk_bins: Optional[int] = typer.Option(None, min=1, help="bins per store chunk; memory grows "
+                                                      "with it (default: the store's)"),
+             overwrite: bool = typer.Option(False, help="replace a compendium already in OUT")) -> None:
+    """Generate a compendium with planted low-rank structure, peaks, broad domains and noise, streamed
+    block by block (memory follows the block and the experiments, not --bins), and a run config for it."""
     from predictd_core.simulate import simulate_compendium, write_example_config
 
     with _user_errors():
-        compendium = simulate_compendium(out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank,
-                                         missing_fraction=missing_fraction, seed=seed, overwrite=overwrite)
+        if signal_format not in ("bigwig", "store"):
+            raise PredictdInputError("command line", "--format", f"expected bigwig or store, got {signal_format!r}")
+        with _progress() as progress:
+            compendium = simulate_compendium(
+                out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank, missing_fraction=missing_fraction,
+                layout=layout, seed=seed, overwrite=overwrite, signal_format=signal_format, dense_truth=False,
+                progress=lambda done, total: progress("simulate", done, total),
+                **({} if chunk_bins is None else {"chunk_bins": chunk_bins}))
         config = write_example_config(out, demo_holdout(compendium.observed, count=1))
-    typer.echo(f"compendium: {compendium.tracks_tsv}\nconfig:     {config}")
+    signal = compendium.store or f"{len(compendium.observed)} bigWigs in {compendium.root}"
+    typer.echo(f"compendium: {compendium.tracks_tsv} ({len(compendium.observed)} experiments of "
+               f"{len(compendium.cells)} cell types x {len(compendium.assays)} assays, {compendium.n_bins} bins)\n"
+               f"signal:     {signal}\ntruth:      {compendium.truth}\nconfig:     {config}")
 
 
 def demo_holdout(observed: tuple[tuple[str, str], ...], count: int = 2) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import tracemalloc
 from collections import Counter
 from pathlib import Path
 
@@ -12,9 +13,14 @@ import pyBigWig
 import pytest
 import yaml
 
+from typer.testing import CliRunner
+
 from predictd_core import simulate as sim
+from predictd_core.cli.main import app
+from predictd_core.config import load_config
 from predictd_core.errors import PredictdInputError
-from predictd_core.simulate import simulate_compendium, write_example_config
+from predictd_core.simulate import load_truth, simulate_compendium, write_example_config
+from predictd_core.store.signal_store import SignalStore
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.readers import SignalTrack
 from predictd_core.tracks.table import read_tracks_table
@@ -268,3 +274,104 @@ def test_tiny_genomes_and_any_rank(tmp_path, n_bins, rank):
     assert truth["G"].shape == (n_bins, rank) and np.all(truth["G"] >= 0)
     assert np.all(np.isfinite(truth["signal"])) and np.all(truth["signal"] >= 0)
     assert sum(read_chrom_sizes(out.chrom_sizes).values()) == n_bins * 25
+
+
+# --------------------------------------------------------------------------- streaming: blocks, store, CLI
+
+def _store_signal(path: Path) -> np.ndarray:
+    store = SignalStore.open(path)
+    return np.concatenate([store.read_chunk(k) for k in range(store.n_chunks)])
+
+
+def test_streamed_tracks_and_store_equal_the_in_memory_generation(tmp_path):
+    """Blocks of 1,000 bins over 3 contigs of 1,667 bins; store chunks of 700 straddle both kinds of edge."""
+    kwargs = dict(n_cells=3, n_assays=4, n_bins=5001, rank=6, missing_fraction=0.25, contigs=3, seed=5,
+                  block_bins=1000)
+    dense = simulate_compendium(tmp_path / "dense", **kwargs)
+    streamed = simulate_compendium(tmp_path / "bw", dense_truth=False, **kwargs)
+    stored = simulate_compendium(tmp_path / "store", dense_truth=False, signal_format="store", chunk_bins=700,
+                                 **kwargs)
+    truth = _truth(dense.truth)
+    mask = truth["observed_mask"]
+    expected = truth["observed"][mask]  # (n_observed, n_bins), grid order
+    assert streamed.observed == stored.observed == dense.observed and len(dense.observed) == mask.sum() == 9
+
+    contigs = list(read_chrom_sizes(streamed.chrom_sizes).items())
+    for row, (cell, assay) in enumerate(streamed.observed):
+        values = _bigwig_bins(str(streamed.root / f"{cell}.{assay}.bigWig"), contigs, 25)
+        np.testing.assert_array_equal(np.arcsinh(values), np.arcsinh(np.sinh(expected[row])))
+    assert stored.store == stored.root / "store.zarr"
+    assert not any(stored.root.glob("*.bigWig"))
+    store = SignalStore.open(stored.store)
+    assert [(e.cell_type, e.assay) for e in store.experiments] == list(stored.observed)
+    np.testing.assert_allclose(_store_signal(stored.store), expected.T, rtol=1e-6, atol=1e-6)
+
+    # the compact truth has no per-bin arrays, and regenerates them block by block
+    compact = _truth(streamed.truth)
+    assert "signal" not in compact and "G" not in compact
+    planted = load_truth(streamed.truth)
+    assert (planted.n_bins, planted.block_bins, planted.n_blocks) == (5001, 1000, 6)
+    np.testing.assert_array_equal(planted.C, truth["C"])
+    for block in range(planted.n_blocks):
+        lo, hi = planted.block_range(block)
+        G, b_bin = planted.genome_block(block)
+        np.testing.assert_array_equal(G, truth["G"][lo:hi])
+        np.testing.assert_array_equal(b_bin, truth["b_bin"][lo:hi])
+        np.testing.assert_array_equal(planted.signal_block(block), truth["signal"][:, :, lo:hi])
+    assert yaml.safe_load(write_example_config(stored.root, []).read_text())["store"] == "store.zarr"
+    assert "store" not in yaml.safe_load(write_example_config(streamed.root, []).read_text())
+
+
+def _traced_peak(run) -> tuple[object, int]:
+    tracemalloc.start()
+    try:
+        return run(), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_store_does_not_depend_on_the_chunk_size_and_memory_follows_the_block(tmp_path):
+    kwargs = dict(n_cells=4, n_assays=5, seed=2, signal_format="store", dense_truth=False, block_bins=16_384)
+    simulate_compendium(tmp_path / "warm-up", n_bins=1000, **kwargs)  # first-use allocations of zarr and numpy
+    _, short_peak = _traced_peak(lambda: simulate_compendium(tmp_path / "short", n_bins=50_000, chunk_bins=5000,
+                                                             **kwargs))
+    small, peak = _traced_peak(lambda: simulate_compendium(tmp_path / "small", n_bins=200_000, chunk_bins=5000,
+                                                           **kwargs))
+    large = simulate_compendium(tmp_path / "large", n_bins=200_000, chunk_bins=65_536, **kwargs)
+    assert SignalStore.open(small.store).chunk_bins == 5000
+    signal = _store_signal(small.store)
+    assert signal.shape == (200_000, 20) and not np.isnan(signal).any()
+    np.testing.assert_array_equal(signal, _store_signal(large.store))
+    # 4x the bins, the same peak: holding the genome's signal would add 12 MB (3/4 of signal.nbytes)
+    assert peak < short_peak + signal.nbytes / 10
+
+
+@needs_layout
+def test_cli_writes_the_whole_roadmap_layout_as_a_store(tmp_path):
+    splits = json.loads((sim.ROADMAP_LAYOUT_DIR / "predictd_splits.json").read_text())
+    real = {tuple(name.split("-", 1)) for part in splits.values() for name in part}
+    out = tmp_path / "roadmap"
+    result = CliRunner().invoke(app, ["simulate", str(out), "--layout", str(sim.ROADMAP_LAYOUT_DIR), "--bins", "100",
+                                      "--format", "store", "--rank", "5", "--seed", "3"])
+    assert result.exit_code == 0, result.stderr
+    assert "1014 experiments of 127 cell types x 24 assays" in result.stdout
+
+    tracks = [line.split("\t") for line in (out / "tracks.tsv").read_text().splitlines()[1:]]
+    assert len(tracks) == 1014 and {(cell, assay) for cell, assay, *_ in tracks} == real
+    store = SignalStore.open(out / "store.zarr")
+    assert [(e.cell_type, e.assay) for e in store.experiments] == [(cell, assay) for cell, assay, *_ in tracks]
+    assert _store_signal(out / "store.zarr").shape == (100, 1014)
+    planted = load_truth(out / "truth.npz")
+    assert (len(planted.cells), len(planted.assays), planted.C.shape[1], planted.seed) == (127, 24, 5, 3)
+    assert {(planted.cells[c], planted.assays[a]) for c, a in zip(*np.nonzero(planted.observed_mask))} == real
+    config = load_config(out / "run.yaml")
+    assert Path(config.store_path) == out / "store.zarr" and config.holdout[0] in {f"{c}:{a}" for c, a in real}
+
+
+def test_cli_missing_layout_folder_is_named_and_exits_2(tmp_path):
+    missing = tmp_path / "no-such-layout"
+    result = CliRunner().invoke(app, ["simulate", str(tmp_path / "out"), "--layout", str(missing), "--bins", "100"])
+    assert result.exit_code == 2
+    assert str(missing) in result.stderr and "layout" in result.stderr
+    assert result.stderr.count("\n") == 1  # one line, no traceback
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
