@@ -85,6 +85,18 @@ def run_ingest(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
                   progress=lambda done, total: progress("ingest", done, total))
 
 
+def prepare_store(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
+    """The store a whole run works on: a complete store at an explicit ``store:`` is used as it is (a
+    shared or simulated store, or one a cluster job ingested); otherwise the tracks are ingested."""
+    if config.store is not None:
+        try:
+            return open_store(config)
+        except PredictdInputError as error:
+            if error.field != "store":  # the store is fine but the config does not fit it: say so
+                raise
+    return run_ingest(config, progress)
+
+
 def open_store(config: RunConfig) -> SignalStore:
     """The run's store, with its holdout targets checked."""
     store = SignalStore.open(config.store_path)
@@ -398,7 +410,7 @@ def load_single_model(config: RunConfig) -> Predictd:
 
 def run_all(config: RunConfig, progress: Progress = _quiet) -> dict:
     """ingest, train one model, impute, evaluate the holdout targets, report and the manifest."""
-    store = run_ingest(config, progress)
+    store = prepare_store(config, progress)
     engine = make_engine(config.engine, store)
     try:
         model = run_train(config, store, engine, progress)
@@ -411,7 +423,7 @@ def run_all(config: RunConfig, progress: Progress = _quiet) -> dict:
 
 def run_cv(config: RunConfig, progress: Progress = _quiet) -> dict:
     """ingest, folds, every fold model not yet trained for this config, then the ensemble's outputs."""
-    store = run_ingest(config, progress)
+    store = prepare_store(config, progress)
     folds = crossval.plan_folds(config, store)
     engine = make_engine(config.engine, store)
     try:

@@ -271,3 +271,20 @@ def test_extend_fits_only_the_new_cell_type_and_scores_it(tmp_path):
     assert runner.invoke(app, ["cv", str(config)]).exit_code == 0
     assert {p: p.stat().st_mtime_ns for p in output.glob("models/*/factors.npz")} == stamps
     assert simulated.observed  # the compendium was complete: every pair observed
+
+
+def test_cv_runs_on_a_simulated_store_without_bigwigs(tmp_path):
+    """simulate --format store writes only the store: an explicit, complete `store:` is used as it is."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["simulate", str(tmp_path / "sim"), "--bins", "2400", "--format", "store"])
+    assert result.exit_code == 0, result.output
+    config = tmp_path / "sim" / "run.yaml"
+    document = yaml.safe_load(config.read_text())
+    assert document["store"] == "store.zarr" and not list((tmp_path / "sim").glob("*.bigWig"))
+    document.update(engine={"kind": "numpy"}, model={"rank": 3, "max_iters": 3}, cv={"n_test": 3, "n_valid": 2})
+    config.write_text(yaml.safe_dump(document))
+    result = runner.invoke(app, ["cv", str(config)])
+    assert result.exit_code == 0, result.output
+    store = SignalStore.open(tmp_path / "sim" / "store.zarr")
+    rows = (tmp_path / "sim" / "output" / "metrics.tsv").read_text().splitlines()[1:]
+    assert len(rows) == store.n_experiments  # every experiment scored: in a test fold or held out
