@@ -50,9 +50,14 @@ def _quiet(_step: str, _done: int, _total: int) -> None:
     pass
 
 
+def track_file(cell: str, assay: str) -> str:
+    """The file name of the (cell, assay) track in ``imputed/`` and ``spread/``."""
+    return f"{cell}.{assay}.bigWig"
+
+
 def imputed_path(output: str | Path, cell: str, assay: str) -> Path:
     """Where the imputed track of (cell, assay) goes."""
-    return Path(output) / "imputed" / f"{cell}.{assay}.bigWig"
+    return Path(output) / "imputed" / track_file(cell, assay)
 
 
 def holdout_columns(config: RunConfig, store: SignalStore) -> np.ndarray:
@@ -163,7 +168,7 @@ def run_impute(config: RunConfig, store: SignalStore, ensemble: Ensemble, engine
     """
     layout = ensemble.layout
     cells, assays = layout.all_pairs()
-    names = [f"{layout.cells[c]}.{layout.assays[a]}.bigWig" for c, a in zip(cells, assays)]
+    names = [track_file(layout.cells[c], layout.assays[a]) for c, a in zip(cells, assays)]
     folders = [Path(config.output) / "imputed"] + ([Path(config.output) / SPREAD_FOLDER] if with_spread else [])
     with ExitStack() as stack:
         works = [stack.enter_context(_replace_folder(folder)) for folder in folders]
@@ -289,7 +294,7 @@ def _panel(config: RunConfig, store: SignalStore, experiment, observed: np.ndarr
         lo = max(0, min(centre - PANEL_BINS // 2, observed.size - PANEL_BINS))
         hi = min(observed.size, lo + PANEL_BINS)
     (contig, start, _, _, hi), *_ = store.bins.runs(lo, hi)  # a panel shows one contiguous span
-    spread_path = Path(config.output) / SPREAD_FOLDER / f"{experiment.cell_type}.{experiment.assay}.bigWig"
+    spread_path = Path(config.output) / SPREAD_FOLDER / track_file(experiment.cell_type, experiment.assay)
     spread = read_track_bins(spread_path, store, lo, hi) if spread_path.is_file() else None
     # The spread track holds arcsinh-scale values as written; undo read_track_bins' arcsinh.
     return TrackPanel(target=experiment.name, contig=contig, start=start, bin_size=store.bins.bin_size,
@@ -358,7 +363,7 @@ def imputed_outputs(config: RunConfig, run: TrainedRun) -> list[Path]:
     """Every track :func:`run_impute` writes for ``run``."""
     layout = run.ensemble.layout
     folders = ["imputed"] + ([SPREAD_FOLDER] if run.with_spread else [])
-    return [Path(config.output) / folder / f"{cell}.{assay}.bigWig"
+    return [Path(config.output) / folder / track_file(cell, assay)
             for folder in folders for cell in layout.cells for assay in layout.assays]
 
 
