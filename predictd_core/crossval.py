@@ -66,7 +66,13 @@ def plan_folds(config: RunConfig, store: SignalStore) -> Folds:
     layout = _sub_layout(store, columns)
     path = folds_path(config)
     if path.is_file():
-        folds = load_folds(path, layout)
+        try:
+            folds = load_folds(path, layout)
+        except PredictdInputError as error:
+            if error.field != "experiments":
+                raise
+            raise PredictdInputError(error.source, error.field, f"{error.message} (tracks added since the folds were "
+                                     "made: run predictd extend; otherwise remove folds.json and models/)") from None
         scheme = (folds.n_test, folds.n_valid, folds.seed, folds.tries)
         wanted = (config.cv.n_test, config.cv.n_valid, config.cv.seed, config.cv.tries)
         if scheme != wanted:

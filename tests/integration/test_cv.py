@@ -248,6 +248,8 @@ def test_extend_fits_only_the_new_cell_type_and_scores_it(tmp_path):
     assert result.exit_code == 2 and "no new experiment" in result.stderr and "tracks.tsv" in result.stderr
 
     (tmp_path / "sim" / "tracks.tsv").write_text(full)
+    result = runner.invoke(app, ["cv", str(config)])  # the table grew: the folds no longer fit the store
+    assert result.exit_code == 2 and "run predictd extend" in result.stderr
     result = runner.invoke(app, ["extend", str(config)])
     assert result.exit_code == 0, result.output
     after = load_folds(output / "folds.json")
