@@ -68,34 +68,66 @@ def genome_step(Y: np.ndarray, Z: np.ndarray, offset: np.ndarray, ridge: float) 
     has_data : ndarray of shape (n_bins,), bool
         Bins with at least one observed experiment.
     """
-    n_bins, K = Y.shape[0], Z.shape[1]
-    design = np.hstack([Z, np.ones((Z.shape[0], 1))])
-    penalty = np.full(K + 1, float(ridge))
-    penalty[K] = 0.0
-    R = Y.astype(np.float64, copy=False) - offset
-    observed = ~np.isnan(R)
-    W = np.zeros((n_bins, K + 1))
-    complete = observed.all(axis=1)
-    if complete.all():
-        return _ridge_solve(R, design, penalty), complete
-    if complete.any():
-        W[complete] = _ridge_solve(R[complete], design, penalty)
-    partial = np.flatnonzero(~complete & observed.any(axis=1))
-    if partial.size:
-        patterns, which = np.unique(observed[partial], axis=0, return_inverse=True)
-        for p, pattern in enumerate(patterns):
-            rows = partial[which.ravel() == p]
-            W[rows] = _ridge_solve(R[np.ix_(rows, np.flatnonzero(pattern))], design[pattern], penalty)
-    return W, observed.any(axis=1)
+    W, holey, seen = _fit_bins(np.subtract(Y, offset, dtype=np.float64), _design(Z), ridge)
+    return W, _has_data(W.shape[0], holey, seen)
 
 
-def _ridge_solve(R: np.ndarray, design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    gram = design.T @ design + np.diag(penalty)
+def _design(Z: np.ndarray) -> np.ndarray:
+    """``[Z 1]``: the columns of G and of the unpenalised bias b_i."""
+    return np.hstack([Z, np.ones((Z.shape[0], 1))])
+
+
+def _fit_bins(R: np.ndarray, design: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[G, b_i]`` of every bin from its offset-free signal ``R`` (n_bins, n_experiments), NaN = missing.
+
+    Returns ``W`` (zero for bins with no data), the rows of the bins missing some experiment and,
+    for those rows only, which experiments they have (bool, rows x n_experiments).
+    """
+    penalty = np.append(np.full(design.shape[1] - 1, float(ridge)), 0.0)
     rhs = R @ design
+    # The bias column of rhs is each bin's sum over experiments, NaN exactly where one is missing:
+    # holes are found without a mask of the whole chunk, and complete chunks never build one.
+    holey = np.flatnonzero(np.isnan(rhs[:, -1]))
+    W = _ridge_solve(rhs, design, penalty)
+    seen = ~np.isnan(R[holey])
+    W[holey] = 0.0
+    patterns, which = _distinct_rows(seen)
+    for p, pattern in enumerate(patterns):
+        rows, columns = holey[which == p], np.flatnonzero(pattern)
+        if columns.size:
+            W[rows] = _ridge_solve(R[np.ix_(rows, columns)] @ design[columns], design[columns], penalty)
+    return W, holey, seen
+
+
+def _distinct_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a bool matrix and the index of each row among them.
+
+    Rows are packed into bytes and compared as single keys: ``np.unique(axis=0)`` on a thousand bins
+    with holes across 900 experiments takes longer than the whole G step.
+    """
+    packed = np.packbits(mask, axis=1)
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    return mask[first], which
+
+
+def _has_data(n_bins: int, holey: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Bins with at least one observed experiment, from :func:`_fit_bins`'s holey rows."""
+    has_data = np.ones(n_bins, dtype=bool)
+    has_data[holey] = seen.any(axis=1)
+    return has_data
+
+
+def _ridge_solve(rhs: np.ndarray, design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    # One product with the inverse of the small (K+1) Gram matrix: a matrix product over the bins runs
+    # several times faster than LAPACK's triangular solves on a transposed copy of rhs, and the ridge
+    # keeps the Gram matrix well conditioned.
+    gram = design.T @ design + np.diag(penalty)
     try:
-        return np.linalg.solve(gram, rhs.T).T
+        inverse = np.linalg.inv(gram)
     except np.linalg.LinAlgError:  # ridge 0 with fewer experiments than factors: minimum-norm answer
-        return rhs @ np.linalg.pinv(gram)
+        inverse = np.linalg.pinv(gram)
+    return rhs @ inverse
 
 
 class FieldwiseSum:
@@ -142,34 +174,74 @@ class SweepInputs:
 def sweep_statistics(Y: np.ndarray, inputs: SweepInputs) -> SweepStatistics:
     """G step and sufficient statistics for one chunk (two matrix products).
 
+    The chunk's training and validation columns are read once, into one float64 array of signal less
+    offsets; everything after is a matrix product or works on cache-sized blocks of rows. A chunk
+    whose training tracks have no holes builds no mask, fills nothing and solves one system.
+
     Parameters
     ----------
     Y : ndarray of shape (n_bins, n_experiments)
         The chunk, every store column.
     inputs : SweepInputs
     """
-    f, tc, vc = inputs.factors, inputs.train_columns, inputs.valid_columns
-    Zt, ot = f.design(inputs.cell_of[tc], inputs.assay_of[tc])
-    Yt = Y[:, tc].astype(np.float64)
-    W, has_data = genome_step(Yt, Zt, ot, inputs.ridge)
-    G, b_i = W[:, :-1], W[:, -1]
-    predicted = ot + b_i[:, None] + G @ Zt.T
-    observed = ~np.isnan(Yt)
-    train_err = np.where(observed, Yt - predicted, 0.0)
-    filled = np.where(observed, Yt, predicted)[has_data]
-    Gh, bh = G[has_data], b_i[has_data]
+    f, n_train = inputs.factors, inputs.train_columns.size
+    columns = np.concatenate([inputs.train_columns, inputs.valid_columns])
+    Z, offset = f.design(inputs.cell_of[columns], inputs.assay_of[columns])
+    design, ot = _design(Z), offset[:n_train]
+    R = _centred_columns(Y, columns, offset)  # training then validation experiments: the chunk is read once
+    Rt = R[:, :n_train]
+    W, holey, seen = _fit_bins(Rt, design[:n_train], inputs.ridge)
+    has_data = _has_data(R.shape[0], holey, seen)
+    squares, absent = _squared_errors(R, W, design)
+    # EM step: holes in training tracks take the prediction, so one design serves every bin
+    Rt[holey] = np.where(seen, Rt[holey], W[holey] @ design[:n_train].T)
 
-    Zv, ov = f.design(inputs.cell_of[vc], inputs.assay_of[vc])
-    Yv = Y[:, vc].astype(np.float64)
-    valid_err = Yv - (ov + b_i[:, None] + G @ Zv.T)
-    valid_seen = ~np.isnan(valid_err)
+    K = W.shape[1] - 1
+    G, b_i = W[:, :K], W[:, K]
+    h, sb = G.T @ b_i, float(b_i.sum())
+    Gx = W  # [G 1], the 1 on bins with data, over b_i (used up): G'R and 1'R in one product
+    Gx[:, K] = has_data
+    sums, gram = Gx.T @ Rt, Gx.T @ Gx
+    n, g = float(has_data.sum()), gram[:K, K]
     return SweepStatistics(
-        n=float(has_data.sum()), S=Gh.T @ Gh, g=Gh.sum(axis=0), h=Gh.T @ bh, sb=float(bh.sum()),
-        P=Gh.T @ filled, s=filled.sum(axis=0),
-        train_sse=float(np.square(train_err).sum()), train_count=float(observed.sum()),
-        valid_sse=np.where(valid_seen, valid_err, 0.0).__pow__(2).sum(axis=0),
-        valid_count=valid_seen.sum(axis=0).astype(np.float64),
+        n=n, S=gram[:K, :K], g=g, h=h, sb=sb, P=sums[:K] + np.outer(g, ot), s=sums[K] + n * ot,
+        train_sse=float(squares[:n_train].sum()), train_count=float(Rt.size - np.count_nonzero(~seen)),
+        valid_sse=squares[n_train:], valid_count=R.shape[0] - absent[n_train:],
     )
+
+
+def _centred_columns(Y: np.ndarray, columns: np.ndarray, offset: np.ndarray, block: int = 1024) -> np.ndarray:
+    """``Y[:, columns] - offset`` in float64, reading the chunk once and writing the result once.
+
+    Gathering a block of rows at a time keeps the gathered copy (in the chunk's dtype, float32 from
+    the store) in cache instead of a chunk-sized temporary.
+    """
+    R = np.empty((Y.shape[0], columns.size))
+    for lo in range(0, Y.shape[0], block):
+        np.subtract(np.take(Y[lo:lo + block], columns, axis=1), offset, out=R[lo:lo + block])
+    return R
+
+
+def _squared_errors(R: np.ndarray, W: np.ndarray, design: np.ndarray, block: int = 512
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Per experiment: the sum of squared residuals ``R - W design'`` and the number of missing entries.
+
+    Blocks of rows: each block's predictions (one product) meet its signal while in cache, so no
+    chunk-sized prediction or residual array is ever made.
+    """
+    squares, absent = np.zeros(R.shape[1]), np.zeros(R.shape[1])
+    E = np.empty((min(block, R.shape[0]), R.shape[1]))
+    for lo in range(0, R.shape[0], block):
+        residual = np.matmul(W[lo:lo + block], design.T, out=E[:R.shape[0] - lo])
+        residual -= R[lo:lo + block]
+        block_squares = np.einsum("ij,ij->j", residual, residual)
+        if np.isnan(block_squares).any():  # only blocks with missing entries pay for a mask
+            missing = np.isnan(residual)
+            residual[missing] = 0.0
+            absent += missing.sum(axis=0)
+            block_squares = np.einsum("ij,ij->j", residual, residual)
+        squares += block_squares
+    return squares, absent
 
 
 def column_moments(Y: np.ndarray, _inputs=None) -> np.ndarray:

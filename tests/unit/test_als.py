@@ -133,3 +133,57 @@ def test_observed_zero_is_data_and_nan_is_missing():
     W_nan, _ = als.genome_step(with_nan, Z, offset, 0.7)
     assert not np.allclose(W_zero[0], W_nan[0])
     np.testing.assert_allclose(W_zero[1:], W_nan[1:])
+
+
+def direct_statistics(Y, inputs):
+    """Sweep statistics from their definitions, with whole-chunk masks and np.where."""
+    f, tc, vc = inputs.factors, inputs.train_columns, inputs.valid_columns
+    Zt, ot = f.design(inputs.cell_of[tc], inputs.assay_of[tc])
+    Zv, ov = f.design(inputs.cell_of[vc], inputs.assay_of[vc])
+    Yt = Y[:, tc].astype(np.float64)
+    W, has = als.genome_step(Yt, Zt, ot, inputs.ridge)  # checked against per-bin solves above
+    G, b_i = W[:, :-1], W[:, -1]
+    predicted = ot + b_i[:, None] + G @ Zt.T
+    seen = ~np.isnan(Yt)
+    filled = np.where(seen, Yt, predicted)[has]
+    valid_err = Y[:, vc] - (ov + b_i[:, None] + G @ Zv.T)
+    Gh, bh = G[has], b_i[has]
+    return {"n": has.sum(), "S": Gh.T @ Gh, "g": Gh.sum(axis=0), "h": Gh.T @ bh, "sb": bh.sum(), "P": Gh.T @ filled,
+            "s": filled.sum(axis=0), "train_sse": np.nansum(np.square(Yt - predicted)), "train_count": seen.sum(),
+            "valid_sse": np.nansum(np.square(valid_err), axis=0), "valid_count": (~np.isnan(valid_err)).sum(axis=0)}
+
+
+BLOCKY_BINS = 1100  # more rows than one block of the solver's passes over a chunk, and a partial last block
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("holes", [False, True])
+def test_sweep_statistics_match_their_definitions(holes, dtype):
+    rng = np.random.default_rng(6)
+    Y = rng.normal(1.0, 1.0, size=(BLOCKY_BINS, N_CELLS * N_ASSAYS))
+    if holes:
+        Y[rng.random(Y.shape) < 0.01] = np.nan  # scattered holes, in training and validation tracks
+        Y[700:740, [1, 4, 10]] = np.nan  # a gap shared by some tracks
+        Y[900:905] = np.nan  # bins with no data at all
+    inputs = als.SweepInputs(random_factors(rng), CELL_OF, ASSAY_OF, np.array([0, 1, 2, 4, 5, 6, 8, 9, 11]),
+                             np.array([3, 7, 10]), 0.7)
+    stats = als.sweep_statistics(Y.astype(dtype), inputs)
+    for name, expected in direct_statistics(Y.astype(dtype), inputs).items():
+        np.testing.assert_allclose(getattr(stats, name), expected, rtol=1e-10, atol=1e-10, err_msg=name)
+
+
+def test_complete_chunk_fast_path_matches_general_path():
+    # A training experiment with no data anywhere sends every bin through the general path (one solve
+    # per pattern of observed experiments, EM filling, masked residuals); on the other experiments its
+    # statistics must be those of the complete chunk, which skips all of that.
+    rng = np.random.default_rng(7)
+    Y = rng.normal(1.0, 1.0, size=(BLOCKY_BINS, N_CELLS * N_ASSAYS))
+    with_empty = np.hstack([Y, np.full((BLOCKY_BINS, 1), np.nan)])
+    cell_of, assay_of = np.append(CELL_OF, 0), np.append(ASSAY_OF, 0)
+    f, train, valid = random_factors(rng), np.arange(9), np.array([9, 10, 11])
+    fast = als.sweep_statistics(Y, als.SweepInputs(f, CELL_OF, ASSAY_OF, train, valid, 0.7))
+    general = als.sweep_statistics(with_empty, als.SweepInputs(f, cell_of, assay_of, np.append(train, 12), valid, 0.7))
+    for name in ("n", "S", "g", "h", "sb", "train_sse", "train_count", "valid_sse", "valid_count"):
+        np.testing.assert_allclose(getattr(general, name), getattr(fast, name), rtol=1e-10, atol=1e-10, err_msg=name)
+    np.testing.assert_allclose(general.P[:, :-1], fast.P, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(general.s[:-1], fast.s, rtol=1e-10, atol=1e-10)
