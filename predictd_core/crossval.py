@@ -117,10 +117,17 @@ def train_fold(config: RunConfig, store: SignalStore, engine, folds: Folds, test
     model.fit(engine, Layout.from_experiments(store.experiments), train, valid,
               progress=None if progress is None else
               lambda row: progress(name, min(row["iteration"], settings.max_iters), settings.max_iters))
+    _save_fold_model(config, model, test_fold, valid_fold, test)
+    return model
+
+
+def _save_fold_model(config: RunConfig, model: Predictd, test_fold: int, valid_fold: int, test_columns: np.ndarray,
+                     **extra) -> None:
+    """Write model (i, j) with what identifies it: config digests, folds, test columns and seed."""
     model.save(model_folder(config, test_fold, valid_fold), extra={
         "config_sha256": config.digest(), "training_sha256": config.training_digest(),
-        "test_fold": test_fold, "valid_fold": valid_fold, "test_columns": test.tolist(), "seed": settings.seed})
-    return model
+        "test_fold": test_fold, "valid_fold": valid_fold, "test_columns": test_columns.tolist(),
+        "seed": model.settings.seed, **extra})
 
 
 def is_trained(config: RunConfig, store: SignalStore, test_fold: int, valid_fold: int) -> bool:
@@ -183,6 +190,14 @@ def test_fold_targets(config: RunConfig, store: SignalStore, folds: Folds) -> li
             + [(names.index(target), "holdout") for target in config.holdout])
 
 
+def require_folds(config: RunConfig) -> Path:
+    """The folds file of a cross-validated output; without one there is nothing to extend."""
+    path = folds_path(config)
+    if not path.is_file():
+        raise PredictdInputError(str(path), "folds", "nothing to extend: run predictd cv first")
+    return path
+
+
 def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: ProgressFn | None = None
                        ) -> tuple[Folds, dict[tuple[int, int], Predictd]]:
     """Fit what the store's new experiments add to every fold model, without retraining the rest.
@@ -193,9 +208,7 @@ def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: 
     folds file last; running it again after an interruption is safe, because a model that already
     knows every cell type and assay has nothing new to fit.
     """
-    path = folds_path(config)
-    if not path.is_file():
-        raise PredictdInputError(str(path), "folds", "nothing to extend: run predictd cv first")
+    path = require_folds(config)
     old = load_folds(path)
     columns = fold_experiments(config, store)
     names = [store.experiments[k].name for k in columns]
@@ -215,10 +228,6 @@ def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: 
         if progress is not None:
             progress("extend", len(extended), len(folds.models()))
     for (i, j), model in extended.items():
-        description = Predictd.describe(model_folder(config, i, j))
-        model.save(model_folder(config, i, j), extra={
-            key: description[key] for key in ("test_fold", "valid_fold", "seed") if key in description} | {
-            "config_sha256": config.digest(), "training_sha256": config.training_digest(),
-            "test_columns": columns[folds.test_fold == i].tolist(), "extended_from": len(old.experiments)})
+        _save_fold_model(config, model, i, j, columns[folds.test_fold == i], extended_from=len(old.experiments))
     save_folds(folds, path)
     return folds, extended

@@ -158,32 +158,33 @@ def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarra
     return to_pvalue_scale(mean).astype(np.float32), None if spread is None else spread.astype(np.float32)
 
 
-def run_impute(config: RunConfig, store: SignalStore, ensemble: Ensemble, engine, with_spread: bool = False,
+def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
                progress: Progress = _quiet) -> list[Path]:
     """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` (-log10 p) for every (cell, assay) pair of the grid.
 
-    With ``with_spread``, also ``OUTPUT/spread/CELL.ASSAY.bigWig``: the per-bin standard deviation of
-    the ensemble members' predictions (arcsinh scale). Each folder appears only when every track is
-    complete.
+    With ``run.with_spread``, also ``OUTPUT/spread/CELL.ASSAY.bigWig``: the per-bin standard deviation
+    of the ensemble members' predictions (arcsinh scale). Each folder appears only when every track is
+    complete. Returns the written paths (:func:`imputed_outputs`).
     """
-    layout = ensemble.layout
-    cells, assays = layout.all_pairs()
-    names = [track_file(layout.cells[c], layout.assays[a]) for c, a in zip(cells, assays)]
-    folders = [Path(config.output) / "imputed"] + ([Path(config.output) / SPREAD_FOLDER] if with_spread else [])
+    outputs = imputed_outputs(config, run)
+    n_pairs = run.ensemble.n_pairs
     with ExitStack() as stack:
-        works = [stack.enter_context(_replace_folder(folder)) for folder in folders]
-        writers = [[BigWigWriter(work / name, store.bins) for name in names] for work in works]
+        writers = []  # imputed/, then spread/: the order of _impute_chunk's results
+        for k in range(0, len(outputs), n_pairs):
+            paths = outputs[k:k + n_pairs]
+            work = stack.enter_context(_replace_folder(paths[0].parent))
+            writers.append([BigWigWriter(work / path.name, store.bins) for path in paths])
         try:
-            for chunk, outputs in engine.map_chunks(_impute_chunk, _ImputeJob(ensemble, with_spread)):
+            for chunk, values_by_folder in engine.map_chunks(_impute_chunk, _ImputeJob(run.ensemble, run.with_spread)):
                 lo, hi = store.chunk_bounds(chunk)
-                for values, folder_writers in zip(outputs, writers):
+                for values, folder_writers in zip(values_by_folder, writers):
                     for column, writer in enumerate(folder_writers):
                         writer.add(lo, hi, values[:, column])
                 progress("impute", chunk + 1, store.n_chunks)
         finally:
             for writer in (w for folder_writers in writers for w in folder_writers):
                 writer.close()
-    return [folder / name for folder in folders for name in names]
+    return outputs
 
 
 def read_track_bins(path: Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:
@@ -360,16 +361,18 @@ def trained_run(config: RunConfig, store: SignalStore) -> TrainedRun:
 
 
 def imputed_outputs(config: RunConfig, run: TrainedRun) -> list[Path]:
-    """Every track :func:`run_impute` writes for ``run``."""
+    """Every track :func:`run_impute` writes for ``run``: folder by folder, pairs in the ensemble's
+    (cell-major) order."""
     layout = run.ensemble.layout
+    cells, assays = layout.all_pairs()
     folders = ["imputed"] + ([SPREAD_FOLDER] if run.with_spread else [])
-    return [Path(config.output) / folder / track_file(cell, assay)
-            for folder in folders for cell in layout.cells for assay in layout.assays]
+    return [Path(config.output) / folder / track_file(layout.cells[c], layout.assays[a])
+            for folder in folders for c, a in zip(cells, assays)]
 
 
 def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine, progress: Progress = _quiet) -> dict:
     """impute, then :func:`finish`."""
-    run_impute(config, store, run.ensemble, engine, run.with_spread, progress)
+    run_impute(config, store, run, engine, progress)
     return finish(config, store, run)
 
 
@@ -442,6 +445,7 @@ def run_cv(config: RunConfig, progress: Progress = _quiet) -> dict:
 
 def run_extend(config: RunConfig, progress: Progress = _quiet) -> dict:
     """ingest the grown tracks table, extend every fold model with what is new, then publish the ensemble."""
+    crossval.require_folds(config)  # before ingest: a run that cannot extend writes nothing
     store = run_ingest(config, progress)
     engine = make_engine(config.engine, store)
     try:

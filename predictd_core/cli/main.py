@@ -143,7 +143,7 @@ def impute(config: Path = ConfigArg) -> None:
         engine = make_engine(settings.engine, store)
         try:
             with _progress() as progress:
-                paths = pipeline.run_impute(settings, store, trained.ensemble, engine, trained.with_spread, progress)
+                paths = pipeline.run_impute(settings, store, trained, engine, progress)
         finally:
             engine.close()
     typer.echo(f"imputed: {len(paths)} bigWigs under {settings.output} ({len(trained.models)} model(s))")
@@ -165,34 +165,25 @@ def evaluate(config: Path = ConfigArg) -> None:
 def cv(config: Path = ConfigArg) -> None:
     """Cross-validate: ingest, folds, one model per (test fold, validation fold), ensemble imputation,
     metrics for every observed experiment, report.html and manifest.json (written last)."""
-    _cv(config)
-
-
-def _cv(config: Path) -> None:
-    from predictd_core import pipeline
-
-    with _user_errors():
-        settings = _load(config)
-    with _user_errors(output=Path(settings.output)):
-        with _progress() as progress:
-            result = pipeline.run_cv(settings, progress)
-    _print_outputs(result)
+    _whole_run(config, "run_cv")
 
 
 @app.command()
 def run(config: Path = ConfigArg) -> None:
     """ingest, train, impute and evaluate in one go; manifest.json is written last."""
-    _run(config)
+    _whole_run(config, "run_all")
 
 
-def _run(config: Path) -> None:
+def _whole_run(config: Path, step: str) -> None:
+    """Load the config, run ``pipeline.<step>`` with progress bars, print the outputs; an output folder
+    the failed run created is removed."""
     from predictd_core import pipeline
 
     with _user_errors():
         settings = _load(config)
     with _user_errors(output=Path(settings.output)):
         with _progress() as progress:
-            result = pipeline.run_all(settings, progress)
+            result = getattr(pipeline, step)(settings, progress)
     _print_outputs(result)
 
 
@@ -209,13 +200,7 @@ def _print_outputs(result: dict) -> None:
 def extend(config: Path = ConfigArg) -> None:
     """After new rows in the tracks table: fit only what they add to every fold model (new cell types' and
     assays' factors, the rest fixed), deal them into the folds, and publish the updated ensemble."""
-    from predictd_core import pipeline
-
-    with _user_errors():
-        settings = _load(config)
-        with _progress() as progress:
-            result = pipeline.run_extend(settings, progress)
-    _print_outputs(result)
+    _whole_run(config, "run_extend")
 
 
 @app.command()
@@ -224,14 +209,14 @@ def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generat
     """Cross-validate examples/roadmap-pilot.yaml on the real pilot tracks (or a simulated compendium without them)."""
     if PILOT_DATA.is_dir() and PILOT_CONFIG.is_file():
         typer.echo(f"demo: real Roadmap pilot tracks from {PILOT_DATA}")
-        _cv(PILOT_CONFIG)
+        _whole_run(PILOT_CONFIG, "run_cv")
         return
     from predictd_core.simulate import simulate_compendium, write_example_config
 
     typer.echo(f"demo: {PILOT_DATA} is absent, so the same pipeline runs on a generated compendium "
                "(planted low-rank structure, peaks, broad domains, noise)")
     compendium = simulate_compendium(workdir / "simulated", overwrite=True)
-    _cv(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)))
+    _whole_run(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)), "run_cv")
 
 
 @app.command()

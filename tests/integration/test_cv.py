@@ -290,3 +290,10 @@ def test_cv_runs_on_a_simulated_store_without_bigwigs(tmp_path):
     store = SignalStore.open(tmp_path / "sim" / "store.zarr")
     rows = (tmp_path / "sim" / "output" / "metrics.tsv").read_text().splitlines()[1:]
     assert len(rows) == store.n_experiments  # every experiment scored: in a test fold or held out
+
+
+def test_extend_without_a_cross_validated_output_writes_nothing(tmp_path):
+    simulate_compendium(tmp_path / "sim", n_cells=6, n_assays=5, n_bins=600, rank=2, seed=1)
+    result = CliRunner().invoke(app, ["extend", str(_config(tmp_path, "fresh"))])
+    assert result.exit_code == 2 and "run predictd cv first" in result.stderr
+    assert not (tmp_path / "fresh").exists()  # no store ingested for a run that cannot extend
