@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.model.estimator import Predictd, ProgressFn
+from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import CellAssayFactors, Layout
 from predictd_core.solvers import als
 
@@ -49,8 +49,8 @@ MAX_ROUNDS = 100  # alternations of new cell and new assay rows when experiments
 ROUND_TOL = 1e-10  # relative change of the new rows that ends the alternation
 
 
-def extend_model(model: Predictd, engine, layout: Layout, train_columns: np.ndarray, valid_columns: np.ndarray,
-                 progress: ProgressFn | None = None) -> Predictd:
+def extend_model(model: Predictd, engine, layout: Layout, train_columns: np.ndarray,
+                 valid_columns: np.ndarray) -> Predictd:
     """Fit the cell types and assays of ``layout`` that ``model`` lacks; keep every other parameter.
 
     Parameters
@@ -65,8 +65,6 @@ def extend_model(model: Predictd, engine, layout: Layout, train_columns: np.ndar
     train_columns, valid_columns : ndarray of int
         Disjoint columns of the extended store. Training columns of known cell types and assays
         fix G; those with a new cell type or assay fit the new rows. New validation columns are scored.
-    progress : callable, optional
-        Called with the history row.
 
     Returns
     -------
@@ -115,8 +113,6 @@ def extend_model(model: Predictd, engine, layout: Layout, train_columns: np.ndar
     penalty = _new_row_penalty(stats.train, factors, *train_pairs, new_cells, new_assays, penalties, centre)
     row = {"iteration": 1, "stage": STAGE, "objective": float(train_sse.sum() + penalty),
            "train_mse": train_mse, "valid_mse": valid_mse, "seconds": time.perf_counter() - started}
-    if progress is not None:
-        progress(row)
     extended.factors_, extended.history_ = factors, model.history_ + [row]
     return extended
 
