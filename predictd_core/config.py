@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.settings import ModelSettings
 from predictd_core.store.signal_store import DEFAULT_CHUNK_BINS
-from predictd_core.tracks.table import is_remote
+from predictd_core.io import is_remote, parent_location, read_remote_text, resolve_location
 
 
 class EngineSettings(BaseModel):
@@ -141,39 +141,44 @@ def _sha256(document: dict) -> str:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a run YAML; relative paths are resolved against the YAML's folder.
+    """Read and validate a run YAML, local or at a URL (``s3://``, ``https://``); relative paths in it are
+    resolved against the YAML's folder.
 
     Raises
     ------
     PredictdInputError
         Naming the file and the field, for a missing file, bad YAML or an invalid field.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise PredictdInputError(str(path), "config", "config file not found")
+    source = str(path)
+    if is_remote(source):
+        text = read_remote_text(source, "config", "config file not found")
+    else:
+        if not Path(source).is_file():
+            raise PredictdInputError(source, "config", "config file not found")
+        text = Path(source).read_text()
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str) -> RunConfig:
+    """Validate the YAML ``text`` of the config at ``source`` (a local path or URL, which names the file in
+    errors and anchors relative paths). Shared by the CLI and the cloud handlers, which read the text."""
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise PredictdInputError(str(path), "yaml", f"not valid YAML: {error}".replace("\n", " ")) from error
+        raise PredictdInputError(source, "yaml", f"not valid YAML: {error}".replace("\n", " ")) from error
     if not isinstance(raw, dict):
-        raise PredictdInputError(str(path), "config", "expected a mapping of fields (tracks, chrom_sizes, ...)")
+        raise PredictdInputError(source, "config", "expected a mapping of fields (tracks, chrom_sizes, ...)")
     try:
         config = RunConfig(**raw)
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "config"
-        raise PredictdInputError(str(path), field, f"{first['msg']} (got {first.get('input')!r})") from None
-    base = path.resolve().parent
-    resolved = {name: _resolve(base, getattr(config, name))
+        raise PredictdInputError(source, field, f"{first['msg']} (got {first.get('input')!r})") from None
+    base = parent_location(source)
+    resolved = {name: resolve_location(base, getattr(config, name))
                 for name in ("tracks", "chrom_sizes", "regions", "output", "store")}
     evaluation = config.evaluation.model_copy(
-        update={name: _resolve(base, path) for name, path in config.evaluation.region_beds().items()})
+        update={name: resolve_location(base, path) for name, path in config.evaluation.region_beds().items()})
     config = config.model_copy(update={**resolved, "evaluation": evaluation})
-    config._source = str(path)
+    config._source = source
     return config
-
-
-def _resolve(base: Path, value: str | None) -> str | None:
-    if value is None or is_remote(value):
-        return value
-    return str((base / value).resolve())

@@ -29,7 +29,8 @@ from zarr.codecs import BloscCodec
 from predictd_core.errors import PredictdInputError
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import open_tracks, remove_cache
-from predictd_core.tracks.table import Track, is_remote
+from predictd_core.io import is_remote
+from predictd_core.tracks.table import Track
 
 FORMAT = "predictd-signal-store/2"  # 2: genome bins held as spans
 DEFAULT_CHUNK_BINS = 65_536

@@ -21,7 +21,7 @@ import numpy as np
 import pyBigWig
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.tracks.table import is_remote
+from predictd_core.io import is_remote
 
 BEDGRAPH_SUFFIXES = (".bedgraph", ".bdg", ".bedgraph.gz", ".bdg.gz")
 

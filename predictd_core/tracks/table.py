@@ -8,15 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from predictd_core.errors import PredictdInputError
+from predictd_core.io import is_remote
 
 REQUIRED_COLUMNS = ("cell_type", "assay", "path")
-REMOTE_SCHEMES = ("s3://", "https://", "http://", "gs://", "az://", "abfs://")
-
-
-def is_remote(path: str) -> bool:
-    """Return True when ``path`` is an object-store or web URL rather than a local file."""
-    return str(path).startswith(REMOTE_SCHEMES)
-
 
 @dataclass(frozen=True)
 class Track:
