@@ -26,8 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.settings import ModelSettings
-from predictd_core.store.signal_store import DEFAULT_CHUNK_BINS
 from predictd_core.io import is_remote, parent_location, read_remote_text, resolve_location
+
+# The store's default chunk (65,536 bins: ~0.7 s of ALS per Roadmap-shaped chunk, a few hundred MB in
+# memory). Defined here so that importing the config needs only pydantic and PyYAML: the Lambda handlers do.
+DEFAULT_CHUNK_BINS = 65_536
 
 
 class EngineSettings(BaseModel):

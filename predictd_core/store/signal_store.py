@@ -26,6 +26,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
+from predictd_core.config import DEFAULT_CHUNK_BINS
 from predictd_core.errors import PredictdInputError
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import open_tracks, remove_cache
@@ -33,7 +34,6 @@ from predictd_core.io import is_remote
 from predictd_core.tracks.table import Track
 
 FORMAT = "predictd-signal-store/2"  # 2: genome bins held as spans
-DEFAULT_CHUNK_BINS = 65_536
 
 
 @dataclass(frozen=True)
