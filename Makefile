@@ -4,13 +4,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test clean chromium
+.PHONY: demo test clean chromium synth
+# The CDK app: jsii's Node 20 notice is noise; the CDK CLI sends no telemetry, checks no versions and
+# never asks EC2 instance metadata for credentials while synthesizing.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+export CDK_DISABLE_CLI_TELEMETRY := true
+export CDK_DISABLE_VERSION_CHECK := true
+NODE_STAMP := node_modules/.package-lock.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The AWS CDK CLI (aws-cdk@2), pinned in package-lock.json; npm ci rewrites node_modules/.package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 
 demo: $(STAMP)
 	$(BIN)/predictd demo
@@ -24,8 +34,12 @@ ifeq ($(CHROMIUM),)
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 endif
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
+# Synthesize the CloudFormation templates into cdk.out (offline; cdk-nag checks them). Deploying: README.
+synth: $(STAMP) $(NODE_STAMP)
+	AWS_EC2_METADATA_DISABLED=true npx cdk synth --quiet
+
 clean:
-	rm -rf $(VENV) demo-output
+	rm -rf $(VENV) demo-output node_modules cdk.out .cdk-cache

@@ -1,0 +1,122 @@
+"""Local builds of the app's code assets, cached by content (no Docker: the machines that synth have none).
+
+- the Lambda code folder: handlers/ and predictd_core/ beside pydantic and PyYAML installed for the Lambda
+  runtime (manylinux x86_64 wheels for CPython 3.12, whatever Python runs the synth);
+- the predictd wheel that the EMR-on-EC2 bootstrap action installs.
+
+Each build lands in ``.cdk-cache/<kind>-<digest of its inputs>/``: a synth whose inputs are unchanged reuses
+it, so tests that synthesize several apps run pip once. A build is written under a temporary name and
+renamed, so an interrupted build is never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / ".cdk-cache"
+
+LAMBDA_PYTHON_VERSION = "3.12"
+LAMBDA_PLATFORM = "manylinux2014_x86_64"
+# What importing predictd_core.config needs (the contract: handlers must not import numpy, zarr or pyspark).
+LAMBDA_REQUIREMENTS = ("pydantic", "PyYAML")
+_SKIPPED = ("__pycache__", "*.pyc")
+
+
+def pinned_requirements(names: Iterable[str], pyproject: Path = REPO / "pyproject.toml") -> list[str]:
+    """The ``name==version`` pins of ``names`` in pyproject.toml's dependencies (one place for versions)."""
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    pins = {re.split(r"[=<>!~ ]", spec, maxsplit=1)[0].lower(): spec for spec in dependencies}
+    missing = [name for name in names if name.lower() not in pins]
+    if missing:
+        raise ValueError(f"{pyproject}: project.dependencies has no pin for {', '.join(missing)}")
+    return [pins[name.lower()] for name in names]
+
+
+def _source_files(folders: Iterable[Path]) -> list[Path]:
+    """Every file under ``folders`` that goes into a build (bytecode caches left out), in a stable order."""
+    files = []
+    for folder in folders:
+        files += [path for path in folder.rglob("*")
+                  if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"]
+    return sorted(files)
+
+
+def _digest(files: Iterable[Path], extra: Iterable[str]) -> str:
+    """A short digest of the files' repo-relative names and bytes plus ``extra`` strings."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for item in extra:
+        digest.update(item.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def _cached_build(name: str, digest: str, build) -> Path:
+    """``CACHE/name-digest``, made by ``build(folder)`` into a temporary folder and renamed when absent."""
+    target = CACHE / f"{name}-{digest}"
+    if target.is_dir():
+        return target
+    CACHE.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=CACHE))
+    try:
+        build(staging)
+        staging.rename(target)
+    except OSError:
+        if not target.is_dir():  # a concurrent synth may have finished the same build first
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _pip(*args: str) -> None:
+    """Run pip of the interpreter running the synth, failing with pip's own output."""
+    result = subprocess.run([sys.executable, "-m", "pip", *args, "--quiet", "--disable-pip-version-check"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"pip {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+
+
+def lambda_code_dir() -> Path:
+    """The Lambda code folder: handlers/, predictd_core/ and the pinned pydantic and PyYAML for python3.12."""
+    packages = [REPO / "handlers", REPO / "predictd_core"]
+    requirements = pinned_requirements(LAMBDA_REQUIREMENTS)
+
+    def build(folder: Path) -> None:
+        _pip("install", "--target", str(folder), "--platform", LAMBDA_PLATFORM, "--implementation", "cp",
+             "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", *requirements)
+        for package in packages:
+            shutil.copytree(package, folder / package.name, ignore=shutil.ignore_patterns(*_SKIPPED))
+
+    digest = _digest(_source_files(packages), [*requirements, LAMBDA_PLATFORM, LAMBDA_PYTHON_VERSION])
+    return _cached_build("lambda", digest, build)
+
+
+def predictd_wheel() -> Path:
+    """The predictd wheel (``pip wheel --no-deps .``): the package the EMR-on-EC2 nodes install."""
+    inputs = _source_files([REPO / "predictd_core"]) + [REPO / "pyproject.toml", REPO / "README.md"]
+
+    def build(folder: Path) -> None:
+        # Build from a copy: an in-tree build leaves build/ and egg-info behind in the work tree.
+        source = folder / "source"
+        source.mkdir()
+        for path in (REPO / "pyproject.toml", REPO / "README.md"):
+            shutil.copy2(path, source / path.name)
+        shutil.copytree(REPO / "predictd_core", source / "predictd_core", ignore=shutil.ignore_patterns(*_SKIPPED))
+        _pip("wheel", "--no-deps", str(source), "-w", str(folder))
+        shutil.rmtree(source)
+
+    folder = _cached_build("wheel", _digest(inputs, []), build)
+    wheels = sorted(folder.glob("predictd-*.whl"))
+    if len(wheels) != 1:
+        raise RuntimeError(f"{folder}: expected one predictd wheel, found {[w.name for w in wheels]}")
+    return wheels[0]

@@ -1,0 +1,72 @@
+"""Deployment settings of the predictd CDK app: pinned versions, bucket layout and context switches.
+
+Everything another part of the deployment must mirror lives here once: the EMR release (the containers'
+Dockerfile builds FROM the EMR Serverless image of the same release), the bucket prefixes and the ledger
+tag of the cloud contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The EMR release whose Spark matches predictd's pin (pyproject.toml: pyspark==3.5.7). No EMR 7.x release
+# ships Spark 3.5.7; the newest Spark in the 7.x line is 3.5.6, first in emr-7.11.0 (3.5.6-amzn-0), then
+# emr-7.12.0 (3.5.6-amzn-1) and emr-7.13.0 (3.5.6-amzn-2). A 3.5.6 runtime runs code built against the
+# 3.5.7 client (same minor line, patch releases only fix bugs), and 7.12.0 is the newest of them that has
+# been out long enough to be listed for EMR Serverless and EMR on EC2 alike, with its base image
+# public.ecr.aws/emr-serverless/spark/emr-7.12.0:latest. The containers' Dockerfile must build FROM that.
+EMR_RELEASE_LABEL = "emr-7.12.0"
+
+# The bucket layout of the cloud contract. LOGS is this app's addition: EMR-on-EC2 cluster logs.
+CONFIGS_PREFIX = "configs/"
+DATA_PREFIX = "data/"
+RUNS_PREFIX = "runs/"
+LOGS_PREFIX = "logs/"
+CONFIG_SUFFIXES = (".yaml", ".yml")
+
+# `predictd status RUN_ID --bucket B` finds the ledger table from this tag on the bucket.
+LEDGER_TABLE_TAG = "predictd:ledger-table"
+
+# Objects a job writer tags with this key and value expire after SCRATCH_EXPIRY_DAYS (fold attempts that
+# were copied to models/ or failed): S3 lifecycle filters match prefixes from the start of the key only,
+# so runs/RUN_ID/attempts/ cannot be matched by prefix.
+SCRATCH_TAG = ("predictd:retention", "scratch")
+
+# The EMR Serverless job entry point inside the custom image (containers/emr-serverless/entrypoint.py).
+ENTRY_POINT = "local:///opt/predictd/entrypoint.py"
+MAX_ATTEMPTS = 3
+
+ENGINES = ("emr-serverless", "emr-ec2")
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """What `cdk deploy -c engine=... -c image-tag=...` chose.
+
+    Parameters
+    ----------
+    engine : str
+        ``emr-serverless`` (default) or ``emr-ec2``: the latter adds the Step Functions state machine that
+        runs each job on a transient EMR-on-EC2 cluster, and the handlers start executions of it.
+    image_tag : str
+        The tag of the predictd image in the stack's ECR repository that EMR Serverless runs.
+    """
+
+    engine: str = "emr-serverless"
+    image_tag: str = "latest"
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"The 'engine' context value must be one of {', '.join(ENGINES)}. "
+                             f"Got {self.engine!r} instead (cdk deploy -c engine=emr-ec2).")
+
+    @classmethod
+    def from_context(cls, node) -> DeploySettings:
+        """Read the settings from a construct node's context (``-c engine=emr-ec2 -c image-tag=v1``)."""
+        return cls(engine=node.try_get_context("engine") or cls.engine,
+                   image_tag=node.try_get_context("image-tag") or cls.image_tag)
+
+    @property
+    def uses_emr_ec2(self) -> bool:
+        """Whether the EMR-on-EC2 state machine is deployed and the handlers start it."""
+        return self.engine == "emr-ec2"

@@ -1,0 +1,215 @@
+"""The EMR-on-EC2 engine: a state machine that runs one predictd command on a transient spot cluster.
+
+Execution input ``{"args": [predictd argv...]}``. The machine builds the step's command line, creates a
+cluster (on-demand primary, spot core and task fleets; a bootstrap action installs the predictd wheel),
+adds one ``spark-submit <entrypoint.py> ARGS...`` step, waits for it and terminates the cluster, on failure
+too. A cluster left behind by an aborted execution terminates itself after an idle hour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import (Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Tags, Validations, aws_ec2 as ec2, aws_iam as iam,
+                     aws_logs as logs, aws_s3 as s3, aws_s3_assets as s3_assets, aws_stepfunctions as sfn,
+                     aws_stepfunctions_tasks as tasks)
+from constructs import Construct
+
+from infra.build import REPO, predictd_wheel
+from infra.config import CONFIGS_PREFIX, DATA_PREFIX, EMR_RELEASE_LABEL, LOGS_PREFIX, RUNS_PREFIX
+from infra.constructs._policies import (OBJECT_READ, OBJECT_WRITE, acknowledge_prefix_wildcards, list_statement,
+                                        object_statement)
+
+ENTRY_POINT = REPO / "containers" / "emr-serverless" / "entrypoint.py"
+BOOTSTRAP_SCRIPT = Path(__file__).resolve().parents[1] / "emr_ec2" / "install-predictd.sh"
+CLUSTER_PYTHON = "/usr/bin/python3.11"
+# AmazonEMRServicePolicy_v2 lets EMR act only on network resources carrying this tag.
+EMR_MANAGED_TAG = ("for-use-with-amazon-emr-managed-policies", "true")
+
+Fleet = tasks.EmrCreateCluster
+PRIMARY_TYPES = ("m7i.xlarge", "m6i.xlarge", "m5.xlarge")
+# Memory-optimised 8-vCPU types from several families and generations: the more pools spot can choose
+# from, the less likely a whole-genome run loses its executors.
+WORKER_TYPES = ("r7i.2xlarge", "r6i.2xlarge", "r5.2xlarge", "r7a.2xlarge", "r6a.2xlarge", "m7i.2xlarge")
+CORE_UNITS = 4
+TASK_UNITS = 12
+SPOT_WAIT = Duration.minutes(20)
+STEP_TIMEOUT = Duration.hours(24)
+IDLE_TERMINATION = Duration.hours(1)
+LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
+
+
+def _spot_fleet(role: tasks.EmrCreateCluster.InstanceRoleType, units: int, name: str) -> Fleet.InstanceFleetConfigProperty:
+    """A spot fleet of ``units`` instances of WORKER_TYPES, price-capacity-optimised, on demand after SPOT_WAIT."""
+    return Fleet.InstanceFleetConfigProperty(
+        name=name, instance_fleet_type=role, target_spot_capacity=units,
+        instance_type_configs=[Fleet.InstanceTypeConfigProperty(instance_type=kind, weighted_capacity=1)
+                               for kind in WORKER_TYPES],
+        launch_specifications=Fleet.InstanceFleetProvisioningSpecificationsProperty(
+            spot_specification=Fleet.SpotProvisioningSpecificationProperty(
+                allocation_strategy=Fleet.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
+                timeout_action=Fleet.SpotTimeoutAction.SWITCH_TO_ON_DEMAND, timeout=SPOT_WAIT)))
+
+
+def _primary_fleet() -> Fleet.InstanceFleetConfigProperty:
+    """One on-demand primary node: losing it would lose the cluster and the run."""
+    return Fleet.InstanceFleetConfigProperty(
+        name="primary", instance_fleet_type=Fleet.InstanceRoleType.MASTER, target_on_demand_capacity=1,
+        instance_type_configs=[Fleet.InstanceTypeConfigProperty(instance_type=kind) for kind in PRIMARY_TYPES],
+        launch_specifications=Fleet.InstanceFleetProvisioningSpecificationsProperty(
+            on_demand_specification=Fleet.OnDemandProvisioningSpecificationProperty(
+                allocation_strategy=Fleet.OnDemandAllocationStrategy.LOWEST_PRICE)))
+
+
+class EmrEc2Runner(Construct):
+    """The state machine, its network, the cluster's roles and the assets its nodes install.
+
+    Parameters
+    ----------
+    bucket : aws_s3.IBucket
+        The cluster reads ``configs/`` and ``data/``, reads and writes ``runs/`` and writes its logs under
+        ``logs/emr-ec2/``.
+
+    Attributes
+    ----------
+    state_machine : aws_stepfunctions.StateMachine
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, bucket: s3.IBucket) -> None:
+        super().__init__(scope, construct_id)
+        if not ENTRY_POINT.is_file():
+            raise FileNotFoundError(f"{ENTRY_POINT}: the EMR entry point the emr-ec2 engine uploads is missing")
+        self._bucket = bucket
+        wheel = predictd_wheel()
+        self._wheel = s3_assets.Asset(self, "Wheel", path=str(wheel))
+        self._entry_point = s3_assets.Asset(self, "EntryPoint", path=str(ENTRY_POINT))
+        self._bootstrap = s3_assets.Asset(self, "Bootstrap", path=str(BOOTSTRAP_SCRIPT))
+        self._network = self._vpc()
+        self._instance_role = self._cluster_instance_role()
+        self._service_role = self._cluster_service_role()
+        self.state_machine = self._state_machine(wheel.name)
+
+    def start_execution_statements(self) -> list[iam.PolicyStatement]:
+        """What a job starter needs: start and describe executions of this state machine."""
+        executions = Stack.of(self).format_arn(
+            service="states", resource="execution", arn_format=ArnFormat.COLON_RESOURCE_NAME,
+            resource_name=f"{self.state_machine.state_machine_name}:*")
+        return [iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]),
+                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions])]
+
+    def _vpc(self) -> ec2.Vpc:
+        """Public subnets in two zones, no NAT: nodes reach PyPI (the wheel's dependencies) and S3 directly.
+
+        The EMR-managed security groups admit no inbound traffic from outside the cluster.
+        """
+        vpc = ec2.Vpc(self, "Network", max_azs=2, nat_gateways=0,
+                      subnet_configuration=[ec2.SubnetConfiguration(name="cluster", subnet_type=ec2.SubnetType.PUBLIC,
+                                                                    cidr_mask=24)],
+                      flow_logs={"all": ec2.FlowLogOptions(traffic_type=ec2.FlowLogTrafficType.ALL)})
+        Tags.of(vpc).add(*EMR_MANAGED_TAG)
+        return vpc
+
+    def _cluster_instance_role(self) -> iam.Role:
+        """The nodes' role: the bucket prefixes of the contract, its log prefix and the three assets."""
+        bucket = self._bucket
+        role = iam.Role(self, "InstanceRole", assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+                        description="predictd EMR-on-EC2 cluster nodes")
+        role.add_to_policy(object_statement(bucket, OBJECT_READ, [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]))
+        role.add_to_policy(object_statement(bucket, OBJECT_WRITE, [RUNS_PREFIX, LOGS_PREFIX]))
+        role.add_to_policy(list_statement(bucket, [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX, LOGS_PREFIX]))
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetObject"],
+            resources=[asset.bucket.arn_for_objects(asset.s3_object_key)
+                       for asset in (self._wheel, self._entry_point, self._bootstrap)]))
+        acknowledge_prefix_wildcards(role, bucket, [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX, LOGS_PREFIX])
+        return role
+
+    def _cluster_service_role(self) -> iam.Role:
+        """The EMR service role: AWS's v2 EMR policy, which acts only on resources tagged for EMR."""
+        role = iam.Role(self, "ServiceRole", description="predictd EMR-on-EC2 service role",
+                        assumed_by=iam.ServicePrincipal("elasticmapreduce.amazonaws.com").with_conditions(
+                            {"StringEquals": {"aws:SourceAccount": Stack.of(self).account}}),
+                        managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
+                            "service-role/AmazonEMRServicePolicy_v2")])
+        role.add_to_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=[self._instance_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}))
+        Validations.of(role).acknowledge(Acknowledgment(
+            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2]",
+            reason="AWS's scoped EMR service policy: it manages EC2 fleets, launch templates and security groups "
+                   "only on resources tagged for-use-with-amazon-emr-managed-policies=true (this VPC)."))
+        return role
+
+    def _state_machine(self, wheel_name: str) -> sfn.StateMachine:
+        """Build the step arguments, create the cluster, run the step, terminate the cluster (also on failure)."""
+        prefix = ["spark-submit", "--deploy-mode", "cluster", self._entry_point.s3_object_url]
+        quoted = ", ".join(f"'{item}'" for item in prefix)
+        build_args = sfn.Pass.jsonata(self, "BuildStepArgs", outputs={
+            "args": "{% $states.input.args %}",
+            "stepArgs": "{% $append([" + quoted + "], $states.input.args) %}"})
+        cluster_id = sfn.JsonPath.string_at("$.cluster.ClusterId")
+        create = tasks.EmrCreateCluster(
+            self, "CreateCluster", name=sfn.JsonPath.format("predictd-{}", sfn.JsonPath.execution_name),
+            release_label=EMR_RELEASE_LABEL, applications=[Fleet.ApplicationConfigProperty(name="Spark")],
+            cluster_role=self._instance_role, service_role=self._service_role,
+            log_uri=self._bucket.s3_url_for_object(f"{LOGS_PREFIX}emr-ec2/"), visible_to_all_users=True,
+            auto_termination_policy_idle_timeout=IDLE_TERMINATION,
+            instances=Fleet.InstancesConfigProperty(
+                ec2_subnet_ids=[subnet.subnet_id for subnet in self._network.public_subnets],
+                termination_protected=False,
+                instance_fleets=[_primary_fleet(),
+                                 _spot_fleet(Fleet.InstanceRoleType.CORE, CORE_UNITS, "core"),
+                                 _spot_fleet(Fleet.InstanceRoleType.TASK, TASK_UNITS, "task")]),
+            bootstrap_actions=[Fleet.BootstrapActionConfigProperty(
+                name="install-predictd", script_bootstrap_action=Fleet.ScriptBootstrapActionConfigProperty(
+                    path=self._bootstrap.s3_object_url, args=[self._wheel.s3_object_url, wheel_name]))],
+            configurations=[Fleet.ConfigurationProperty(
+                classification="spark-env", configurations=[Fleet.ConfigurationProperty(
+                    classification="export",
+                    properties={"PYSPARK_PYTHON": CLUSTER_PYTHON, "PYSPARK_DRIVER_PYTHON": CLUSTER_PYTHON})])],
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB, result_path="$.cluster")
+        create.add_catch(sfn.Fail(self, "ClusterFailed", cause="the EMR cluster did not start"), result_path="$.error")
+
+        step = tasks.EmrAddStep(
+            self, "RunPredictd", cluster_id=cluster_id, name=sfn.JsonPath.execution_name, jar="command-runner.jar",
+            args=sfn.JsonPath.list_at("$.stepArgs"), action_on_failure=tasks.ActionOnFailure.CONTINUE,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB, result_path="$.step",
+            task_timeout=sfn.Timeout.duration(STEP_TIMEOUT))
+        terminate_after_failure = tasks.EmrTerminateCluster(
+            self, "TerminateAfterFailure", cluster_id=cluster_id, result_path=sfn.JsonPath.DISCARD,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB)
+        terminate_after_failure.next(sfn.Fail(self, "StepFailed", cause="the predictd step failed or timed out"))
+        step.add_catch(terminate_after_failure, result_path="$.error")
+        terminate = tasks.EmrTerminateCluster(
+            self, "Terminate", cluster_id=cluster_id, result_path=sfn.JsonPath.DISCARD,
+            integration_pattern=sfn.IntegrationPattern.RUN_JOB)
+
+        definition = build_args.next(create).next(step).next(terminate).next(sfn.Succeed(self, "Done"))
+        log_group = logs.LogGroup(self, "ExecutionLogs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
+        machine = sfn.StateMachine(
+            self, "StateMachine", definition_body=sfn.DefinitionBody.from_chainable(definition),
+            tracing_enabled=True, comment="predictd: one command on a transient EMR-on-EC2 cluster",
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True))
+        self._acknowledge_state_machine_role(machine.role)
+        return machine
+
+    @staticmethod
+    def _acknowledge_state_machine_role(role: iam.IRole) -> None:
+        """The wildcard resources CDK's EMR tasks, execution logging and tracing need, each for its reason."""
+        account = "arn:<AWS::Partition>:{service}:<AWS::Region>:<AWS::AccountId>"
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::*]",
+                reason="elasticmapreduce:RunJobFlow creates a cluster that has no ARN yet (and AddTags tags it); "
+                       "the CloudWatch Logs delivery and X-Ray actions of execution logging and tracing support "
+                       "no resource-level permissions."),
+            Acknowledgment(
+                id=f"AwsSolutions-IAM5[Resource::{account.format(service='elasticmapreduce')}:cluster/*]",
+                reason="Clusters are created per execution: AddJobFlowSteps, DescribeStep and TerminateJobFlows "
+                       "can only name them by the account's cluster ARN pattern."),
+            Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/aws-service-role/"
+                   "elasticmapreduce.amazonaws.com*/AWSServiceRoleForEMRCleanup*]",
+                reason="EMR's cleanup service-linked role, created on first use; the statement is conditioned on "
+                       "iam:AWSServiceName elasticmapreduce.amazonaws.com."))
+

@@ -1,0 +1,121 @@
+"""The three Lambda handlers of the cloud contract, their permissions and what triggers them."""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Stack, Validations, aws_iam as iam, aws_lambda as lambda_, aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from constructs import Construct
+
+from infra.build import lambda_code_dir
+from infra.config import (CONFIG_SUFFIXES, CONFIGS_PREFIX, DATA_PREFIX, ENTRY_POINT, MAX_ATTEMPTS, RUNS_PREFIX,
+                          DeploySettings)
+from infra.constructs._policies import (OBJECT_READ, acknowledge_prefix_wildcards, list_statement, logical_id,
+                                        object_statement)
+from infra.constructs.emr_ec2_runner import EmrEc2Runner
+from infra.constructs.handler_function import HandlerFunction
+from infra.constructs.job_state_rule import JobStateRule
+from infra.constructs.notifications import RunNotifications
+from infra.constructs.run_ledger import RunLedger
+from infra.constructs.spark_application import SparkApplication
+
+# Handlers write configs/NAME.error.json and the run files under runs/ (PutObject is also the copy target).
+HANDLER_WRITE = ("s3:PutObject", "s3:PutObjectTagging")
+ALL_PREFIXES = [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]
+# The id under which aws_s3.Bucket.add_event_notification puts its singleton custom resource in the stack.
+NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
+
+
+class RunHandlers(Construct):
+    """on_config (configs/*.yaml|yml created), on_data (data/ created), on_job_state (job state changes).
+
+    Parameters
+    ----------
+    settings : DeploySettings
+        With ``engine=emr-ec2`` the handlers start executions of ``runner``'s state machine.
+    bucket, ledger, notifications, spark
+        The resources the handlers act on.
+    runner : EmrEc2Runner, optional
+        Present exactly when the engine is ``emr-ec2``.
+
+    Attributes
+    ----------
+    on_config, on_data, on_job_state : HandlerFunction
+    environment : dict[str, str]
+        The contract's variables, the same for the three functions.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, bucket: s3.IBucket,
+                 ledger: RunLedger, notifications: RunNotifications, spark: SparkApplication,
+                 runner: EmrEc2Runner | None = None) -> None:
+        super().__init__(scope, construct_id)
+        self.environment = {
+            "PREDICTD_BUCKET": bucket.bucket_name,
+            "PREDICTD_LEDGER_TABLE": ledger.table.table_name,
+            "PREDICTD_APPLICATION_ID": spark.application.attr_application_id,
+            "PREDICTD_JOB_ROLE_ARN": spark.job_role.role_arn,
+            "PREDICTD_TOPIC_ARN": notifications.topic.topic_arn,
+            "PREDICTD_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+            "PREDICTD_ENTRY_POINT": ENTRY_POINT,
+            "PREDICTD_ENGINE": settings.engine,
+        }
+        starts = spark.start_job_statements()
+        if runner is not None:
+            self.environment["PREDICTD_STATE_MACHINE_ARN"] = runner.state_machine.state_machine_arn
+            starts += runner.start_execution_statements()
+        shared = [ledger.read_write_statement(), *notifications.publish_statements(), *starts]
+
+        code = lambda_.Code.from_asset(str(lambda_code_dir()))
+        self._bucket, self._code, self._topic, self._shared = bucket, code, notifications.topic, shared
+        self._spark, self._runner = spark, runner
+        # The config and data handlers read every prefix and write error files next to configs and run files;
+        # the job-state handler works inside runs/ only (copies attempts to models/, writes run.json).
+        self.on_config = self._handler("OnConfig", "handlers.on_config.handler", ALL_PREFIXES,
+                                       [CONFIGS_PREFIX, RUNS_PREFIX])
+        self.on_data = self._handler("OnData", "handlers.on_data.handler", ALL_PREFIXES,
+                                     [CONFIGS_PREFIX, RUNS_PREFIX])
+        self.on_job_state = self._handler("OnJobState", "handlers.on_job_state.handler", [RUNS_PREFIX],
+                                          [RUNS_PREFIX])
+
+        for suffix in CONFIG_SUFFIXES:
+            bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.on_config.function),
+                                          s3.NotificationKeyFilter(prefix=CONFIGS_PREFIX, suffix=suffix))
+        bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.on_data.function),
+                                      s3.NotificationKeyFilter(prefix=DATA_PREFIX))
+        self._acknowledge_notifications_handler()
+        self.job_state_rule = JobStateRule(
+            self, "JobStateRule", function=self.on_job_state.function,
+            application_id=spark.application.attr_application_id,
+            dead_letter_queue=self.on_job_state.dead_letter_queue,
+            state_machine_arn=runner.state_machine.state_machine_arn if runner is not None else None)
+
+    def _handler(self, construct_id: str, handler: str, read: list[str], write: list[str]) -> HandlerFunction:
+        """One HandlerFunction with the shared code, environment and statements, and its own S3 prefixes."""
+        bucket = self._bucket
+        statements = [object_statement(bucket, OBJECT_READ, read), object_statement(bucket, HANDLER_WRITE, write),
+                      list_statement(bucket, read), *self._shared]
+        function = HandlerFunction(self, construct_id, handler=handler, code=self._code,
+                                   environment=self.environment, topic=self._topic, statements=statements)
+        acknowledge_prefix_wildcards(function, bucket, read)
+        self._acknowledge_job_wildcards(function)
+        return function
+
+    def _acknowledge_notifications_handler(self) -> None:
+        """The function CDK adds to configure bucket notifications carries the Lambda basic execution policy."""
+        handler = Stack.of(self).node.find_child(NOTIFICATIONS_HANDLER_ID)
+        Validations.of(handler).acknowledge(Acknowledgment(
+            id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+               "AWSLambdaBasicExecutionRole]",
+            reason="CDK's own bucket-notifications custom resource (runs at deploy time only); its role takes "
+                   "the basic execution policy to write its logs and is not configurable."))
+
+    def _acknowledge_job_wildcards(self, handler: HandlerFunction) -> None:
+        """Job runs and executions are created at run time: only their parent's ARN with `/*` can name them."""
+        Validations.of(handler).acknowledge(Acknowledgment(
+            id=f"AwsSolutions-IAM5[Resource::<{logical_id(self._spark.application)}.Arn>/jobruns/*]",
+            reason="Job runs of this application (GetJobRun, CancelJobRun): their ids exist only at run time."))
+        if self._runner is not None:
+            machine = self._runner.state_machine.node.default_child
+            Validations.of(handler).acknowledge(Acknowledgment(
+                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+                   f"execution:<{logical_id(machine)}.Name>:*]",
+                reason="Executions of this state machine (DescribeExecution): their names exist only at run time."))
