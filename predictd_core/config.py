@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.settings import ModelSettings
-from predictd_core.io import is_remote, parent_location, read_remote_text, resolve_location
+from predictd_core.io import join_location, parent_location, read_text, resolve_location
 
 # The store's default chunk (65,536 bins: ~0.7 s of ALS per Roadmap-shaped chunk, a few hundred MB in
 # memory). Defined here so that importing the config needs only pydantic and PyYAML: the Lambda handlers do.
@@ -124,7 +124,7 @@ class RunConfig(BaseModel):
 
     @property
     def store_path(self) -> str:
-        return self.store or str(Path(self.output) / "store.zarr")
+        return self.store or str(join_location(self.output, "store.zarr"))
 
     def digest(self) -> str:
         """sha256 of the validated config (paths resolved): the identity of a run."""
@@ -153,13 +153,7 @@ def load_config(path: str | Path) -> RunConfig:
         Naming the file and the field, for a missing file, bad YAML or an invalid field.
     """
     source = str(path)
-    if is_remote(source):
-        text = read_remote_text(source, "config", "config file not found")
-    else:
-        if not Path(source).is_file():
-            raise PredictdInputError(source, "config", "config file not found")
-        text = Path(source).read_text()
-    return parse_config(text, source)
+    return parse_config(read_text(source, "config", "config file not found"), source)
 
 
 def parse_config(text: str, source: str) -> RunConfig:

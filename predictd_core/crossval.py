@@ -1,6 +1,7 @@
 """Cross-validation: the folds file, one model per (test fold, validation fold), and their ensemble.
 
-Layout under ``config.output``::
+Layout under ``config.output`` (a local folder or a URL: every read and write goes through
+``predictd_core.io``)::
 
     folds.json                    which experiments each model tests, validates on and trains on
     models/test{i}-valid{j}/      one fitted model each: factors.npz, model.json (config digests,
@@ -22,6 +23,7 @@ import numpy as np
 from predictd_core.config import RunConfig
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember
+from predictd_core.io import is_file, join_location
 from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.extend import extend_model
@@ -39,13 +41,14 @@ def model_name(test_fold: int, valid_fold: int) -> str:
     return f"test{test_fold}-valid{valid_fold}"
 
 
-def model_folder(config: RunConfig, test_fold: int, valid_fold: int) -> Path:
-    """Where model (i, j) of ``config``'s run is saved."""
-    return Path(config.output) / MODELS_FOLDER / model_name(test_fold, valid_fold)
+def model_folder(config: RunConfig, test_fold: int, valid_fold: int) -> str | Path:
+    """Where model (i, j) of ``config``'s run is saved, and where ``predictd cv`` looks for it."""
+    return join_location(config.output, MODELS_FOLDER, model_name(test_fold, valid_fold))
 
 
-def folds_path(config: RunConfig) -> Path:
-    return Path(config.output) / FOLDS_FILE
+def folds_path(config: RunConfig) -> str | Path:
+    """``OUTPUT/folds.json``."""
+    return join_location(config.output, FOLDS_FILE)
 
 
 def fold_experiments(config: RunConfig, store: SignalStore) -> np.ndarray:
@@ -65,7 +68,7 @@ def plan_folds(config: RunConfig, store: SignalStore) -> Folds:
     columns = fold_experiments(config, store)
     layout = _sub_layout(store, columns)
     path = folds_path(config)
-    if path.is_file():
+    if is_file(path):
         try:
             folds = load_folds(path, layout)
         except PredictdInputError as error:
@@ -76,7 +79,7 @@ def plan_folds(config: RunConfig, store: SignalStore) -> Folds:
         scheme = (folds.n_test, folds.n_valid, folds.seed, folds.tries)
         wanted = (config.cv.n_test, config.cv.n_valid, config.cv.seed, config.cv.tries)
         if scheme != wanted:
-            raise PredictdInputError(str(path), "cv", f"folds were dealt as n_test, n_valid, seed, tries = {scheme}, "
+            raise PredictdInputError(path, "cv", f"folds were dealt as n_test, n_valid, seed, tries = {scheme}, "
                                      f"the config asks for {wanted}; remove the file (and models/) to deal again")
         return folds
     try:
@@ -98,7 +101,7 @@ def model_columns(config: RunConfig, store: SignalStore, folds: Folds, test_fold
     try:
         train, valid, test = folds.columns(test_fold, valid_fold)
     except IndexError as error:
-        raise PredictdInputError(str(folds_path(config)), "test_fold/valid_fold", str(error)) from None
+        raise PredictdInputError(folds_path(config), "test_fold/valid_fold", str(error)) from None
     return columns[train], columns[valid], columns[test]
 
 
@@ -108,8 +111,10 @@ def fold_settings(config: RunConfig, test_fold: int, valid_fold: int):
 
 
 def train_fold(config: RunConfig, store: SignalStore, engine, folds: Folds, test_fold: int, valid_fold: int,
-               progress: ProgressFn | None = None) -> Predictd:
-    """Fit model (i, j) on its training columns, stop on its validation fold, save it as an artifact."""
+               progress: ProgressFn | None = None, folder: str | Path | None = None) -> Predictd:
+    """Fit model (i, j) on its training columns, stop on its validation fold, save it as an artifact in
+    ``folder`` (local or a URL; default :func:`model_folder`, where ``predictd cv`` finds it; a cloud
+    fold job writes each attempt to a folder of its own, and the succeeded one is copied there)."""
     train, valid, test = model_columns(config, store, folds, test_fold, valid_fold)
     settings = fold_settings(config, test_fold, valid_fold)
     name = model_name(test_fold, valid_fold)
@@ -117,14 +122,15 @@ def train_fold(config: RunConfig, store: SignalStore, engine, folds: Folds, test
     model.fit(engine, Layout.from_experiments(store.experiments), train, valid,
               progress=None if progress is None else
               lambda row: progress(name, min(row["iteration"], settings.max_iters), settings.max_iters))
-    _save_fold_model(config, model, test_fold, valid_fold, test)
+    _save_fold_model(config, model, test_fold, valid_fold, test, folder=folder)
     return model
 
 
 def _save_fold_model(config: RunConfig, model: Predictd, test_fold: int, valid_fold: int, test_columns: np.ndarray,
-                     **extra) -> None:
-    """Write model (i, j) with what identifies it: config digests, folds, test columns and seed."""
-    model.save(model_folder(config, test_fold, valid_fold), extra={
+                     *, folder: str | Path | None = None, **extra) -> None:
+    """Write model (i, j) with what identifies it: config digests, folds, test columns and seed, into
+    ``folder`` (default :func:`model_folder`)."""
+    model.save(folder or model_folder(config, test_fold, valid_fold), extra={
         "config_sha256": config.digest(), "training_sha256": config.training_digest(),
         "test_fold": test_fold, "valid_fold": valid_fold, "test_columns": test_columns.tolist(),
         "seed": model.settings.seed, **extra})
@@ -152,8 +158,9 @@ def load_fold_models(config: RunConfig, store: SignalStore, folds: Folds) -> dic
     for i, j in folds.models():
         folder = model_folder(config, i, j)
         if not is_trained(config, store, i, j):
-            state = "was trained for another config" if (folder / "model.json").is_file() else "is missing"
-            raise PredictdInputError(str(folder), "model.json",
+            found = is_file(join_location(folder, "model.json"))
+            state = "was trained for another config" if found else "is missing"
+            raise PredictdInputError(folder, "model.json",
                                      f"model {model_name(i, j)} {state}; run predictd train --test-fold {i} "
                                      f"--valid-fold {j} (or predictd cv)")
         models[(i, j)] = Predictd.load(folder)
@@ -190,11 +197,11 @@ def test_fold_targets(config: RunConfig, store: SignalStore, folds: Folds) -> li
             + [(names.index(target), "holdout") for target in config.holdout])
 
 
-def require_folds(config: RunConfig) -> Path:
+def require_folds(config: RunConfig) -> str | Path:
     """The folds file of a cross-validated output; without one there is nothing to extend."""
     path = folds_path(config)
-    if not path.is_file():
-        raise PredictdInputError(str(path), "folds", "nothing to extend: run predictd cv first")
+    if not is_file(path):
+        raise PredictdInputError(path, "folds", "nothing to extend: run predictd cv first")
     return path
 
 
@@ -215,14 +222,14 @@ def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: 
     try:
         folds = extend_folds(old, names)
     except PredictdInputError as error:  # name the file the user can act on
-        source = config.tracks if error.field == "experiments" else str(path)
+        source = config.tracks if error.field == "experiments" else path
         raise PredictdInputError(source, error.field, error.message) from None
     layout = Layout.from_experiments(store.experiments)
     extended = {}
     for i, j in folds.models():
         folder = model_folder(config, i, j)
-        if not (folder / "model.json").is_file():
-            raise PredictdInputError(str(folder), "model.json", f"model {model_name(i, j)} is missing; run predictd cv")
+        if not is_file(join_location(folder, "model.json")):
+            raise PredictdInputError(folder, "model.json", f"model {model_name(i, j)} is missing; run predictd cv")
         train, valid, _ = (columns[k] for k in folds.columns(i, j))
         extended[(i, j)] = extend_model(Predictd.load(folder), engine, layout, train, valid)
         if progress is not None:

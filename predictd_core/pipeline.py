@@ -1,6 +1,7 @@
 """The data path of one run: tracks -> store -> train -> impute -> evaluate -> publish (report, manifest).
 
-Each step reads what the previous one wrote under ``config.output`` so the CLI can run them one at a
+Each step reads what the previous one wrote under ``config.output`` (a local folder or a URL such as
+``s3://bucket/runs/RUN``; every file goes through ``predictd_core.io``) so the CLI can run them one at a
 time (``predictd ingest|train|impute|evaluate CONFIG``) or together: ``predictd run CONFIG`` fits one
 model on everything but the holdout targets; ``predictd cv CONFIG`` fits PREDICTD's test x validation
 fold models (``crossval``) and imputes with their ensemble, so every observed experiment is scored
@@ -11,13 +12,12 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
-import uuid
-from contextlib import ExitStack, contextmanager
+import tempfile
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -30,7 +30,8 @@ from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.tables import METRIC_FILES, measure_names, summary_rows, write_metrics
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
 from predictd_core.impute.write_tracks import BigWigWriter, to_pvalue_scale
-from predictd_core.io import write_atomic
+from predictd_core.io import (is_file, join_location, location_name, relative_location, staged_folder,
+                              write_atomic)
 from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.split import choose_validation
@@ -43,7 +44,9 @@ from predictd_core.tracks.table import read_tracks_table
 
 Progress = Callable[[str, int, int], None]
 
+IMPUTED_FOLDER = "imputed"
 SPREAD_FOLDER = "spread"
+MANIFEST_FILE = "manifest.json"
 
 
 def _quiet(_step: str, _done: int, _total: int) -> None:
@@ -55,9 +58,9 @@ def track_file(cell: str, assay: str) -> str:
     return f"{cell}.{assay}.bigWig"
 
 
-def imputed_path(output: str | Path, cell: str, assay: str) -> Path:
+def imputed_path(output: str | Path, cell: str, assay: str) -> str | Path:
     """Where the imputed track of (cell, assay) goes."""
-    return Path(output) / "imputed" / track_file(cell, assay)
+    return join_location(output, IMPUTED_FOLDER, track_file(cell, assay))
 
 
 def holdout_columns(config: RunConfig, store: SignalStore) -> np.ndarray:
@@ -94,11 +97,18 @@ def prepare_store(config: RunConfig, progress: Progress = _quiet) -> SignalStore
     """The store a whole run works on: a complete store at an explicit ``store:`` is used as it is (a
     shared or simulated store, or one a cluster job ingested); otherwise the tracks are ingested."""
     if config.store is not None:
-        try:
-            return open_store(config)
-        except PredictdInputError as error:
-            if error.field != "store":  # the store is fine but the config does not fit it: say so
-                raise
+        return open_or_ingest(config, progress)
+    return run_ingest(config, progress)
+
+
+def open_or_ingest(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
+    """The complete store at ``config.store_path`` when there is one, else the tracks ingested there
+    (``predictd folds``, the cloud's prepare job: a retried job reuses what an earlier attempt finished)."""
+    try:
+        return open_store(config)
+    except PredictdInputError as error:
+        if error.field != "store":  # the store is fine but the config does not fit it: say so
+            raise
     return run_ingest(config, progress)
 
 
@@ -109,8 +119,9 @@ def open_store(config: RunConfig) -> SignalStore:
     return store
 
 
-def run_train(config: RunConfig, store: SignalStore, engine, progress: Progress = _quiet) -> Predictd:
-    """Fit one model on every non-held-out experiment; save it to ``OUTPUT/model``."""
+def run_train(config: RunConfig, store: SignalStore, engine, progress: Progress = _quiet,
+              folder: str | Path | None = None) -> Predictd:
+    """Fit one model on every non-held-out experiment; save it to ``folder`` (default ``OUTPUT/model``)."""
     layout = Layout.from_experiments(store.experiments)
     train, valid = choose_validation(layout, input_columns(config, store), config.model.validation_fraction,
                                      config.model.seed)
@@ -118,25 +129,15 @@ def run_train(config: RunConfig, store: SignalStore, engine, progress: Progress 
     max_iters = config.model.max_iters
     model.fit(engine, layout, train, valid,
               progress=lambda row: progress("train", min(row["iteration"], max_iters), max_iters))
-    model.save(Path(config.output) / "model", extra={"config_sha256": config.digest(),
+    model.save(folder or single_model_folder(config), extra={"config_sha256": config.digest(),
                                                      "training_sha256": config.training_digest(),
                                                      "seed": config.model.seed})
     return model
 
 
-@contextmanager
-def _replace_folder(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``target`` only if the block succeeds."""
-    work = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.partial")
-    work.mkdir(parents=True)
-    try:
-        yield work
-        if target.exists():
-            shutil.rmtree(target)
-        work.rename(target)
-    except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
+def single_model_folder(config: RunConfig) -> str | Path:
+    """``OUTPUT/model``: the one model of ``predictd run`` / ``predictd train``."""
+    return join_location(config.output, "model")
 
 
 def single_model_ensemble(config: RunConfig, store: SignalStore, model: Predictd) -> Ensemble:
@@ -159,21 +160,21 @@ def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarra
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
-               progress: Progress = _quiet) -> list[Path]:
+               progress: Progress = _quiet) -> list[str | Path]:
     """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` (-log10 p) for every (cell, assay) pair of the grid.
 
     With ``run.with_spread``, also ``OUTPUT/spread/CELL.ASSAY.bigWig``: the per-bin standard deviation
-    of the ensemble members' predictions (arcsinh scale). Each folder appears only when every track is
-    complete. Returns the written paths (:func:`imputed_outputs`).
+    of the ensemble members' predictions (arcsinh scale). The tracks are written to local staging
+    folders (:func:`predictd_core.io.staged_folder`) and published only when every track is complete:
+    locally each folder appears whole, on an object store each track is uploaded as one object.
+    Returns the written locations (:func:`imputed_outputs`).
     """
-    outputs = imputed_outputs(config, run)
-    n_pairs = run.ensemble.n_pairs
+    names = _track_names(run)
     with ExitStack() as stack:
         writers = []  # imputed/, then spread/: the order of _impute_chunk's results
-        for k in range(0, len(outputs), n_pairs):
-            paths = outputs[k:k + n_pairs]
-            work = stack.enter_context(_replace_folder(paths[0].parent))
-            writers.append([BigWigWriter(work / path.name, store.bins) for path in paths])
+        for folder in _imputed_folders(run):
+            work = stack.enter_context(staged_folder(join_location(config.output, folder)))
+            writers.append([BigWigWriter(work / name, store.bins) for name in names])
         try:
             for chunk, values_by_folder in engine.map_chunks(_impute_chunk, _ImputeJob(run.ensemble, run.with_spread)):
                 lo, hi = store.chunk_bounds(chunk)
@@ -184,18 +185,20 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
         finally:
             for writer in (w for folder_writers in writers for w in folder_writers):
                 writer.close()
-    return outputs
+    return imputed_outputs(config, run)
 
 
-def read_track_bins(path: Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:
-    """A written track read back into the store's bins ``[lo, hi)`` (default: all), arcsinh scale."""
+def read_track_bins(path: str | Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """A written track (local or at a URL) read back into the store's bins ``[lo, hi)`` (default: all),
+    arcsinh scale."""
     chrom_sizes = dict(store.bins.contigs)
-    track = SignalTrack(str(path), chrom_sizes, Path(str(path) + ".cache"))
-    try:
-        parts = [track.bin_means(contig, start, end, store.bins.bin_size)
-                 for contig, start, end, _, _ in store.bins.runs(lo, store.bins.n_bins if hi is None else hi)]
-    finally:
-        track.close()
+    with tempfile.TemporaryDirectory(prefix="predictd-track-") as cache:  # a remote track is downloaded here
+        track = SignalTrack(str(path), chrom_sizes, Path(cache))
+        try:
+            parts = [track.bin_means(contig, start, end, store.bins.bin_size)
+                     for contig, start, end, _, _ in store.bins.runs(lo, store.bins.n_bins if hi is None else hi)]
+        finally:
+            track.close()
     return np.arcsinh(np.concatenate(parts))
 
 
@@ -246,8 +249,8 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
     for column, kind in targets:
         experiment = store.experiments[column]
         path = imputed_path(config.output, experiment.cell_type, experiment.assay)
-        if not path.is_file():
-            raise PredictdInputError(str(path), "imputed", "imputed track missing; run impute first")
+        if not is_file(path):
+            raise PredictdInputError(path, "imputed", "imputed track missing; run impute first")
         inputs = baseline_columns(ensemble, column)
         signal = store.read_columns([column, *inputs])  # the target and its baseline's inputs, one pass
         observed, imputed = signal[:, 0], read_track_bins(path, store)
@@ -257,7 +260,7 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
         target_masks = {name: mask[seen] for name, mask in masks.items()}
         row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "kind": kind, "n_bins": int(seen.sum())}
         if not seen.any():
-            raise PredictdInputError(str(path), experiment.name, "no bin where the observed track, the imputed one "
+            raise PredictdInputError(path, experiment.name, "no bin where the observed track, the imputed one "
                                      "and the same-assay baseline all have data; nothing to score")
         row.update(quality_measures(observed[seen], imputed[seen], target_masks))
         row.update({f"baseline_{k}": v
@@ -270,7 +273,7 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
             panel_assays.add(assay)
             result.panels.append(_panel(config, store, experiment, observed, imputed, baseline, windows))
     if result.rows:
-        write_metrics(Path(config.output), result.rows)
+        write_metrics(config.output, result.rows)
     return result
 
 
@@ -295,8 +298,8 @@ def _panel(config: RunConfig, store: SignalStore, experiment, observed: np.ndarr
         lo = max(0, min(centre - PANEL_BINS // 2, observed.size - PANEL_BINS))
         hi = min(observed.size, lo + PANEL_BINS)
     (contig, start, _, _, hi), *_ = store.bins.runs(lo, hi)  # a panel shows one contiguous span
-    spread_path = Path(config.output) / SPREAD_FOLDER / track_file(experiment.cell_type, experiment.assay)
-    spread = read_track_bins(spread_path, store, lo, hi) if spread_path.is_file() else None
+    spread_path = join_location(config.output, SPREAD_FOLDER, track_file(experiment.cell_type, experiment.assay))
+    spread = read_track_bins(spread_path, store, lo, hi) if is_file(spread_path) else None
     # The spread track holds arcsinh-scale values as written; undo read_track_bins' arcsinh.
     return TrackPanel(target=experiment.name, contig=contig, start=start, bin_size=store.bins.bin_size,
                       observed=observed[lo:hi], imputed=np.maximum(imputed[lo:hi], 0.0), baseline=baseline[lo:hi],
@@ -315,10 +318,10 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def write_manifest(config: RunConfig, store: SignalStore, models: dict[str, Predictd], outputs: list[Path],
-                   evaluation: Evaluation) -> Path:
-    """``OUTPUT/manifest.json``, written last: config hash, versions, inputs, models, outputs, metrics."""
-    output = Path(config.output)
+def write_manifest(config: RunConfig, store: SignalStore, models: dict[str, Predictd], outputs: list[str | Path],
+                   evaluation: Evaluation) -> str | Path:
+    """``OUTPUT/manifest.json``, written last: config hash, versions, inputs, models, outputs (relative to
+    OUTPUT), metrics. Its presence says the run's outputs are complete."""
     manifest = {
         "config_sha256": config.digest(),
         "training_sha256": config.training_digest(),
@@ -329,10 +332,10 @@ def write_manifest(config: RunConfig, store: SignalStore, models: dict[str, Pred
         "models": [{"name": name, "rank": model.rank_, "solver": model.settings.solver, "seed": model.settings.seed,
                     "best_iteration": model.best_iteration_, "iterations": len(model.history_)}
                    for name, model in models.items()],
-        "outputs": sorted(str(p.relative_to(output)) for p in outputs),
+        "outputs": sorted(relative_location(location, config.output) for location in outputs),
         "metrics": evaluation.rows,
     }
-    path = output / "manifest.json"
+    path = join_location(config.output, MANIFEST_FILE)
     write_atomic(path, json.dumps(manifest, indent=2, default=float).encode())
     return path
 
@@ -349,7 +352,7 @@ class TrainedRun:
 
 def trained_run(config: RunConfig, store: SignalStore) -> TrainedRun:
     """The run's saved models: the cross-validated set when ``OUTPUT/folds.json`` exists, else ``OUTPUT/model``."""
-    if crossval.folds_path(config).is_file():
+    if is_file(crossval.folds_path(config)):
         folds = crossval.plan_folds(config, store)
         models = crossval.load_fold_models(config, store, folds)
         return TrainedRun(crossval.cv_ensemble(config, store, folds, models),
@@ -360,14 +363,23 @@ def trained_run(config: RunConfig, store: SignalStore) -> TrainedRun:
                       with_spread=False)
 
 
-def imputed_outputs(config: RunConfig, run: TrainedRun) -> list[Path]:
-    """Every track :func:`run_impute` writes for ``run``: folder by folder, pairs in the ensemble's
-    (cell-major) order."""
+def _imputed_folders(run: TrainedRun) -> list[str]:
+    """The folders :func:`run_impute` writes, in the order of :func:`_impute_chunk`'s results."""
+    return [IMPUTED_FOLDER] + ([SPREAD_FOLDER] if run.with_spread else [])
+
+
+def _track_names(run: TrainedRun) -> list[str]:
+    """The file name of every pair's track, in the ensemble's (cell-major) order."""
     layout = run.ensemble.layout
     cells, assays = layout.all_pairs()
-    folders = ["imputed"] + ([SPREAD_FOLDER] if run.with_spread else [])
-    return [Path(config.output) / folder / track_file(layout.cells[c], layout.assays[a])
-            for folder in folders for c, a in zip(cells, assays)]
+    return [track_file(layout.cells[c], layout.assays[a]) for c, a in zip(cells, assays)]
+
+
+def imputed_outputs(config: RunConfig, run: TrainedRun) -> list[str | Path]:
+    """Every track :func:`run_impute` writes for ``run``: folder by folder, pairs in the ensemble's
+    (cell-major) order."""
+    names = _track_names(run)
+    return [join_location(config.output, folder, name) for folder in _imputed_folders(run) for name in names]
 
 
 def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine, progress: Progress = _quiet) -> dict:
@@ -379,14 +391,15 @@ def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine, prog
 def finish(config: RunConfig, store: SignalStore, run: TrainedRun) -> dict:
     """evaluate -> report -> manifest, from the imputed tracks already written."""
     evaluation = run_evaluate(config, store, run.ensemble, run.targets)
-    output = Path(config.output)
+    output = config.output
     outputs = imputed_outputs(config, run)
     if evaluation.rows:
-        outputs += [output / name for name in METRIC_FILES]
-        outputs.append(write_report(output / "report.html", report_data(config, run.models, evaluation)))
+        outputs += [join_location(output, name) for name in METRIC_FILES]
+        outputs.append(write_report(join_location(output, "report.html"), report_data(config, run.models, evaluation)))
     manifest = write_manifest(config, store, run.models, outputs, evaluation)
-    return {"imputed": output / "imputed", "metrics": output / "metrics.tsv", "report": output / "report.html",
-            "manifest": manifest, "rows": evaluation.rows, "models": run.models}
+    return {"imputed": join_location(output, IMPUTED_FOLDER), "metrics": join_location(output, "metrics.tsv"),
+            "report": join_location(output, "report.html"), "manifest": manifest, "rows": evaluation.rows,
+            "models": run.models}
 
 
 def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Evaluation) -> ReportData:
@@ -399,7 +412,7 @@ def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Eval
              "Baseline: the average (arcsinh) of the same assay in the other cells, from the experiments the "
              "imputing models were allowed to see."]
     return ReportData(
-        title=f"predictd: {Path(config.output).name}", config_sha256=config.digest(), rows=evaluation.rows,
+        title=f"predictd: {location_name(config.output)}", config_sha256=config.digest(), rows=evaluation.rows,
         summary=summary_rows(evaluation.rows), measures=tuple(measure_names(evaluation.rows)),
         histories={name: model.history_ for name, model in models.items()},
         best_iterations={name: model.best_iteration_ for name, model in models.items()},
@@ -410,9 +423,9 @@ def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Eval
 
 def load_single_model(config: RunConfig) -> Predictd:
     """``OUTPUT/model`` of ``predictd train``; an error names the folder when it is missing."""
-    folder = Path(config.output) / "model"
-    if not (folder / "model.json").is_file():
-        raise PredictdInputError(str(folder), "model.json", "no trained model; run train first")
+    folder = single_model_folder(config)
+    if not is_file(join_location(folder, "model.json")):
+        raise PredictdInputError(folder, "model.json", "no trained model; run train first")
     return Predictd.load(folder)
 
 

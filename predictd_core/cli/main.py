@@ -23,8 +23,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
     "Impute missing epigenomics experiments with PREDICTD's tensor model.\n\n"
     "Example: predictd cv examples/roadmap-pilot.yaml"))
 console = Console(stderr=True)
-ConfigArg = typer.Argument(..., help="run config YAML (tracks, chrom_sizes, bin_size, holdout, model, engine, output)",
-                           show_default=False)
+ConfigArg = typer.Argument(..., help="run config YAML, a path or an s3:// URL (tracks, chrom_sizes, bin_size, "
+                           "holdout, model, engine, output)", show_default=False)
 
 REPO = Path(__file__).resolve().parents[2]
 PILOT_CONFIG = REPO / "examples" / "roadmap-pilot.yaml"
@@ -68,43 +68,59 @@ def _user_errors(output: Optional[Path] = None) -> Iterator[None]:
         raise typer.Exit(2)
 
 
-def _load(config_path: Path):
+def _load(config_path: str | Path):
     from predictd_core.config import load_config
 
     return load_config(config_path)
 
 
+def _local_output(settings) -> Optional[Path]:
+    """The output folder a failed command may remove if it created it: local outputs only. On an object
+    store a run's prefix is shared by its jobs, so nothing there is ever removed (outputs are whole
+    objects, the manifest last)."""
+    from predictd_core.io import is_remote
+
+    return None if is_remote(settings.output) else Path(settings.output)
+
+
 @app.command()
-def ingest(config: Path = ConfigArg) -> None:
+def ingest(config: str = ConfigArg) -> None:
     """Bin the tracks into the chunked signal store (OUTPUT/store.zarr)."""
     from predictd_core import pipeline
 
     with _user_errors():
         settings = _load(config)
-    with _user_errors(output=Path(settings.output)):
+    with _user_errors(output=_local_output(settings)):
         with _progress() as progress:
             store = pipeline.run_ingest(settings, progress)
     typer.echo(f"store: {store.path} ({store.bins.n_bins} bins x {store.n_experiments} experiments)")
 
 
 @app.command()
-def folds(config: Path = ConfigArg) -> None:
-    """Deal the observed experiments into test x validation folds (OUTPUT/folds.json); keep an existing file."""
+def folds(config: str = ConfigArg) -> None:
+    """Deal the observed experiments into test x validation folds (OUTPUT/folds.json); keep an existing file.
+    Ingests the store first when there is no complete one (the cloud's prepare job)."""
     from predictd_core import crossval, pipeline
 
     with _user_errors():
         settings = _load(config)
-        plan = crossval.plan_folds(settings, pipeline.open_store(settings))
+    with _user_errors(output=_local_output(settings)):
+        with _progress() as progress:
+            plan = crossval.plan_folds(settings, pipeline.open_or_ingest(settings, progress))
     typer.echo(f"folds: {crossval.folds_path(settings)} ({plan.n_test} test x {plan.n_valid} validation folds, "
                f"{len(plan.models())} models; {plan.pinned.size} experiments pinned to training)")
 
 
 @app.command()
-def train(config: Path = ConfigArg,
+def train(config: str = ConfigArg,
           test_fold: Optional[int] = typer.Option(None, "--test-fold", min=0,
                                                   help="train cross-validation model (i, j) only"),
           valid_fold: Optional[int] = typer.Option(None, "--valid-fold", min=0,
-                                                   help="with --test-fold: the validation fold j")) -> None:
+                                                   help="with --test-fold: the validation fold j"),
+          model_dir: Optional[str] = typer.Option(None, "--model-dir", show_default=False,
+                                                  help="folder (local or s3://) for the model's factors.npz "
+                                                       "and model.json [default: OUTPUT/model, or "
+                                                       "OUTPUT/models/test{i}-valid{j}]")) -> None:
     """Fit one model: on the stored tracks minus the holdout (OUTPUT/model), or fold model (i, j)
     (OUTPUT/models/test{i}-valid{j}), the job predictd cv runs for each fold."""
     from predictd_core import crossval, pipeline
@@ -120,18 +136,19 @@ def train(config: Path = ConfigArg,
         try:
             with _progress() as progress:
                 if plan is None:
-                    model = pipeline.run_train(settings, store, engine, progress)
-                    folder = Path(settings.output) / "model"
+                    folder = model_dir or pipeline.single_model_folder(settings)
+                    model = pipeline.run_train(settings, store, engine, progress, folder)
                 else:
-                    model = crossval.train_fold(settings, store, engine, plan, test_fold, valid_fold, progress)
-                    folder = crossval.model_folder(settings, test_fold, valid_fold)
+                    folder = model_dir or crossval.model_folder(settings, test_fold, valid_fold)
+                    model = crossval.train_fold(settings, store, engine, plan, test_fold, valid_fold, progress,
+                                                folder)
         finally:
             engine.close()
     typer.echo(f"model: {folder} (rank {model.rank_}, best sweep {model.best_iteration_} of {len(model.history_)})")
 
 
 @app.command()
-def impute(config: Path = ConfigArg) -> None:
+def impute(config: str = ConfigArg) -> None:
     """Write an imputed bigWig for every (cell, assay) pair (OUTPUT/imputed) from the trained model(s)."""
     from predictd_core import pipeline
     from predictd_core.engine import make_engine
@@ -150,7 +167,7 @@ def impute(config: Path = ConfigArg) -> None:
 
 
 @app.command()
-def evaluate(config: Path = ConfigArg) -> None:
+def evaluate(config: str = ConfigArg) -> None:
     """Score the imputed tracks against the same-assay average baseline; write metrics, report.html, manifest."""
     from predictd_core import pipeline
 
@@ -162,26 +179,26 @@ def evaluate(config: Path = ConfigArg) -> None:
 
 
 @app.command()
-def cv(config: Path = ConfigArg) -> None:
+def cv(config: str = ConfigArg) -> None:
     """Cross-validate: ingest, folds, one model per (test fold, validation fold), ensemble imputation,
     metrics for every observed experiment, report.html and manifest.json (written last)."""
     _whole_run(config, "run_cv")
 
 
 @app.command()
-def run(config: Path = ConfigArg) -> None:
+def run(config: str = ConfigArg) -> None:
     """ingest, train, impute and evaluate in one go; manifest.json is written last."""
     _whole_run(config, "run_all")
 
 
-def _whole_run(config: Path, step: str) -> None:
+def _whole_run(config: str | Path, step: str) -> None:
     """Load the config, run ``pipeline.<step>`` with progress bars, print the outputs; an output folder
     the failed run created is removed."""
     from predictd_core import pipeline
 
     with _user_errors():
         settings = _load(config)
-    with _user_errors(output=Path(settings.output)):
+    with _user_errors(output=_local_output(settings)):
         with _progress() as progress:
             result = getattr(pipeline, step)(settings, progress)
     _print_outputs(result)
@@ -197,7 +214,7 @@ def _print_outputs(result: dict) -> None:
 
 
 @app.command()
-def extend(config: Path = ConfigArg) -> None:
+def extend(config: str = ConfigArg) -> None:
     """After new rows in the tracks table: fit only what they add to every fold model (new cell types' and
     assays' factors, the rest fixed), deal them into the folds, and publish the updated ensemble."""
     _whole_run(config, "run_extend")

@@ -8,11 +8,11 @@ are not modelled are ignored rather than refused.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from predictd_core.errors import PredictdInputError
+from predictd_core.io import read_text
 from predictd_core.tracks.genome import GenomeBins
 
 _HEADER_PREFIXES = ("#", "track", "browser")
@@ -48,14 +48,11 @@ def read_bed_mask(path: str | os.PathLike, bins: GenomeBins, field: str) -> np.n
 
 
 def _read_intervals(path: str | os.PathLike, field: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Contig names, starts and ends (int64) of every interval line of a BED file."""
-    source = Path(path)
-    if not source.is_file():
-        raise PredictdInputError(str(path), field, "file not found")
+    """Contig names, starts and ends (int64) of every interval line of a BED file (local or at a URL)."""
     contigs: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    for line_no, line in enumerate(source.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path, field, "file not found").splitlines(), start=1):
         if not line.strip() or line.startswith(_HEADER_PREFIXES):
             continue
         fields = line.split(None, 3)  # a fourth column (a name) may hold spaces; only three are read

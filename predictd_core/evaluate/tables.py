@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from predictd_core.evaluate.measures import MEASURES, REGION_MEASURES, lower_is_better
-from predictd_core.io import write_atomic
+from predictd_core.io import join_location, write_atomic
 
 ID_COLUMNS = ("cell_type", "assay", "kind", "n_bins")
 SUMMARY_COLUMNS = ("scope", "measure", "n", "predictd_mean", "baseline_mean", "wins", "losses", "ties")
@@ -114,14 +114,15 @@ def summary_tsv(summary: list[dict]) -> bytes:
     return _tsv({column: [row[column] for row in summary] for column in SUMMARY_COLUMNS})
 
 
-def write_metrics(folder: str | Path, rows: list[dict]) -> list[Path]:
-    """Write ``metrics.tsv``, ``metrics.parquet`` and ``summary.tsv`` (:data:`METRIC_FILES`) into ``folder``.
+def write_metrics(folder: str | Path, rows: list[dict]) -> list[str | Path]:
+    """Write ``metrics.tsv``, ``metrics.parquet`` and ``summary.tsv`` (:data:`METRIC_FILES`) into ``folder``
+    (local or a URL).
 
     Each file is written atomically, so a reader sees the previous file or the whole new one.
 
     Returns
     -------
-    list of Path
+    list of Path (local) or str (URL)
         The three files, in :data:`METRIC_FILES` order.
 
     Raises
@@ -130,10 +131,10 @@ def write_metrics(folder: str | Path, rows: list[dict]) -> list[Path]:
         ``rows`` is empty.
     """
     payloads = (metrics_tsv(rows), metrics_parquet(rows), summary_tsv(summary_rows(rows)))
-    paths = [Path(folder) / name for name in METRIC_FILES]
-    for path, payload in zip(paths, payloads):
-        write_atomic(path, payload)
-    return paths
+    locations = [join_location(folder, name) for name in METRIC_FILES]
+    for location, payload in zip(locations, payloads):
+        write_atomic(location, payload)
+    return locations
 
 
 def _tsv(table: dict[str, list]) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from predictd_core.io import join_location, read_bytes, write_atomic
 from predictd_core.model.factors import CellAssayFactors, Layout, initial_factors
 from predictd_core.model.settings import ModelSettings
 from predictd_core.solvers import als
@@ -116,9 +117,11 @@ class Predictd:
                            self.layout_.assay_of[input_columns], out_cells, out_assays, self.ridge_)
 
     def save(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
-        """Write ``factors.npz`` and ``model.json`` (settings, layout, columns, history) into ``folder``."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
+        """Write ``factors.npz`` and ``model.json`` (settings, layout, columns, history) into ``folder``.
+
+        ``folder`` is local or a URL (``s3://``). Each file is written atomically, ``model.json`` last:
+        a folder whose ``model.json`` can be read holds a whole model.
+        """
         description = {
             "settings": self.settings.model_dump(), "rank": self.rank_, "ridge": self.ridge_,
             "cells": list(self.layout_.cells), "assays": list(self.layout_.assays),
@@ -127,23 +130,20 @@ class Predictd:
             "n_bins": self.n_bins_, "best_iteration": self.best_iteration_, "history": self.history_,
             **(extra or {}),
         }
-        from predictd_core.io import write_atomic
-
-        write_atomic(folder / "factors.npz", self.factors_.to_bytes())
-        write_atomic(folder / "model.json", json.dumps(description, indent=2).encode())
+        write_atomic(join_location(folder, "factors.npz"), self.factors_.to_bytes())
+        write_atomic(join_location(folder, "model.json"), json.dumps(description, indent=2).encode())
 
     @staticmethod
     def describe(folder: str | Path) -> dict[str, Any]:
         """The ``model.json`` of a saved model (settings, layout, history and the ``extra`` given to save).
 
-        Raises FileNotFoundError when ``folder`` holds no model.
+        ``folder`` is local or a URL. Raises FileNotFoundError when ``folder`` holds no model.
         """
-        return json.loads((Path(folder) / "model.json").read_text())
+        return json.loads(read_bytes(join_location(folder, "model.json")))
 
     @classmethod
     def load(cls, folder: str | Path) -> "Predictd":
-        """Read a model written by :meth:`save`."""
-        folder = Path(folder)
+        """Read a model written by :meth:`save` (local or at a URL)."""
         description = cls.describe(folder)
         model = cls(ModelSettings(**description["settings"]))
         model.rank_, model.ridge_ = description["rank"], description["ridge"]
@@ -154,5 +154,5 @@ class Predictd:
         model.valid_columns_ = np.array(description["valid_columns"], dtype=np.int64)
         model.n_bins_, model.best_iteration_ = description["n_bins"], description["best_iteration"]
         model.history_ = description["history"]
-        model.factors_ = CellAssayFactors.from_bytes((folder / "factors.npz").read_bytes())
+        model.factors_ = CellAssayFactors.from_bytes(read_bytes(join_location(folder, "factors.npz")))
         return model

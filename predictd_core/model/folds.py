@@ -60,7 +60,7 @@ from typing import Sequence
 import numpy as np
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.io import write_atomic
+from predictd_core.io import read_bytes, write_atomic
 from predictd_core.model.factors import Layout
 
 FORMAT = "predictd-folds/1"
@@ -513,7 +513,8 @@ def _starved(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: 
 # --------------------------------------------------------------------------- the folds file
 
 def save_folds(folds: Folds, path: str | Path) -> None:
-    """Write ``folds`` as JSON, atomically (readers see the old file or the whole new one)."""
+    """Write ``folds`` as JSON to ``path`` (local or a URL), atomically (readers see the old file or the
+    whole new one)."""
     document = {
         "format": FORMAT,
         "n_test": folds.n_test,
@@ -528,7 +529,7 @@ def save_folds(folds: Folds, path: str | Path) -> None:
 
 
 def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
-    """Read a folds file written by :func:`save_folds` and check it.
+    """Read a folds file written by :func:`save_folds` (local or at a URL) and check it.
 
     Parameters
     ----------
@@ -544,7 +545,7 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
     """
     source = str(path)
     try:
-        document = json.loads(Path(path).read_bytes())
+        document = json.loads(read_bytes(path))
     except FileNotFoundError:
         raise PredictdInputError(source, "file", "folds file not found") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

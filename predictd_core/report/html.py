@@ -80,21 +80,20 @@ def render_report(data: ReportData) -> str:
             f"<script>{_SCRIPT}</script>\n</body>\n</html>\n")
 
 
-def write_report(path: str | Path, data: ReportData) -> Path:
+def write_report(path: str | Path, data: ReportData) -> str | Path:
     """Render ``data`` and write it to ``path`` atomically (readers see the old page or the new one).
 
     Parameters
     ----------
     path : str or Path
-        Usually ``OUTPUT/report.html``.
+        Usually ``OUTPUT/report.html``; local or a URL.
     data : ReportData
 
     Returns
     -------
-    Path
-        ``path``.
+    str or Path
+        ``path``, as given.
     """
-    path = Path(path)
     write_atomic(path, render_report(data).encode("utf-8"))
     return path
 

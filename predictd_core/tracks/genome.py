@@ -5,20 +5,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 
 from predictd_core.errors import PredictdInputError
+from predictd_core.io import read_text
 
 
 def read_chrom_sizes(path: str | os.PathLike) -> dict[str, int]:
-    """Read a UCSC chrom.sizes file (``name<TAB>length``) into an ordered dict."""
-    source = Path(path)
-    if not source.is_file():
-        raise PredictdInputError(str(path), "chrom_sizes", "chrom sizes file not found")
+    """Read a UCSC chrom.sizes file (``name<TAB>length``; local or at a URL) into an ordered dict."""
     sizes: dict[str, int] = {}
-    for line_no, line in enumerate(source.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path, "chrom_sizes", "chrom sizes file not found").splitlines(),
+                                   start=1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split()
@@ -33,12 +31,10 @@ def read_chrom_sizes(path: str | os.PathLike) -> dict[str, int]:
 
 
 def read_regions(path: str | os.PathLike, chrom_sizes: dict[str, int]) -> list[tuple[str, int, int]]:
-    """Read a BED of regions to model, sorted in chrom-sizes order, overlapping regions merged."""
-    source = Path(path)
-    if not source.is_file():
-        raise PredictdInputError(str(path), "regions", "regions BED not found")
+    """Read a BED of regions to model (local or at a URL), sorted in chrom-sizes order, overlapping regions
+    merged."""
     regions: list[tuple[str, int, int]] = []
-    for line_no, line in enumerate(source.read_text().splitlines(), start=1):
+    for line_no, line in enumerate(read_text(path, "regions", "regions BED not found").splitlines(), start=1):
         if not line.strip() or line.startswith(("#", "track", "browser")):
             continue
         fields = line.split("\t") if "\t" in line else line.split()

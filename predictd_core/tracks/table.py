@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.io import is_remote
+from predictd_core.io import is_remote, parent_location, read_text, resolve_location
 
 REQUIRED_COLUMNS = ("cell_type", "assay", "path")
 
@@ -29,7 +29,8 @@ class Track:
 def read_tracks_table(path: str | os.PathLike) -> list[Track]:
     """Read a tracks TSV (columns ``cell_type``, ``assay``, ``path``; extra columns ignored).
 
-    Relative local paths are resolved against the table's folder. Local files must exist;
+    The table may be local or at a URL (``s3://...``). Relative paths in it are resolved against the
+    table's folder (so a table in a bucket names the objects beside it). Local files must exist;
     remote URLs are checked when they are read.
 
     Raises
@@ -37,34 +38,32 @@ def read_tracks_table(path: str | os.PathLike) -> list[Track]:
     PredictdInputError
         On a missing table or column, an empty table, a duplicate (cell_type, assay) or a missing file.
     """
-    table = Path(path)
-    if not table.is_file():
-        raise PredictdInputError(str(path), "tracks", "tracks table not found")
-    with table.open(newline="") as handle:
-        reader = csv.DictReader((line for line in handle if not line.startswith("#")), delimiter="\t")
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise PredictdInputError(str(path), "header", f"missing column(s) {', '.join(missing)}; "
-                                     f"expected tab-separated {', '.join(REQUIRED_COLUMNS)}")
-        tracks: list[Track] = []
-        seen: dict[tuple[str, str], int] = {}
-        for line_no, row in enumerate(reader, start=2):
-            values = {c: (row.get(c) or "").strip() for c in REQUIRED_COLUMNS}
-            for column, value in values.items():
-                if not value:
-                    raise PredictdInputError(str(path), f"line {line_no}: {column}", "empty value")
-            key = (values["cell_type"], values["assay"])
-            if key in seen:
-                raise PredictdInputError(str(path), f"line {line_no}: cell_type/assay",
-                                         f"duplicate experiment {key[0]}:{key[1]} (first on line {seen[key]})")
-            seen[key] = line_no
-            location = values["path"]
-            if not is_remote(location):
-                resolved = (table.parent / location).resolve() if not os.path.isabs(location) else Path(location)
-                if not resolved.is_file():
-                    raise PredictdInputError(str(path), f"line {line_no}: path", f"file not found: {resolved}")
-                location = str(resolved)
-            tracks.append(Track(values["cell_type"], values["assay"], location))
+    source = str(path)
+    text = read_text(source, "tracks", "tracks table not found")
+    folder = parent_location(source)
+    reader = csv.DictReader((line for line in text.splitlines() if not line.startswith("#")), delimiter="\t")
+    missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise PredictdInputError(source, "header", f"missing column(s) {', '.join(missing)}; "
+                                 f"expected tab-separated {', '.join(REQUIRED_COLUMNS)}")
+    tracks: list[Track] = []
+    seen: dict[tuple[str, str], int] = {}
+    for line_no, row in enumerate(reader, start=2):
+        values = {c: (row.get(c) or "").strip() for c in REQUIRED_COLUMNS}
+        for column, value in values.items():
+            if not value:
+                raise PredictdInputError(source, f"line {line_no}: {column}", "empty value")
+        key = (values["cell_type"], values["assay"])
+        if key in seen:
+            raise PredictdInputError(source, f"line {line_no}: cell_type/assay",
+                                     f"duplicate experiment {key[0]}:{key[1]} (first on line {seen[key]})")
+        seen[key] = line_no
+        location = values["path"]
+        if not os.path.isabs(location):
+            location = resolve_location(folder, location)
+        if not is_remote(location) and not Path(location).is_file():
+            raise PredictdInputError(source, f"line {line_no}: path", f"file not found: {location}")
+        tracks.append(Track(values["cell_type"], values["assay"], location))
     if not tracks:
-        raise PredictdInputError(str(path), "rows", "the tracks table lists no experiments (empty compendium)")
+        raise PredictdInputError(source, "rows", "the tracks table lists no experiments (empty compendium)")
     return tracks
