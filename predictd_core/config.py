@@ -32,14 +32,23 @@ from predictd_core.io import join_location, parent_location, read_text, resolve_
 # memory). Defined here so that importing the config needs only pydantic and PyYAML: the Lambda handlers do.
 DEFAULT_CHUNK_BINS = 65_536
 
+# ``engine.master`` value for jobs launched by spark-submit (the cloud jobs): take its master, set none.
+SPARK_SUBMIT_MASTER = "spark-submit"
+
 
 class EngineSettings(BaseModel):
-    """Where the chunk computations run: Spark (any master) or plain numpy in this process."""
+    """Where the chunk computations run: Spark (any master) or plain numpy in this process.
+
+    ``master: spark-submit`` is for jobs started by ``spark-submit`` (EMR Serverless, EMR on EC2 steps):
+    the session takes the master and settings spark-submit was given instead of setting its own.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["spark", "numpy"] = "spark"
-    master: str = Field("local[*]", description="Spark master URL; ignored by the numpy engine")
+    master: str = Field("local[*]", description=(
+        f"Spark master URL, or {SPARK_SUBMIT_MASTER!r}: keep the master spark-submit gave (EMR, any cluster "
+        "launched by spark-submit; the session then sets no master of its own); ignored by the numpy engine"))
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
 
 

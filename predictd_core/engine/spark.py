@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from predictd_core.config import SPARK_SUBMIT_MASTER
 from predictd_core.store.signal_store import SignalStore, read_signal_rows
 
 
@@ -24,15 +25,22 @@ def _merge(left: Any, right: Any) -> Any:
 
 
 def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
-    """A SparkSession for this process (reused if one is running), with the worker Python pinned."""
+    """A SparkSession for this process (reused if one is running), with the worker Python pinned.
+
+    ``master`` is a Spark master URL, or ``"spark-submit"`` (:data:`SPARK_SUBMIT_MASTER`): under
+    spark-submit the session takes the master and settings it was given (EMR's cluster, its UI) and
+    sets none of its own; ``conf`` is applied either way.
+    """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     if master.startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     from pyspark.sql import SparkSession
 
-    builder = SparkSession.builder.master(master).appName("predictd")
-    builder = builder.config("spark.ui.showConsoleProgress", "false").config("spark.ui.enabled", "false")
+    builder = SparkSession.builder.appName("predictd")
+    if master != SPARK_SUBMIT_MASTER:  # a session we start ourselves is a library call: quiet, no web UI
+        builder = builder.master(master)
+        builder = builder.config("spark.ui.showConsoleProgress", "false").config("spark.ui.enabled", "false")
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
     session = builder.getOrCreate()
