@@ -5,8 +5,8 @@
 - the predictd wheel that the EMR-on-EC2 bootstrap action installs.
 
 Each build lands in ``.cdk-cache/<kind>-<digest of its inputs>/``: a synth whose inputs are unchanged reuses
-it, so tests that synthesize several apps run pip once. A build is written under a temporary name and
-renamed, so an interrupted build is never reused.
+it, so tests that synthesize several apps run pip once; a new build replaces the older ones of its kind. A
+build is written under a temporary name and renamed, so an interrupted build is never reused.
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ def _cached_build(name: str, digest: str, build) -> Path:
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    for stale in CACHE.glob(f"{name}-*"):  # builds of older sources are never used again
+        if stale != target:
+            shutil.rmtree(stale, ignore_errors=True)
     return target
 
 
@@ -92,12 +95,13 @@ def lambda_code_dir() -> Path:
     requirements = pinned_requirements(LAMBDA_REQUIREMENTS)
 
     def build(folder: Path) -> None:
+        # --no-compile: bytecode of the synthesizing interpreter would be dead weight for python3.12.
         _pip("install", "--target", str(folder), "--platform", LAMBDA_PLATFORM, "--implementation", "cp",
-             "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", *requirements)
+             "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", "--no-compile", *requirements)
         for package in packages:
             shutil.copytree(package, folder / package.name, ignore=shutil.ignore_patterns(*_SKIPPED))
 
-    digest = _digest(_source_files(packages), [*requirements, LAMBDA_PLATFORM, LAMBDA_PYTHON_VERSION])
+    digest = _digest(_source_files(packages), [*requirements, LAMBDA_PLATFORM, LAMBDA_PYTHON_VERSION, "no-compile"])
     return _cached_build("lambda", digest, build)
 
 

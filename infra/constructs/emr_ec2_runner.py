@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import (Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Tags, Validations, aws_ec2 as ec2, aws_iam as iam,
-                     aws_logs as logs, aws_s3 as s3, aws_s3_assets as s3_assets, aws_stepfunctions as sfn,
-                     aws_stepfunctions_tasks as tasks)
+from aws_cdk import (Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Tags, Validations, aws_ec2 as ec2,
+                     aws_iam as iam, aws_logs as logs, aws_s3 as s3, aws_s3_assets as s3_assets,
+                     aws_stepfunctions as sfn, aws_stepfunctions_tasks as tasks)
 from constructs import Construct
 
 from infra.build import REPO, predictd_wheel
@@ -39,7 +39,7 @@ IDLE_TERMINATION = Duration.hours(1)
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 
 
-def _spot_fleet(role: tasks.EmrCreateCluster.InstanceRoleType, units: int, name: str) -> Fleet.InstanceFleetConfigProperty:
+def _spot_fleet(role: Fleet.InstanceRoleType, units: int, name: str) -> Fleet.InstanceFleetConfigProperty:
     """A spot fleet of ``units`` instances of WORKER_TYPES, price-capacity-optimised, on demand after SPOT_WAIT."""
     return Fleet.InstanceFleetConfigProperty(
         name=name, instance_fleet_type=role, target_spot_capacity=units,
@@ -94,7 +94,8 @@ class EmrEc2Runner(Construct):
         executions = Stack.of(self).format_arn(
             service="states", resource="execution", arn_format=ArnFormat.COLON_RESOURCE_NAME,
             resource_name=f"{self.state_machine.state_machine_name}:*")
-        return [iam.PolicyStatement(actions=["states:StartExecution"], resources=[self.state_machine.state_machine_arn]),
+        return [iam.PolicyStatement(actions=["states:StartExecution"],
+                                    resources=[self.state_machine.state_machine_arn]),
                 iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions])]
 
     def _vpc(self) -> ec2.Vpc:
@@ -122,6 +123,8 @@ class EmrEc2Runner(Construct):
             resources=[asset.bucket.arn_for_objects(asset.s3_object_key)
                        for asset in (self._wheel, self._entry_point, self._bootstrap)]))
         acknowledge_prefix_wildcards(role, bucket, [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX, LOGS_PREFIX])
+        # EMR finds the nodes' instance profile by the name of the role the task passes as JobFlowRole.
+        iam.InstanceProfile(self, "InstanceProfile", role=role, instance_profile_name=role.role_name)
         return role
 
     def _cluster_service_role(self) -> iam.Role:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations, aws_iam as iam, aws_lambda as lambda_, aws_s3 as s3
+from aws_cdk import Acknowledgment, Stack, Validations, aws_lambda as lambda_, aws_s3 as s3
 from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from aws_cdk import (Acknowledgment, ArnFormat, RemovalPolicy, Stack, Validations, aws_ecr as ecr, aws_emrserverless as emrs,
-                     aws_iam as iam, aws_logs as logs, aws_s3 as s3)
+from aws_cdk import (Acknowledgment, ArnFormat, RemovalPolicy, Stack, Validations, aws_ecr as ecr,
+                     aws_emrserverless as emrs, aws_iam as iam, aws_logs as logs, aws_s3 as s3)
 from constructs import Construct
 
 from infra.config import CONFIGS_PREFIX, DATA_PREFIX, EMR_RELEASE_LABEL, RUNS_PREFIX

@@ -1,0 +1,298 @@
+"""Template assertions on the default deployment (engine emr-serverless)."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+from aws_cdk.assertions import Match
+
+from infra.config import EMR_RELEASE_LABEL, LEDGER_TABLE_TAG, DeploySettings
+from tests.infra.conftest import REPO
+
+CONTRACT_ENV = {"PREDICTD_BUCKET", "PREDICTD_LEDGER_TABLE", "PREDICTD_APPLICATION_ID", "PREDICTD_JOB_ROLE_ARN",
+                "PREDICTD_TOPIC_ARN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENTRY_POINT", "PREDICTD_ENGINE"}
+HANDLERS = {"handlers.on_config.handler", "handlers.on_data.handler", "handlers.on_job_state.handler"}
+
+
+def of_type(resources: dict, kind: str) -> dict:
+    """The resources of CloudFormation type ``kind`` by logical id."""
+    return {name: body for name, body in resources.items() if body["Type"] == kind}
+
+
+def one_of_type(resources: dict, kind: str) -> tuple[str, dict]:
+    """The only resource of type ``kind``: (logical id, body)."""
+    found = of_type(resources, kind)
+    assert len(found) == 1, f"expected one {kind}, found {sorted(found)}"
+    return next(iter(found.items()))
+
+
+def data_bucket(resources: dict) -> tuple[str, dict]:
+    """The versioned bucket of the contract (the other bucket receives its access logs)."""
+    buckets = {name: body for name, body in of_type(resources, "AWS::S3::Bucket").items()
+               if "VersioningConfiguration" in body["Properties"]}
+    assert len(buckets) == 1
+    return next(iter(buckets.items()))
+
+
+def functions_by_handler(resources: dict) -> dict[str, tuple[str, dict]]:
+    """The predictd Lambda functions keyed by handler path."""
+    return {body["Properties"]["Handler"]: (name, body)
+            for name, body in of_type(resources, "AWS::Lambda::Function").items()
+            if body["Properties"].get("Handler", "").startswith("handlers.")}
+
+
+def test_buckets_encrypted_versioned_private_and_logged(serverless_app):
+    resources = serverless_app.resources
+    name, bucket = data_bucket(resources)
+    props = bucket["Properties"]
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    log_bucket = props["LoggingConfiguration"]["DestinationBucketName"]["Ref"]
+    assert log_bucket != name and resources[log_bucket]["Type"] == "AWS::S3::Bucket"
+    for bucket_props in (props, resources[log_bucket]["Properties"]):
+        assert bucket_props["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+        assert bucket_props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert bucket["DeletionPolicy"] == "Retain" and resources[log_bucket]["DeletionPolicy"] == "Retain"
+
+
+def test_buckets_refuse_requests_without_tls(serverless_app):
+    resources = serverless_app.resources
+    policies = of_type(resources, "AWS::S3::BucketPolicy")
+    protected = set()
+    for policy in policies.values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Effect"] == "Deny" and statement.get("Condition") == {
+                    "Bool": {"aws:SecureTransport": "false"}}:
+                protected.add(policy["Properties"]["Bucket"]["Ref"])
+    assert protected == set(of_type(resources, "AWS::S3::Bucket"))
+
+
+def test_bucket_lifecycle_rules(serverless_app):
+    _, bucket = data_bucket(serverless_app.resources)
+    rules = {rule["Id"]: rule for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    assert rules["expire-noncurrent-versions"]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    assert "Prefix" not in rules["expire-noncurrent-versions"]  # the whole bucket
+    assert rules["expire-scratch-objects"]["TagFilters"] == [{"Key": "predictd:retention", "Value": "scratch"}]
+    assert rules["expire-scratch-objects"]["ExpirationInDays"] == 14
+    assert rules["expire-cluster-logs"]["Prefix"] == "logs/"
+    assert all(rule["Status"] == "Enabled" for rule in rules.values())
+
+
+def test_bucket_names_the_ledger_table_in_its_tag(serverless_app):
+    resources = serverless_app.resources
+    table, _ = one_of_type(resources, "AWS::DynamoDB::Table")
+    _, bucket = data_bucket(resources)
+    assert {"Key": LEDGER_TABLE_TAG, "Value": {"Ref": table}} in bucket["Properties"]["Tags"]
+
+
+def test_ledger_table(serverless_app):
+    _, table = one_of_type(serverless_app.resources, "AWS::DynamoDB::Table")
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"},
+                                  {"AttributeName": "sk", "KeyType": "RANGE"}]
+    assert sorted(props["AttributeDefinitions"], key=lambda a: a["AttributeName"]) == [
+        {"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    assert "GlobalSecondaryIndexes" not in props and "LocalSecondaryIndexes" not in props
+    assert table["DeletionPolicy"] == "Retain"
+
+
+def test_emr_release_runs_the_spark_line_predictd_pins():
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pyspark = next(spec for spec in dependencies if spec.startswith("pyspark=="))
+    # EMR 7.x is the Spark 3.5 line: the pin must stay on it for this release label to be right.
+    assert re.fullmatch(r"pyspark==3\.5\.\d+", pyspark), pyspark
+    assert re.fullmatch(r"emr-7\.\d+\.\d+", EMR_RELEASE_LABEL)
+
+
+def test_spark_application(serverless_app):
+    resources = serverless_app.resources
+    _, application = one_of_type(resources, "AWS::EMRServerless::Application")
+    props = application["Properties"]
+    assert props["ReleaseLabel"] == EMR_RELEASE_LABEL
+    assert props["Type"] == "Spark"
+    assert props["AutoStartConfiguration"] == {"Enabled": True}
+    assert props["AutoStopConfiguration"] == {"Enabled": True, "IdleTimeoutMinutes": 15}
+    assert props["MaximumCapacity"] == {"Cpu": "400 vCPU", "Memory": "3000 GB", "Disk": "20000 GB"}
+    assert "NetworkConfiguration" not in props
+    image = props["ImageConfiguration"]["ImageUri"]["Fn::Join"][1]
+    assert image[-1] == ":latest"
+    assert "PredictdImages:ExportsOutput" in json.dumps(image)  # the repository of the PredictdImages stack
+    logging = props["MonitoringConfiguration"]["CloudWatchLoggingConfiguration"]
+    assert logging["Enabled"] is True and resources[logging["LogGroupName"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
+
+
+def test_image_repository_lets_emr_serverless_pull(serverless_app):
+    _, repository = one_of_type(serverless_app.images.to_json()["Resources"], "AWS::ECR::Repository")
+    props = repository["Properties"]
+    assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    [statement] = props["RepositoryPolicyText"]["Statement"]
+    assert statement["Principal"] == {"Service": "emr-serverless.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
+    assert "aws:SourceArn" in statement["Condition"]["StringLike"]
+
+
+def test_lambda_functions_handlers_runtime_and_environment(serverless_app):
+    resources = serverless_app.resources
+    functions = functions_by_handler(resources)
+    assert set(functions) == HANDLERS
+    table, _ = one_of_type(resources, "AWS::DynamoDB::Table")
+    bucket, _ = data_bucket(resources)
+    application, _ = one_of_type(resources, "AWS::EMRServerless::Application")
+    topic, _ = one_of_type(resources, "AWS::SNS::Topic")
+    for _, function in functions.values():
+        props = function["Properties"]
+        assert props["Runtime"] == "python3.12"
+        env = props["Environment"]["Variables"]
+        assert set(env) == CONTRACT_ENV
+        assert env["PREDICTD_BUCKET"] == {"Ref": bucket}
+        assert env["PREDICTD_LEDGER_TABLE"] == {"Ref": table}
+        assert env["PREDICTD_APPLICATION_ID"] == {"Fn::GetAtt": [application, "ApplicationId"]}
+        assert resources[env["PREDICTD_JOB_ROLE_ARN"]["Fn::GetAtt"][0]]["Type"] == "AWS::IAM::Role"
+        assert env["PREDICTD_TOPIC_ARN"] == {"Ref": topic}
+        assert env["PREDICTD_MAX_ATTEMPTS"] == "3"
+        assert env["PREDICTD_ENTRY_POINT"] == "local:///opt/predictd/entrypoint.py"
+        assert env["PREDICTD_ENGINE"] == "emr-serverless"
+
+
+def test_each_function_has_an_encrypted_tls_only_dead_letter_queue(serverless_app):
+    resources = serverless_app.resources
+    queue_policies = [policy["Properties"] for policy in of_type(resources, "AWS::SQS::QueuePolicy").values()]
+    queues = set()
+    for name, function in functions_by_handler(resources).values():
+        queue = function["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        assert resources[queue]["Properties"]["SqsManagedSseEnabled"] is True
+        assert any({"Ref": queue} in policy["Queues"] and any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for s in policy["PolicyDocument"]["Statement"]) for policy in queue_policies)
+        invoke_configs = [c["Properties"] for c in of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+                          if c["Properties"]["FunctionName"] == {"Ref": name}]
+        assert [c["MaximumRetryAttempts"] for c in invoke_configs] == [2]
+        queues.add(queue)
+    assert len(queues) == 3
+
+
+def test_alarms_on_errors_and_dead_letters_publish_to_the_topic(serverless_app):
+    resources = serverless_app.resources
+    topic, topic_body = one_of_type(resources, "AWS::SNS::Topic")
+    alarms = [alarm["Properties"] for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values()]
+    watched = {(alarm["Namespace"], alarm["MetricName"], json.dumps(alarm["Dimensions"])) for alarm in alarms}
+    expected = set()
+    for name, function in functions_by_handler(resources).values():
+        queue = function["Properties"]["DeadLetterConfig"]["TargetArn"]["Fn::GetAtt"][0]
+        expected.add(("AWS/Lambda", "Errors", json.dumps([{"Name": "FunctionName", "Value": {"Ref": name}}])))
+        expected.add(("AWS/SQS", "ApproximateNumberOfMessagesVisible", json.dumps(
+            [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}])))
+    assert watched == expected
+    for alarm in alarms:
+        assert alarm["AlarmActions"] == [{"Ref": topic}]
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    # The topic is encrypted with a rotating customer managed key that CloudWatch may use.
+    key = topic_body["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
+    assert resources[key]["Properties"]["EnableKeyRotation"] is True
+    principals = [s["Principal"] for s in resources[key]["Properties"]["KeyPolicy"]["Statement"]]
+    assert {"Service": "cloudwatch.amazonaws.com"} in principals
+
+
+def test_topic_refuses_publishing_without_tls(serverless_app):
+    serverless_app.main.has_resource_properties("AWS::SNS::TopicPolicy", {
+        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
+            "Effect": "Deny", "Action": "sns:Publish", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+
+
+def test_job_state_rule_routes_this_applications_job_runs_to_on_job_state(serverless_app):
+    resources = serverless_app.resources
+    application, _ = one_of_type(resources, "AWS::EMRServerless::Application")
+    name, rule = one_of_type(resources, "AWS::Events::Rule")
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.emr-serverless"], "detail-type": ["EMR Serverless Job Run State Change"],
+        "detail": {"applicationId": [{"Fn::GetAtt": [application, "ApplicationId"]}]}}
+    [target] = rule["Properties"]["Targets"]
+    on_job_state, function = functions_by_handler(resources)["handlers.on_job_state.handler"]
+    assert target["Arn"] == {"Fn::GetAtt": [on_job_state, "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == function["Properties"]["DeadLetterConfig"]["TargetArn"]
+
+
+def test_s3_notifications_route_configs_and_data(serverless_app):
+    resources = serverless_app.resources
+    bucket, _ = data_bucket(resources)
+    _, notifications = one_of_type(resources, "Custom::S3BucketNotifications")
+    assert notifications["Properties"]["BucketName"] == {"Ref": bucket}
+    functions = {name: handler for handler, (name, _) in functions_by_handler(resources).items()}
+    routes = set()
+    for config in notifications["Properties"]["NotificationConfiguration"]["LambdaFunctionConfigurations"]:
+        rules = {rule["Name"]: rule["Value"] for rule in config["Filter"]["Key"]["FilterRules"]}
+        routes.add((config["Events"][0], rules.get("prefix"), rules.get("suffix"),
+                    functions[config["LambdaFunctionArn"]["Fn::GetAtt"][0]]))
+    assert routes == {("s3:ObjectCreated:*", "configs/", ".yaml", "handlers.on_config.handler"),
+                      ("s3:ObjectCreated:*", "configs/", ".yml", "handlers.on_config.handler"),
+                      ("s3:ObjectCreated:*", "data/", None, "handlers.on_data.handler")}
+
+
+def _policy_documents(template: dict):
+    """(where, document) for every policy document in a template: identity, trust and resource policies."""
+    for name, body in template["Resources"].items():
+        props = body.get("Properties", {})
+        for key in ("PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy", "RepositoryPolicyText"):
+            if key in props:
+                yield f"{name}.{key}", props[key]
+        for policy in props.get("Policies", []):
+            yield f"{name}.Policies", policy["PolicyDocument"]
+
+
+@pytest.mark.parametrize("variant", ["serverless_app", "emr_ec2_app"])
+def test_no_allow_statement_has_a_wildcard_action(variant, request):
+    app = request.getfixturevalue(variant)
+    checked = 0
+    for template in (app.main.to_json(), app.images.to_json()):
+        for where, document in _policy_documents(template):
+            for statement in document["Statement"]:
+                actions = statement.get("Action", [])
+                actions = [actions] if isinstance(actions, str) else actions
+                if statement["Effect"] == "Allow":
+                    assert "NotAction" not in statement, where
+                    assert not [a for a in actions if "*" in a], (where, actions)
+                    checked += 1
+                else:  # the only denials are the TLS-only policies
+                    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, where
+    assert checked > 20
+
+
+def test_job_role_reads_configs_and_data_and_writes_runs_only(serverless_app):
+    resources = serverless_app.resources
+    bucket, _ = data_bucket(resources)
+    _, application = one_of_type(resources, "AWS::EMRServerless::Application")
+    role = next(name for name, body in of_type(resources, "AWS::IAM::Role").items()
+                if body["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+                == {"Service": "emr-serverless.amazonaws.com"})
+    policy = next(body["Properties"]["PolicyDocument"] for body in of_type(resources, "AWS::IAM::Policy").values()
+                  if body["Properties"]["Roles"] == [{"Ref": role}])
+    granted: dict[str, set[str]] = {}
+    for statement in policy["Statement"]:
+        for resource in statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]:
+            if isinstance(resource, dict) and "Fn::Join" in resource and \
+                    resource["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket, "Arn"]}:
+                for action in statement["Action"]:
+                    granted.setdefault(action, set()).add(resource["Fn::Join"][1][1])
+    assert granted["s3:GetObject"] == {"/configs/*", "/data/*", "/runs/*"}
+    assert granted["s3:PutObject"] == {"/runs/*"} and granted["s3:DeleteObject"] == {"/runs/*"}
+
+
+def test_outputs(serverless_app):
+    outputs = serverless_app.main.to_json()["Outputs"]
+    assert {"BucketName", "LedgerTableName", "ApplicationId", "TopicArn", "RepositoryUri"} <= set(outputs)
+    assert "StateMachineArn" not in outputs
+    assert "RepositoryUri" in serverless_app.images.to_json()["Outputs"]
+
+
+def test_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match=r"'engine' context value must be one of emr-serverless, emr-ec2\. "
+                                         r"Got 'emr-eks' instead"):
+        DeploySettings(engine="emr-eks")
