@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import (Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Tags, Validations, aws_ec2 as ec2,
+from aws_cdk import (Acknowledgment, Duration, RemovalPolicy, Stack, Tags, Validations, aws_ec2 as ec2,
                      aws_iam as iam, aws_logs as logs, aws_s3 as s3, aws_s3_assets as s3_assets,
                      aws_stepfunctions as sfn, aws_stepfunctions_tasks as tasks)
 from constructs import Construct
@@ -90,13 +90,9 @@ class EmrEc2Runner(Construct):
         self.state_machine = self._state_machine(wheel.name)
 
     def start_execution_statements(self) -> list[iam.PolicyStatement]:
-        """What a job starter needs: start and describe executions of this state machine."""
-        executions = Stack.of(self).format_arn(
-            service="states", resource="execution", arn_format=ArnFormat.COLON_RESOURCE_NAME,
-            resource_name=f"{self.state_machine.state_machine_name}:*")
+        """What a job starter needs: start executions of this state machine."""
         return [iam.PolicyStatement(actions=["states:StartExecution"],
-                                    resources=[self.state_machine.state_machine_arn]),
-                iam.PolicyStatement(actions=["states:DescribeExecution"], resources=[executions])]
+                                    resources=[self.state_machine.state_machine_arn])]
 
     def _vpc(self) -> ec2.Vpc:
         """Public subnets in two zones, no NAT: nodes reach PyPI (the wheel's dependencies) and S3 directly.

@@ -18,8 +18,10 @@ from infra.constructs.notifications import RunNotifications
 from infra.constructs.run_ledger import RunLedger
 from infra.constructs.spark_application import SparkApplication
 
-# Handlers write configs/NAME.error.json and the run files under runs/ (PutObject is also the copy target).
-HANDLER_WRITE = ("s3:PutObject", "s3:PutObjectTagging")
+# Handlers write (and, once the config is valid again, delete) configs/NAME.error.json; under runs/ they
+# write run files, copy attempts to models/ (PutObject is the copy's target) and tag scratch attempts.
+CONFIG_WRITE = ("s3:PutObject", "s3:DeleteObject")
+RUN_WRITE = ("s3:PutObject", "s3:PutObjectTagging")
 ALL_PREFIXES = [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]
 # The id under which aws_s3.Bucket.add_event_notification puts its singleton custom resource in the stack.
 NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
@@ -66,15 +68,13 @@ class RunHandlers(Construct):
 
         code = lambda_.Code.from_asset(str(lambda_code_dir()))
         self._bucket, self._code, self._topic, self._shared = bucket, code, notifications.topic, shared
-        self._spark, self._runner = spark, runner
+        self._spark = spark
         # The config and data handlers read every prefix and write error files next to configs and run files;
         # the job-state handler works inside runs/ only (copies attempts to models/, writes run.json).
-        self.on_config = self._handler("OnConfig", "handlers.on_config.handler", ALL_PREFIXES,
-                                       [CONFIGS_PREFIX, RUNS_PREFIX])
-        self.on_data = self._handler("OnData", "handlers.on_data.handler", ALL_PREFIXES,
-                                     [CONFIGS_PREFIX, RUNS_PREFIX])
+        self.on_config = self._handler("OnConfig", "handlers.on_config.handler", ALL_PREFIXES, write_configs=True)
+        self.on_data = self._handler("OnData", "handlers.on_data.handler", ALL_PREFIXES, write_configs=True)
         self.on_job_state = self._handler("OnJobState", "handlers.on_job_state.handler", [RUNS_PREFIX],
-                                          [RUNS_PREFIX])
+                                          write_configs=False)
 
         for suffix in CONFIG_SUFFIXES:
             bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.on_config.function),
@@ -88,11 +88,13 @@ class RunHandlers(Construct):
             dead_letter_queue=self.on_job_state.dead_letter_queue,
             state_machine_arn=runner.state_machine.state_machine_arn if runner is not None else None)
 
-    def _handler(self, construct_id: str, handler: str, read: list[str], write: list[str]) -> HandlerFunction:
+    def _handler(self, construct_id: str, handler: str, read: list[str], *, write_configs: bool) -> HandlerFunction:
         """One HandlerFunction with the shared code, environment and statements, and its own S3 prefixes."""
         bucket = self._bucket
-        statements = [object_statement(bucket, OBJECT_READ, read), object_statement(bucket, HANDLER_WRITE, write),
+        statements = [object_statement(bucket, OBJECT_READ, read), object_statement(bucket, RUN_WRITE, [RUNS_PREFIX]),
                       list_statement(bucket, read), *self._shared]
+        if write_configs:
+            statements.append(object_statement(bucket, CONFIG_WRITE, [CONFIGS_PREFIX]))
         function = HandlerFunction(self, construct_id, handler=handler, code=self._code,
                                    environment=self.environment, topic=self._topic, statements=statements)
         acknowledge_prefix_wildcards(function, bucket, read)
@@ -109,13 +111,7 @@ class RunHandlers(Construct):
                    "the basic execution policy to write its logs and is not configurable."))
 
     def _acknowledge_job_wildcards(self, handler: HandlerFunction) -> None:
-        """Job runs and executions are created at run time: only their parent's ARN with `/*` can name them."""
+        """Job runs are created at run time: only the application's ARN with `/jobruns/*` can name them."""
         Validations.of(handler).acknowledge(Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{logical_id(self._spark.application)}.Arn>/jobruns/*]",
-            reason="Job runs of this application (GetJobRun, CancelJobRun): their ids exist only at run time."))
-        if self._runner is not None:
-            machine = self._runner.state_machine.node.default_child
-            Validations.of(handler).acknowledge(Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
-                   f"execution:<{logical_id(machine)}.Name>:*]",
-                reason="Executions of this state machine (DescribeExecution): their names exist only at run time."))
+            reason="StartJobRun tags the job run it creates (TagResource); job run ids exist only at run time."))

@@ -64,11 +64,12 @@ class SparkApplication(Construct):
         return self.application.attr_arn
 
     def start_job_statements(self) -> list[iam.PolicyStatement]:
-        """What a job starter needs: start and read job runs of this application, and pass the job role."""
+        """What a job starter needs: start job runs of this application, tagged, and pass the job role."""
         return [
-            iam.PolicyStatement(actions=["emr-serverless:StartJobRun", "emr-serverless:GetJobRun",
-                                         "emr-serverless:CancelJobRun"],
-                                resources=[self.application_arn, f"{self.application_arn}/jobruns/*"]),
+            iam.PolicyStatement(actions=["emr-serverless:StartJobRun"], resources=[self.application_arn]),
+            # StartJobRun with tags (run, stage, job, attempt) tags the new job run: tag-on-create.
+            iam.PolicyStatement(actions=["emr-serverless:TagResource"],
+                                resources=[f"{self.application_arn}/jobruns/*"]),
             iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.job_role.role_arn],
                                 conditions={"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}),
         ]

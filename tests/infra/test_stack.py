@@ -296,3 +296,34 @@ def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match=r"'engine' context value must be one of emr-serverless, emr-ec2\. "
                                          r"Got 'emr-eks' instead"):
         DeploySettings(engine="emr-eks")
+
+
+def _role_statements(resources: dict, function: dict) -> list[dict]:
+    """The statements of the policies attached to a function's role."""
+    role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [statement for body in of_type(resources, "AWS::IAM::Policy").values()
+            if body["Properties"]["Roles"] == [{"Ref": role}]
+            for statement in body["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_handlers_start_jobs_of_this_application_as_the_job_role_only(serverless_app):
+    resources = serverless_app.resources
+    application, _ = one_of_type(resources, "AWS::EMRServerless::Application")
+    table, _ = one_of_type(resources, "AWS::DynamoDB::Table")
+    job_role = next(name for name, body in of_type(resources, "AWS::IAM::Role").items()
+                    if body["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
+                    == {"Service": "emr-serverless.amazonaws.com"})
+    for _, function in functions_by_handler(resources).values():
+        statements = _role_statements(resources, function)
+        by_action = {}
+        for statement in statements:
+            for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
+                by_action.setdefault(action, []).append(statement)
+        [start] = by_action["emr-serverless:StartJobRun"]
+        assert start["Resource"] == {"Fn::GetAtt": [application, "Arn"]}
+        [pass_role] = by_action["iam:PassRole"]
+        assert pass_role["Resource"] == {"Fn::GetAtt": [job_role, "Arn"]}
+        assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
+        [ledger] = by_action["dynamodb:PutItem"]
+        assert ledger["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
+        assert "states:StartExecution" not in by_action
