@@ -1,0 +1,93 @@
+"""on_data: new or replaced data under data/ reprocesses exactly the configs that use it."""
+
+from __future__ import annotations
+
+from handlers import on_config, on_data
+from handlers._shared.ledger import Ledger
+from handlers.on_data import track_locations
+from tests.handlers.conftest import (BUCKET, PILOT_CONFIG, PILOT_TRACKS, TABLE, drop_config, tracks_table,
+                                     upload_compendium)
+
+OTHER_CONFIG = PILOT_CONFIG.replace("data/pilot", "data/other")
+
+
+def runs_by_config(cloud) -> dict[str, list[dict]]:
+    runs: dict[str, list[dict]] = {}
+    for run in Ledger(cloud.dynamodb, TABLE).runs():
+        runs.setdefault(run["config"]["url"].rsplit("/", 1)[-1], []).append(run)
+    return runs
+
+
+def deployment_with_two_configs(cloud) -> None:
+    """configs/pilot.yaml on data/pilot, configs/other.yaml on data/other, an invalid config and one whose
+    tracks table is not there yet, all started."""
+    upload_compendium(cloud, "data/pilot")
+    upload_compendium(cloud, "data/other", PILOT_TRACKS[:3])
+    future = PILOT_CONFIG.replace("data/pilot/tracks.tsv", "data/future/tracks.tsv")  # a table not uploaded yet
+    for name, text in (("pilot", PILOT_CONFIG), ("other", OTHER_CONFIG), ("broken", "tracks: [\n"),
+                       ("future", future)):
+        on_config.handler(drop_config(cloud, name, text), None)
+
+
+def test_a_replaced_bigwig_reprocesses_the_config_whose_table_lists_it(cloud):
+    deployment_with_two_configs(cloud)
+    [event] = cloud.put("data/pilot/E003.H3K4me3.bigWig", "new signal")
+    data_version = event["Records"][0]["s3"]["object"]["versionId"]
+
+    [run] = on_data.handler(event, None)["runs"]
+    again = on_data.handler(event, None)["runs"]  # re-delivered
+
+    assert run["created"] and run["state"] == "PREPARING"
+    assert again == [{**run, "created": False}]
+    runs = runs_by_config(cloud)
+    assert [len(runs[name]) for name in ("pilot.yaml", "other.yaml", "broken.yaml")] == [2, 1, 1]
+    reprocessing = [r for r in runs["pilot.yaml"] if r["run_id"] == run["run_id"]][0]
+    assert reprocessing["trigger"] == {"kind": "data", "url": f"s3://{BUCKET}/data/pilot/E003.H3K4me3.bigWig",
+                                       "version_id": data_version}
+    assert reprocessing["config"] == runs["pilot.yaml"][0]["config"]  # the same config version, a new run
+    prepare = cloud.job_run("folds", f"s3://{BUCKET}/runs/{run['run_id']}/config.yaml")
+    assert prepare["tags"]["predictd:run"] == run["run_id"]
+    assert len(cloud.job_runs()) == 4  # pilot, other, future, and the one reprocessing run
+    assert cloud.text(f"runs/{run['run_id']}/config.yaml") == cloud.text(
+        f"runs/{runs['pilot.yaml'][0]['run_id']}/config.yaml").replace(runs["pilot.yaml"][0]["run_id"], run["run_id"])
+
+
+def test_a_grown_tracks_table_reprocesses_its_config_only(cloud):
+    deployment_with_two_configs(cloud)
+    [unlisted] = cloud.put("data/other/E004.H3K27me3.bigWig", "signal")
+    assert on_data.handler(unlisted, None) == {"runs": []}  # the table does not list it yet
+    [event] = cloud.put("data/other/tracks.tsv", tracks_table(PILOT_TRACKS))
+
+    [run] = on_data.handler(event, None)["runs"]
+
+    assert run["run_id"].startswith("other-") and len(runs_by_config(cloud)["other.yaml"]) == 2
+    assert len(runs_by_config(cloud)["pilot.yaml"]) == 1
+
+
+def test_data_no_config_uses_starts_nothing(cloud):
+    deployment_with_two_configs(cloud)
+    for key in ("data/pilot/notes.txt", "data/elsewhere/tracks.tsv", "data/pilot/E003.H3K4me3.bigWig.bak"):
+        [event] = cloud.put(key, "bytes")
+        assert on_data.handler(event, None) == {"runs": []}
+    assert len(cloud.job_runs()) == 3
+
+
+def test_shared_chrom_sizes_reprocess_every_config_naming_them(cloud):
+    deployment_with_two_configs(cloud)
+    on_config.handler(drop_config(cloud, "shared", OTHER_CONFIG.replace("data/other/chrom.sizes",
+                                                                        "data/pilot/chrom.sizes")), None)
+    [event] = cloud.put("data/pilot/chrom.sizes", "chr1\t6000\n")
+
+    runs = on_data.handler(event, None)["runs"]
+
+    assert sorted(run["run_id"].split("-")[0] for run in runs) == ["future", "pilot", "shared"]
+
+
+def test_track_locations_resolve_rows_against_the_table_folder():
+    text = ("# comment\ncell_type\tassay\tpath\textra\n"
+            "E1\tA\tE1.A.bigWig\tx\nE2\tA\t../shared/E2.A.bigWig\t\nE3\tA\ts3://other/E3.bigWig\t\n"
+            "E4\tA\thttps://host/E4.bigWig\t\n")
+    assert track_locations(text, "s3://b/data/pilot/tracks.tsv") == [
+        "s3://b/data/pilot/E1.A.bigWig", "s3://b/data/shared/E2.A.bigWig", "s3://other/E3.bigWig",
+        "https://host/E4.bigWig"]
+    assert track_locations("no header here\n", "s3://b/data/tracks.tsv") == []
