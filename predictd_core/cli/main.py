@@ -220,6 +220,10 @@ def extend(config: str = ConfigArg) -> None:
     _whole_run(config, "run_extend")
 
 
+from predictd_core.cli.status import status  # noqa: E402  (a cloud run's ledger; boto3 loads when it runs)
+app.command()(status)
+
+
 @app.command()
 def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generated compendium goes if the "
                                       "real pilot tracks are absent")) -> None:

@@ -1,0 +1,121 @@
+"""``predictd status``: a cloud run's state, jobs and outputs, read from the run ledger (DynamoDB).
+
+boto3 and the ledger code (``handlers``) are imported when the command runs, so the rest of the CLI
+needs neither.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Optional
+
+import typer
+
+from predictd_core.errors import PredictdInputError
+
+LEDGER_TAG = "predictd:ledger-table"  # the bucket tag naming the ledger (set by the CDK stack)
+LEDGER_VARIABLE = "PREDICTD_LEDGER_TABLE"
+
+
+def status(run_id: Optional[str] = typer.Argument(None, help="the run (RUN_ID in runs/RUN_ID/); omit to list "
+                                                 "the runs", show_default=False),
+           bucket: Optional[str] = typer.Option(None, help="the deployment's bucket; its predictd:ledger-table "
+                                                "tag names the ledger"),
+           table: Optional[str] = typer.Option(None, help=f"the ledger table (default: ${LEDGER_VARIABLE}, "
+                                               "else the bucket's tag)"),
+           as_json: bool = typer.Option(False, "--json", help="print JSON (the same summary as runs/RUN_ID/run.json)")
+           ) -> None:
+    """Show a cloud run from the ledger: its state, every job (stage, fold, attempts, state, job run id)
+    and its outputs. Without RUN_ID, list the runs."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from handlers._shared.ledger import Ledger
+
+    try:
+        ledger = Ledger(boto3.client("dynamodb"), ledger_table(table, bucket))
+        if run_id is None:
+            runs = [_run_line(run) for run in ledger.runs()]
+            typer.echo(json.dumps(runs, indent=2) if as_json else format_runs(runs))
+            return
+        summary = ledger.summary(run_id)
+        if summary is None:
+            raise PredictdInputError(f"ledger {ledger.table}", "RUN_ID", f"no run {run_id!r} (predictd status "
+                                     "without RUN_ID lists the runs)")
+    except (PredictdInputError, ClientError, BotoCoreError) as error:
+        typer.echo(f"predictd: error: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+
+
+def ledger_table(table: Optional[str], bucket: Optional[str]) -> str:
+    """The ledger table: ``--table``, else ``$PREDICTD_LEDGER_TABLE``, else the bucket's ledger tag.
+
+    Raises
+    ------
+    PredictdInputError
+        When none of them names a table.
+    """
+    if table:
+        return table
+    if os.environ.get(LEDGER_VARIABLE):
+        return os.environ[LEDGER_VARIABLE]
+    if not bucket:
+        raise PredictdInputError("command line", "--bucket/--table",
+                                 f"name the ledger: --table, ${LEDGER_VARIABLE}, or --bucket (its {LEDGER_TAG} tag)")
+    import boto3
+    from botocore.exceptions import ClientError
+
+    try:
+        tags = boto3.client("s3").get_bucket_tagging(Bucket=bucket)["TagSet"]
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "NoSuchTagSet":
+            raise
+        tags = []
+    for tag in tags:
+        if tag["Key"] == LEDGER_TAG:
+            return tag["Value"]
+    raise PredictdInputError(f"s3://{bucket}", "tags", f"no {LEDGER_TAG} tag; give --table")
+
+
+def _run_line(run: dict[str, Any]) -> dict[str, Any]:
+    return {"run_id": run["run_id"], "state": run["state"], "created_at": run["created_at"],
+            "updated_at": run["updated_at"], "config": (run.get("config") or {}).get("url"),
+            "trigger": (run.get("trigger") or {}).get("url")}
+
+
+def format_runs(runs: list[dict[str, Any]]) -> str:
+    """One line per run: id, state, created, config (and the data object of a reprocessing run)."""
+    if not runs:
+        return "no runs"
+    width = max(len(run["run_id"]) for run in runs)
+    lines = [f"{'run':<{width}}  {'state':<10} {'created':<25} config"]
+    for run in runs:
+        trigger = f" (data: {run['trigger']})" if run["trigger"] not in (None, run["config"]) else ""
+        lines.append(f"{run['run_id']:<{width}}  {run['state']:<10} {run['created_at']:<25} {run['config']}{trigger}")
+    return "\n".join(lines)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The run, a table of its jobs and its outputs, as text."""
+    config, trigger = summary.get("config") or {}, summary.get("trigger") or {}
+    lines = [f"run      {summary['run_id']}", f"state    {summary['state']}",
+             f"config   {config.get('url')} (version {config.get('version_id')})"]
+    if trigger.get("kind") == "data":
+        lines.append(f"trigger  new data {trigger['url']} (version {trigger['version_id']})")
+    lines.append(f"created  {summary['created_at']}   updated {summary['updated_at']}")
+    if summary.get("message"):
+        lines.append(f"message  {summary['message']}")
+    if summary["cv"]:
+        cv = summary["cv"]
+        lines += ["", f"jobs ({cv['n_test']} test x {cv['n_valid']} validation folds = "
+                      f"{cv['n_test'] * cv['n_valid']} fold models)"]
+        rows = [("job", "stage", "attempts", "state", "job run id")]
+        rows += [(job["job"], job["stage"], str(job["attempts"]), job["state"], job["job_run_id"] or "-")
+                 for job in summary["jobs"]]
+        widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
+        lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if summary["outputs"]:
+        lines += ["", "outputs", *(f"  {url}" for url in summary["outputs"])]
+    return "\n".join(lines)
