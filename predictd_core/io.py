@@ -1,9 +1,9 @@
 """Locations and atomic output.
 
 A location is a local path (``Path``) or a URL string (``s3://``, ``https://``); relative paths in configs
-and tables are resolved against the folder of the file naming them. This module is the one seam between the pipeline
-and where its files live: every output goes through :func:`write_atomic` or :func:`staged_folder`, every
-artifact read back through :func:`read_bytes` / :func:`is_file`.
+and tables are resolved against the folder of the file naming them. This module is the one seam between
+the pipeline and where its files live: every output goes through :func:`write_atomic` or
+:func:`staged_folder`, every artifact is read back through :func:`read_bytes` / :func:`is_file`.
 
 Atomic means a reader never sees part of a file. Locally a file is written under a temporary name in
 the same folder, then renamed. On an object store each object is one complete PUT (S3 makes an object
@@ -115,8 +115,8 @@ def staged_folder(location: Location) -> Iterator[Path]:
 
     Local: a hidden sibling, renamed over ``location`` (a previous folder there is replaced whole). URL:
     a temporary folder whose files are uploaded one complete object each after the block; objects
-    already under ``location`` are overwritten by name, never deleted. On failure nothing is published.
-    For tools that can only write local files (pyBigWig).
+    already under ``location`` are overwritten by name, never deleted. If the block raises, nothing is
+    published. For tools that can only write local files (pyBigWig).
     """
     if is_remote(location):
         work = Path(tempfile.mkdtemp(prefix="predictd-stage-"))
