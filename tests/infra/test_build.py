@@ -27,10 +27,10 @@ def test_lambda_folder_holds_handlers_core_and_cp312_linux_wheels():
 
 
 def test_builds_are_cached_by_content(monkeypatch):
-    first = lambda_code_dir()
+    folder, wheel = lambda_code_dir(), predictd_wheel()
     monkeypatch.setattr(build, "_pip", lambda *args: pytest.fail(f"pip ran again: {args}"))
-    assert lambda_code_dir() == first
-    assert predictd_wheel().parent.parent == build.CACHE
+    assert (lambda_code_dir(), predictd_wheel()) == (folder, wheel)
+    assert folder.parent == build.CACHE and wheel.parent.parent == build.CACHE
 
 
 def test_wheel_is_predictd():
