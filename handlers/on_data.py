@@ -8,7 +8,6 @@ nothing; the run then goes exactly as a run of a dropped config.
 
 from __future__ import annotations
 
-import csv
 import logging
 from typing import Any
 
@@ -18,7 +17,7 @@ from handlers._shared.settings import load_settings
 from handlers.on_config import CONFIG_PREFIX, CONFIG_SUFFIXES
 from predictd_core.config import parse_config
 from predictd_core.errors import PredictdInputError
-from predictd_core.io import parent_location, resolve_location
+from predictd_core.tracks.table import parse_tracks_table
 
 DATA_PREFIX = "data/"
 logger = logging.getLogger(__name__)
@@ -69,12 +68,9 @@ def _listed_tracks(rt: Runtime, table_url: str, cache: dict[str, list[str]]) -> 
 
 
 def track_locations(text: str, table_url: str) -> list[str]:
-    """The ``path`` column of a tracks table's ``text``, resolved against the table's folder.
-
-    Only the locations: validating the table is the prepare job's work (``read_tracks_table``).
-    """
-    rows = csv.DictReader((line for line in text.splitlines() if not line.startswith("#")), delimiter="\t")
-    if "path" not in (rows.fieldnames or ()):
+    """The signal files listed by the tracks table ``text`` at ``table_url``, absolute; none for a table
+    that is not valid (validating it is the prepare job's work, which reports the error)."""
+    try:
+        return [track.path for track in parse_tracks_table(text, table_url)]
+    except PredictdInputError:
         return []
-    folder = parent_location(table_url)
-    return [resolve_location(folder, path) for row in rows if (path := (row.get("path") or "").strip())]

@@ -39,7 +39,18 @@ def read_tracks_table(path: str | os.PathLike) -> list[Track]:
         On a missing table or column, an empty table, a duplicate (cell_type, assay) or a missing file.
     """
     source = str(path)
-    text = read_text(source, "tracks", "tracks table not found")
+    return parse_tracks_table(read_text(source, "tracks", "tracks table not found"), source)
+
+
+def parse_tracks_table(text: str, source: str) -> list[Track]:
+    """The experiments of a tracks table's ``text``; ``source`` (the table's path or URL) names it in
+    errors and anchors relative paths. Shared with the cloud handlers, which read the text themselves.
+
+    Raises
+    ------
+    PredictdInputError
+        As :func:`read_tracks_table`, except for the table's own absence.
+    """
     folder = parent_location(source)
     reader = csv.DictReader((line for line in text.splitlines() if not line.startswith("#")), delimiter="\t")
     missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
