@@ -34,6 +34,14 @@ SCRATCH_TAG = ("predictd:retention", "scratch")
 
 # The EMR Serverless job entry point inside the custom image (containers/emr-serverless/entrypoint.py).
 ENTRY_POINT = "local:///opt/predictd/entrypoint.py"
+
+# The image's interpreter (the EMR 7 base runs Python 3.9; the Dockerfile adds 3.11 and sets PYSPARK_PYTHON
+# to it). EMR Serverless documents these Spark settings as the way to run a job on another Python, so every
+# job passes them rather than relying on the image's ENV reaching the driver and executors.
+IMAGE_PYTHON = "/usr/bin/python3.11"
+SPARK_SUBMIT_PARAMETERS = (f"--conf spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON={IMAGE_PYTHON} "
+                           f"--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON={IMAGE_PYTHON} "
+                           f"--conf spark.executorEnv.PYSPARK_PYTHON={IMAGE_PYTHON}")
 MAX_ATTEMPTS = 3
 
 ENGINES = ("emr-serverless", "emr-ec2")

@@ -8,7 +8,7 @@ from constructs import Construct
 
 from infra.build import lambda_code_dir
 from infra.config import (CONFIG_SUFFIXES, CONFIGS_PREFIX, DATA_PREFIX, ENTRY_POINT, MAX_ATTEMPTS, RUNS_PREFIX,
-                          DeploySettings)
+                          SPARK_SUBMIT_PARAMETERS, DeploySettings)
 from infra.constructs._policies import (OBJECT_READ, acknowledge_prefix_wildcards, list_statement, logical_id,
                                         object_statement)
 from infra.constructs.emr_ec2_runner import EmrEc2Runner
@@ -59,6 +59,7 @@ class RunHandlers(Construct):
             "PREDICTD_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
             "PREDICTD_ENTRY_POINT": ENTRY_POINT,
             "PREDICTD_ENGINE": settings.engine,
+            "PREDICTD_SPARK_PARAMETERS": SPARK_SUBMIT_PARAMETERS,
         }
         starts = spark.start_job_statements()
         if runner is not None:

@@ -88,6 +88,11 @@ def test_installs_as_root_copies_the_entry_point_and_ends_as_hadoop():
                and arguments.split()[-1] == "./" for name, arguments in instructions)
     if INFRA_CONFIG.is_file():
         assert _infra_constants()["ENTRY_POINT"] == "local:///opt/predictd/entrypoint.py"
+        # the jobs' Spark parameters name the interpreter the image installs predictd into
+        python = _infra_constants()["IMAGE_PYTHON"]
+        assert f"PYSPARK_PYTHON={python}" in dict(instructions)["ENV"].split()
+        assert any(name == "RUN" and f"{Path(python).name} -m pip install" in arguments
+                   for name, arguments in instructions)
 
 
 def test_the_image_installs_the_pinned_dependencies_but_not_pyspark():

@@ -13,7 +13,8 @@ from infra.config import EMR_RELEASE_LABEL, LEDGER_TABLE_TAG, DeploySettings
 from tests.infra.conftest import REPO
 
 CONTRACT_ENV = {"PREDICTD_BUCKET", "PREDICTD_LEDGER_TABLE", "PREDICTD_APPLICATION_ID", "PREDICTD_JOB_ROLE_ARN",
-                "PREDICTD_TOPIC_ARN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENTRY_POINT", "PREDICTD_ENGINE"}
+                "PREDICTD_TOPIC_ARN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENTRY_POINT", "PREDICTD_ENGINE",
+                "PREDICTD_SPARK_PARAMETERS"}
 HANDLERS = {"handlers.on_config.handler", "handlers.on_data.handler", "handlers.on_job_state.handler"}
 
 
@@ -160,6 +161,10 @@ def test_lambda_functions_handlers_runtime_and_environment(serverless_app):
         assert env["PREDICTD_MAX_ATTEMPTS"] == "3"
         assert env["PREDICTD_ENTRY_POINT"] == "local:///opt/predictd/entrypoint.py"
         assert env["PREDICTD_ENGINE"] == "emr-serverless"
+        assert env["PREDICTD_SPARK_PARAMETERS"].split() == [
+            "--conf", "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=/usr/bin/python3.11",
+            "--conf", "spark.emr-serverless.driverEnv.PYSPARK_PYTHON=/usr/bin/python3.11",
+            "--conf", "spark.executorEnv.PYSPARK_PYTHON=/usr/bin/python3.11"]
 
 
 def test_each_function_has_an_encrypted_tls_only_dead_letter_queue(serverless_app):
