@@ -167,20 +167,16 @@ def read_text(location: Location, field: str, missing: str) -> str:
     """The text of a local file or of the object at a URL; an absent one is a PredictdInputError naming
     ``location`` and ``field`` (``missing`` says what is absent). One reader for every text input."""
     if is_remote(location):
-        return read_remote_text(str(location), field, missing)
+        return _read_remote_text(str(location), field, missing)
     if not Path(location).is_file():
         raise PredictdInputError(str(location), field, missing)
     return Path(location).read_text()
 
 
-def read_remote_text(url: str, field: str, missing: str) -> str:
-    """The text of the object at ``url``; a missing or unreadable object is a PredictdInputError naming
-    ``url`` and ``field`` (``missing`` says what is absent, and the reason follows)."""
-    import fsspec  # object stores (s3fs, adlfs) are optional extras
-
+def _read_remote_text(url: str, field: str, missing: str) -> str:
+    """:func:`read_text` for a URL: also an unreadable object is an error naming ``url`` and ``field``."""
     try:
-        with fsspec.open(url, "rt") as handle:
-            return handle.read()
+        return read_bytes(url).decode()
     except FileNotFoundError:
         raise PredictdInputError(url, field, missing) from None
     except Exception as error:  # the cause differs per scheme; the user needs the URL and the reason

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from predictd_core.cli.status import status
 from predictd_core.errors import PredictdInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
@@ -220,8 +221,7 @@ def extend(config: str = ConfigArg) -> None:
     _whole_run(config, "run_extend")
 
 
-from predictd_core.cli.status import status  # noqa: E402  (a cloud run's ledger; boto3 loads when it runs)
-app.command()(status)
+app.command()(status)  # a cloud run's ledger; boto3 loads only when the command runs
 
 
 @app.command()
