@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +51,12 @@ class EngineSettings(BaseModel):
         f"Spark master URL, or {SPARK_SUBMIT_MASTER!r}: keep the master spark-submit gave (EMR, any cluster "
         "launched by spark-submit; the session then sets no master of its own); ignored by the numpy engine"))
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
+    writers: int | None = Field(None, ge=1, description=(
+        "processes writing imputed bigWigs side by side on the driver; default: the CPUs this process may use"))
+
+    def resolved_writers(self) -> int:
+        """``writers``, or the number of CPUs this process may run on."""
+        return self.writers or len(os.sched_getaffinity(0))
 
 
 class CrossValidationSettings(BaseModel):

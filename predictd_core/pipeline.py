@@ -29,7 +29,7 @@ from predictd_core.evaluate.measures import quality_measures
 from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.tables import METRIC_FILES, measure_names, summary_rows, write_metrics
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
-from predictd_core.impute.write_tracks import BigWigWriter, to_pvalue_scale
+from predictd_core.impute.write_tracks import ParallelTrackWriter, to_pvalue_scale
 from predictd_core.io import (is_file, join_location, location_name, relative_location, staged_folder,
                               write_atomic)
 from predictd_core.model.estimator import Predictd
@@ -171,20 +171,16 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     """
     names = _track_names(run)
     with ExitStack() as stack:
-        writers = []  # imputed/, then spread/: the order of _impute_chunk's results
+        paths = []  # imputed/, then spread/: the order of _impute_chunk's results
         for folder in _imputed_folders(run):
             work = stack.enter_context(staged_folder(join_location(config.output, folder)))
-            writers.append([BigWigWriter(work / name, store.bins) for name in names])
-        try:
-            for chunk, values_by_folder in engine.map_chunks(_impute_chunk, _ImputeJob(run.ensemble, run.with_spread)):
-                lo, hi = store.chunk_bounds(chunk)
-                for values, folder_writers in zip(values_by_folder, writers):
-                    for column, writer in enumerate(folder_writers):
-                        writer.add(lo, hi, values[:, column])
-                progress("impute", chunk + 1, store.n_chunks)
-        finally:
-            for writer in (w for folder_writers in writers for w in folder_writers):
-                writer.close()
+            paths += [work / name for name in names]
+        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins,
+                                                         config.engine.resolved_writers()))
+        for chunk, values_by_folder in engine.map_chunks(_impute_chunk, _ImputeJob(run.ensemble, run.with_spread)):
+            lo, hi = store.chunk_bounds(chunk)
+            writer.add(lo, hi, np.hstack([values for values in values_by_folder if values is not None]))
+            progress("impute", chunk + 1, store.n_chunks)
     return imputed_outputs(config, run)
 
 

@@ -52,7 +52,7 @@ import numpy as np
 import yaml
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.impute.write_tracks import BigWigWriter
+from predictd_core.impute.write_tracks import ParallelTrackWriter
 from predictd_core.io import temporary_sibling, write_atomic
 from predictd_core.store.signal_store import DEFAULT_CHUNK_BINS, write_store
 from predictd_core.tracks.genome import GenomeBins
@@ -616,18 +616,14 @@ def _pvalue_block(truth: PlantedTruth, block: int) -> np.ndarray:
 
 def _write_bigwigs(folder: Path, truth: PlantedTruth, tracks: list[Track], bins: GenomeBins,
                    progress: Callable[[int, int], None]) -> None:
-    """One bigWig per track, all appended block by block (one block of signal in memory)."""
-    writers: list[BigWigWriter] = []
-    try:
-        writers.extend(BigWigWriter(folder / track.path, bins) for track in tracks)
+    """One bigWig per track, all appended block by block (one block of signal in memory), side by side
+    on every CPU this process may use."""
+    paths = [folder / track.path for track in tracks]
+    with ParallelTrackWriter(paths, bins, truth.block_bins, len(os.sched_getaffinity(0))) as writer:
         for block in range(truth.n_blocks):
             lo, hi = truth.block_range(block)
-            for writer, values in zip(writers, _pvalue_block(truth, block)):
-                writer.add(lo, hi, values)
+            writer.add(lo, hi, _pvalue_block(truth, block).T)
             progress(block + 1, truth.n_blocks)
-    finally:
-        for writer in writers:
-            writer.close()
 
 
 def _store_reader(truth: PlantedTruth) -> Callable[[int, int], np.ndarray]:

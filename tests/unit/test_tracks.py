@@ -6,7 +6,7 @@ import numpy as np
 import pyBigWig
 import pytest
 
-from predictd_core.impute.write_tracks import BigWigWriter, to_pvalue_scale
+from predictd_core.impute.write_tracks import BigWigWriter, ParallelTrackWriter, to_pvalue_scale
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regions
 from predictd_core.tracks.readers import SignalTrack
@@ -113,3 +113,33 @@ def test_bins_are_held_as_spans_not_per_bin():
     assert contigs.tolist() == [0, 0, 1, 1]
     assert starts.tolist() == [hg19_chr1 - 46, hg19_chr1 - 21, 0, 25]
     assert ends.tolist() == [hg19_chr1 - 21, hg19_chr1, 25, 50]
+
+
+def _read_all(path, bins):
+    handle = pyBigWig.open(str(path))
+    try:
+        return np.concatenate([handle.values(contig, start, end, numpy=True)[::25]
+                               for contig, start, end, _, _ in bins.runs(0, bins.n_bins)])
+    finally:
+        handle.close()
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_parallel_writer_writes_every_track_as_the_single_writer_does(tmp_path, processes):
+    bins = GenomeBins.build({"chr1": 25 * 1000, "chr2": 25 * 700}, 25)
+    values = np.random.default_rng(1).gamma(1, 2, (bins.n_bins, 7)).astype(np.float32)
+    paths = [tmp_path / f"t{k}.bigWig" for k in range(7)]
+    with ParallelTrackWriter(paths, bins, chunk_bins=300, processes=processes) as writer:
+        for lo in range(0, bins.n_bins, 300):  # chunks that straddle the contig boundary
+            writer.add(lo, min(lo + 300, bins.n_bins), values[lo:lo + 300])
+    for column, path in enumerate(paths):
+        np.testing.assert_allclose(_read_all(path, bins), values[:, column], rtol=1e-6)
+
+
+def test_parallel_writer_raises_a_writer_process_error_and_stops(tmp_path):
+    bins = GenomeBins.build({"chr1": 25 * 1000}, 25)
+    paths = [tmp_path / "ok.bigWig", tmp_path / "missing-folder" / "t.bigWig"]
+    with pytest.raises(RuntimeError, match="missing-folder"):
+        with ParallelTrackWriter(paths, bins, chunk_bins=500, processes=2) as writer:
+            for lo in (0, 500, 0):  # the third chunk waits for the first slot, where the failure is reported
+                writer.add(lo, lo + 500, np.ones((500, 2), np.float32))
