@@ -152,24 +152,29 @@ def single_model_ensemble(config: RunConfig, store: SignalStore, model: Predictd
 class _ImputeJob:
     ensemble: Ensemble
     with_spread: bool
+    pairs: np.ndarray | None
 
 
 def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
-    mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread)
+    mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread, job.pairs)
     return to_pvalue_scale(mean).astype(np.float32), None if spread is None else spread.astype(np.float32)
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
-               progress: Progress = _quiet) -> list[str | Path]:
-    """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` (-log10 p) for every (cell, assay) pair of the grid.
+               progress: Progress = _quiet, pairs: np.ndarray | None = None) -> list[str | Path]:
+    """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` (-log10 p) for every (cell, assay) pair of the grid
+    (or for ``pairs``, indices into the ensemble's cell-major pairs).
 
     With ``run.with_spread``, also ``OUTPUT/spread/CELL.ASSAY.bigWig``: the per-bin standard deviation
     of the ensemble members' predictions (arcsinh scale). The tracks are written to local staging
     folders (:func:`predictd_core.io.staged_folder`) and published only when every track is complete:
     locally each folder appears whole, on an object store each track is uploaded as one object.
-    Returns the written locations (:func:`imputed_outputs`).
+    The tracks are written side by side by ``config.engine.writers`` processes
+    (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`). Returns the written locations.
     """
     names = _track_names(run)
+    if pairs is not None:
+        names = [names[pair] for pair in pairs]
     with ExitStack() as stack:
         paths = []  # imputed/, then spread/: the order of _impute_chunk's results
         for folder in _imputed_folders(run):
@@ -177,11 +182,12 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
             paths += [work / name for name in names]
         writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins,
                                                          config.engine.resolved_writers()))
-        for chunk, values_by_folder in engine.map_chunks(_impute_chunk, _ImputeJob(run.ensemble, run.with_spread)):
+        job = _ImputeJob(run.ensemble, run.with_spread, pairs)
+        for chunk, values_by_folder in engine.map_chunks(_impute_chunk, job):
             lo, hi = store.chunk_bounds(chunk)
             writer.add(lo, hi, np.hstack([values for values in values_by_folder if values is not None]))
             progress("impute", chunk + 1, store.n_chunks)
-    return imputed_outputs(config, run)
+    return [join_location(config.output, folder, name) for folder in _imputed_folders(run) for name in names]
 
 
 def read_track_bins(path: str | Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:

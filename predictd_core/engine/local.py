@@ -40,9 +40,14 @@ class LocalEngine:
         return reduce(add, (fn(self._chunk(k), payload) for k in range(self.store.n_chunks)))
 
     def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
-        """``(chunk, fn(chunk signal, payload))`` for every chunk, in genome order."""
+        """``(chunk, fn(chunk signal, payload))`` for every chunk, in genome order.
+
+        A single pass (imputation, evaluation): chunks are read, not added to the cache, so its memory
+        follows the chunk size, not the genome.
+        """
         for k in range(self.store.n_chunks):
-            yield k, fn(self._chunk(k), payload)
+            cached = None if self._cache is None else self._cache.get(k)
+            yield k, fn(self.store.read_chunk(k) if cached is None else cached, payload)
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state: ``fn(chunk, signal, state or None, payload) -> (state, result)``.

@@ -76,9 +76,9 @@ class Ensemble:
         return [member for member, used in zip(self.members, column) if used]
 
 
-def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False
+def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False, pairs: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Ensemble imputation of one chunk for every pair of the grid.
+    """Ensemble imputation of one chunk for every pair of the grid (or for ``pairs``).
 
     Parameters
     ----------
@@ -86,24 +86,29 @@ def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False
         The chunk's stored signal (arcsinh, NaN = no data).
     with_spread : bool
         Also return the per-bin standard deviation of the averaged predictions.
+    pairs : ndarray of int, optional
+        Pair indices (:meth:`Ensemble.pair_index`) to impute, in this order; default every pair.
 
     Returns
     -------
-    mean : ndarray of shape (n_bins, n_pairs), arcsinh, not clipped
-    spread : ndarray of shape (n_bins, n_pairs) or None
+    mean : ndarray of shape (n_bins, n_pairs or len(pairs)), arcsinh, not clipped
+    spread : ndarray of that shape, or None
         Population standard deviation over the pair's members (0 for a single member).
     """
     cells, assays = ensemble.layout.all_pairs()
-    total = np.zeros((Y.shape[0], ensemble.n_pairs))
+    weights = ensemble.weights
+    if pairs is not None:
+        cells, assays, weights = cells[pairs], assays[pairs], weights[:, pairs]
+    total = np.zeros((Y.shape[0], weights.shape[1]))
     squares = np.zeros_like(total) if with_spread else None
-    for member, used in zip(ensemble.members, ensemble.weights):
+    for member, used in zip(ensemble.members, weights):
         columns = member.input_columns
         prediction = als.predict(Y[:, columns], member.factors, ensemble.layout.cell_of[columns],
                                  ensemble.layout.assay_of[columns], cells[used], assays[used], ensemble.ridge)
         total[:, used] += prediction
         if squares is not None:
             squares[:, used] += np.square(prediction)
-    counts = ensemble.weights.sum(axis=0)
+    counts = weights.sum(axis=0)
     mean = total / counts
     if squares is None:
         return mean, None

@@ -15,9 +15,11 @@ from typer.testing import CliRunner
 
 from predictd_core.cli.main import app
 from predictd_core.config import load_config
+from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.write_tracks import to_pvalue_scale
 from predictd_core.model.estimator import Predictd
 from predictd_core.model.folds import load_folds
+from predictd_core.pipeline import run_impute, trained_run
 from predictd_core.simulate import simulate_compendium
 from predictd_core.solvers import als
 from predictd_core.store.signal_store import SignalStore
@@ -297,3 +299,20 @@ def test_extend_without_a_cross_validated_output_writes_nothing(tmp_path):
     result = CliRunner().invoke(app, ["extend", str(_config(tmp_path, "fresh"))])
     assert result.exit_code == 2 and "run predictd cv first" in result.stderr
     assert not (tmp_path / "fresh").exists()  # no store ingested for a run that cannot extend
+
+
+def test_imputing_some_pairs_writes_those_tracks_as_the_whole_grid_has_them(cv_run, tmp_path):
+    config, _ = cv_run
+    store = SignalStore.open(config.store_path)
+    run = trained_run(config, store)
+    pairs = np.array([7, 2])
+    subset = config.model_copy(update={"output": str(tmp_path / "subset")})
+    written = run_impute(subset, store, run, LocalEngine(store), pairs=pairs)
+    layout = run.ensemble.layout
+    cells, assays = layout.all_pairs()
+    names = [f"{layout.cells[cells[p]]}.{layout.assays[assays[p]]}.bigWig" for p in pairs]
+    assert [Path(path).name for path in written] == names * 2  # imputed/, then spread/
+    assert sorted(p.name for p in (tmp_path / "subset" / "imputed").iterdir()) == sorted(names)
+    for name in names:
+        np.testing.assert_allclose(_bigwig_values(tmp_path / "subset" / "imputed" / name),
+                                   _bigwig_values(Path(config.output) / "imputed" / name), rtol=1e-6)

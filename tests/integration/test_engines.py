@@ -61,3 +61,17 @@ def test_spark_fit_equals_numpy_fit(chunked_store, spark_session):
     assert [chunk for chunk, _ in spark] == [0, 1, 2, 3]
     np.testing.assert_allclose(np.concatenate([v for _, v in spark]), local)
     spark_engine.close()
+
+
+def test_numpy_engine_caches_for_sweeps_not_for_a_single_pass(chunked_store, monkeypatch):
+    reads = []
+    original = type(chunked_store).read_chunk
+    monkeypatch.setattr(type(chunked_store), "read_chunk", lambda self, k: reads.append(k) or original(self, k))
+    engine = LocalEngine(chunked_store)
+    one_pass = [np.nansum(Y) for _, Y in engine.map_chunks(lambda Y, _: Y, None)]
+    assert reads == [0, 1, 2, 3]  # imputation's pass reads each chunk, and keeps none (memory follows the chunk)
+    total = engine.map_reduce(lambda Y, _: np.nansum(Y), None)
+    engine.map_reduce(lambda Y, _: np.nansum(Y), None)
+    assert reads == [0, 1, 2, 3] * 2  # the sweeps read once, then reuse the cache
+    assert [np.nansum(Y) for _, Y in engine.map_chunks(lambda Y, _: Y, None)] == one_pass
+    assert reads == [0, 1, 2, 3] * 2 and total == pytest.approx(sum(one_pass))

@@ -57,6 +57,15 @@ def test_each_pair_is_the_mean_of_its_members_and_the_spread_their_std(grid):
     assert ensemble_chunk(Y, ensemble)[1] is None
 
 
+def test_a_subset_of_pairs_is_those_columns_of_the_whole_grid(grid):
+    _, Y, ensemble = grid
+    pairs = np.array([5, 0, 3])  # any order: the output follows it
+    mean, spread = ensemble_chunk(Y, ensemble, with_spread=True)
+    sub_mean, sub_spread = ensemble_chunk(Y, ensemble, with_spread=True, pairs=pairs)
+    np.testing.assert_allclose(sub_mean, mean[:, pairs], rtol=1e-12)
+    np.testing.assert_allclose(sub_spread, spread[:, pairs], rtol=1e-12, atol=1e-12)
+
+
 def test_members_of_follow_the_weights(grid):
     _, _, ensemble = grid
     assert [m.name for m in ensemble.members_of(1, 0)] == ["m1", "m2"]
