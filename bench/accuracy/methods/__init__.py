@@ -1,0 +1,50 @@
+"""The methods compared: each imputes the 5 targets as arrays on the store's bins (arcsinh).
+
+A method has a ``name``, ``check()`` (raises :class:`MethodUnavailable` or ``PredictdInputError``
+before any work when it cannot run) and ``impute(problem, work) -> {"CELL:ASSAY": ndarray of shape
+(n_bins,)}``, given a :class:`~bench.accuracy.problem.Problem` and an empty folder of its own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from bench.accuracy.methods.avocado import AvocadoMethod
+from bench.accuracy.methods.baseline import SameAssayAverage
+from bench.accuracy.methods.chromimpute import ChromImputeMethod
+from bench.accuracy.methods.errors import MethodUnavailable
+from bench.accuracy.methods.predictd import PredictdRun
+from bench.accuracy.problem import Problem
+
+__all__ = ["DEFAULT_METHODS", "METHODS", "Method", "MethodUnavailable", "make_method"]
+
+
+class Method(Protocol):
+    name: str
+
+    def check(self) -> None: ...
+
+    def impute(self, problem: Problem, work: Path) -> dict[str, np.ndarray]: ...
+
+
+# predictd-2018: the slot for the faithful PREDICTD mode (model preset predictd-2018). It runs once
+# predictd_core accepts the preset; until then `--methods predictd-2018` stops on the config error.
+METHODS = ("predictd", "baseline", "avocado", "chromimpute", "predictd-2018")
+DEFAULT_METHODS = ("predictd", "baseline", "avocado", "chromimpute")
+
+
+def make_method(name: str, avocado_epochs: int = AvocadoMethod.epochs) -> Method:
+    """The method called ``name`` (one of :data:`METHODS`)."""
+    factories = {
+        "predictd": lambda: PredictdRun(),
+        "predictd-2018": lambda: PredictdRun("predictd-2018", {"preset": "predictd-2018"}),
+        "baseline": lambda: SameAssayAverage(),
+        "avocado": lambda: AvocadoMethod(epochs=avocado_epochs),
+        "chromimpute": lambda: ChromImputeMethod(),
+    }
+    if name not in factories:
+        raise ValueError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}")
+    return factories[name]()

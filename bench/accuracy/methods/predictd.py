@@ -1,0 +1,48 @@
+"""predictd itself, through its public pipeline: ``predictd run`` with ``holdout:`` = the 5 targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pydantic import ValidationError
+
+from predictd_core import pipeline
+from predictd_core.errors import PredictdInputError
+from predictd_core.model.settings import ModelSettings
+
+from bench.accuracy.problem import Problem, write_config
+
+
+@dataclass(frozen=True)
+class PredictdRun:
+    """One ``predictd run`` (ingested store reused, numpy engine): one model on the 20 training tracks,
+    the 5 targets read back from its imputed bigWigs.
+
+    ``model`` is the config's ``model:`` mapping: empty for predictd's defaults; the faithful PREDICTD
+    mode is ``{"preset": "predictd-2018"}`` once predictd_core has that preset (until then its config
+    is rejected, naming the field).
+    """
+
+    name: str = "predictd"
+    model: dict = field(default_factory=dict)
+
+    def check(self) -> None:
+        """PredictdInputError when predictd does not accept ``model`` (the preset slot, until it exists)."""
+        try:
+            ModelSettings(**self.model)
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise PredictdInputError(f"bench.accuracy method {self.name}",
+                                     ".".join(["model", *map(str, first["loc"])]), first["msg"]) from None
+
+    def impute(self, problem: Problem, work: Path) -> dict[str, np.ndarray]:
+        """Run predictd into ``work/output``; the targets' imputed tracks, arcsinh, on the store's bins."""
+        fields = {**problem.fields, "output": str(work / "output"), "model": self.model}
+        config = write_config(work / "run.yaml", fields)
+        pipeline.run_all(config)
+        return {target.name: pipeline.read_track_bins(
+                    pipeline.imputed_path(config.output, target.cell_type, target.assay), problem.store)
+                for target in problem.targets}
