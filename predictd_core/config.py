@@ -35,6 +35,8 @@ DEFAULT_CHUNK_BINS = 65_536
 
 # ``engine.master`` value for jobs launched by spark-submit (the cloud jobs): take its master, set none.
 SPARK_SUBMIT_MASTER = "spark-submit"
+# A spawned process takes ~0.5 s to start (numpy, zarr, pyBigWig); a bigWig value ~300 ns to read or write.
+PARALLEL_MIN_VALUES = 4_000_000
 
 
 class EngineSettings(BaseModel):
@@ -51,12 +53,16 @@ class EngineSettings(BaseModel):
         f"Spark master URL, or {SPARK_SUBMIT_MASTER!r}: keep the master spark-submit gave (EMR, any cluster "
         "launched by spark-submit; the session then sets no master of its own); ignored by the numpy engine"))
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
-    writers: int | None = Field(None, ge=1, description=(
-        "processes writing imputed bigWigs side by side on the driver; default: the CPUs this process may use"))
+    processes: int | None = Field(None, ge=1, description=(
+        "processes on the driver that ingest tracks and write imputed bigWigs side by side (pyBigWig holds "
+        "the GIL); default: the CPUs this process may use"))
 
-    def resolved_writers(self) -> int:
-        """``writers``, or the number of CPUs this process may run on."""
-        return self.writers or len(os.sched_getaffinity(0))
+    def processes_for(self, values: int) -> int:
+        """Processes for a job of ``values`` bigWig values: ``processes`` (default the CPUs this process may
+        use), or 1 below :data:`PARALLEL_MIN_VALUES`, where starting them costs more than they save."""
+        if values < PARALLEL_MIN_VALUES:
+            return 1
+        return self.processes or len(os.sched_getaffinity(0))
 
 
 class CrossValidationSettings(BaseModel):

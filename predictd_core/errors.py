@@ -24,3 +24,7 @@ class PredictdInputError(ValueError):
         self.field = str(field)
         self.message = message
         super().__init__(f"{self.source}: {self.field}: {message}")
+
+    def __reduce__(self):
+        """Rebuilt from its three parts, so it crosses process boundaries (parallel ingest) intact."""
+        return type(self), (self.source, self.field, self.message)

@@ -38,7 +38,7 @@ from predictd_core.model.split import choose_validation
 from predictd_core.report.data import ReportData, TrackPanel
 from predictd_core.report.html import write_report
 from predictd_core.store.signal_store import SignalStore, ingest
-from predictd_core.tracks.genome import read_chrom_sizes, read_regions
+from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regions
 from predictd_core.tracks.readers import SignalTrack
 from predictd_core.tracks.table import read_tracks_table
 
@@ -89,8 +89,10 @@ def run_ingest(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
     _holdout_indices(config, [t.name for t in tracks])
     chrom_sizes = read_chrom_sizes(config.chrom_sizes)
     regions = read_regions(config.regions, chrom_sizes) if config.regions else None
+    n_bins = GenomeBins.build(chrom_sizes, config.bin_size, regions).n_bins
     return ingest(tracks, chrom_sizes, config.bin_size, config.store_path, regions, config.chunk_bins,
-                  progress=lambda done, total: progress("ingest", done, total))
+                  progress=lambda done, total: progress("ingest", done, total),
+                  processes=config.engine.processes_for(len(tracks) * n_bins))
 
 
 def prepare_store(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
@@ -157,7 +159,7 @@ class _ImputeJob:
 
 def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
     mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread, job.pairs)
-    return to_pvalue_scale(mean).astype(np.float32), None if spread is None else spread.astype(np.float32)
+    return to_pvalue_scale(mean), None if spread is None else spread.astype(np.float32)
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
@@ -169,7 +171,7 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     of the ensemble members' predictions (arcsinh scale). The tracks are written to local staging
     folders (:func:`predictd_core.io.staged_folder`) and published only when every track is complete:
     locally each folder appears whole, on an object store each track is uploaded as one object.
-    The tracks are written side by side by ``config.engine.writers`` processes
+    The tracks are written side by side by ``config.engine.processes`` processes
     (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`). Returns the written locations.
     """
     names = _track_names(run)
@@ -180,8 +182,8 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
         for folder in _imputed_folders(run):
             work = stack.enter_context(staged_folder(join_location(config.output, folder)))
             paths += [work / name for name in names]
-        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins,
-                                                         config.engine.resolved_writers()))
+        processes = config.engine.processes_for(len(paths) * store.bins.n_bins)
+        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes))
         job = _ImputeJob(run.ensemble, run.with_spread, pairs)
         for chunk, values_by_folder in engine.map_chunks(_impute_chunk, job):
             lo, hi = store.chunk_bounds(chunk)

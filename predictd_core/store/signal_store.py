@@ -91,7 +91,7 @@ def read_signal_rows(path: str, lo: int, hi: int) -> np.ndarray:
 
 def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, store_path: str | Path,
            regions: list[tuple[str, int, int]] | None = None, chunk_bins: int = DEFAULT_CHUNK_BINS,
-           progress: Callable[[int, int], None] | None = None) -> SignalStore:
+           progress: Callable[[int, int], None] | None = None, processes: int = 1) -> SignalStore:
     """Bin every track into ``bin_size`` means, arcsinh them and write a chunked store.
 
     Streams one chunk of bins at a time across all tracks, so memory is ``chunk_bins x n_tracks``
@@ -114,6 +114,9 @@ def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, stor
         Bins per chunk: the unit of I/O and of Spark partitions.
     progress : callable(done, total), optional
         Called after each chunk.
+    processes : int
+        Chunks binned side by side by this many processes (reading a bigWig costs ~300 ns a bin and holds
+        the GIL); each chunk is its own zarr object, so they are written independently.
     """
     if not tracks:
         raise PredictdInputError("tracks", "rows", "the compendium is empty: no tracks to ingest")
@@ -123,13 +126,17 @@ def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, stor
     work = str(Path(target).with_name(f".{Path(target).name}.{uuid.uuid4().hex[:8]}.partial")) if local else target
     cache_dir = Path(work + ".cache") if local else Path(f"/tmp/predictd-cache-{uuid.uuid4().hex[:8]}")
     try:
-        opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)
+        opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)  # every file checked first
         try:
-            write_store(work, tracks, bins, lambda lo, hi: _read_block(opened, tracks, bins, lo, hi),
-                        chunk_bins, progress)
+            if processes <= 1:
+                write_store(work, tracks, bins, lambda lo, hi: _read_block(opened, tracks, bins, lo, hi),
+                            chunk_bins, progress)
         finally:
             for track in opened:
                 track.close()
+        if processes > 1:
+            _write_store_in_processes(work, tracks, [t.local_path for t in opened], chrom_sizes, bins, chunk_bins,
+                                      processes, progress)
         if local:
             if Path(target).exists():
                 shutil.rmtree(target)
@@ -156,6 +163,47 @@ def _read_block(opened, tracks: list[Track], bins: GenomeBins, lo: int, hi: int)
     return block
 
 
+_worker_tracks: tuple[list, list[Track], GenomeBins] | None = None  # a parallel-ingest process's open files
+
+
+def _open_in_worker(local_paths: list[str], chrom_sizes: dict[str, int], tracks: list[Track], bins: GenomeBins
+                    ) -> None:
+    global _worker_tracks
+    _worker_tracks = (open_tracks(local_paths, chrom_sizes, Path(".")), tracks, bins)
+
+
+def _ingest_chunk_in_worker(path: str, chunk_bins: int, chunk: int) -> int:
+    opened, tracks, bins = _worker_tracks
+    lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
+    _write_chunk(zarr.open_group(store=path, mode="r+"), bins, lo, hi, _read_block(opened, tracks, bins, lo, hi))
+    return chunk
+
+
+def _write_store_in_processes(path: str, tracks: list[Track], local_paths: list[str], chrom_sizes: dict[str, int],
+                              bins: GenomeBins, chunk_bins: int, processes: int,
+                              progress: Callable[[int, int], None] | None) -> None:
+    """:func:`write_store` from the (already checked, local) track files, chunks shared among ``processes``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    root = _create_store(path, tracks, bins, chunk_bins)
+    n_chunks = -(-bins.n_bins // chunk_bins)
+    # spawn, not fork: the caller may be a Spark driver with a JVM gateway and BLAS threads running
+    with ProcessPoolExecutor(min(processes, n_chunks), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_open_in_worker, initargs=(local_paths, chrom_sizes, tracks, bins)) as pool:
+        futures = [pool.submit(_ingest_chunk_in_worker, path, chunk_bins, chunk) for chunk in range(n_chunks)]
+        try:
+            for done, future in enumerate(as_completed(futures), 1):
+                future.result()
+                if progress is not None:
+                    progress(done, n_chunks)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    _finish_store(root, tracks, bins, chunk_bins)
+
+
 def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Callable[[int, int], np.ndarray],
                 chunk_bins: int = DEFAULT_CHUNK_BINS, progress: Callable[[int, int], None] | None = None) -> None:
     """Write a store at ``path`` chunk by chunk from ``read_block(lo, hi)`` (-log10 p values, NaN = no data).
@@ -163,22 +211,36 @@ def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Ca
     :func:`ingest` feeds it from signal files; benchmarks and simulations can feed it arrays.
     The ``complete`` attribute is written last.
     """
-    root = zarr.open_group(store=path, mode="w")
-    n_exp = len(tracks)
-    compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
-    coordinates = [root.create_array(name, shape=(bins.n_bins,), chunks=(chunk_bins,), dtype=dtype,
-                                     compressors=compressor)
-                   for name, dtype in (("bin_contig", "int32"), ("bin_start", "int64"), ("bin_end", "int64"))]
-    signal = root.create_array("signal", shape=(bins.n_bins, n_exp), chunks=(chunk_bins, n_exp),
-                               dtype="float32", compressors=compressor, fill_value=np.nan)
+    root = _create_store(path, tracks, bins, chunk_bins)
     n_chunks = -(-bins.n_bins // chunk_bins)
     for chunk in range(n_chunks):
         lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
-        signal[lo:hi] = np.arcsinh(read_block(lo, hi))
-        for array, values in zip(coordinates, bins.coordinates(lo, hi)):
-            array[lo:hi] = values
+        _write_chunk(root, bins, lo, hi, read_block(lo, hi))
         if progress is not None:
             progress(chunk + 1, n_chunks)
+    _finish_store(root, tracks, bins, chunk_bins)
+
+
+def _create_store(path: str, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> zarr.Group:
+    """The empty arrays of a store (no attributes yet: it is not complete)."""
+    root = zarr.open_group(store=path, mode="w")
+    compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+    for name, dtype in (("bin_contig", "int32"), ("bin_start", "int64"), ("bin_end", "int64")):
+        root.create_array(name, shape=(bins.n_bins,), chunks=(chunk_bins,), dtype=dtype, compressors=compressor)
+    root.create_array("signal", shape=(bins.n_bins, len(tracks)), chunks=(chunk_bins, len(tracks)),
+                      dtype="float32", compressors=compressor, fill_value=np.nan)
+    return root
+
+
+def _write_chunk(root: zarr.Group, bins: GenomeBins, lo: int, hi: int, block: np.ndarray) -> None:
+    """Bins ``[lo, hi)`` (one whole chunk): arcsinh of ``block`` and the bins' coordinates."""
+    root["signal"][lo:hi] = np.arcsinh(block)
+    for name, values in zip(("bin_contig", "bin_start", "bin_end"), bins.coordinates(lo, hi)):
+        root[name][lo:hi] = values
+
+
+def _finish_store(root: zarr.Group, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> None:
+    """The attributes, ``complete`` last."""
     root.attrs.update({
         "format": FORMAT,
         "bin_size": bins.bin_size,

@@ -153,6 +153,7 @@ class SignalTrack:
             if not converted.exists():
                 _bedgraph_to_bigwig(local, converted, chrom_sizes)
             local = converted
+        self.local_path = str(local)  # the file actually read: a download or conversion in ``cache_dir``
         try:
             with _c_stderr_held():
                 self._file = pyBigWig.open(str(local))

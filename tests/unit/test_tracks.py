@@ -6,6 +6,7 @@ import numpy as np
 import pyBigWig
 import pytest
 
+from predictd_core.errors import PredictdInputError
 from predictd_core.impute.write_tracks import BigWigWriter, ParallelTrackWriter, to_pvalue_scale
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regions
@@ -143,3 +144,22 @@ def test_parallel_writer_raises_a_writer_process_error_and_stops(tmp_path):
         with ParallelTrackWriter(paths, bins, chunk_bins=500, processes=2) as writer:
             for lo in (0, 500, 0):  # the third chunk waits for the first slot, where the failure is reported
                 writer.add(lo, lo + 500, np.ones((500, 2), np.float32))
+
+
+def test_ingest_in_processes_writes_the_same_store(tiny_compendium, tmp_path):
+    _, tracks_tsv, sizes, _ = tiny_compendium
+    tracks, chrom_sizes = read_tracks_table(tracks_tsv), read_chrom_sizes(sizes)
+    alone = ingest(tracks, chrom_sizes, 25, tmp_path / "one.zarr", chunk_bins=16)
+    shared = ingest(tracks, chrom_sizes, 25, tmp_path / "two.zarr", chunk_bins=16, processes=2)
+    assert shared.n_chunks == 4 and shared.experiments == alone.experiments and shared.bins == alone.bins
+    for chunk in range(4):
+        np.testing.assert_array_equal(shared.read_chunk(chunk), alone.read_chunk(chunk))
+
+
+def test_ingest_in_processes_names_a_bad_file_and_leaves_no_store(tiny_compendium, tmp_path):
+    folder, tracks_tsv, sizes, _ = tiny_compendium
+    write_bigwig(folder / "C2.M1.bigWig", {"chrA": 1000, "chrB": 510}, {"chrB": -np.ones(21)})  # chunk 3 is bad
+    with pytest.raises(PredictdInputError, match="C2.M1.bigWig: values"):
+        ingest(read_tracks_table(tracks_tsv), read_chrom_sizes(sizes), 25, tmp_path / "s.zarr", chunk_bins=16,
+               processes=2)
+    assert not [path for path in tmp_path.rglob("*") if "s.zarr" in path.name]  # nor its partial folder
