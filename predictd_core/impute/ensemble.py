@@ -105,11 +105,14 @@ def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False,
         columns = member.input_columns
         prediction = als.predict(Y[:, columns], member.factors, ensemble.layout.cell_of[columns],
                                  ensemble.layout.assay_of[columns], cells[used], assays[used], ensemble.ridge)
-        total[:, used] += prediction
+        if used.all():  # the common case (every pair a member's): no gather-scatter copies
+            total += prediction
+        else:
+            total[:, used] += prediction
         if squares is not None:
             squares[:, used] += np.square(prediction)
     counts = weights.sum(axis=0)
-    mean = total / counts
+    mean = total if (counts == 1).all() else total / counts
     if squares is None:
         return mean, None
     # E[x^2] - E[x]^2 can dip below 0 by rounding when the members agree.

@@ -361,4 +361,5 @@ def predict(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray, i
     Zi, oi = factors.design(input_cells, input_assays)
     W, _ = genome_step(Y, Zi, oi, ridge)
     Zo, oo = factors.design(out_cells, out_assays)
-    return oo + W[:, -1:] + W[:, :-1] @ Zo.T
+    # [G b_i 1] @ [Zo' ; 1 ; offsets]: one product, no further passes over the (bins x pairs) result
+    return np.hstack([W, np.ones((W.shape[0], 1))]) @ np.vstack([Zo.T, np.ones((1, oo.size)), oo[None, :]])
