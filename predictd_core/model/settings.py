@@ -8,6 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PENALTY_NAMES = ("rc", "ra", "ri", "ri2", "rbc", "rba", "rbi")
 
+# ``preset: predictd-2018``: the original's training (Durham et al. 2018; ../shared/docs/predictd-reference.md):
+# NAdam-SGD at rank 100 with its penalties (the field defaults), cell factors shrunk toward 0, stopping after
+# 35 evaluations without a new minimum and at iteration 1000 at the latest.
+PRESETS: dict[str, dict] = {
+    "predictd-2018": {"solver": "nadam-sgd", "rank": 100, "cell_shrinkage": "zero", "patience": 35, "max_iters": 1000},
+}
+
 
 class Penalties(BaseModel):
     """PREDICTD's L2 penalties, given as its command-line flags were (unscaled).
@@ -40,6 +47,9 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    preset: Literal["predictd-2018"] | None = Field(
+        None, description="start from a named configuration (fields given beside it override it): "
+                          "'predictd-2018' is the original PREDICTD's training, for comparison")
     rank: int | None = Field(None, ge=1, description="latent factors K; default min(100, max(assays, training experiments / 7))")
     solver: Literal["als", "nadam-sgd"] = "als"
     cell_shrinkage: Literal["mean", "zero"] = Field(
@@ -60,6 +70,14 @@ class ModelSettings(BaseModel):
     epsilon: float = Field(1e-8, gt=0)
     batch_size: int = Field(5000, ge=1, description="local SGD steps per partition per round")
     lrate_search_num: int = Field(3, ge=0, description="learning-rate halvings on a validation plateau")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_under_given_fields(cls, data):
+        """A preset's values, then the fields given explicitly on top."""
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            data = PRESETS[data["preset"]] | data
+        return data
 
     @model_validator(mode="before")
     @classmethod
