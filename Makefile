@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test clean chromium synth
+.PHONY: demo test clean chromium synth bench-quick
 # The CDK app: jsii's Node 20 notice is noise; the CDK CLI sends no telemetry, checks no versions and
 # never asks EC2 instance metadata for credentials while synthesizing.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
@@ -36,6 +36,11 @@ endif
 
 test: $(STAMP) chromium $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
+
+# The Roadmap-scale benchmarks of BENCHMARKS.md on small sizes (about two minutes): the scripts work, the
+# tables have their shape; the full commands and their numbers are in BENCHMARKS.md.
+bench-quick: $(STAMP)
+	$(BIN)/python bench/quick.py
 
 # Synthesize the CloudFormation templates into cdk.out (offline; cdk-nag checks them). Deploying: README.
 synth: $(STAMP) $(NODE_STAMP)
