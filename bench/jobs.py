@@ -1,0 +1,80 @@
+"""What the Roadmap-scale benchmarks share: a simulated compendium, a config for it, a measured job.
+
+A job is a ``predictd`` command in its own process; its peak memory is sampled from the process tree
+(psutil, every 0.1 s) and split into Python (the driver, Spark's Python workers, bigWig writers: the
+largest one, and all of them summed) and the JVM (Spark's ``java`` process).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+LAYOUT = REPO.parent / "shared" / "data" / "roadmap-layout"
+ROADMAP_PILOT_BINS = 1_126_469  # PREDICTD's Roadmap training genome: ~1% of hg19 at 25 bp
+HG19_BINS = 124_000_000
+PLANTED_RANK = 10
+
+
+def compendium(folder: Path, bins: int) -> Path:
+    """``folder`` holding a Roadmap-shaped simulated store of ``bins`` bins (simulated once, then reused)."""
+    if not (folder / "store.zarr").is_dir():
+        subprocess.run([sys.executable, "-m", "predictd_core.cli.main", "simulate", str(folder), "--layout",
+                        str(LAYOUT), "--bins", str(bins), "--rank", str(PLANTED_RANK), "--format", "store"],
+                       check=True, capture_output=True)
+    return folder
+
+
+def write_config(data: Path, output: Path, engine: dict, model: dict | None = None, chunk_bins: int | None = None
+                 ) -> Path:
+    """A run config over compendium ``data`` (its store, no holdout) writing to ``output``."""
+    config = {"tracks": str(data / "tracks.tsv"), "chrom_sizes": str(data / "chrom.sizes"),
+              "store": str(data / "store.zarr"), "model": {"solver": "als", **(model or {})},
+              "engine": engine, "output": str(output)}
+    if chunk_bins:
+        config["chunk_bins"] = chunk_bins
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@dataclass
+class Measured:
+    """Wall seconds and peak resident memory (MB) of one job."""
+
+    seconds: float
+    python_peak_mb: float  # the largest Python process
+    python_total_mb: float  # all Python processes at once, at their joint peak
+    jvm_peak_mb: float
+
+
+def run_measured(args: list[str]) -> Measured:
+    """Run ``predictd ARGS`` in a fresh process, sampling its process tree's memory until it exits."""
+    started = time.perf_counter()
+    job = psutil.Popen([sys.executable, "-m", "predictd_core.cli.main", *args],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    python_peak = python_total = jvm_peak = 0
+    while job.poll() is None:
+        python, jvm = [], []
+        for process in [job, *job.children(recursive=True)]:
+            try:
+                rss = process.memory_info().rss
+                (jvm if process.name() == "java" else python).append(rss)
+            except psutil.NoSuchProcess:
+                continue
+        python_peak = max([python_peak, *python])
+        python_total = max(python_total, sum(python))
+        jvm_peak = max([jvm_peak, *jvm])
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    if job.returncode:
+        raise RuntimeError(f"predictd {' '.join(args)} exited {job.returncode}: {job.stderr.read().decode()[-2000:]}")
+    return Measured(seconds, python_peak / 2**20, python_total / 2**20, jvm_peak / 2**20)

@@ -1,0 +1,50 @@
+"""The two-minute version of the Roadmap-scale benchmarks (``make bench-quick``): the same scripts on small sizes.
+
+Each benchmark runs as BENCHMARKS.md gives it, with sizes cut so the whole set takes about two
+minutes on the 2-core machine; the tables it prints are the same shape as the full runs'. Numbers
+from here are for checking the scripts work, not for quoting.
+
+    .venv/bin/python bench/quick.py [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+
+
+def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
+    """(title, script and arguments) of every quick run, in order (whole_genome uses convergence's model)."""
+    small = work / "roadmap-20000"
+    return [
+        ("One ALS sweep against its matrix products", ["sweep_limit.py", "--chunk-bins", "4096", "--repeats", "2"]),
+        ("NAdam-SGD against ALS to the same validation MSE",
+         ["time_to_mse.py", "--bins", "4096", "--nadam-rounds", "4", "--als-sweeps", "4", "--repeats", "1"]),
+        ("Training to convergence", ["convergence.py", "--data", str(small), "--bins", "20000", "--patience", "2"]),
+        ("Memory against genome length",
+         ["memory_scale.py", "--work", str(work), "--bins", "20000", "40000", "--sweeps", "1"]),
+        ("Whole genome", ["whole_genome.py", "--data", str(work / "roadmap-60000"), "--bins", "60000",
+                          "--model", str(small / "bench-train-numpy" / "model"), "--tracks", "70",
+                          "--ingest-bins", "2000"]),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work or Path(scratch)
+        for title, command in quick_runs(work):
+            print(f"## {title} (quick)\n", flush=True)
+            subprocess.run([sys.executable, str(BENCH / command[0]), *command[1:]], check=True, cwd=BENCH)
+            print(flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""`make bench-quick`: every Roadmap-scale benchmark runs end to end on small sizes and prints its table."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(not (REPO.parent / "shared" / "data" / "roadmap-layout").is_dir(),
+                                reason="needs ../shared/data/roadmap-layout")
+
+
+def _table_rows(section: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()
+            if line.startswith("| ") and not line.startswith("|---")][1:]
+
+
+def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "quick.py"), "--work", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    sections = dict(re.findall(r"^## (.+?) \(quick\)\n(.*?)(?=^## |\Z)", done.stdout, flags=re.S | re.M))
+    assert list(sections) == ["One ALS sweep against its matrix products",
+                              "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
+                              "Memory against genome length", "Whole genome"]
+    number = re.compile(r"^[\d,.]+$")
+    for title, text in sections.items():
+        rows = _table_rows(text)
+        assert rows, title
+        assert all(any(number.match(cell) for cell in row) for row in rows), title
+    convergence = _table_rows(sections["Training to convergence"])[0]
+    assert convergence[0] == "numpy" and 0 < float(convergence[5]) < 1  # a validation MSE
+    memory = _table_rows(sections["Memory against genome length"])
+    assert [row[0] for row in memory] == ["20,000", "40,000"] and all(float(row[5].replace(",", "")) > 0
+                                                                      for row in memory)  # the JVM was seen
+    assert "Parallel speed-up with 2 processes" in sections["Whole genome"]
