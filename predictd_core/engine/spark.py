@@ -1,6 +1,9 @@
 """The Spark engine: chunks of bins are the partitions; factors go out by broadcast, statistics
 come back by treeAggregate (never accumulators inside transformations: a retried task would count
-twice). Each chunk is read from the store once and cached; a sweep is one pass over the cache.
+twice). Every task reads its own chunk from the store (local or object store), so chunk signal
+never passes through the JVM: a Roadmap chunk is 265 MB, and caching them there died with
+OutOfMemoryError at 1.1 M bins. Memory follows the chunk size, not the genome; a sweep re-reads
+(and decompresses) the store.
 """
 
 from __future__ import annotations
@@ -24,12 +27,19 @@ def _merge(left: Any, right: Any) -> Any:
     return left + right
 
 
+# A local master runs its tasks inside the driver JVM, which holds map_state's per-chunk states (53 MB a
+# Roadmap chunk at rank 100) and carries imputed chunks back to the driver (65,536 bins x 3,048 pairs
+# float32 = 800 MB): Spark's 1g default is too small for Roadmap-sized chunks.
+LOCAL_DRIVER_MEMORY = "4g"
+
+
 def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     """A SparkSession for this process (reused if one is running), with the worker Python pinned.
 
     ``master`` is a Spark master URL, or ``"spark-submit"`` (:data:`SPARK_SUBMIT_MASTER`): under
     spark-submit the session takes the master and settings it was given (EMR's cluster, its UI) and
-    sets none of its own; ``conf`` is applied either way.
+    sets none of its own; ``conf`` is applied either way. A local master gets :data:`LOCAL_DRIVER_MEMORY`
+    unless ``conf`` sets ``spark.driver.memory`` (it only applies when this call starts the JVM).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -40,6 +50,8 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     builder = SparkSession.builder.appName("predictd")
     if master != SPARK_SUBMIT_MASTER:  # a session we start ourselves is a library call: quiet, no web UI
         builder = builder.master(master)
+        if master.startswith("local") and "spark.driver.memory" not in (conf or {}):
+            builder = builder.config("spark.driver.memory", LOCAL_DRIVER_MEMORY)
         builder = builder.config("spark.ui.showConsoleProgress", "false").config("spark.ui.enabled", "false")
     for key, value in (conf or {}).items():
         builder = builder.config(key, value)
@@ -61,12 +73,15 @@ class SparkEngine:
         self.store = store
         self.session = get_session(master, conf)
         sc = self.session.sparkContext
-        n, path = store.n_chunks, store.path
-        # Ship only (chunk, lo, hi): the store handle holds every bin's coordinates.
-        bounds = [(chunk, *store.chunk_bounds(chunk)) for chunk in range(n)]
-        self._chunks = (sc.parallelize(bounds, n)
-                        .map(lambda b: (b[0], read_signal_rows(path, b[1], b[2])))
-                        .cache())
+        path, chunk_bins, n_bins = store.path, store.chunk_bins, store.bins.n_bins
+
+        def read(chunk: int) -> np.ndarray:  # ships three values, not the store handle and its bins
+            lo = chunk * chunk_bins
+            return read_signal_rows(path, lo, min(lo + chunk_bins, n_bins))
+
+        self._read = read
+        self._chunk_ids = sc.parallelize(range(store.n_chunks), store.n_chunks).cache()
+        self._chunks = self._chunk_ids.map(lambda chunk: (chunk, read(chunk)))
         self._states = None
 
     def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
@@ -90,13 +105,15 @@ class SparkEngine:
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state kept in a cached RDD; returns the sum of the per-chunk results.
 
+        Each task reads its chunk beside its state (no zip: that would pass the signal through the JVM).
+
         Each task's output is a pure function of (chunk, old state, payload), so a retried task
         recomputes the same state and result.
         """
         shared = self.session.sparkContext.broadcast(payload)
-        old = self._states
-        joined = self._chunks.map(lambda item: (item[0], item[1], None)) if old is None else \
-            self._chunks.zip(old).map(lambda pair: (pair[0][0], pair[0][1], pair[1][1]))
+        old, read = self._states, self._read
+        joined = self._chunk_ids.map(lambda chunk: (chunk, read(chunk), None)) if old is None else \
+            old.map(lambda item: (item[0], read(item[0]), item[1]))
         stepped = joined.map(lambda t: (t[0], fn(t[0], t[1], t[2], shared.value))).cache()
         result = stepped.map(lambda item: item[1][1]).treeAggregate(None, _merge, _merge)
         self._states = stepped.map(lambda item: (item[0], item[1][0])).cache()
@@ -123,7 +140,7 @@ class SparkEngine:
         self._states = sc.parallelize(sorted(states.items()), n).cache()
 
     def close(self) -> None:
-        """Release the cached chunks (the SparkSession stays up for reuse)."""
-        self._chunks.unpersist()
+        """Release the cached RDDs (the SparkSession stays up for reuse)."""
+        self._chunk_ids.unpersist()
         if self._states is not None:
             self._states.unpersist()

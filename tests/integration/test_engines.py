@@ -75,3 +75,18 @@ def test_numpy_engine_caches_for_sweeps_not_for_a_single_pass(chunked_store, mon
     assert reads == [0, 1, 2, 3] * 2  # the sweeps read once, then reuse the cache
     assert [np.nansum(Y) for _, Y in engine.map_chunks(lambda Y, _: Y, None)] == one_pass
     assert reads == [0, 1, 2, 3] * 2 and total == pytest.approx(sum(one_pass))
+
+
+def test_spark_nadam_fit_equals_numpy_fit(chunked_store, spark_session):
+    """map_state on Spark (each task reads its chunk beside its state) gives the numpy engine's rounds."""
+    layout = Layout.from_experiments(chunked_store.experiments)
+    train, valid = np.array([0, 1, 2, 3, 5]), np.array([4])
+    settings = ModelSettings(solver="nadam-sgd", rank=2, max_iters=4, patience=10, seed=3, batch_size=20)
+    numpy_model = Predictd(settings).fit(LocalEngine(chunked_store), layout, train, valid)
+    spark_engine = SparkEngine(chunked_store, master="local[2]")
+    spark_model = Predictd(settings).fit(spark_engine, layout, train, valid)
+    spark_engine.close()
+    assert len(spark_model.history_) == len(numpy_model.history_) == 5  # the start, then 4 rounds
+    np.testing.assert_allclose([h["valid_mse"] for h in spark_model.history_],
+                               [h["valid_mse"] for h in numpy_model.history_], rtol=1e-9)
+    np.testing.assert_allclose(spark_model.factors_.C, numpy_model.factors_.C, rtol=1e-7, atol=1e-10)
