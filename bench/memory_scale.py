@@ -52,7 +52,8 @@ def main() -> None:
         print(f"| {bins:,} | {measured.seconds:.0f} | {sweep:.1f} | {measured.python_peak_mb:,.0f} | "
               f"{measured.python_total_mb:,.0f} | {measured.jvm_peak_mb:,.0f} |")
     largest, smallest = rows[-1][1], rows[0][1]
-    print(f"\nPeak RSS {rows[-1][0]:,} / {rows[0][0]:,} bins: Python {largest.python_total_mb / smallest.python_total_mb:.2f}, "
+    print(f"\nPeak RSS {rows[-1][0]:,} / {rows[0][0]:,} bins: "
+          f"Python {largest.python_total_mb / smallest.python_total_mb:.2f}, "
           f"JVM {largest.jvm_peak_mb / smallest.jvm_peak_mb:.2f}")
 
 

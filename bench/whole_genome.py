@@ -11,8 +11,8 @@ experiments of 127 cells x 24 assays) this measures, in one run:
    (``--compute-chunks`` chunks timed: every chunk costs the same);
 3. writing: ``run_impute`` writing ``--tracks`` of the 2,034 never-measured pairs over all bins with
    1 writer process and with ``--writers`` (bigWig bytes per value, ns per value per process; the two
-   runs give the parallel speed-up; the store is read without a cache). The tracks are deleted after each run: all 2,034 over 10 M bins
-   would take ~110 GB, more than this machine's disk.
+   runs give the parallel speed-up; the store is read without a cache). The tracks are deleted after
+   each run: all 2,034 over 10 M bins would take ~110 GB, more than this machine's disk.
 
 It then projects ingest and imputation of hg19 (124 M bins) on one EMR on EC2 instance (see BENCHMARKS.md).
 
@@ -35,7 +35,6 @@ from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, compendium, write_config
 from predictd_core.config import load_config
 from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.ensemble import ensemble_chunk
-from predictd_core.impute.write_tracks import to_pvalue_scale
 from predictd_core.model.estimator import Predictd
 from predictd_core.pipeline import TrainedRun, run_impute, single_model_ensemble
 from predictd_core.store.signal_store import SignalStore, ingest
@@ -63,12 +62,12 @@ def ingest_seconds(work: Path, bins: int, processes: list[int]) -> tuple[dict[in
 
 def compute_seconds_per_bin(store: SignalStore, run: TrainedRun, chunks: int, pairs: np.ndarray | None = None
                             ) -> float:
-    """Seconds per bin to read a chunk, solve its genome factors and predict every pair (or ``pairs``) on
-    the -log10 p scale, nothing written (what ``run_impute`` computes before its writers); timed over
+    """Seconds per bin to read a chunk, solve its genome factors and predict every pair (or ``pairs``) as
+    float32 arcsinh, nothing written (what ``run_impute`` computes before its writers); timed over
     the first ``chunks`` chunks (every chunk costs the same)."""
     started = time.perf_counter()
     for chunk in range(chunks):
-        to_pvalue_scale(ensemble_chunk(store.read_chunk(chunk), run.ensemble, False, pairs)[0])
+        ensemble_chunk(store.read_chunk(chunk), run.ensemble, False, pairs)[0].astype(np.float32)
     return (time.perf_counter() - started) / store.chunk_bounds(chunks - 1)[1]
 
 

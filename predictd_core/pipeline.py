@@ -29,7 +29,7 @@ from predictd_core.evaluate.measures import quality_measures
 from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.tables import METRIC_FILES, measure_names, summary_rows, write_metrics
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
-from predictd_core.impute.write_tracks import ParallelTrackWriter, to_pvalue_scale
+from predictd_core.impute.write_tracks import ParallelTrackWriter
 from predictd_core.io import (is_file, join_location, location_name, relative_location, staged_folder,
                               write_atomic)
 from predictd_core.model.estimator import Predictd
@@ -158,8 +158,10 @@ class _ImputeJob:
 
 
 def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
+    """The chunk's ensemble mean and spread, arcsinh, float32 (half the bytes back to the driver); the
+    writers turn the mean into -log10 p."""
     mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread, job.pairs)
-    return to_pvalue_scale(mean), None if spread is None else spread.astype(np.float32)
+    return mean.astype(np.float32), None if spread is None else spread.astype(np.float32)
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
@@ -178,12 +180,13 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     if pairs is not None:
         names = [names[pair] for pair in pairs]
     with ExitStack() as stack:
-        paths = []  # imputed/, then spread/: the order of _impute_chunk's results
+        paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: _impute_chunk's order
         for folder in _imputed_folders(run):
             work = stack.enter_context(staged_folder(join_location(config.output, folder)))
             paths += [work / name for name in names]
+            from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
         processes = config.engine.processes_for(len(paths) * store.bins.n_bins)
-        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes))
+        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes, from_arcsinh))
         job = _ImputeJob(run.ensemble, run.with_spread, pairs)
         for chunk, values_by_folder in engine.map_chunks(_impute_chunk, job):
             lo, hi = store.chunk_bounds(chunk)

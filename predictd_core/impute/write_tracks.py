@@ -22,18 +22,22 @@ class BigWigWriter:
     """Append bins chunk by chunk, in genome order, to one bigWig with the compendium's contigs.
 
     Runs of full-width adjacent bins are written as fixed-step entries; a shorter last bin of a
-    region is written as its own interval, so the file has exactly the input's bin layout.
+    region is written as its own interval, so the file has exactly the input's bin layout. With
+    ``from_arcsinh``, values are given on the arcsinh scale and written as -log10 p
+    (:func:`to_pvalue_scale`): the conversion then runs where the file is written, in parallel when
+    the writers are (:class:`ParallelTrackWriter`).
     """
 
-    def __init__(self, path: Path, bins: GenomeBins) -> None:
-        self.path, self.bins = Path(path), bins
+    def __init__(self, path: Path, bins: GenomeBins, from_arcsinh: bool = False) -> None:
+        self.path, self.bins, self.from_arcsinh = Path(path), bins, from_arcsinh
         self.path.open("wb").close()  # an OSError naming the path: pyBigWig crashes the process instead
         self._file = pyBigWig.open(str(self.path), "w")
         self._file.addHeader(list(bins.contigs), maxZooms=10)
 
     def add(self, lo: int, hi: int, values: np.ndarray) -> None:
-        """Write bins ``[lo, hi)`` with ``values`` (shape (hi - lo,), -log10 p scale)."""
-        values = np.asarray(values, dtype=np.float64)
+        """Write bins ``[lo, hi)`` with ``values`` (shape (hi - lo,), -log10 p scale, or arcsinh with
+        ``from_arcsinh``)."""
+        values = to_pvalue_scale(values) if self.from_arcsinh else np.asarray(values, dtype=np.float64)
         size = self.bins.bin_size
         for contig, start, end, first, last in self.bins.runs(lo, hi):
             n_full = (end - start) // size
@@ -48,8 +52,8 @@ class BigWigWriter:
         self._file.close()
 
 
-def _write_owned_tracks(paths: list[str], bins: GenomeBins, slots: list[str], shape: tuple[int, int],
-                        commands, acknowledgements, worker: int) -> None:
+def _write_owned_tracks(paths: list[str], from_arcsinh: list[bool], bins: GenomeBins, slots: list[str],
+                        shape: tuple[int, int], commands, acknowledgements, worker: int) -> None:
     """A writer process: keep ``paths`` open and append their rows of each announced slot.
 
     Commands are ``(slot, row_of_first_track, lo, hi)`` for every chunk, then ``None`` to close. Each
@@ -60,7 +64,7 @@ def _write_owned_tracks(paths: list[str], bins: GenomeBins, slots: list[str], sh
     memories = [shared_memory.SharedMemory(name=name) for name in slots]
     buffers: list[np.ndarray] = []
     try:
-        writers = [BigWigWriter(Path(path), bins) for path in paths]
+        writers = [BigWigWriter(Path(path), bins, arcsinh) for path, arcsinh in zip(paths, from_arcsinh)]
         buffers = [np.ndarray(shape, dtype=np.float32, buffer=memory.buf) for memory in memories]
         while (command := commands.get()) is not None:
             slot, first_row, lo, hi = command
@@ -85,13 +89,17 @@ class ParallelTrackWriter:
     Roadmap grid is bound by it unless tracks are written side by side. Each chunk of values is copied
     once into one of two shared-memory slots (so the caller computes the next chunk while this one is
     written) and every process appends its own tracks' rows. Memory: 2 x tracks x ``chunk_bins`` float32.
-    With ``processes <= 1`` tracks are written in this process. Use as a context manager: leaving it
+    ``from_arcsinh[t]``: track t's values come on the arcsinh scale (:class:`BigWigWriter`), so the
+    conversion to -log10 p is shared among the processes too; the caller's serial work is one copy
+    of each chunk. With ``processes <= 1`` tracks are written in this process. Use as a context manager: leaving it
     normally closes every file (errors of a writer process are raised here); leaving it on an exception
     stops the processes and leaves the files unfinished.
     """
 
-    def __init__(self, paths: list[Path], bins: GenomeBins, chunk_bins: int, processes: int) -> None:
+    def __init__(self, paths: list[Path], bins: GenomeBins, chunk_bins: int, processes: int,
+                 from_arcsinh: list[bool] | None = None) -> None:
         self.paths, self.bins = [Path(path) for path in paths], bins
+        self.from_arcsinh = list(from_arcsinh) if from_arcsinh is not None else [False] * len(self.paths)
         self.processes = max(1, min(processes, len(self.paths)))
         self._shape = (len(self.paths), chunk_bins)
         self._writers: list[BigWigWriter] = []
@@ -103,7 +111,8 @@ class ParallelTrackWriter:
 
     def __enter__(self) -> "ParallelTrackWriter":
         if self.processes == 1:
-            self._writers = [BigWigWriter(path, self.bins) for path in self.paths]
+            self._writers = [BigWigWriter(path, self.bins, arcsinh)
+                             for path, arcsinh in zip(self.paths, self.from_arcsinh)]
             return self
         import multiprocessing
         from multiprocessing import shared_memory
@@ -119,7 +128,8 @@ class ParallelTrackWriter:
             commands = context.Queue()
             process = context.Process(
                 target=_write_owned_tracks, daemon=True,
-                args=([str(self.paths[row]) for row in rows], self.bins, [m.name for m in self._memories],
+                args=([str(self.paths[row]) for row in rows], [self.from_arcsinh[row] for row in rows], self.bins,
+                      [m.name for m in self._memories],
                       self._shape, commands, self._acknowledgements, worker))
             process.start()
             self._workers.append((process, commands))
