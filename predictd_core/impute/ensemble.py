@@ -99,18 +99,23 @@ def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False,
     weights = ensemble.weights
     if pairs is not None:
         cells, assays, weights = cells[pairs], assays[pairs], weights[:, pairs]
-    total = np.zeros((Y.shape[0], weights.shape[1]))
-    squares = np.zeros_like(total) if with_spread else None
+    shape = (Y.shape[0], weights.shape[1])
+    total, squares = None, np.zeros(shape) if with_spread else None
     for member, used in zip(ensemble.members, weights):
         columns = member.input_columns
         prediction = als.predict(Y[:, columns], member.factors, ensemble.layout.cell_of[columns],
                                  ensemble.layout.assay_of[columns], cells[used], assays[used], ensemble.ridge)
+        if squares is not None:
+            squares[:, used] += np.square(prediction)
+        if total is None and used.all():  # becomes the sum itself: no zeros and no pass to add them
+            total = prediction
+            continue
+        if total is None:
+            total = np.zeros(shape)
         if used.all():  # the common case (every pair a member's): no gather-scatter copies
             total += prediction
         else:
             total[:, used] += prediction
-        if squares is not None:
-            squares[:, used] += np.square(prediction)
     counts = weights.sum(axis=0)
     mean = total if (counts == 1).all() else total / counts
     if squares is None:

@@ -80,3 +80,15 @@ def test_a_pair_without_members_or_misshaped_weights_is_refused(grid):
         Ensemble(layout, 0.7, ensemble.members, weights)
     with pytest.raises(ValueError, match="weights must be"):
         Ensemble(layout, 0.7, ensemble.members, weights[:, :4])
+
+
+def test_a_first_member_covering_every_pair_is_averaged_like_the_others(grid):
+    layout, Y, ensemble = grid
+    everyone = Ensemble(layout, 0.7, ensemble.members, np.ones((3, 6), dtype=bool))
+    alone = Ensemble(layout, 0.7, ensemble.members[:1], np.ones((1, 6), dtype=bool))
+    per_member = [ensemble_chunk(Y, Ensemble(layout, 0.7, (m,), np.ones((1, 6), dtype=bool)))[0]
+                  for m in ensemble.members]
+    mean, spread = ensemble_chunk(Y, everyone, with_spread=True)
+    np.testing.assert_allclose(mean, np.mean(per_member, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(spread, np.std(per_member, axis=0), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(ensemble_chunk(Y, alone)[0], per_member[0], rtol=1e-12)
