@@ -4,6 +4,8 @@ import pandas as pd
 
 from bench.accuracy.__main__ import main
 from bench.accuracy.latin_square import PILOT_TARGETS
+from bench.accuracy.methods import make_method
+from bench.accuracy.methods.predictd import PredictdRun
 
 
 def test_a_run_writes_the_table_and_the_per_target_rows(mini_pilot, tmp_path, capsys):
@@ -19,7 +21,11 @@ def test_a_run_writes_the_table_and_the_per_target_rows(mini_pilot, tmp_path, ca
     assert table in capsys.readouterr().out
 
 
-def test_a_method_that_cannot_run_stops_before_any_work(mini_pilot, tmp_path, capsys):
+def test_a_method_that_cannot_run_stops_before_any_work(mini_pilot, tmp_path, capsys, monkeypatch):
+    import bench.accuracy.__main__ as cli
+
+    unusable = PredictdRun("predictd-2018", {"preset": "predictd-1999"})
+    monkeypatch.setattr(cli, "make_method", lambda name, *_: unusable if name == "predictd-2018" else make_method(name))
     out = tmp_path / "out"
     assert main(["--out", str(out), "--pilot", str(mini_pilot), "--methods", "baseline", "predictd-2018",
                  "--work", str(tmp_path / "work")]) == 2

@@ -50,12 +50,13 @@ def test_every_method_is_scored_on_the_same_bins():
     assert common_bins(observed, [first, second]).tolist() == [True, False, False, False, True]
 
 
-def test_the_faithful_predictd_slot_is_refused_until_predictd_has_the_preset():
+def test_the_faithful_predictd_mode_is_the_preset_and_a_bad_model_is_refused_naming_the_field():
     assert "predictd-2018" in METHODS
     method = make_method("predictd-2018")
     assert method.model == {"preset": "predictd-2018"}
+    method.check()
     with pytest.raises(PredictdInputError) as caught:
-        method.check()
+        PredictdRun("predictd-1999", {"preset": "predictd-1999"}).check()
     assert caught.value.field == "model.preset"
 
 

@@ -30,10 +30,9 @@ class Method(Protocol):
     def impute(self, problem: Problem, work: Path) -> dict[str, np.ndarray]: ...
 
 
-# predictd-2018: the slot for the faithful PREDICTD mode (model preset predictd-2018). It runs once
-# predictd_core accepts the preset; until then `--methods predictd-2018` stops on the config error.
-METHODS = ("predictd", "baseline", "avocado", "chromimpute", "predictd-2018")
-DEFAULT_METHODS = ("predictd", "baseline", "avocado", "chromimpute")
+# predictd-2018: the faithful PREDICTD mode (model preset predictd-2018: NAdam-SGD at rank 100).
+METHODS = ("predictd", "predictd-2018", "baseline", "avocado", "chromimpute")
+DEFAULT_METHODS = METHODS
 
 
 def make_method(name: str, avocado_epochs: int = AvocadoMethod.epochs) -> Method:

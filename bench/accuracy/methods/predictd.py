@@ -22,15 +22,14 @@ class PredictdRun:
     the 5 targets read back from its imputed bigWigs.
 
     ``model`` is the config's ``model:`` mapping: empty for predictd's defaults; the faithful PREDICTD
-    mode is ``{"preset": "predictd-2018"}`` once predictd_core has that preset (until then its config
-    is rejected, naming the field).
+    mode is ``{"preset": "predictd-2018"}``.
     """
 
     name: str = "predictd"
     model: dict = field(default_factory=dict)
 
     def check(self) -> None:
-        """PredictdInputError when predictd does not accept ``model`` (the preset slot, until it exists)."""
+        """PredictdInputError, naming the field, when predictd does not accept ``model``."""
         try:
             ModelSettings(**self.model)
         except ValidationError as error:
