@@ -26,7 +26,7 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
     assert list(sections) == ["One ALS sweep against its matrix products",
                               "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
                               "Memory against genome length", "Whole genome"]
-    number = re.compile(r"^[\d,.]+$")
+    number = re.compile(r"^\d[\d,.]*( |$)")  # a number, alone or with its unit
     for title, text in sections.items():
         rows = _table_rows(text)
         assert rows, title

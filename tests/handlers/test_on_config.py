@@ -59,7 +59,7 @@ def test_a_config_starts_one_run_with_its_config_and_prepare_job(cloud):
     assert written["output"] == f"s3://{BUCKET}/runs/{run_id}"
     assert written["store"] == f"s3://{BUCKET}/runs/{run_id}/store.zarr"
     assert written["engine"] == {"kind": "spark", "master": "spark-submit",
-                                 "spark_conf": {"spark.executor.memory": "2g"}}
+                                 "spark_conf": {"spark.executor.memory": "2g"}, "processes": None}
     assert written["holdout"] == ["E004:H3K27me3"] and written["model"]["rank"] == 4
     assert written["cv"]["n_test"] == 2 and written["cv"]["seed"] == 3
 
