@@ -58,11 +58,16 @@ class EngineSettings(BaseModel):
         "the GIL); default: the CPUs this process may use"))
 
     def processes_for(self, values: int) -> int:
-        """Processes for a job of ``values`` bigWig values: ``processes`` (default the CPUs this process may
-        use), or 1 below :data:`PARALLEL_MIN_VALUES`, where starting them costs more than they save."""
-        if values < PARALLEL_MIN_VALUES:
-            return 1
-        return self.processes or len(os.sched_getaffinity(0))
+        """Processes for a job of ``values`` bigWig values (:func:`parallel_processes` with ``processes``)."""
+        return parallel_processes(values, self.processes)
+
+
+def parallel_processes(values: int, requested: int | None = None) -> int:
+    """Processes for a job of ``values`` bigWig values read or written: ``requested`` (default the CPUs this
+    process may use), or 1 below :data:`PARALLEL_MIN_VALUES`, where starting them costs more than they save."""
+    if values < PARALLEL_MIN_VALUES:
+        return 1
+    return requested or len(os.sched_getaffinity(0))
 
 
 class CrossValidationSettings(BaseModel):

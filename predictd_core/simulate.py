@@ -51,6 +51,7 @@ from typing import Callable, Iterator
 import numpy as np
 import yaml
 
+from predictd_core.config import parallel_processes
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.write_tracks import ParallelTrackWriter
 from predictd_core.io import temporary_sibling, write_atomic
@@ -617,9 +618,10 @@ def _pvalue_block(truth: PlantedTruth, block: int) -> np.ndarray:
 def _write_bigwigs(folder: Path, truth: PlantedTruth, tracks: list[Track], bins: GenomeBins,
                    progress: Callable[[int, int], None]) -> None:
     """One bigWig per track, all appended block by block (one block of signal in memory), side by side
-    on every CPU this process may use."""
+    on every CPU this process may use (:func:`~predictd_core.config.parallel_processes`)."""
     paths = [folder / track.path for track in tracks]
-    with ParallelTrackWriter(paths, bins, truth.block_bins, len(os.sched_getaffinity(0))) as writer:
+    processes = parallel_processes(len(paths) * bins.n_bins)
+    with ParallelTrackWriter(paths, bins, truth.block_bins, processes) as writer:
         for block in range(truth.n_blocks):
             lo, hi = truth.block_range(block)
             writer.add(lo, hi, _pvalue_block(truth, block).T)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from predictd_core.config import SPARK_SUBMIT_MASTER
-from predictd_core.store.signal_store import SignalStore, read_signal_rows
+from predictd_core.store.signal_store import SignalStore, chunk_bounds, read_signal_rows
 
 
 def _merge(left: Any, right: Any) -> Any:
@@ -76,8 +76,7 @@ class SparkEngine:
         path, chunk_bins, n_bins = store.path, store.chunk_bins, store.bins.n_bins
 
         def read(chunk: int) -> np.ndarray:  # ships three values, not the store handle and its bins
-            lo = chunk * chunk_bins
-            return read_signal_rows(path, lo, min(lo + chunk_bins, n_bins))
+            return read_signal_rows(path, *chunk_bounds(chunk, chunk_bins, n_bins))
 
         self._read = read
         self._chunk_ids = sc.parallelize(range(store.n_chunks), store.n_chunks).cache()

@@ -136,7 +136,8 @@ class ParallelTrackWriter:
         return self
 
     def add(self, lo: int, hi: int, values: np.ndarray) -> None:
-        """Append bins ``[lo, hi)``: ``values`` of shape (hi - lo, tracks), -log10 p, column t to track t."""
+        """Append bins ``[lo, hi)``: ``values`` of shape (hi - lo, tracks), column t to track t (-log10 p, or
+        arcsinh for the tracks ``from_arcsinh`` names)."""
         if not self._workers:
             for column, writer in enumerate(self._writers):
                 writer.add(lo, hi, values[:, column])

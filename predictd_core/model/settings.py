@@ -47,7 +47,7 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: Literal["predictd-2018"] | None = Field(
+    preset: Literal[tuple(PRESETS)] | None = Field(
         None, description="start from a named configuration (fields given beside it override it): "
                           "'predictd-2018' is the original PREDICTD's training, for comparison")
     rank: int | None = Field(None, ge=1, description="latent factors K; default min(100, max(assays, training experiments / 7))")

@@ -70,8 +70,7 @@ class SignalStore:
 
     def chunk_bounds(self, chunk: int) -> tuple[int, int]:
         """Bin range ``[lo, hi)`` of chunk number ``chunk``."""
-        lo = chunk * self.chunk_bins
-        return lo, min(lo + self.chunk_bins, self.bins.n_bins)
+        return chunk_bounds(chunk, self.chunk_bins, self.bins.n_bins)
 
     def read_chunk(self, chunk: int) -> np.ndarray:
         """Signal of one chunk, ndarray of shape (chunk bins, n_experiments), float32, NaN = no data."""
@@ -81,6 +80,12 @@ class SignalStore:
         """Some experiments over every bin, in one pass over the chunks: shape (n_bins, len(experiments))."""
         columns = np.asarray(experiments, dtype=np.int64)
         return np.concatenate([self.read_chunk(k)[:, columns] for k in range(self.n_chunks)])
+
+
+def chunk_bounds(chunk: int, chunk_bins: int, n_bins: int) -> tuple[int, int]:
+    """Bin range ``[lo, hi)`` of chunk number ``chunk`` of a store of ``n_bins`` in chunks of ``chunk_bins``."""
+    lo = chunk * chunk_bins
+    return lo, min(lo + chunk_bins, n_bins)
 
 
 def read_signal_rows(path: str, lo: int, hi: int) -> np.ndarray:
@@ -174,7 +179,7 @@ def _open_in_worker(local_paths: list[str], chrom_sizes: dict[str, int], tracks:
 
 def _ingest_chunk_in_worker(path: str, chunk_bins: int, chunk: int) -> int:
     opened, tracks, bins = _worker_tracks
-    lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
+    lo, hi = chunk_bounds(chunk, chunk_bins, bins.n_bins)
     _write_chunk(zarr.open_group(store=path, mode="r+"), bins, lo, hi, _read_block(opened, tracks, bins, lo, hi))
     return chunk
 
@@ -214,7 +219,7 @@ def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Ca
     root = _create_store(path, tracks, bins, chunk_bins)
     n_chunks = -(-bins.n_bins // chunk_bins)
     for chunk in range(n_chunks):
-        lo, hi = chunk * chunk_bins, min((chunk + 1) * chunk_bins, bins.n_bins)
+        lo, hi = chunk_bounds(chunk, chunk_bins, bins.n_bins)
         _write_chunk(root, bins, lo, hi, read_block(lo, hi))
         if progress is not None:
             progress(chunk + 1, n_chunks)
