@@ -176,9 +176,7 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     The tracks are written side by side by ``config.engine.processes`` processes
     (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`). Returns the written locations.
     """
-    names = _track_names(run)
-    if pairs is not None:
-        names = [names[pair] for pair in pairs]
+    names = _track_names(run, pairs)
     with ExitStack() as stack:
         paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: _impute_chunk's order
         for folder in _imputed_folders(run):
@@ -192,7 +190,7 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
             lo, hi = store.chunk_bounds(chunk)
             writer.add(lo, hi, np.hstack([values for values in values_by_folder if values is not None]))
             progress("impute", chunk + 1, store.n_chunks)
-    return [join_location(config.output, folder, name) for folder in _imputed_folders(run) for name in names]
+    return imputed_outputs(config, run, pairs)
 
 
 def read_track_bins(path: str | Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:
@@ -228,9 +226,12 @@ def baseline_columns(ensemble: Ensemble, column: int) -> np.ndarray:
     experiments its ensemble members were allowed to see (so both methods use the same data)."""
     layout = ensemble.layout
     members = ensemble.members_of(layout.cell_of[column], layout.assay_of[column])
-    seen = np.unique(np.concatenate([m.input_columns for m in members]))
-    same_assay = seen[(layout.assay_of[seen] == layout.assay_of[column]) & (layout.cell_of[seen] != layout.cell_of[column])]
-    return same_assay
+    return same_assay_columns(layout, np.unique(np.concatenate([m.input_columns for m in members])), column)
+
+
+def same_assay_columns(layout: Layout, seen: np.ndarray, column: int) -> np.ndarray:
+    """The columns among ``seen`` that measure ``column``'s assay in another cell: the average baseline's inputs."""
+    return seen[(layout.assay_of[seen] == layout.assay_of[column]) & (layout.cell_of[seen] != layout.cell_of[column])]
 
 
 def scored_targets(config: RunConfig, store: SignalStore) -> list[tuple[int, str]]:
@@ -375,17 +376,19 @@ def _imputed_folders(run: TrainedRun) -> list[str]:
     return [IMPUTED_FOLDER] + ([SPREAD_FOLDER] if run.with_spread else [])
 
 
-def _track_names(run: TrainedRun) -> list[str]:
-    """The file name of every pair's track, in the ensemble's (cell-major) order."""
+def _track_names(run: TrainedRun, pairs: np.ndarray | None = None) -> list[str]:
+    """The file name of every pair's track (or of ``pairs``'), in the ensemble's (cell-major) order."""
     layout = run.ensemble.layout
     cells, assays = layout.all_pairs()
+    if pairs is not None:
+        cells, assays = cells[pairs], assays[pairs]
     return [track_file(layout.cells[c], layout.assays[a]) for c, a in zip(cells, assays)]
 
 
-def imputed_outputs(config: RunConfig, run: TrainedRun) -> list[str | Path]:
-    """Every track :func:`run_impute` writes for ``run``: folder by folder, pairs in the ensemble's
-    (cell-major) order."""
-    names = _track_names(run)
+def imputed_outputs(config: RunConfig, run: TrainedRun, pairs: np.ndarray | None = None) -> list[str | Path]:
+    """Every track :func:`run_impute` writes for ``run`` (and ``pairs``): folder by folder, pairs in the
+    ensemble's (cell-major) order."""
+    names = _track_names(run, pairs)
     return [join_location(config.output, folder, name) for folder in _imputed_folders(run) for name in names]
 
 

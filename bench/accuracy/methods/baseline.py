@@ -6,15 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from predictd_core.pipeline import same_assay_columns
+
 from bench.accuracy.problem import Problem
 
 
 class SameAssayAverage:
     """Per bin, the mean (arcsinh) of the target's assay over the other cells' training tracks.
 
-    The columns are those of :func:`predictd_core.pipeline.baseline_columns` for a single model (the
-    same assay, other cells, among the experiments the model may see), so that its scores equal the
-    ``baseline_*`` columns of predictd's own ``metrics.tsv``; the tests check it.
+    The columns are :func:`predictd_core.pipeline.same_assay_columns` of the training tracks, as
+    predictd's own baseline picks them for a single model, so that its scores equal the ``baseline_*``
+    columns of predictd's ``metrics.tsv``; the tests check it.
     """
 
     name = "baseline"
@@ -28,8 +30,7 @@ class SameAssayAverage:
         signal = problem.store.read_columns(training)
         tracks = {}
         for target in problem.targets:
-            cell, assay = layout.cell_of[target.column], layout.assay_of[target.column]
-            inputs = (layout.assay_of[training] == assay) & (layout.cell_of[training] != cell)
+            inputs = np.isin(training, same_assay_columns(layout, training, target.column))
             with np.errstate(all="ignore"):  # a bin no input covers stays NaN and is not scored
                 tracks[target.name] = np.nanmean(signal[:, inputs], axis=1)
         return tracks
