@@ -13,11 +13,9 @@ the best sweep and its validation MSE, and peak memory.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 from pathlib import Path
 
-from jobs import ROADMAP_PILOT_BINS, compendium, run_measured, write_config
+from jobs import ROADMAP_PILOT_BINS, compendium, train
 
 
 def engine_settings(name: str) -> dict:
@@ -40,14 +38,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for name in args.engine:
         output = data / f"bench-train-{name.replace('[', '').replace(']', '')}"
-        config = write_config(data, output, engine_settings(name), model)
-        measured = run_measured(["train", str(config)])
-        description = json.loads((output / "model" / "model.json").read_text())
-        history = description["history"]
-        best = description["best_iteration"]
-        print(f"| {name} | {measured.seconds:.0f} | {len(history)} | "
-              f"{statistics.median(row['seconds'] for row in history):.1f} | {best} | "
-              f"{history[best - 1]['valid_mse']:.4f} | {measured.python_peak_mb:,.0f} | {measured.jvm_peak_mb:,.0f} |")
+        fit = train(data, output, engine_settings(name), model)
+        print(f"| {name} | {fit.measured.seconds:.0f} | {len(fit.history)} | {fit.seconds_per_sweep:.1f} | "
+              f"{fit.best_iteration} | {fit.best_valid_mse:.4f} | {fit.measured.python_peak_mb:,.0f} | "
+              f"{fit.measured.jvm_peak_mb:,.0f} |")
 
 
 if __name__ == "__main__":

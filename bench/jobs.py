@@ -7,6 +7,8 @@ largest one, and all of them summed) and the JVM (Spark's ``java`` process).
 
 from __future__ import annotations
 
+import json
+import statistics
 import subprocess
 import sys
 import time
@@ -23,12 +25,14 @@ HG19_BINS = 124_000_000
 PLANTED_RANK = 10
 
 
-def compendium(folder: Path, bins: int) -> Path:
-    """``folder`` holding a Roadmap-shaped simulated store of ``bins`` bins (simulated once, then reused)."""
-    if not (folder / "store.zarr").is_dir():
+def compendium(folder: Path, bins: int, chunk_bins: int | None = None, signal_format: str = "store") -> Path:
+    """``folder`` holding a Roadmap-shaped simulated compendium of ``bins`` bins, as a store (simulated once,
+    then reused) or as bigWigs."""
+    if signal_format != "store" or not (folder / "store.zarr").is_dir():
+        chunking = [] if chunk_bins is None else ["--chunk-bins", str(chunk_bins)]
         subprocess.run([sys.executable, "-m", "predictd_core.cli.main", "simulate", str(folder), "--layout",
-                        str(LAYOUT), "--bins", str(bins), "--rank", str(PLANTED_RANK), "--format", "store"],
-                       check=True, capture_output=True)
+                        str(LAYOUT), "--bins", str(bins), "--rank", str(PLANTED_RANK), "--format", signal_format,
+                        *chunking], check=True, capture_output=True)
     return folder
 
 
@@ -54,6 +58,31 @@ class Measured:
     python_peak_mb: float  # the largest Python process
     python_total_mb: float  # all Python processes at once, at their joint peak
     jvm_peak_mb: float
+
+
+@dataclass
+class Trained:
+    """A measured ``predictd train``: its process, and its model's log (one row per sweep or round)."""
+
+    measured: Measured
+    history: list[dict]
+    best_iteration: int
+
+    @property
+    def seconds_per_sweep(self) -> float:
+        """The median of the model's own per-sweep seconds."""
+        return statistics.median(row["seconds"] for row in self.history)
+
+    @property
+    def best_valid_mse(self) -> float:
+        return self.history[self.best_iteration - 1]["valid_mse"]
+
+
+def train(data: Path, output: Path, engine: dict, model: dict | None = None) -> Trained:
+    """``predictd train`` of compendium ``data`` into ``output`` in a fresh process, measured."""
+    measured = run_measured(["train", str(write_config(data, output, engine, model))])
+    description = json.loads((output / "model" / "model.json").read_text())
+    return Trained(measured, description["history"], description["best_iteration"])
 
 
 def run_measured(args: list[str]) -> Measured:

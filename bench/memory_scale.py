@@ -13,12 +13,10 @@ worker holds one chunk at a time, so memory follows the chunk size and the Spark
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
 from pathlib import Path
 
-from jobs import compendium, run_measured, write_config
+from jobs import compendium, train
 
 
 def main() -> None:
@@ -36,11 +34,9 @@ def main() -> None:
         created = not (folder / "store.zarr").is_dir()
         data = compendium(folder, bins)
         output = args.work / f"memory-{bins}"
-        config = write_config(data, output, {"kind": "spark", "master": args.master},
-                              {"max_iters": args.sweeps, "patience": args.sweeps})
-        measured = run_measured(["train", str(config)])
-        history = json.loads((output / "model" / "model.json").read_text())["history"]
-        rows.append((bins, measured, statistics.median(row["seconds"] for row in history)))
+        fit = train(data, output, {"kind": "spark", "master": args.master},
+                    {"max_iters": args.sweeps, "patience": args.sweeps})
+        rows.append((bins, fit.measured, fit.seconds_per_sweep))
         shutil.rmtree(output)
         if created and bins > args.remove_above:
             shutil.rmtree(folder)

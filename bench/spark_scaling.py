@@ -13,31 +13,17 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import statistics
-import subprocess
-import sys
 from pathlib import Path
 
-from jobs import LAYOUT, PLANTED_RANK, ROADMAP_PILOT_BINS, compendium, run_measured, write_config
+from jobs import ROADMAP_PILOT_BINS, compendium, train
 
 
 def seconds_per_sweep(data: Path, output: Path, master: str, sweeps: int) -> tuple[float, float, float]:
     """Median s/sweep, wall seconds and peak JVM MB of ``predictd train`` on ``master``."""
-    config = write_config(data, output, {"kind": "spark", "master": master}, {"max_iters": sweeps, "patience": sweeps})
-    measured = run_measured(["train", str(config)])
-    history = json.loads((output / "model" / "model.json").read_text())["history"]
+    fit = train(data, output, {"kind": "spark", "master": master}, {"max_iters": sweeps, "patience": sweeps})
     shutil.rmtree(output)
-    return statistics.median(row["seconds"] for row in history), measured.seconds, measured.jvm_peak_mb
-
-
-def chunked_store(folder: Path, bins: int, chunk_bins: int) -> Path:
-    if not (folder / "store.zarr").is_dir():
-        subprocess.run([sys.executable, "-m", "predictd_core.cli.main", "simulate", str(folder), "--layout",
-                        str(LAYOUT), "--bins", str(bins), "--rank", str(PLANTED_RANK), "--format", "store",
-                        "--chunk-bins", str(chunk_bins)], check=True, capture_output=True)
-    return folder
+    return fit.seconds_per_sweep, fit.measured.seconds, fit.measured.jvm_peak_mb
 
 
 def main() -> None:
@@ -52,7 +38,7 @@ def main() -> None:
                for master in ("local[1]", "local[2]")}
     chunks = {}
     for chunk_bins in args.chunk_bins:
-        folder = chunked_store(args.work / f"chunks-{chunk_bins}", args.chunk_bins_bins, chunk_bins)
+        folder = compendium(args.work / f"chunks-{chunk_bins}", args.chunk_bins_bins, chunk_bins)
         chunks[chunk_bins] = seconds_per_sweep(folder, args.work / f"chunks-run-{chunk_bins}", "local[2]", args.sweeps)
         shutil.rmtree(folder)
     print(f"`predictd train`, {args.sweeps} ALS sweeps at rank 100, a fresh process per row.\n")

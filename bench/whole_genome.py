@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, compendium, write_config
+from jobs import HG19_BINS, compendium, write_config
 
 from predictd_core.config import load_config
 from predictd_core.engine.local import LocalEngine
@@ -44,10 +42,7 @@ from predictd_core.tracks.table import read_tracks_table
 
 def ingest_seconds(work: Path, bins: int, processes: list[int]) -> tuple[dict[int, float], int]:
     """Seconds to ingest the 1,014 Roadmap-layout bigWigs over ``bins`` bins with each process count."""
-    folder = work / "bigwigs"
-    subprocess.run([sys.executable, "-m", "predictd_core.cli.main", "simulate", str(folder), "--layout", str(LAYOUT),
-                    "--bins", str(bins), "--rank", str(PLANTED_RANK), "--format", "bigwig"], check=True,
-                   capture_output=True)
+    folder = compendium(work / "bigwigs", bins, signal_format="bigwig")
     tracks = read_tracks_table(folder / "tracks.tsv")
     seconds = {}
     for count in processes:
