@@ -28,6 +28,7 @@ from predictd_core.store.signal_store import SignalStore, ingest, read_signal_ro
 from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes
 from predictd_core.tracks.table import read_tracks_table
 from tests.conftest import write_config
+from tests.integration.conftest import keys
 
 CHUNK_BINS = 16  # the tiny compendium has 40 + 21 bins: four chunks, the last one partial
 NAMES = [f"{cell}.{assay}" for cell in ("C1", "C2", "C3") for assay in ("M1", "M2")]
@@ -124,20 +125,6 @@ def test_http_404_names_the_url_and_leaves_no_store(tiny_compendium, http_base, 
 
 # -------------------------------------------------------------------------------------------------- s3
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    """A moto S3 server on a free loopback port for the whole module."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
 def s3(moto_endpoint, monkeypatch, tmp_path):
     """Credentials and endpoint in the environment, a fresh bucket; returns (boto3 client, bucket name)."""
@@ -163,10 +150,6 @@ def s3(moto_endpoint, monkeypatch, tmp_path):
 def upload_compendium(client, bucket: str, folder: Path) -> None:
     for name in NAMES:
         client.upload_file(str(folder / f"{name}.bigWig"), bucket, f"{name}.bigWig")
-
-
-def keys(client, bucket: str, prefix: str = "") -> list[str]:
-    return [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
 
 
 def test_s3_tracks_ingest_like_local_paths(tiny_compendium, s3):

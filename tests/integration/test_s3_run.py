@@ -30,7 +30,7 @@ import yaml
 from predictd_core.cli.main import main
 from predictd_core.io import is_file, read_bytes, staged_folder, write_atomic
 from predictd_core.model.estimator import Predictd
-from tests.integration.test_remote import keys, moto_endpoint  # noqa: F401  (moto_endpoint: the server fixture)
+from tests.integration.conftest import keys
 
 RUN_ID = "pilot-0123456789ab"
 N_TEST, N_VALID = 5, 2
@@ -42,7 +42,7 @@ MODELS = [(i, j) for i in range(N_TEST) for j in range(N_VALID)]
 
 
 @pytest.fixture(scope="module")
-def client(moto_endpoint):  # noqa: F811 (the imported fixture)
+def client(moto_endpoint):
     """boto3 S3 client; boto3, s3fs and zarr all reach the moto server through AWS_ENDPOINT_URL."""
     import boto3
     import s3fs
