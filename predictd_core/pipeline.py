@@ -29,6 +29,7 @@ from predictd_core.evaluate.measures import quality_measures
 from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.tables import METRIC_FILES, measure_names, summary_rows, write_metrics
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
+from predictd_core.impute.refine import Refinement, fit_refinement
 from predictd_core.impute.write_tracks import ParallelTrackWriter
 from predictd_core.io import (is_file, join_location, location_name, relative_location, staged_folder,
                               write_atomic)
@@ -155,13 +156,27 @@ class _ImputeJob:
     ensemble: Ensemble
     with_spread: bool
     pairs: np.ndarray | None
+    refinement: Refinement | None = None
 
 
 def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
-    """The chunk's ensemble mean and spread, arcsinh, float32 (half the bytes back to the driver); the
-    writers turn the mean into -log10 p."""
+    """The chunk's imputation (the ensemble mean, refined when the run refines) and the ensemble's spread,
+    arcsinh, float32 (half the bytes back to the driver); the writers turn the mean into -log10 p."""
     mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread, job.pairs)
+    if job.refinement is not None:
+        pairs = np.arange(job.ensemble.n_pairs) if job.pairs is None else job.pairs
+        mean = job.refinement.apply(Y, mean, pairs)
     return mean.astype(np.float32), None if spread is None else spread.astype(np.float32)
+
+
+def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble) -> Refinement | None:
+    """The refinement stage of ``config.model.refine`` for ``ensemble`` (None when disabled): each pair
+    refined from the experiments its ensemble members were allowed to see."""
+    if not config.model.refine.enabled:
+        return None
+    pair_inputs = [np.unique(np.concatenate([m.input_columns for m, used in zip(ensemble.members, ensemble.weights[:, p])
+                                             if used])) for p in range(ensemble.n_pairs)]
+    return fit_refinement(store, ensemble.layout, pair_inputs, config.model.refine)
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
@@ -174,8 +189,12 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     folders (:func:`predictd_core.io.staged_folder`) and published only when every track is complete:
     locally each folder appears whole, on an object store each track is uploaded as one object.
     The tracks are written side by side by ``config.engine.processes`` processes
-    (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`). Returns the written locations.
+    (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`); on the numpy engine as many
+    processes compute the chunks side by side (:mod:`predictd_core.impute.parallel`). Returns the written
+    locations.
     """
+    from predictd_core.impute.parallel import compute_processes, write_chunks
+
     names = _track_names(run, pairs)
     with ExitStack() as stack:
         paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: _impute_chunk's order
@@ -184,11 +203,11 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
             paths += [work / name for name in names]
             from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
         processes = config.engine.processes_for(len(paths) * store.bins.n_bins)
-        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes, from_arcsinh))
-        job = _ImputeJob(run.ensemble, run.with_spread, pairs)
-        for chunk, values_by_folder in engine.map_chunks(_impute_chunk, job):
-            lo, hi = store.chunk_bounds(chunk)
-            writer.add(lo, hi, np.hstack([values for values in values_by_folder if values is not None]))
+        computing = compute_processes(engine, processes, len(paths))
+        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes, from_arcsinh,
+                                                         computing))
+        job = _ImputeJob(run.ensemble, run.with_spread, pairs, fit_run_refinement(config, store, run.ensemble))
+        for chunk in write_chunks(engine, _impute_chunk, job, writer, computing):
             progress("impute", chunk + 1, store.n_chunks)
     return imputed_outputs(config, run, pairs)
 

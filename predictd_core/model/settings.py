@@ -10,9 +10,11 @@ PENALTY_NAMES = ("rc", "ra", "ri", "ri2", "rbc", "rba", "rbi")
 
 # ``preset: predictd-2018``: the original's training (Durham et al. 2018; ../shared/docs/predictd-reference.md):
 # NAdam-SGD at rank 100 with its penalties (the field defaults), cell factors shrunk toward 0, stopping after
-# 35 evaluations without a new minimum and at iteration 1000 at the latest.
+# 35 evaluations without a new minimum and at iteration 1000 at the latest; its imputations are the tensor
+# ensemble's, not refined.
 PRESETS: dict[str, dict] = {
-    "predictd-2018": {"solver": "nadam-sgd", "rank": 100, "cell_shrinkage": "zero", "patience": 35, "max_iters": 1000},
+    "predictd-2018": {"solver": "nadam-sgd", "rank": 100, "cell_shrinkage": "zero", "patience": 35, "max_iters": 1000,
+                      "refine": {"enabled": False}},
 }
 
 
@@ -34,6 +36,20 @@ class Penalties(BaseModel):
     rbc: float = Field(0.0, ge=0, description="L2 on cell biases")
     rba: float = Field(0.0, ge=0, description="L2 on assay biases")
     rbi: float = Field(0.0, ge=0, description="L2 on bin biases (nadam-sgd)")
+
+
+class RefineSettings(BaseModel):
+    """The refinement stage (:mod:`predictd_core.impute.refine`): each cell's own tracks sharpen its imputations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(True, description="refine imputations with the cell's own tracks (false: the tensor "
+                                            "ensemble's values, as PREDICTD)")
+    ridge: float = Field(1000.0, ge=0, description="L2 penalty of each assay's regression")
+    sample_bins: int = Field(524_288, ge=1, description="bins (whole chunks, spread over the genome) the stage is "
+                                                       "fitted and validated on, in the driver")
+    inner_tracks: int = Field(20, ge=0, description="measured tracks left out, one at a time, to choose the blend "
+                                                   "of regression and average")
 
 
 class ModelSettings(BaseModel):
@@ -63,6 +79,7 @@ class ModelSettings(BaseModel):
     validation_fraction: float = Field(0.125, gt=0, lt=1,
                                        description="share of training experiments used to stop (one of 8 folds)")
     inner_iters: int = Field(3, ge=1, description="C/A/bias alternations per ALS sweep (driver only)")
+    refine: RefineSettings = RefineSettings()
     # nadam-sgd only (PREDICTD's flags)
     learning_rate: float = Field(0.005, gt=0)
     beta1: float = Field(0.9, gt=0, lt=1)

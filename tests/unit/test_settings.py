@@ -27,3 +27,9 @@ def test_an_unknown_preset_is_a_config_error_naming_the_field():
     text = yaml.safe_dump({"tracks": "t.tsv", "chrom_sizes": "c.sizes", "model": {"preset": "predictd-2019"}})
     with pytest.raises(PredictdInputError, match="model.preset"):
         parse_config(text, "run.yaml")
+
+
+def test_the_default_refines_and_the_faithful_preset_does_not():
+    assert ModelSettings().refine.enabled
+    assert not ModelSettings(preset="predictd-2018").refine.enabled
+    assert ModelSettings(preset="predictd-2018", refine={"enabled": True, "ridge": 5}).refine.ridge == 5

@@ -1,0 +1,99 @@
+"""The refinement stage, against hand-computed values and planted structure it must find."""
+
+import numpy as np
+import pytest
+
+from predictd_core.impute import refine
+from predictd_core.model.factors import Layout
+
+
+def grid_layout(n_cells: int, n_assays: int) -> Layout:
+    cells, assays = np.meshgrid(np.arange(n_cells), np.arange(n_assays), indexing="ij")
+    return Layout(tuple(f"C{c}" for c in range(n_cells)), tuple(f"A{a}" for a in range(n_assays)),
+                  cells.ravel(), assays.ravel())
+
+
+def test_monotone_map_averages_tied_knots_and_interpolates():
+    xp, fp = np.array([0.0, 0.0, 1.0, 2.0]), np.array([0.0, 2.0, 3.0, 4.0])
+    assert refine.monotone_map(np.array([0.0, 0.5, 1.5, 9.0]), xp, fp) == pytest.approx([1.0, 2.0, 3.5, 4.0])
+
+
+def test_window_means_match_a_loop_clipped_at_the_ends():
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    for half in (0, 4):
+        expected = np.array([x[max(0, i - half):i + half + 1].mean(axis=0) for i in range(50)])
+        assert refine.window_means(x, half) == pytest.approx(expected)
+
+
+def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its_average():
+    layout = grid_layout(3, 3)
+    inputs = np.array([k for k in range(9) if k != 5])  # cell 1 has no assay 2
+    Z = np.random.default_rng(1).random((20, inputs.size))
+    X = refine.pair_features(Z, layout, inputs, cell=1, assay=0)
+    assert X.shape == (20, refine.n_features(3))
+    column = {k: Z[:, j] for j, k in enumerate(inputs)}
+    assert X[:, 0] == pytest.approx((column[0] + column[6]) / 2)  # assay 0 in cells 0 and 2
+    own = np.column_stack([column[4], (column[2] + column[8]) / 2])  # cell 1's assay 1; assay 2 averaged
+    assert X[:, 3:5] == pytest.approx(own)
+    assert X[:, -3:-1] == pytest.approx(own * X[:, [0]])
+    assert X[:, -1] == pytest.approx(1.0)
+
+
+def test_additive_scale_recovers_additive_quantile_functions():
+    rng = np.random.default_rng(2)
+    cell_part, assay_part = rng.random((4, 5)), rng.random((3, 5))
+    shape = np.linspace(0, 3, 5)
+    cells, assays = np.meshgrid(np.arange(4), np.arange(3), indexing="ij")
+    cells, assays = cells.ravel(), assays.ravel()
+    tables = shape + cell_part[cells] + assay_part[assays]
+    keep = np.arange(12) != 7
+    scale = refine._additive_scale(tables[keep], cells[keep], assays[keep], 4, 3)
+    expected = np.maximum.accumulate(shape + cell_part[cells[7]] + assay_part[assays[7]])
+    assert scale[7] == pytest.approx(expected, abs=1e-9)
+
+
+def planted_chunks(n_cells: int = 5, n_bins: int = 4000, seed: int = 3) -> list[np.ndarray]:
+    """Assay 0 of every cell is that cell's own assay 1 (cell-specific peaks); assay 2 is shared noise.
+
+    The average of assay 0 over the other cells knows nothing of a cell's peaks; its own assay 1 knows all.
+    """
+    rng = np.random.default_rng(seed)
+    own = np.arcsinh(rng.exponential(1.0, size=(n_bins, n_cells)) * (rng.random((n_bins, n_cells)) < 0.1) * 20)
+    shared = np.arcsinh(rng.exponential(1.0, size=n_bins))
+    columns = []
+    for c in range(n_cells):
+        columns += [own[:, c], own[:, c], shared + 0.1 * rng.random(n_bins)]
+    signal = np.column_stack(columns)
+    return [signal[:n_bins // 2], signal[n_bins // 2:]]
+
+
+def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
+    layout = grid_layout(5, 3)
+    chunks = planted_chunks()
+    target = 0  # (cell 0, assay 0), held out
+    inputs = np.arange(1, 15)
+    blend, table = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=4)
+    assert [row["blend"] for row in table] == list(refine.BLENDS)
+    assert blend >= 0.8  # the regression is right; the average of other cells is not
+    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, blend=blend)
+    assert refiner.refinable(0, 0)
+    observed = np.concatenate([chunk[:, target] for chunk in chunks])
+    refined = np.concatenate([refiner.predict(refiner.normalized(chunk), 0, 0) for chunk in chunks])
+    average = np.concatenate([chunk[:, [3, 6, 9, 12]].mean(axis=1) for chunk in chunks])
+    assert np.mean((refined - observed) ** 2) < 0.2 * np.mean((average - observed) ** 2)
+    assert np.corrcoef(refined, observed)[0, 1] > 0.9
+
+
+def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
+    layout = grid_layout(3, 2)
+    chunks = planted_chunks(n_cells=3)
+    chunks = [chunk[:, [0, 1, 3, 4, 6, 7]] for chunk in chunks]  # assays 0 and 1 of 3 cells
+    inputs = np.array([1, 2, 3, 5])  # assay 0 measured in cell 1 only; assay 1 in cells 0, 1, 2
+    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0)
+    assert not refiner.refinable(0, 0)  # one cell with assay 0: no rows to fit on
+    refinement = refine.Refinement((refiner,), np.array([-1 if not refiner.refinable(*divmod(p, 2)) else 0
+                                                         for p in range(6)]), ([],))
+    tensor = np.full((chunks[0].shape[0], 2), 7.0)
+    out = refinement.apply(chunks[0], tensor, np.array([0, 1]))
+    assert out[:, 0] == pytest.approx(7.0)  # (cell 0, assay 0): the tensor's value stands
+    assert not np.allclose(out[:, 1], 7.0)  # (cell 0, assay 1): refined
