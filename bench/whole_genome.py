@@ -6,25 +6,32 @@ experiments of 127 cells x 24 assays) this measures, in one run:
 
 1. ingest throughput: ``predictd simulate --format bigwig`` writes the 1,014 tracks over ``--ingest-bins``
    bins, and ``ingest`` bins them into a store in 1 process and in ``--writers`` processes;
-2. compute: chunks of the 10 M-bin store read, genome factors solved, all 3,048 pairs predicted
-   (:func:`ensemble_chunk`, -log10 p), nothing written: seconds per million bins on this machine
-   (``--compute-chunks`` chunks timed: every chunk costs the same);
+2. compute: chunks of the store read, genome factors solved, all 3,048 pairs predicted as float32 arcsinh
+   (what ``run_impute`` computes for its writers), nothing written, in 1 process (the numpy engine's
+   ``map_chunks``) and in ``--writers`` worker processes laying them into shared-memory slots
+   (:func:`~predictd_core.impute.parallel.computed_chunks`), interleaved ``--repeats`` times (medians): seconds
+   per million bins on this machine (the first ``--compute-chunks`` chunks timed: every chunk costs the same);
 3. writing: ``run_impute`` writing ``--tracks`` of the 2,034 never-measured pairs over all bins with
-   1 writer process and with ``--writers`` (bigWig bytes per value, ns per value per process; the two
-   runs give the parallel speed-up; the store is read without a cache). The tracks are deleted after
-   each run: all 2,034 over 10 M bins would take ~110 GB, more than this machine's disk.
+   1 process and with ``--writers`` (which then also compute the chunks side by side): bigWig bytes per value,
+   ns per value written (from the 1-process run less the compute of those pairs alone), and the speed-up. The
+   store is read without a cache. The tracks are deleted after each run: all 2,034 over 10 M bins would take
+   ~110 GB, more than this machine's disk.
 
 It then projects ingest and imputation of hg19 (124 M bins) on one EMR on EC2 instance (see BENCHMARKS.md).
 
     .venv/bin/python bench/whole_genome.py --data /tmp/roadmap-10M --model MODEL_DIR [--bins 10000000]
+
+The load average over the run is printed with the tables: the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +39,10 @@ from jobs import HG19_BINS, compendium, write_config
 
 from predictd_core.config import load_config
 from predictd_core.engine.local import LocalEngine
-from predictd_core.impute.ensemble import ensemble_chunk
+from predictd_core.impute.parallel import computed_chunks
+from predictd_core.impute.write_tracks import SharedSlots
 from predictd_core.model.estimator import Predictd
-from predictd_core.pipeline import TrainedRun, run_impute, single_model_ensemble
+from predictd_core.pipeline import TrainedRun, _impute_chunk, _ImputeJob, run_impute, single_model_ensemble
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.table import read_tracks_table
@@ -55,20 +63,30 @@ def ingest_seconds(work: Path, bins: int, processes: list[int]) -> tuple[dict[in
     return seconds, len(tracks)
 
 
-def compute_seconds_per_bin(store: SignalStore, run: TrainedRun, chunks: int, pairs: np.ndarray | None = None
-                            ) -> float:
-    """Seconds per bin to read a chunk, solve its genome factors and predict every pair (or ``pairs``) as
-    float32 arcsinh, nothing written (what ``run_impute`` computes before its writers); timed over
-    the first ``chunks`` chunks (every chunk costs the same)."""
+def compute_seconds(store: SignalStore, job: _ImputeJob, chunks: int, processes: int) -> float:
+    """Seconds to compute the first ``chunks`` chunks as ``run_impute`` does for its writers, nothing written:
+    in this process (the numpy engine's ``map_chunks``) with 1 process, else by ``processes`` workers into
+    shared-memory slots (their start-up included)."""
     started = time.perf_counter()
-    for chunk in range(chunks):
-        ensemble_chunk(store.read_chunk(chunk), run.ensemble, False, pairs)[0].astype(np.float32)
-    return (time.perf_counter() - started) / store.chunk_bounds(chunks - 1)[1]
+    if processes == 1:
+        for _ in islice(LocalEngine(store, cache=False).map_chunks(_impute_chunk, job), chunks):
+            pass
+        return time.perf_counter() - started
+    n_tracks = job.ensemble.n_pairs if job.pairs is None else len(job.pairs)
+    slots = SharedSlots(processes + 1, (n_tracks, store.chunk_bins))
+    try:
+        for chunk, _ in computed_chunks(store, _impute_chunk, job, slots, processes):
+            if chunk + 1 == chunks:  # the chunks still running when the loop is left are not counted
+                return time.perf_counter() - started
+    finally:
+        slots.close()
+    raise ValueError(f"the store has fewer than {chunks} chunks")
 
 
 def write_run(config_path: Path, store: SignalStore, run: TrainedRun, pairs: np.ndarray, writers: int
               ) -> tuple[float, int]:
-    """Seconds and bytes of ``run_impute`` writing ``pairs`` with ``writers`` processes; the tracks are removed."""
+    """Seconds and bytes of ``run_impute`` writing ``pairs`` with ``writers`` processes (that compute the chunks
+    side by side too); the tracks are removed."""
     config = load_config(config_path)
     config.engine.processes = writers
     started = time.perf_counter()
@@ -85,16 +103,18 @@ def main() -> None:
     parser.add_argument("--bins", type=int, default=10_000_000)
     parser.add_argument("--model", type=Path, required=True, help="a model trained on the same layout (model.json)")
     parser.add_argument("--tracks", type=int, default=48, help="never-measured pairs written in each write run")
-    parser.add_argument("--writers", type=int, default=2)
+    parser.add_argument("--writers", type=int, default=2, help="processes that ingest, compute and write side by side")
     parser.add_argument("--ingest-bins", type=int, default=100_000)
     parser.add_argument("--compute-chunks", type=int, default=16, help="chunks timed for the compute-only figures")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved compute timings (medians)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.data.parent) as work:
         ingested, n_tracks = ingest_seconds(Path(work), args.ingest_bins, [1, args.writers])
     ingest_per_value = ingested[1] / (args.ingest_bins * n_tracks)
     data = compendium(args.data, args.bins)
     store = SignalStore.open(data / "store.zarr")
-    config_path = write_config(data, data / "bench-impute", {"kind": "numpy"})
+    # the tensor ensemble's imputation, as PREDICTD's: the refinement stage is not measured here
+    config_path = write_config(data, data / "bench-impute", {"kind": "numpy"}, {"refine": {"enabled": False}})
     model = Predictd.load(args.model)
     run = TrainedRun(single_model_ensemble(load_config(config_path), store, model), {"model": model}, [], False)
     layout = run.ensemble.layout
@@ -102,35 +122,43 @@ def main() -> None:
     missing = np.array(sorted(set(range(run.ensemble.n_pairs)) - observed))
     pairs = missing[np.linspace(0, missing.size - 1, args.tracks).astype(int)]  # spread over cells and assays
     chunks = min(args.compute_chunks, store.n_chunks)
-    n_bins = store.bins.n_bins
-    compute = compute_seconds_per_bin(store, run, chunks) * n_bins
-    compute_subset = compute_seconds_per_bin(store, run, chunks, pairs) * n_bins
+    n_bins, timed_bins = store.bins.n_bins, store.chunk_bounds(chunks - 1)[1]
+    every_pair = _ImputeJob(run.ensemble, False, None)
+    timings = {1: [], args.writers: []}
+    for _ in range(args.repeats):
+        for count in timings:
+            timings[count].append(compute_seconds(store, every_pair, chunks, count) / timed_bins * n_bins)
+    compute = {count: float(np.median(seconds)) for count, seconds in timings.items()}
+    compute_subset = compute_seconds(store, _ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
     single, size = write_run(config_path, store, run, pairs, 1)
     parallel, _ = write_run(config_path, store, run, pairs, args.writers)
+    load = os.getloadavg()
     values = args.tracks * n_bins
     print(f"Store: {n_bins:,} bins x {n_tracks:,} experiments ({store.n_chunks} chunks of {store.chunk_bins:,}); "
-          f"{run.ensemble.n_pairs:,} pairs, {missing.size:,} never measured; model rank {model.factors_.C.shape[1]}.\n")
+          f"{run.ensemble.n_pairs:,} pairs, {missing.size:,} never measured; model rank {model.factors_.C.shape[1]}; "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) "
+          f"at the end.\n")
     print("| stage | measured | per unit |")
     print("|---|---|---|")
     for count, seconds in ingested.items():
         print(f"| ingest ({args.ingest_bins:,} bins x {n_tracks:,} bigWigs), {count} process(es) | {seconds:.1f} s | "
               f"{seconds / (args.ingest_bins * n_tracks) * 1e9:.0f} ns per value |")
-    print(f"| compute (read, solve G, predict all {run.ensemble.n_pairs:,} pairs; 2 cores; {chunks} chunks "
-          f"timed, scaled to {n_bins:,} bins) | {compute:.0f} s | {compute / n_bins * 1e6:.1f} s per M bins |")
-    print(f"| compute for those {args.tracks} pairs only (as above) | {compute_subset:.0f} s | "
+    for count, seconds in compute.items():
+        print(f"| compute (read, solve G, predict all {run.ensemble.n_pairs:,} pairs), {count} process(es); "
+              f"{chunks} chunks timed, median of {args.repeats}, scaled to {n_bins:,} bins | {seconds:.0f} s | "
+              f"{seconds / n_bins * 1e6:.1f} s per M bins |")
+    print(f"| compute for those {args.tracks} pairs only, 1 process (as above, once) | {compute_subset:.0f} s | "
           f"{compute_subset / n_bins * 1e6:.1f} s per M bins |")
-    print(f"| impute + write {args.tracks} tracks, 1 writer | {single:.0f} s | "
+    print(f"| impute + write {args.tracks} tracks, 1 process | {single:.0f} s | "
           f"{(single - compute_subset) / values * 1e9:.0f} ns per value written |")
-    print(f"| impute + write {args.tracks} tracks, {args.writers} writers | {parallel:.0f} s | "
+    print(f"| impute + write {args.tracks} tracks, {args.writers} processes | {parallel:.0f} s | "
           f"{parallel / values * 1e9:.0f} ns per value, all in |")
     print(f"\nParallel speed-up with {args.writers} processes: ingest **{ingested[1] / ingested[args.writers]:.2f}x**, "
-          f"impute + write **{single / parallel:.2f}x**; "
+          f"compute **{compute[1] / compute[args.writers]:.2f}x**, impute + write **{single / parallel:.2f}x**; "
           f"bigWig size {size / values:.2f} bytes per value.")
     print(f"Projection inputs: ingest {ingest_per_value * 1e9:.0f} ns/value/core, compute "
-          f"{compute / n_bins * 2 * 1e6:.1f} core-s per M bins, write {(single - compute_subset) / values * 1e9:.0f} "
-          f"ns/value/core, "
-          f"hg19 {HG19_BINS:,} bins.")
-
+          f"{compute[args.writers] / n_bins * args.writers * 1e6:.1f} core-s per M bins ({args.writers} processes "
+          f"busy), write {(single - compute_subset) / values * 1e9:.0f} ns/value/core, hg19 {HG19_BINS:,} bins.")
 
 if __name__ == "__main__":
     main()
