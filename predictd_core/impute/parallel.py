@@ -21,6 +21,7 @@ from itertools import cycle
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.write_tracks import ParallelTrackWriter, SharedSlots, copy_columns
@@ -83,14 +84,16 @@ def computed_chunks(store: SignalStore, fn: Callable[[np.ndarray, Any], Any], pa
     ``reserve()`` gives a free slot for the next chunk, waiting if needed (the writer's); at most
     ``processes`` chunks are computed at once and a slot is the caller's from its yield until it hands it
     back. Without ``reserve``, slots are used in turn and one is free again at the next yield (needs
-    ``processes + 1`` slots). A worker's error is raised here; leaving early waits for the running chunks.
+    ``processes + 1`` slots). Each worker's BLAS gets an equal share of the CPUs. A worker's error is raised
+    here; leaving early waits for the running chunks.
     """
     reserve = reserve or cycle(range(len(slots.arrays))).__next__
     n_chunks = store.n_chunks
     # spawn, not fork: the caller may be a Spark driver with a JVM gateway and BLAS threads running
+    blas_threads = max(1, len(os.sched_getaffinity(0)) // processes)
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                              initargs=(store.path, store.chunk_bins, store.bins.n_bins, fn, payload, slots.names,
-                                       slots.shape)) as pool:
+                                       slots.shape, blas_threads)) as pool:
         running = {}  # chunk -> (future, slot)
         try:
             for chunk in range(n_chunks):
@@ -109,8 +112,10 @@ _worker: tuple | None = None  # a compute process's store, function, payload and
 
 
 def _start_worker(path: str, chunk_bins: int, n_bins: int, fn: Callable, payload: Any, names: list[str],
-                  shape: tuple[int, int]) -> None:
+                  shape: tuple[int, int], blas_threads: int) -> None:
     global _worker
+    # each worker's BLAS takes its share of the CPUs (by default every worker would start a thread per CPU)
+    threadpool_limits(blas_threads)
     memories, arrays = SharedSlots.attach(names, shape)
     _worker = (path, chunk_bins, n_bins, fn, payload, memories, arrays)
 
