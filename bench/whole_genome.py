@@ -21,7 +21,7 @@ It then projects ingest and imputation of hg19 (124 M bins) on one EMR on EC2 in
 
     .venv/bin/python bench/whole_genome.py --data /tmp/roadmap-10M --model MODEL_DIR [--bins 10000000]
 
-The load average over the run is printed with the tables: the machine may be shared.
+The load average at the end of the run is printed with the tables: the machine may be shared.
 """
 
 from __future__ import annotations
