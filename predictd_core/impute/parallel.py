@@ -89,8 +89,8 @@ def computed_chunks(store: SignalStore, fn: Callable[[np.ndarray, Any], Any], pa
     """
     reserve = reserve or cycle(range(len(slots.arrays))).__next__
     n_chunks = store.n_chunks
-    # spawn, not fork: the caller may be a Spark driver with a JVM gateway and BLAS threads running
     blas_threads = max(1, len(os.sched_getaffinity(0)) // processes)
+    # spawn, not fork: the caller may be a Spark driver with a JVM gateway and BLAS threads running
     with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
                              initargs=(store.path, store.chunk_bins, store.bins.n_bins, fn, payload, slots.names,
                                        slots.shape, blas_threads)) as pool:
