@@ -29,6 +29,7 @@ from predictd_core.evaluate.measures import quality_measures
 from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.tables import METRIC_FILES, measure_names, summary_rows, write_metrics
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
+from predictd_core.impute.parallel import compute_processes, write_chunks
 from predictd_core.impute.refine import Refinement, fit_refinement
 from predictd_core.impute.write_tracks import ParallelTrackWriter
 from predictd_core.io import (is_file, join_location, location_name, relative_location, staged_folder,
@@ -174,8 +175,7 @@ def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble
     refined from the experiments its ensemble members were allowed to see."""
     if not config.model.refine.enabled:
         return None
-    pair_inputs = [np.unique(np.concatenate([m.input_columns for m, used in zip(ensemble.members, ensemble.weights[:, p])
-                                             if used])) for p in range(ensemble.n_pairs)]
+    pair_inputs = [ensemble.seen_columns(cell, assay) for cell, assay in zip(*ensemble.layout.all_pairs())]
     return fit_refinement(store, ensemble.layout, pair_inputs, config.model.refine)
 
 
@@ -193,9 +193,9 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     processes compute the chunks side by side (:mod:`predictd_core.impute.parallel`). Returns the written
     locations.
     """
-    from predictd_core.impute.parallel import compute_processes, write_chunks
-
     names = _track_names(run, pairs)
+    # fitted before any writer process starts or staging folder opens: they would wait on it
+    job = _ImputeJob(run.ensemble, run.with_spread, pairs, fit_run_refinement(config, store, run.ensemble))
     with ExitStack() as stack:
         paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: _impute_chunk's order
         for folder in _imputed_folders(run):
@@ -206,7 +206,6 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
         computing = compute_processes(engine, processes, len(paths))
         writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes, from_arcsinh,
                                                          computing))
-        job = _ImputeJob(run.ensemble, run.with_spread, pairs, fit_run_refinement(config, store, run.ensemble))
         for chunk in write_chunks(engine, _impute_chunk, job, writer, computing):
             progress("impute", chunk + 1, store.n_chunks)
     return imputed_outputs(config, run, pairs)
@@ -244,8 +243,7 @@ def baseline_columns(ensemble: Ensemble, column: int) -> np.ndarray:
     """The baseline's inputs for store column ``column``: the same assay in other cells, among the
     experiments its ensemble members were allowed to see (so both methods use the same data)."""
     layout = ensemble.layout
-    members = ensemble.members_of(layout.cell_of[column], layout.assay_of[column])
-    return same_assay_columns(layout, np.unique(np.concatenate([m.input_columns for m in members])), column)
+    return same_assay_columns(layout, ensemble.seen_columns(layout.cell_of[column], layout.assay_of[column]), column)
 
 
 def same_assay_columns(layout: Layout, seen: np.ndarray, column: int) -> np.ndarray:

@@ -75,6 +75,11 @@ class Ensemble:
         column = self.weights[:, self.pair_index(cell, assay)]
         return [member for member, used in zip(self.members, column) if used]
 
+    def seen_columns(self, cell: int, assay: int) -> np.ndarray:
+        """The store columns pair (cell, assay)'s members were allowed to see (sorted): its imputation's
+        inputs, and so the baseline's and the refinement's."""
+        return np.unique(np.concatenate([member.input_columns for member in self.members_of(cell, assay)]))
+
 
 def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False, pairs: np.ndarray | None = None
                    ) -> tuple[np.ndarray, np.ndarray | None]:

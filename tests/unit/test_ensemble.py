@@ -70,6 +70,8 @@ def test_members_of_follow_the_weights(grid):
     _, _, ensemble = grid
     assert [m.name for m in ensemble.members_of(1, 0)] == ["m1", "m2"]
     assert [m.name for m in ensemble.members_of(0, 0)] == ["m0"]
+    assert ensemble.seen_columns(1, 0).tolist() == [0, 1, 2, 3, 4]  # m1's and m2's inputs, once each
+    assert ensemble.seen_columns(0, 0).tolist() == [0, 1, 2, 3]
 
 
 def test_a_pair_without_members_or_misshaped_weights_is_refused(grid):
