@@ -174,6 +174,12 @@ def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ri
                 assays: np.ndarray | None = None, blend: float = 0.5) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
     (default all); ``blend`` is stored as given (:func:`choose_blend` picks it)."""
+    return _fit_on_sample(chunks, layout, inputs, ridge, assays, blend)[0]
+
+
+def _fit_on_sample(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
+                   assays: np.ndarray | None, blend: float) -> tuple[Refiner, list[np.ndarray]]:
+    """:func:`fit_refiner`, and the sample chunks normalised by it (``Refiner.normalized``)."""
     inputs = np.asarray(inputs)
     n_cells, n_assays = len(layout.cells), len(layout.assays)
     sample = np.nan_to_num(np.vstack([chunk[:, inputs] for chunk in chunks]))
@@ -184,8 +190,8 @@ def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ri
         reference[a] = tables[input_assays == a].mean(axis=0)
     scale = _additive_scale(tables, input_cells, input_assays, n_cells, n_assays)
     weights = np.full((n_assays, n_features(n_assays)), np.nan)
-    unfitted = Refiner(layout, inputs, tables, reference, scale, weights, blend)
-    normalized = [unfitted.normalized(chunk) for chunk in chunks]
+    refiner = Refiner(layout, inputs, tables, reference, scale, weights, blend)  # weights filled below
+    normalized = [refiner.normalized(chunk) for chunk in chunks]
     penalty = np.full(n_features(n_assays), ridge)
     penalty[-1] = 0.0  # the intercept is not shrunk
     for a in (np.unique(input_assays) if assays is None else assays):
@@ -199,7 +205,7 @@ def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ri
                 gram += X.T @ X
                 moment += X.T @ Z[:, j]
         weights[a] = np.linalg.solve(gram, moment)
-    return unfitted
+    return refiner, normalized
 
 
 def inner_tracks(layout: Layout, inputs: np.ndarray, limit: int) -> np.ndarray:
@@ -230,8 +236,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     for j in held:
         cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
         rest = np.delete(inputs, j)
-        refiner = fit_refiner(chunks, layout, rest, ridge, assays=np.array([assay]))
-        ridge_parts, averages = zip(*(refiner.parts(refiner.normalized(chunk), cell, assay) for chunk in chunks))
+        refiner, normalized = _fit_on_sample(chunks, layout, rest, ridge, np.array([assay]), 0.5)
+        ridge_parts, averages = zip(*(refiner.parts(Z, cell, assay) for Z in normalized))
         ridge_part, average = np.concatenate(ridge_parts), np.concatenate(averages)
         observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
         others = rest[layout.assay_of[rest] == assay]
@@ -261,26 +267,22 @@ class Refinement:
     refiners : tuple of Refiner
     refiner_of_pair : ndarray of int, shape (n_pairs,)
         Which refiner a pair (cell-major) is imputed with; -1: the tensor ensemble's value stands.
-    validation : tuple of list of dict
-        Each refiner's blend table (:func:`choose_blend`), for the report.
     """
 
     refiners: tuple[Refiner, ...]
     refiner_of_pair: np.ndarray
-    validation: tuple[list[dict], ...]
 
     def apply(self, Y: np.ndarray, tensor: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         """The chunk's imputation of ``pairs``: refined where possible, else ``tensor`` (the ensemble's
         columns for the same pairs), arcsinh, float64."""
         out = np.array(tensor, dtype=np.float64)
-        n_assays = len(self.refiners[0].layout.assays) if self.refiners else 1
         for r, refiner in enumerate(self.refiners):
             mine = np.flatnonzero(self.refiner_of_pair[pairs] == r)
             if mine.size == 0:
                 continue
             Z = refiner.normalized(Y)
             for position in mine:
-                cell, assay = divmod(int(pairs[position]), n_assays)
+                cell, assay = divmod(int(pairs[position]), len(refiner.layout.assays))
                 out[:, position] = refiner.predict(Z, cell, assay)
         return out
 
@@ -298,17 +300,16 @@ def fit_refinement(store: SignalStore, layout: Layout, pair_inputs: list[np.ndar
     cell-major) on a sample of ``store``."""
     chunks = sample_chunks(store, settings.sample_bins)
     keys = [tuple(np.unique(columns).tolist()) for columns in pair_inputs]
-    refiners, tables, index = [], [], {}
+    refiners, index = [], {}
     refiner_of_pair = np.full(len(keys), -1)
     n_assays = len(layout.assays)
     for pair, key in enumerate(keys):
         if key not in index:
             inputs = np.array(key, dtype=np.int64)
-            blend, table = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks)
+            blend, _ = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks)
             index[key] = len(refiners)
             refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, blend=blend))
-            tables.append(table)
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]
-    return Refinement(tuple(refiners), refiner_of_pair, tuple(tables))
+    return Refinement(tuple(refiners), refiner_of_pair)

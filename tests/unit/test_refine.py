@@ -92,7 +92,7 @@ def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0)
     assert not refiner.refinable(0, 0)  # one cell with assay 0: no rows to fit on
     refinement = refine.Refinement((refiner,), np.array([-1 if not refiner.refinable(*divmod(p, 2)) else 0
-                                                         for p in range(6)]), ([],))
+                                                         for p in range(6)]))
     tensor = np.full((chunks[0].shape[0], 2), 7.0)
     out = refinement.apply(chunks[0], tensor, np.array([0, 1]))
     assert out[:, 0] == pytest.approx(7.0)  # (cell 0, assay 0): the tensor's value stands
