@@ -243,12 +243,7 @@ def baseline_columns(ensemble: Ensemble, column: int) -> np.ndarray:
     """The baseline's inputs for store column ``column``: the same assay in other cells, among the
     experiments its ensemble members were allowed to see (so both methods use the same data)."""
     layout = ensemble.layout
-    return same_assay_columns(layout, ensemble.seen_columns(layout.cell_of[column], layout.assay_of[column]), column)
-
-
-def same_assay_columns(layout: Layout, seen: np.ndarray, column: int) -> np.ndarray:
-    """The columns among ``seen`` that measure ``column``'s assay in another cell: the average baseline's inputs."""
-    return seen[(layout.assay_of[seen] == layout.assay_of[column]) & (layout.cell_of[seen] != layout.cell_of[column])]
+    return layout.same_assay_columns(ensemble.seen_columns(layout.cell_of[column], layout.assay_of[column]), column)
 
 
 def scored_targets(config: RunConfig, store: SignalStore) -> list[tuple[int, str]]:

@@ -240,7 +240,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         ridge_parts, averages = zip(*(refiner.parts(Z, cell, assay) for Z in normalized))
         ridge_part, average = np.concatenate(ridge_parts), np.concatenate(averages)
         observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
-        others = rest[layout.assay_of[rest] == assay]
+        others = layout.same_assay_columns(rest, inputs[j])
         with np.errstate(all="ignore"):
             raw_average = np.concatenate([np.nanmean(chunk[:, others], axis=1) for chunk in chunks])
         seen = ~np.isnan(observed) & ~np.isnan(raw_average)

@@ -41,6 +41,11 @@ class Layout:
         cells, assays = np.meshgrid(np.arange(len(self.cells)), np.arange(len(self.assays)), indexing="ij")
         return cells.ravel(), assays.ravel()
 
+    def same_assay_columns(self, seen: np.ndarray, column: int) -> np.ndarray:
+        """The columns among ``seen`` that measure ``column``'s assay in another cell: the average baseline's
+        inputs."""
+        return seen[(self.assay_of[seen] == self.assay_of[column]) & (self.cell_of[seen] != self.cell_of[column])]
+
 
 @dataclass(frozen=True)
 class CellAssayFactors:

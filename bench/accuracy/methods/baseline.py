@@ -6,15 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from predictd_core.pipeline import same_assay_columns
-
 from bench.accuracy.problem import Problem
 
 
 class SameAssayAverage:
     """Per bin, the mean (arcsinh) of the target's assay over the other cells' training tracks.
 
-    The columns are :func:`predictd_core.pipeline.same_assay_columns` of the training tracks, as
+    The columns are :meth:`predictd_core.model.factors.Layout.same_assay_columns` of the training tracks, as
     predictd's own baseline picks them for a single model, so that its scores equal the ``baseline_*``
     columns of predictd's ``metrics.tsv``; the tests check it.
     """
@@ -30,7 +28,7 @@ class SameAssayAverage:
         signal = problem.store.read_columns(training)
         tracks = {}
         for target in problem.targets:
-            inputs = np.isin(training, same_assay_columns(layout, training, target.column))
+            inputs = np.isin(training, layout.same_assay_columns(training, target.column))
             with np.errstate(all="ignore"):  # a bin no input covers stays NaN and is not scored
                 tracks[target.name] = np.nanmean(signal[:, inputs], axis=1)
         return tracks
