@@ -24,9 +24,11 @@ def lower_is_better(measure: str) -> bool:
     return measure.startswith("MSE")
 
 
-def rank_average(values: np.ndarray) -> np.ndarray:
-    """Ranks 1..N with ties given their average rank (as ``scipy.stats.rankdata``)."""
-    order = np.argsort(values, kind="stable")
+def rank_average(values: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
+    """Ranks 1..N with ties given their average rank (as ``scipy.stats.rankdata``); ``order``: the stable
+    argsort of ``values`` when the caller already has it."""
+    if order is None:
+        order = np.argsort(values, kind="stable")
     sorted_values = values[order]
     starts = np.flatnonzero(np.concatenate([[True], sorted_values[1:] != sorted_values[:-1]]))
     ends = np.concatenate([starts[1:], [values.size]])
@@ -36,13 +38,15 @@ def rank_average(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for the boolean labels ``positive`` (Mann-Whitney U)."""
+def roc_auc(scores: np.ndarray, positive: np.ndarray, ranks: np.ndarray | None = None) -> float:
+    """Area under the ROC curve of ``scores`` for the boolean labels ``positive`` (Mann-Whitney U);
+    ``ranks``: :func:`rank_average` of ``scores`` when the caller already has them."""
     n_pos = int(positive.sum())
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    ranks = rank_average(scores)
+    if ranks is None:
+        ranks = rank_average(scores)
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
@@ -52,10 +56,11 @@ def _pearson(x: np.ndarray, y: np.ndarray) -> float:
     return float(x @ y / denominator) if denominator > 0 else float("nan")
 
 
-def _top(values: np.ndarray, count: int) -> np.ndarray:
-    mask = np.zeros(values.size, dtype=bool)
+def _top(order: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` highest bins, from the values' stable argsort ``order``."""
+    mask = np.zeros(order.size, dtype=bool)
     if count:
-        mask[np.argsort(values, kind="stable")[-count:]] = True
+        mask[order[-count:]] = True
     return mask
 
 
@@ -108,8 +113,11 @@ def quality_measures(observed: np.ndarray, imputed: np.ndarray,
     imputed = np.maximum(np.asarray(imputed, dtype=np.float64), 0.0)
     n = observed.size
     n1, n5 = int(round(0.01 * n)), int(round(0.05 * n))
-    top1_obs, top1_imp = _top(observed, n1), _top(imputed, n1)
-    top5_obs, top5_imp = _top(observed, n5), _top(imputed, n5)
+    # one sort per track: every top set and rank below comes from it
+    order_obs, order_imp = np.argsort(observed, kind="stable"), np.argsort(imputed, kind="stable")
+    ranks_obs, ranks_imp = rank_average(observed, order_obs), rank_average(imputed, order_imp)
+    top1_obs, top1_imp = _top(order_obs, n1), _top(order_imp, n1)
+    top5_obs, top5_imp = _top(order_obs, n5), _top(order_imp, n5)
     sq = np.square(observed - imputed)
     per_top = max(n1, 1)
     return {
@@ -118,11 +126,11 @@ def quality_measures(observed: np.ndarray, imputed: np.ndarray,
         "MSE1imp": _masked_mean(sq, top1_imp),
         "GWcorr": _pearson(np.sinh(observed), np.sinh(imputed)),
         "GWcorrasinh": _pearson(observed, imputed),
-        "GWspcorr": _pearson(rank_average(observed), rank_average(imputed)),
+        "GWspcorr": _pearson(ranks_obs, ranks_imp),
         "Match1": float((top1_obs & top1_imp).sum() / per_top),
         "Catch1obs": float((top1_obs & top5_imp).sum() / per_top),
         "Catch1imp": float((top1_imp & top5_obs).sum() / per_top),
-        "AucObs1": roc_auc(imputed, top1_obs),
-        "AucImp1": roc_auc(observed, top1_imp),
+        "AucObs1": roc_auc(imputed, top1_obs, ranks_imp),
+        "AucImp1": roc_auc(observed, top1_imp, ranks_obs),
         **_region_mses(sq, region_masks or {}),
     }
