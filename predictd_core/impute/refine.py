@@ -252,10 +252,26 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     table = []
     for blend, rows in scores.items():
         means = {m: float(np.mean([row[m] for row in rows])) for m in SCORED}
-        gains = {m: (base[m] - means[m] if lower_is_better(m) else means[m] - base[m]) / abs(base[m]) for m in SCORED}
-        table.append({"blend": float(blend), "min_gain": min(gains.values()), **means})
+        table.append({"blend": float(blend), "min_gain": smallest_gain(means, base), **means})
     best = max(table, key=lambda row: row["min_gain"])
     return best["blend"], table
+
+
+def smallest_gain(scores: dict[str, float], baseline: dict[str, float]) -> float:
+    """The smallest relative gain of ``scores`` over ``baseline`` across :data:`SCORED` (sign flipped for
+    errors). A baseline of 0 (a perfect MSE, no overlap at all) makes any change infinite, any tie 0; a
+    measure that is NaN on either side (a constant track has no correlation) is left out; -inf when none is left."""
+    gains = []
+    for measure in SCORED:
+        change = scores[measure] - baseline[measure]
+        if lower_is_better(measure):
+            change = -change
+        if not np.isnan(change):
+            if baseline[measure]:
+                gains.append(change / abs(baseline[measure]))
+            else:
+                gains.append(0.0 if change == 0 else float(np.copysign(np.inf, change)))
+    return min(gains, default=-np.inf)
 
 
 @dataclass(frozen=True)

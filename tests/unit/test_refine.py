@@ -97,3 +97,21 @@ def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     out = refinement.apply(chunks[0], tensor, np.array([0, 1]))
     assert out[:, 0] == pytest.approx(7.0)  # (cell 0, assay 0): the tensor's value stands
     assert not np.allclose(out[:, 1], 7.0)  # (cell 0, assay 1): refined
+
+
+def test_smallest_gain_is_relative_signed_and_survives_zero_and_nan_baselines():
+    base = {m: 0.2 if m.startswith("MSE") else 0.5 for m in refine.SCORED}
+    better = {m: 0.1 if m.startswith("MSE") else 0.6 for m in refine.SCORED}
+    assert refine.smallest_gain(better, base) == pytest.approx(0.2)  # every rank +20%, every error -50%
+    assert refine.smallest_gain(base | {"Match1": 0.4}, base) == pytest.approx(-0.2)
+    zero = base | {"Match1": 0.0, "GWcorr": float("nan")}
+    assert refine.smallest_gain(better | {"Match1": 0.1}, zero) == pytest.approx(0.2)  # 0 -> 0.1: infinite gain
+    assert refine.smallest_gain(better | {"Match1": 0.0}, zero) == 0.0  # a tie at 0
+    assert refine.smallest_gain(dict.fromkeys(refine.SCORED, float("nan")), base) == -np.inf
+
+
+def test_blend_validation_on_flat_tracks_picks_a_blend():
+    layout = grid_layout(4, 2)
+    chunks = [np.zeros((300, 8))]  # no signal: MSEs of 0, no correlation
+    blend, table = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4)
+    assert blend in refine.BLENDS and len(table) == len(refine.BLENDS)
