@@ -158,11 +158,13 @@ class RunConfig(BaseModel):
         return _sha256(self.model_dump())
 
     def training_digest(self) -> str:
-        """sha256 of what a fitted model depends on (data, holdout, model, folds), not of engine or outputs.
+        """sha256 of what a fitted model depends on (data, holdout, model, folds), not of engine or outputs,
+        nor of ``model.refine``: the refinement is fitted at imputation, on top of the saved models.
 
         A fold model whose artifact carries this digest can be reused by a later run of the config.
         """
-        return _sha256(self.model_dump(include={"tracks", "chrom_sizes", "regions", "bin_size", "holdout", "model"})
+        return _sha256(self.model_dump(include={"tracks", "chrom_sizes", "regions", "bin_size", "holdout", "model"},
+                                       exclude={"model": {"refine"}})
                        | {"cv": self.cv.model_dump(include={"n_test", "n_valid", "seed", "tries"})})
 
 

@@ -33,3 +33,12 @@ def test_the_default_refines_and_the_faithful_preset_does_not():
     assert ModelSettings().refine.enabled
     assert not ModelSettings(preset="predictd-2018").refine.enabled
     assert ModelSettings(preset="predictd-2018", refine={"enabled": True, "ridge": 5}).refine.ridge == 5
+
+
+def test_refinement_settings_do_not_make_fitted_models_stale():
+    def digest(model):
+        return parse_config(yaml.safe_dump({"tracks": "t.tsv", "chrom_sizes": "c.sizes", "model": model}),
+                            "run.yaml").training_digest()
+
+    assert digest({"refine": {"enabled": False, "ridge": 5}}) == digest({})  # fitted at imputation, not training
+    assert digest({"rank": 7}) != digest({})
