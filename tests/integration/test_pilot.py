@@ -43,7 +43,9 @@ def test_cv_on_the_pilot_scores_all_25_tracks_out_of_sample_and_reports_them(pil
 
     config = load_config(write_config(
         tmp_path, tracks=str(pilot_dir / "tracks.tsv"), chrom_sizes=str(pilot_dir / "chrom.sizes"),
-        model={"solver": "als", "max_iters": 3}, engine={"kind": "numpy"},
+        # the refinement fitted on 2 chunks with 4 validation tracks per test fold: this run checks the scheme
+        model={"solver": "als", "max_iters": 3, "refine": {"sample_bins": 131_072, "inner_tracks": 4}},
+        engine={"kind": "numpy"},
         cv={"n_test": 5, "n_valid": 2, "spread": True}))
     result = pipeline.run_cv(config)
     output = tmp_path / "out"
