@@ -29,7 +29,7 @@ other than itself, else the tensor ensemble's value stands.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -88,6 +88,8 @@ class Refiner:
         The ridge of each assay; NaN where the assay has fewer than two input cells.
     blend : float
         Weight of the ridge against the average.
+    validation : BlendValidation or None
+        How ``blend`` was chosen (None: given).
     """
 
     layout: Layout
@@ -97,6 +99,7 @@ class Refiner:
     scale: np.ndarray
     weights: np.ndarray
     blend: float
+    validation: "BlendValidation | None" = None
 
     def refinable(self, cell: int, assay: int) -> bool:
         """Whether the pair has a ridge and at least one other input cell measuring its assay."""
@@ -171,10 +174,12 @@ def _additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n
 
 
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
-                assays: np.ndarray | None = None, blend: float = 0.5) -> Refiner:
+                assays: np.ndarray | None = None, blend: float = 0.5, validation: BlendValidation | None = None
+                ) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
-    (default all); ``blend`` is stored as given (:func:`choose_blend` picks it)."""
-    return _fit_on_sample(chunks, layout, inputs, ridge, assays, blend)[0]
+    (default all), blending at ``validation.blend`` when given (:func:`choose_blend`), else at ``blend``."""
+    refiner = _fit_on_sample(chunks, layout, inputs, ridge, assays, blend)[0]
+    return refiner if validation is None else replace(refiner, blend=validation.blend, validation=validation)
 
 
 def _fit_on_sample(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
@@ -218,8 +223,28 @@ def inner_tracks(layout: Layout, inputs: np.ndarray, limit: int) -> np.ndarray:
     return np.array(sorted(eligible, key=lambda j: (turn[j], j))[:limit], dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class BlendValidation:
+    """What :func:`choose_blend` measured.
+
+    Attributes
+    ----------
+    blend : float
+        The chosen weight of the ridge.
+    tracks : tuple of int
+        Store columns of the tracks left out in turn.
+    table : tuple of dict
+        One row per :data:`BLENDS` weight: ``blend``, ``min_gain`` (the criterion) and the mean of each
+        :data:`SCORED` measure over the left-out tracks; then a row ``blend: None`` with the baseline's means.
+    """
+
+    blend: float
+    tracks: tuple[int, ...]
+    table: tuple[dict, ...]
+
+
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int
-                 ) -> tuple[float, list[dict]]:
+                 ) -> BlendValidation:
     """The blend with the largest smallest relative gain over the average baseline, and the table behind it.
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
@@ -230,7 +255,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     """
     held = inner_tracks(layout, inputs, limit)
     if held.size == 0:
-        return 0.5, []
+        return BlendValidation(0.5, (), ())
     scores = {blend: [] for blend in BLENDS}
     baseline = []
     for j in held:
@@ -254,7 +279,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         means = {m: float(np.mean([row[m] for row in rows])) for m in SCORED}
         table.append({"blend": float(blend), "min_gain": smallest_gain(means, base), **means})
     best = max(table, key=lambda row: row["min_gain"])
-    return best["blend"], table
+    return BlendValidation(best["blend"], tuple(int(k) for k in inputs[held]),
+                           tuple(table) + ({"blend": None, "min_gain": 0.0, **base},))
 
 
 def smallest_gain(scores: dict[str, float], baseline: dict[str, float]) -> float:
@@ -287,6 +313,24 @@ class Refinement:
 
     refiners: tuple[Refiner, ...]
     refiner_of_pair: np.ndarray
+
+    def record(self) -> list[dict]:
+        """One JSON-ready entry per refiner: its ``inputs`` and ``validated`` experiments (``"CELL:ASSAY"``),
+        the ``blend`` it uses, the ``validation`` table (:class:`BlendValidation`; empty when the blend was
+        given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
+        entries = []
+        for r, refiner in enumerate(self.refiners):
+            layout = refiner.layout
+            validation = refiner.validation or BlendValidation(refiner.blend, (), ())
+            entries.append({
+                "inputs": list(layout.column_names(refiner.inputs)),
+                "blend": refiner.blend,
+                "validated": list(layout.column_names(validation.tracks)),
+                "validation": list(validation.table),
+                "refined": [layout.pair_name(*divmod(int(p), len(layout.assays)))
+                            for p in np.flatnonzero(self.refiner_of_pair == r)],
+            })
+        return entries
 
     def apply(self, Y: np.ndarray, tensor: np.ndarray, pairs: np.ndarray) -> np.ndarray:
         """The chunk's imputation of ``pairs``: refined where possible, else ``tensor`` (the ensemble's
@@ -322,9 +366,9 @@ def fit_refinement(store: SignalStore, layout: Layout, pair_inputs: list[np.ndar
     for pair, key in enumerate(keys):
         if key not in index:
             inputs = np.array(key, dtype=np.int64)
-            blend, _ = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks)
+            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks)
             index[key] = len(refiners)
-            refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, blend=blend))
+            refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation))
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]

@@ -41,6 +41,15 @@ class Layout:
         cells, assays = np.meshgrid(np.arange(len(self.cells)), np.arange(len(self.assays)), indexing="ij")
         return cells.ravel(), assays.ravel()
 
+    def pair_name(self, cell: int, assay: int) -> str:
+        """``"CELL:ASSAY"`` of a grid pair, as experiments are named in folds, configs and reports."""
+        return f"{self.cells[cell]}:{self.assays[assay]}"
+
+    def column_names(self, columns: np.ndarray | None = None) -> tuple[str, ...]:
+        """``"CELL:ASSAY"`` of each store column (default: all of them)."""
+        columns = np.arange(self.cell_of.size) if columns is None else np.asarray(columns)
+        return tuple(self.pair_name(self.cell_of[k], self.assay_of[k]) for k in columns)
+
     def same_assay_columns(self, seen: np.ndarray, column: int) -> np.ndarray:
         """The columns among ``seen`` that measure ``column``'s assay in another cell: the average baseline's
         inputs."""

@@ -189,7 +189,7 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
     cell_of = np.asarray(layout.cell_of, dtype=np.int64)
     assay_of = np.asarray(layout.assay_of, dtype=np.int64)
     n_cells, n_assays = len(layout.cells), len(layout.assays)
-    experiments = tuple(f"{layout.cells[c]}:{layout.assays[a]}" for c, a in zip(cell_of, assay_of))
+    experiments = layout.column_names()
     rng = np.random.default_rng(seed)
 
     need = _needing_pins(cell_of, assay_of, n_cells, n_assays, _smallest_safe_count(n_test),
@@ -602,7 +602,7 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
                                  f"for {axis} {name}; every model must keep one ({len(problems)} such gap(s))")
 
     if layout is not None:
-        expected = [f"{layout.cells[c]}:{layout.assays[a]}" for c, a in zip(layout.cell_of, layout.assay_of)]
+        expected = list(layout.column_names())
         if expected != experiments:
             raise PredictdInputError(source, "experiments",
                                      f"made for another compendium: the store has {len(expected)} experiments "

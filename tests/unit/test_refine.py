@@ -72,11 +72,13 @@ def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
     chunks = planted_chunks()
     target = 0  # (cell 0, assay 0), held out
     inputs = np.arange(1, 15)
-    blend, table = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=4)
-    assert [row["blend"] for row in table] == list(refine.BLENDS)
+    validation = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=4)
+    blend, table = validation.blend, validation.table
+    assert [row["blend"] for row in table] == list(refine.BLENDS) + [None]
     assert blend >= 0.8  # the regression is right; the average of other cells is not
-    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, blend=blend)
-    assert refiner.refinable(0, 0)
+    assert validation.tracks == (1, 2, 3, 4)  # round-robin over the assays: C0:A1, C0:A2, C1:A0, C1:A1
+    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
+    assert refiner.refinable(0, 0) and refiner.blend == blend
     observed = np.concatenate([chunk[:, target] for chunk in chunks])
     refined = np.concatenate([refiner.predict(refiner.normalized(chunk), 0, 0) for chunk in chunks])
     average = np.concatenate([chunk[:, [3, 6, 9, 12]].mean(axis=1) for chunk in chunks])
@@ -97,6 +99,10 @@ def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     out = refinement.apply(chunks[0], tensor, np.array([0, 1]))
     assert out[:, 0] == pytest.approx(7.0)  # (cell 0, assay 0): the tensor's value stands
     assert not np.allclose(out[:, 1], 7.0)  # (cell 0, assay 1): refined
+    record = refinement.record()[0]
+    assert record["inputs"] == ["C0:A1", "C1:A0", "C1:A1", "C2:A1"]
+    assert record["refined"] == ["C0:A1", "C1:A1", "C2:A1"] and record["blend"] == 0.5
+    assert record["validated"] == [] and record["validation"] == []  # the blend was given, not validated
 
 
 def test_smallest_gain_is_relative_signed_and_survives_zero_and_nan_baselines():
@@ -113,5 +119,5 @@ def test_smallest_gain_is_relative_signed_and_survives_zero_and_nan_baselines():
 def test_blend_validation_on_flat_tracks_picks_a_blend():
     layout = grid_layout(4, 2)
     chunks = [np.zeros((300, 8))]  # no signal: MSEs of 0, no correlation
-    blend, table = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4)
-    assert blend in refine.BLENDS and len(table) == len(refine.BLENDS)
+    validation = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4)
+    assert validation.blend in refine.BLENDS and len(validation.table) == len(refine.BLENDS) + 1
