@@ -85,6 +85,12 @@ class ReportData:
     panels : list of TrackPanel
     notes : list of str
         Plain sentences shown under the title (fold scheme, counts, timings).
+    refinement : list of dict
+        The refinement stage's entries (``OUTPUT/refinement.json``'s ``refiners``, one per refiner):
+        ``inputs`` and ``validated`` (``"CELL:ASSAY"``), the ``blend`` it uses, the ``validation`` table
+        (one row per blend weight: ``blend``, ``min_gain`` and the mean of each measure over the left-out
+        tracks; last, the baseline's means with ``blend`` None) and the ``refined`` pairs. Empty: the run
+        did not refine, its imputations are the tensor ensemble's.
     """
 
     title: str
@@ -102,6 +108,7 @@ class ReportData:
     scatter: dict[str, tuple[np.ndarray, np.ndarray]]
     panels: list[TrackPanel]
     notes: list[str] = field(default_factory=list)
+    refinement: list[dict] = field(default_factory=list)
 
 
 def direction(measure: str) -> str:
@@ -117,3 +124,55 @@ def better_side(measure: str, predictd: float | None, baseline: float | None) ->
         return None
     predictd_lower = predictd < baseline
     return "predictd" if predictd_lower == lower_is_better(measure) else "baseline"
+
+
+@dataclass(frozen=True)
+class MeanRecord:
+    """Which measures predictd's mean beats the baseline's on, over one scope of the summary.
+
+    Attributes
+    ----------
+    won, lost, tied : tuple of str
+        The measures predictd's mean is better on, worse on, and equal on; a measure without both means
+        is in none of them.
+    """
+
+    won: tuple[str, ...]
+    lost: tuple[str, ...]
+    tied: tuple[str, ...]
+
+    @property
+    def compared(self) -> int:
+        """How many measures have both means."""
+        return len(self.won) + len(self.lost) + len(self.tied)
+
+    def exceptions(self) -> str:
+        """The measures not won: ``"loses MSE1obs, GWcorr; ties Match1"``, empty when every one is won."""
+        return "; ".join(f"{verb} {', '.join(names)}" for verb, names in (("loses", self.lost), ("ties", self.tied))
+                         if names)
+
+    def describe(self) -> str:
+        """``"8 of 9 (loses MSE1obs)"``: the measures won out of those compared, then any lost or tied."""
+        exceptions = self.exceptions()
+        return f"{len(self.won)} of {self.compared}" + (f" ({exceptions})" if exceptions else "")
+
+
+def mean_record(summary: list[dict], scope: str, measures: tuple[str, ...]) -> MeanRecord:
+    """predictd's mean against the baseline's for each of ``measures`` over the ``summary`` rows of
+    ``scope`` (``"all"`` or an assay), judged by :func:`better_side`."""
+    rows = {row["measure"]: row for row in summary if row["scope"] == scope}
+    sides = {}
+    for measure in measures:
+        row = rows.get(measure)
+        means = (None, None) if row is None else (measure_value(row.get("predictd_mean")),
+                                                  measure_value(row.get("baseline_mean")))
+        if None not in means:
+            sides[measure] = better_side(measure, *means)
+    return MeanRecord(won=tuple(m for m, side in sides.items() if side == "predictd"),
+                      lost=tuple(m for m, side in sides.items() if side == "baseline"),
+                      tied=tuple(m for m, side in sides.items() if side is None))
+
+
+def measure_value(value) -> float | None:
+    """A measure as a float, None when it is missing or NaN (it cannot be compared)."""
+    return None if value is None or math.isnan(float(value)) else float(value)

@@ -1,7 +1,8 @@
 """``report.html``: one self-contained page (inline CSS, figures as data URIs, no external URL).
 
 The page answers, in order: how predictd compares with the baseline overall, per assay and per
-experiment; what the imputations look like; and whether training converged.
+experiment; what the imputations look like; how the refinement stage chose its blend; and whether
+training converged.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from predictd_core.io import write_atomic
 from predictd_core.report import figures
-from predictd_core.report.data import ReportData, better_side, direction, lower_is_better
+from predictd_core.report.data import (ReportData, better_side, direction, lower_is_better, mean_record,
+                                       measure_value)
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; font-size: 14px;
@@ -41,6 +43,11 @@ figure { margin: 14px 0; }
 img.figure { max-width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; color: #555; margin-top: 4px; max-width: 1100px; }
 .muted { color: #666; }
+/* The blend the refinement chose: its row framed, its label bold. */
+tr.chosen td { border-top: 2px solid #c9a400; border-bottom: 2px solid #c9a400; }
+tr.chosen td.name { font-weight: 600; }
+details { margin: 6px 0; }
+summary { cursor: pointer; }
 """
 
 # The test reads these two attributes from the rendered DOM: every figure must have decoded.
@@ -55,8 +62,8 @@ window.addEventListener("load", function () {
 """
 
 _SECTIONS = (("summary", "Summary"), ("assays", "Per assay"), ("experiments", "Per experiment"),
-             ("scatter", "Observed vs imputed"), ("browser", "Genome browser"), ("convergence", "Convergence"),
-             ("factors", "Factors"))
+             ("scatter", "Observed vs imputed"), ("browser", "Genome browser"), ("refinement", "Refinement"),
+             ("convergence", "Convergence"), ("factors", "Factors"))
 
 
 def render_report(data: ReportData) -> str:
@@ -72,8 +79,8 @@ def render_report(data: ReportData) -> str:
         A self-contained HTML document: every figure is an inline PNG, no external resource.
     """
     body = "\n".join((_header(data), _summary_section(data), _assay_section(data), _experiment_section(data),
-                      _scatter_section(data), _browser_section(data), _convergence_section(data),
-                      _factor_section(data)))
+                      _scatter_section(data), _browser_section(data), _refinement_section(data),
+                      _convergence_section(data), _factor_section(data)))
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{escape(data.title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n{body}\n"
@@ -128,15 +135,10 @@ def _paragraph(text: str, muted: bool = False) -> str:
 
 def _pair_cells(measure: str, predictd, baseline) -> str:
     """Two cells, predictd then baseline, the better one highlighted."""
-    winner = better_side(measure, _float(predictd), _float(baseline))
+    winner = better_side(measure, measure_value(predictd), measure_value(baseline))
     # "pd" draws the rule that groups each measure's pair of columns.
     return (f'<td class="pd{" better" if winner == "predictd" else ""}">{_number(predictd)}</td>'
             f'<td class="{"better" if winner == "baseline" else ""}">{_number(baseline)}</td>')
-
-
-def _float(value) -> float | None:
-    """``value`` as a float, None when it is missing or NaN."""
-    return None if value is None or math.isnan(float(value)) else float(value)
 
 
 def _measure_header(measures: tuple[str, ...], leading: list[str]) -> str:
@@ -160,11 +162,11 @@ def _table(head: str, rows: list[str]) -> str:
 
 
 def _header(data: ReportData) -> str:
-    notes = "".join(f"<li>{escape(note)}</li>" for note in data.notes)
+    notes = "".join(f"<li>{escape(note)}</li>" for note in [*data.notes, _refinement_note(data)])
     nav = "".join(f'<a href="#{anchor}">{escape(title)}</a>' for anchor, title in _SECTIONS)
     return (f"<header><h1>{escape(data.title)}</h1>\n"
             f"<p>Config SHA-256 <code>{escape(data.config_sha256)}</code></p>\n"
-            + (f'<ul class="notes">{notes}</ul>\n' if notes else "")
+            f'<ul class="notes">{notes}</ul>\n'
             + "<p>Signal is on predictd's arcsinh(-log10 p) scale. <b>Baseline</b> is the obvious guess: the "
               "average of the same assay in the other cell types. A measure marked ↓ is an error (lower is "
               "better), ↑ a correlation, overlap or AUC (higher is better); the better of each pair is "
@@ -182,7 +184,15 @@ def _summary_section(data: ReportData) -> str:
     body = [_summary_row(m, rows[m]) for m in data.measures if m in rows]
     intro = _paragraph("Means over every scored experiment; wins, losses and ties count the experiments on "
                        "which predictd beat, lost to or matched the baseline.")
-    return _section("summary", "Summary", intro, _table(head, body))
+    return _section("summary", "Summary", _paragraph(_overall_wins(data)), intro, _table(head, body))
+
+
+def _overall_wins(data: ReportData) -> str:
+    """``"predictd's mean wins 8 of 9 measures: it loses MSE1obs."``"""
+    record = mean_record(data.summary, "all", data.measures)
+    exceptions = record.exceptions()
+    return (f"predictd's mean wins {len(record.won)} of {record.compared} measures"
+            + (f": it {exceptions}." if exceptions else "."))
 
 
 def _summary_row(measure: str, row: dict) -> str:
@@ -198,21 +208,24 @@ def _assay_section(data: ReportData) -> str:
     figure = _figure(png, "Bar charts of each measure per assay, predictd against the baseline",
                      "Mean of each measure over the experiments of each assay: predictd (blue) against the "
                      "same-assay baseline (orange).")
-    table_note = _paragraph("Wins, losses and ties add up every experiment and measure of the assay.")
+    table_note = _paragraph("Wins, losses and ties add up every experiment and measure of the assay; 'measures "
+                            "its mean wins' compares the two means of each measure over the assay.")
     return _section("assays", "Per assay", figure, table_note, _assay_table(data))
 
 
 def _assay_table(data: ReportData) -> str:
     by_key = {(row["scope"], row["measure"]): row for row in data.summary}
     measures = tuple(m for m in data.measures if any(key[1] == m for key in by_key))
-    head = _measure_header(measures, ["assay", "experiments", "predictd wins/losses/ties"])
+    head = _measure_header(measures, ["assay", "experiments", "predictd wins/losses/ties", "measures its mean wins"])
     rows = []
     for scope in figures.assay_scopes(data.summary):
         found = [by_key[(scope, m)] for m in measures if (scope, m) in by_key]
         pairs = "".join(_pair_cells(m, *_means(by_key.get((scope, m)))) for m in measures)
         n = max((row.get("n", 0) for row in found), default=0)
         record = "/".join(str(sum(row.get(k, 0) for row in found)) for k in ("wins", "losses", "ties"))
-        rows.append(f"<tr><td class='name'>{escape(scope)}</td><td>{_number(n)}</td><td>{record}</td>{pairs}</tr>")
+        means = mean_record(data.summary, scope, measures).describe()
+        rows.append(f"<tr><td class='name'>{escape(scope)}</td><td>{_number(n)}</td><td>{record}</td>"
+                    f"<td class='name'>{escape(means)}</td>{pairs}</tr>")
     return _table(head, rows)
 
 
@@ -234,7 +247,7 @@ def _experiment_section(data: ReportData) -> str:
 def _experiment_row(row: dict, measures: tuple[str, ...]) -> str:
     target = f"{row.get('cell_type', '')}:{row.get('assay', '')}"
     pairs = "".join(_pair_cells(m, row.get(m), row.get(f"baseline_{m}")) for m in measures)
-    scored = [(m, _float(row.get(m)), _float(row.get(f"baseline_{m}"))) for m in measures]
+    scored = [(m, measure_value(row.get(m)), measure_value(row.get(f"baseline_{m}"))) for m in measures]
     compared = [(m, p, b) for m, p, b in scored if p is not None and b is not None]
     wins = f"{sum(better_side(m, p, b) == 'predictd' for m, p, b in compared)} of {len(compared)}"
     return (f"<tr><td class='name'>{escape(target)}</td><td class='name'>{escape(str(row.get('kind', '')))}</td>"
@@ -263,6 +276,104 @@ def _browser_section(data: ReportData) -> str:
                       f"Genome browser view of {panel.target} at {panel.contig}:{panel.start + 1}-{panel.end}")
               for panel in data.panels]
     return _section("browser", "Genome browser", intro, *panels)
+
+
+def _refinement_note(data: ReportData) -> str:
+    """The header's line on the refinement: the blend(s), how they were chosen, how many pairs they refine."""
+    entries = data.refinement
+    if not entries:
+        return "Refinement: none; the imputations are the tensor ensemble's."
+    blends = _span([entry["blend"] for entry in entries], "{:g}")
+    left_out = _span([len(entry["validated"]) for entry in entries], "{}")
+    refined = sum(len(entry["refined"]) for entry in entries)
+    pairs = f"{refined} of {len(data.cells) * len(data.assays)} pairs refined"
+    if len(entries) == 1:
+        left_out = _count(len(entries[0]["validated"]), "track")
+        return f"Refinement: blend {blends} chosen by leaving out {left_out}; {pairs}."
+    return (f"Refinement: {len(entries)} refiners (one per set of inputs, e.g. per test fold), blend {blends} "
+            f"chosen by leaving out {left_out} tracks each; {pairs}.")
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 track"``, ``"20 tracks"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _span(values: list, form: str) -> str:
+    """One value, or ``"low–high"`` when they differ."""
+    low, high = min(values), max(values)
+    return form.format(low) if low == high else f"{form.format(low)}–{form.format(high)}"
+
+
+def _refinement_section(data: ReportData) -> str:
+    if not data.refinement:
+        return _section("refinement", "Refinement", _paragraph(
+            "The run did not refine: the imputations are the tensor ensemble's.", muted=True))
+    intro = _paragraph("After the tensor ensemble, the refinement stage re-imputes each pair it can from the cell's "
+                       "own tracks, blending its ridge with the same-assay average. The blend weight is chosen by "
+                       "inner validation: each validated track is left out in turn and imputed at every blend; the "
+                       "chosen blend (framed row) has the largest smallest relative gain over the baseline across "
+                       "the measures (min gain). Each cell holds the mean over the left-out tracks; green: better "
+                       "than the baseline's mean (last row).")
+    head = ("<thead><tr><th class='name'>refiner</th><th>inputs</th><th>left out</th><th>pairs refined</th>"
+            "<th>blend</th><th>min gain</th></tr></thead>")
+    overview = [_refiner_overview(number, entry) for number, entry in enumerate(data.refinement, start=1)]
+    tables = [_refiner_details(number, entry, opened=len(data.refinement) == 1)
+              for number, entry in enumerate(data.refinement, start=1)]
+    return _section("refinement", "Refinement", intro, _table(head, overview), *tables)
+
+
+def _refiner_overview(number: int, entry: dict) -> str:
+    chosen = _chosen_row(entry)
+    return (f"<tr><td class='name'>refiner {number}</td><td>{_number(len(entry['inputs']))}</td>"
+            f"<td>{_number(len(entry['validated']))}</td><td>{_number(len(entry['refined']))}</td>"
+            f"<td>{entry['blend']:g}</td><td>{_number(None if chosen is None else chosen.get('min_gain'))}</td></tr>")
+
+
+def _chosen_row(entry: dict) -> dict | None:
+    """The validation row of the blend the refiner uses (None: the blend was not validated)."""
+    return next((row for row in entry["validation"]
+                 if row["blend"] is not None and math.isclose(row["blend"], entry["blend"], abs_tol=1e-9)), None)
+
+
+def _refiner_details(number: int, entry: dict, opened: bool) -> str:
+    """One refiner's validation table (rows: blends, then the baseline) under a one-line summary."""
+    summary = (f"Refiner {number}: blend {entry['blend']:g}, {_count(len(entry['inputs']), 'input')}, "
+               f"{_count(len(entry['validated']), 'track')} left out, {_count(len(entry['refined']), 'pair')} refined")
+    validated = _paragraph("Left out in turn: " + (", ".join(entry["validated"]) or "none") + ".", muted=True)
+    refined = _paragraph("Refines: " + (", ".join(entry["refined"]) or "no pair") + ".", muted=True)
+    table = _validation_table(entry) if entry["validation"] else _paragraph(
+        "No validation table: no track could be left out, the blend is the default.", muted=True)
+    return (f"<details{' open' if opened else ''}><summary>{escape(summary)}</summary>\n"
+            f"{table}\n{validated}\n{refined}</details>")
+
+
+def _validation_table(entry: dict) -> str:
+    rows = entry["validation"]
+    baseline = next((row for row in rows if row["blend"] is None), {})
+    measures = [key for key in rows[0] if key not in ("blend", "min_gain")]
+    head = ("<thead><tr><th class='name'>blend</th><th>min gain</th>"
+            + "".join(f'<th title="{escape(direction(m))}">{escape(m)} {_arrow(m)}</th>' for m in measures)
+            + "</tr></thead>")
+    chosen = _chosen_row(entry)
+    body = []
+    for row in rows:
+        if row["blend"] is None:
+            label, marked = "baseline", ""
+        else:
+            label = f"{row['blend']:g}" + (" (chosen)" if row is chosen else "")
+            marked = ' class="chosen"' if row is chosen else ""
+        cells = "".join(_validation_cell(m, row.get(m), None if row is baseline else baseline.get(m))
+                        for m in measures)
+        body.append(f"<tr{marked}><td class='name'>{escape(label)}</td><td>{_number(row.get('min_gain'))}</td>"
+                    f"{cells}</tr>")
+    return _table(head, body)
+
+
+def _validation_cell(measure: str, value, baseline) -> str:
+    """A blend's mean of one measure, green when it beats the baseline's."""
+    winner = better_side(measure, measure_value(value), measure_value(baseline))
+    return f'<td class="better">{_number(value)}</td>' if winner == "predictd" else f"<td>{_number(value)}</td>"
 
 
 def _convergence_section(data: ReportData) -> str:

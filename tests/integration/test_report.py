@@ -1,13 +1,15 @@
 """report.html from synthetic numbers: every figure is a PNG, and the page decodes them all in headless Chromium.
 
 The data is 5 cells x 4 assays, 3 scored targets (one with ``<`` in its cell name, to catch missing
-escaping), one browser window per target and 2 test x 2 validation folds of training history. The
-page then holds 1 per-assay chart + 1 scatter grid + 3 browser windows + 1 convergence chart + 2
-factor heatmaps = 8 figures.
+escaping), one browser window per target, 2 test x 2 validation folds of training history and one
+refiner of the refinement stage (its blend 0.6 validated on 2 tracks). The page then holds 1 per-assay
+chart + 1 scatter grid + 3 browser windows + 1 convergence chart + 2 factor heatmaps = 8 figures.
 """
 
 from __future__ import annotations
 
+import html
+import math
 import re
 import shutil
 import subprocess
@@ -25,6 +27,8 @@ CELLS = ("E003<b>", "E004", "E005", "E006", "E007")
 ASSAYS = ("H3K4me3", "H3K27ac", "H3K36me3", "DNase")
 TARGETS = (("E003<b>", "H3K4me3", "holdout"), ("E004", "H3K27ac", "test-fold"), ("E006", "H3K4me3", "test-fold"))
 EXPECTED_FIGURES = 8
+REFINE_MEASURES = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "Match1", "Catch1obs", "Catch1imp", "AucObs1",
+                   "AucImp1")
 
 
 # ------------------------------------------------------------------------------------------ synthetic run
@@ -86,6 +90,18 @@ def _scatter(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray
     return scatter
 
 
+def _refiner(blend: float, validated: list[str], refined: list[str]) -> dict:
+    """A refiner's record (``Refinement.record()``'s format). At blend weight b each MSE's mean is 0.5 - 0.1 b
+    and every other measure's 0.6 + 0.2 b, against the baseline's 0.45 and 0.70: a blend above 0.5 beats
+    the baseline on all 9 measures, one below it on none. ``min_gain`` peaks at ``blend``, at 0.1."""
+    rows = [{"blend": b / 10, "min_gain": round(0.1 - abs(b / 10 - blend), 2),
+             **{m: 0.5 - 0.1 * b / 10 if m.startswith("MSE") else 0.6 + 0.2 * b / 10 for m in REFINE_MEASURES}}
+            for b in range(11)]
+    baseline = {"blend": None, "min_gain": 0.0, **{m: 0.45 if m.startswith("MSE") else 0.70 for m in REFINE_MEASURES}}
+    return {"inputs": [f"{cell}:{assay}" for cell in CELLS[1:] for assay in ASSAYS], "blend": blend,
+            "validated": validated, "validation": [*rows, baseline], "refined": refined}
+
+
 def synthetic_report() -> ReportData:
     """The module docstring's run, from a fixed seed."""
     rng = np.random.default_rng(11)
@@ -99,7 +115,8 @@ def synthetic_report() -> ReportData:
         cells=CELLS, assays=ASSAYS, cell_factors=rng.normal(size=(5, 6)), assay_factors=rng.normal(size=(4, 6)),
         factor_model="test0-valid0", scatter=_scatter(rng),
         panels=[_panel(rng, f"{c}:{a}", spread=k == "holdout") for c, a, k in TARGETS],
-        notes=["2 test folds x 2 validation folds, 4 models.", "3 experiments scored."])
+        notes=["2 test folds x 2 validation folds, 4 models.", "3 experiments scored."],
+        refinement=[_refiner(0.6, ["E004:H3K4me3", "E005:DNase"], ["E003<b>:H3K4me3"])])
 
 
 @pytest.fixture
@@ -131,10 +148,29 @@ def _body_attribute(dom: str, name: str) -> str:
     return value[1]
 
 
-def _section(html: str, anchor: str) -> str:
-    match = re.search(rf'<section id="{anchor}">(.*?)</section>', html, flags=re.S)
+def _section(page: str, anchor: str) -> str:
+    match = re.search(rf'<section id="{anchor}">(.*?)</section>', page, flags=re.S)
     assert match, f"no section {anchor!r}"
     return match[1]
+
+
+def _notes(page: str) -> list[str]:
+    """The header's note lines, as text."""
+    notes = re.search(r'<ul class="notes">(.*?)</ul>', page, flags=re.S)
+    assert notes, "no notes in the header"
+    return [html.unescape(note) for note in re.findall(r"<li>(.*?)</li>", notes[1])]
+
+
+def _table_rows(fragment: str) -> list[str]:
+    """The body rows of the tables in ``fragment``, in order."""
+    return re.findall(r"<tr[^>]*>.*?</tr>", "".join(re.findall(r"<tbody>(.*?)</tbody>", fragment, flags=re.S)),
+                      flags=re.S)
+
+
+def _cells(row: str) -> list[tuple[str, str]]:
+    """(class attribute, text) of each cell of a table row."""
+    return [(classes, html.unescape(text)) for classes, text in
+            re.findall(r"<td(?: class=['\"]([^'\"]*)['\"])?>(.*?)</td>", row, flags=re.S)]
 
 
 # ------------------------------------------------------------------------------------------------- tests
@@ -183,3 +219,69 @@ def test_report_of_an_empty_run_renders(report_data):
     empty = replace(report_data, rows=[], summary=[], histories={}, best_iterations={}, scatter={}, panels=[],
                     cell_factors=np.zeros((0, 0)), assay_factors=np.zeros((0, 0)))
     assert 'class="figure"' not in render_report(empty)
+
+
+def test_refinement_section_shows_the_chosen_blend_and_its_validation_table(report_data):
+    page = render_report(report_data)
+    assert "Refinement: blend 0.6 chosen by leaving out 2 tracks; 1 of 20 pairs refined." in _notes(page)
+    assert '<a href="#refinement">Refinement</a>' in page
+    section = _section(page, "refinement")
+    overview, *validation = _table_rows(section)
+    assert [text for _, text in _cells(overview)] == ["refiner 1", "16", "2", "1", "0.6", "0.100"]
+    assert "<details open>" in section  # a single refiner's table is shown, not folded away
+    assert len(validation) == 12  # blends 0, 0.1, ..., 1, then the baseline
+    chosen = [row for row in validation if row.startswith('<tr class="chosen">')]
+    assert chosen == [validation[6]]
+    label, gain, *means = _cells(chosen[0])
+    assert label[1] == "0.6 (chosen)" and gain[1] == "0.100"
+    # 0.5 - 0.06 for the three MSEs, 0.6 + 0.12 for the rest: every one beats the baseline's mean
+    assert means == [("better", "0.440")] * 3 + [("better", "0.720")] * 6
+    assert all(classes != "better" for classes, _ in _cells(validation[4]))  # blend 0.4 beats it nowhere
+    label, gain, *means = _cells(validation[-1])
+    assert label[1] == "baseline" and [text for _, text in means] == ["0.450"] * 3 + ["0.700"] * 6
+    assert "Left out in turn: E004:H3K4me3, E005:DNase." in section
+    assert "Refines: E003&lt;b&gt;:H3K4me3." in section
+
+
+def test_refinement_of_several_folds_is_one_folded_table_each(report_data):
+    refiners = [_refiner(0.4, ["E004:H3K4me3", "E005:DNase"], ["E003<b>:H3K4me3", "E004:DNase"]),
+                _refiner(0.7, ["E004:H3K4me3", "E005:DNase", "E006:DNase"], ["E005:H3K27ac"])]
+    page = render_report(replace(report_data, refinement=refiners))
+    assert ("Refinement: 2 refiners (one per set of inputs, e.g. per test fold), blend 0.4–0.7 chosen by leaving "
+            "out 2–3 tracks each; 3 of 20 pairs refined.") in _notes(page)
+    section = _section(page, "refinement")
+    assert section.count("<details>") == 2 and "<details open>" not in section
+    rows = _table_rows(section)
+    overviews = [[text for _, text in _cells(row)] for row in rows[:2]]
+    assert overviews == [["refiner 1", "16", "2", "2", "0.4", "0.100"],
+                         ["refiner 2", "16", "3", "1", "0.7", "0.100"]]
+    chosen = [_cells(row)[0][1] for row in rows if row.startswith('<tr class="chosen">')]
+    assert chosen == ["0.4 (chosen)", "0.7 (chosen)"]
+
+
+def test_a_run_without_refinement_says_the_imputations_are_the_ensembles(report_data):
+    page = render_report(replace(report_data, refinement=[]))
+    assert "Refinement: none; the imputations are the tensor ensemble's." in _notes(page)
+    section = html.unescape(_section(page, "refinement"))
+    assert "The run did not refine: the imputations are the tensor ensemble's." in section
+    assert "<table" not in section
+
+
+def _mean_row(scope: str, measure: str, outcome: str) -> dict:
+    """A summary row whose means make predictd win, lose, tie or lack a baseline (lower MSEs are better)."""
+    better, worse = (0.2, 0.3) if measure.startswith("MSE") else (0.8, 0.7)
+    predictd, baseline = {"win": (better, worse), "loss": (worse, better), "tie": (0.5, 0.5),
+                          "missing": (0.5, math.nan)}[outcome]
+    return {"scope": scope, "measure": measure, "n": 2, "predictd_mean": predictd, "baseline_mean": baseline,
+            "wins": 1, "losses": 1, "ties": 0}
+
+
+def test_the_measures_the_mean_wins_are_named_overall_and_per_assay(report_data):
+    outcomes = {"all": {"MSE1obs": "loss"},
+                "H3K4me3": {"MSE1obs": "loss", "AucObs1": "loss", "GWcorr": "tie"},
+                "H3K27ac": {"Match1": "missing"}}
+    summary = [_mean_row(scope, m, changes.get(m, "win")) for scope, changes in outcomes.items() for m in MEASURES]
+    page = render_report(replace(report_data, summary=summary))
+    assert "predictd's mean wins 10 of 11 measures: it loses MSE1obs." in html.unescape(_section(page, "summary"))
+    assays = {cells[0][1]: cells[3][1] for cells in map(_cells, _table_rows(_section(page, "assays")))}
+    assert assays == {"H3K4me3": "8 of 11 (loses MSE1obs, AucObs1; ties GWcorr)", "H3K27ac": "10 of 10"}
