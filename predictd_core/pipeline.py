@@ -11,6 +11,7 @@ out of sample. Both publish through the same ensemble path (a single model is an
 from __future__ import annotations
 
 import json
+import math
 import platform
 import tempfile
 from contextlib import ExitStack
@@ -32,8 +33,8 @@ from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chu
 from predictd_core.impute.parallel import compute_processes, write_chunks
 from predictd_core.impute.refine import Refinement, fit_refinement
 from predictd_core.impute.write_tracks import ParallelTrackWriter
-from predictd_core.io import (is_file, join_location, location_name, relative_location, staged_folder,
-                              write_atomic)
+from predictd_core.io import (is_file, join_location, location_name, read_bytes, relative_location,
+                              staged_folder, write_atomic)
 from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.split import choose_validation
@@ -49,6 +50,7 @@ Progress = Callable[[str, int, int], None]
 IMPUTED_FOLDER = "imputed"
 SPREAD_FOLDER = "spread"
 MANIFEST_FILE = "manifest.json"
+REFINEMENT_FILE = "refinement.json"
 
 
 def _quiet(_step: str, _done: int, _total: int) -> None:
@@ -190,8 +192,11 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     locally each folder appears whole, on an object store each track is uploaded as one object.
     The tracks are written side by side by ``config.engine.processes`` processes
     (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`); on the numpy engine as many
-    processes compute the chunks side by side (:mod:`predictd_core.impute.parallel`). Returns the written
-    locations.
+    processes compute the chunks side by side (:mod:`predictd_core.impute.parallel`).
+
+    When the run refines (``config.model.refine``), ``OUTPUT/refinement.json`` records each refiner
+    (:meth:`~predictd_core.impute.refine.Refinement.record`), written after the tracks are published, so a
+    failed imputation leaves no record of it. Returns the written track locations.
     """
     names = _track_names(run, pairs)
     # fitted before any writer process starts or staging folder opens: they would wait on it
@@ -208,7 +213,50 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
                                                          computing))
         for chunk in write_chunks(engine, _impute_chunk, job, writer, computing):
             progress("impute", chunk + 1, store.n_chunks)
+    if job.refinement is not None:
+        write_refinement(config, job.refinement)
     return imputed_outputs(config, run, pairs)
+
+
+def refinement_path(config: RunConfig) -> str | Path:
+    """``OUTPUT/refinement.json``: how the run's refinement stage was fitted."""
+    return join_location(config.output, REFINEMENT_FILE)
+
+
+def write_refinement(config: RunConfig, refinement: Refinement) -> str | Path:
+    """``OUTPUT/refinement.json`` = ``{"refiners": refinement.record()}``, atomically; a measure that is not
+    finite (NaN on a flat track, a -inf smallest gain) is written as null, so any JSON reader takes the file."""
+    path = refinement_path(config)
+    document = {"refiners": _finite_or_null(refinement.record())}
+    write_atomic(path, json.dumps(document, indent=2, allow_nan=False).encode())
+    return path
+
+
+def _finite_or_null(value):
+    """``value`` (JSON-ready lists, dicts and scalars) with every non-finite float replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def read_refinement(config: RunConfig) -> list[dict] | None:
+    """The refiners of ``OUTPUT/refinement.json`` (:func:`write_refinement`), or None when the run does not
+    refine or no imputation wrote the file. A file left by an earlier run that refined is ignored when this
+    config does not refine: its imputation replaced the tracks without rewriting the file."""
+    path = refinement_path(config)
+    if not config.model.refine.enabled or not is_file(path):
+        return None
+    try:
+        refiners = json.loads(read_bytes(path))["refiners"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise PredictdInputError(path, "refiners", f"not a refinement record: {error}") from None
+    if not isinstance(refiners, list):
+        raise PredictdInputError(path, "refiners", "not a list of refiners")
+    return refiners
 
 
 def read_track_bins(path: str | Path, store: SignalStore, lo: int = 0, hi: int | None = None) -> np.ndarray:
@@ -411,21 +459,28 @@ def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine, prog
 
 
 def finish(config: RunConfig, store: SignalStore, run: TrainedRun) -> dict:
-    """evaluate -> report -> manifest, from the imputed tracks already written."""
+    """evaluate -> report -> manifest, from the imputed tracks already written (and the refinement stage's
+    record, :func:`read_refinement`, which the report shows and the manifest lists)."""
     evaluation = run_evaluate(config, store, run.ensemble, run.targets)
     output = config.output
     outputs = imputed_outputs(config, run)
+    refiners = read_refinement(config)
+    if refiners is not None:
+        outputs.append(refinement_path(config))
     if evaluation.rows:
         outputs += [join_location(output, name) for name in METRIC_FILES]
-        outputs.append(write_report(join_location(output, "report.html"), report_data(config, run.models, evaluation)))
+        outputs.append(write_report(join_location(output, "report.html"),
+                                    report_data(config, run.models, evaluation, refiners)))
     manifest = write_manifest(config, store, run.models, outputs, evaluation)
     return {"imputed": join_location(output, IMPUTED_FOLDER), "metrics": join_location(output, "metrics.tsv"),
             "report": join_location(output, "report.html"), "manifest": manifest, "rows": evaluation.rows,
             "models": run.models}
 
 
-def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Evaluation) -> ReportData:
-    """What the report shows, gathered from the fitted models and the evaluation."""
+def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Evaluation,
+                refinement: list[dict] | None = None) -> ReportData:
+    """What the report shows, gathered from the fitted models, the evaluation and the refinement stage's
+    record (:func:`read_refinement`; None or empty: the run did not refine)."""
     first_name, first = next(iter(models.items()))
     kinds = {kind: sum(row["kind"] == kind for row in evaluation.rows) for kind in ("test-fold", "holdout")}
     notes = [f"{len(models)} model(s), rank {first.rank_}, solver {first.settings.solver}; "
@@ -440,7 +495,7 @@ def report_data(config: RunConfig, models: dict[str, Predictd], evaluation: Eval
         best_iterations={name: model.best_iteration_ for name, model in models.items()},
         cells=first.layout_.cells, assays=first.layout_.assays, cell_factors=first.factors_.C,
         assay_factors=first.factors_.A, factor_model=first_name, scatter=evaluation.scatter,
-        panels=evaluation.panels, notes=notes)
+        panels=evaluation.panels, notes=notes, refinement=list(refinement or []))
 
 
 def load_single_model(config: RunConfig) -> Predictd:

@@ -55,7 +55,8 @@ def test_run_writes_imputed_tracks_metrics_and_manifest(tiny_compendium):
     # the manifest lists every output, and each listed output exists
     manifest = json.loads((output / "manifest.json").read_text())
     assert set(manifest["outputs"]) == ({f"imputed/{name}" for name in expected}
-                                        | {"metrics.tsv", "metrics.parquet", "summary.tsv", "report.html"})
+                                        | {"metrics.tsv", "metrics.parquet", "summary.tsv", "report.html",
+                                           "refinement.json"})
     for relative in manifest["outputs"]:
         assert (output / relative).is_file(), relative
     assert manifest["config"]["holdout"] == ["C2:M1"]
@@ -67,9 +68,41 @@ def test_run_writes_imputed_tracks_metrics_and_manifest(tiny_compendium):
     assert str(output / "manifest.json") in result.stdout
     assert "C2:M1" in result.stdout  # the metrics table
 
+    # the refinement (on by default): one refiner, fitted on every experiment but the holdout target
+    (refiner,) = _strict_json((output / "refinement.json").read_text())["refiners"]
+    names = {f"{cell}:{assay}" for cell in CELLS for assay in ASSAYS}
+    assert sorted(refiner["inputs"]) == sorted(names - {"C2:M1"})
+    assert 0.0 <= refiner["blend"] <= 1.0
+    # its blend chosen among the validated weights by leaving input tracks out (here M2's: M1 has only two)
+    assert refiner["validated"] and set(refiner["validated"]) <= set(refiner["inputs"])
+    *blends, baseline = refiner["validation"]
+    assert baseline["blend"] is None and all(0.0 <= row["blend"] <= 1.0 for row in blends)
+    assert refiner["blend"] in [row["blend"] for row in blends]
+    assert refiner["refined"] and set(refiner["refined"]) <= names
+    report = (output / "report.html").read_text()
+    assert '<section id="refinement">' in report and report.count('<tr class="chosen">') == 1
+    assert (f"Refinement: blend {refiner['blend']:g} chosen by leaving out {len(refiner['validated'])} tracks"
+            in report)
+
     # nothing temporary left beside the outputs or the config
     leftovers = [p for p in folder.rglob("*") if any(m in p.name for m in (".partial", ".tmp", ".cache"))]
     assert not leftovers, leftovers
+
+    # run again without the refinement: the earlier run's refinement.json is neither listed nor reported
+    config = write_config(folder, holdout=["C2:M1"], model={"solver": "als", "rank": 2, "max_iters": 5,
+                                                            "refine": {"enabled": False}})
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    assert "refinement.json" not in json.loads((output / "manifest.json").read_text())["outputs"]
+    report = (output / "report.html").read_text()
+    assert "The run did not refine" in report and '<tr class="chosen">' not in report
+
+
+def _strict_json(text: str):
+    """``json.loads`` that rejects NaN and Infinity, which other JSON readers refuse."""
+    def refuse(constant: str):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
 
 
 def test_help_shows_usage():

@@ -32,7 +32,7 @@ def test_holding_out_e065_h3k4me3_beats_the_same_assay_average(pilot_dir, tmp_pa
     handle.close()
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["config_sha256"] == config.digest()
-    assert len(manifest["outputs"]) == 29 and manifest["metrics"][0]["MSEglobal"] == pytest.approx(row["MSEglobal"])
+    assert len(manifest["outputs"]) == 30 and manifest["metrics"][0]["MSEglobal"] == pytest.approx(row["MSEglobal"])
     metrics = (tmp_path / "out" / "metrics.tsv").read_text().splitlines()
     assert len(metrics) == 2 and metrics[0].split("\t")[:5] == ["cell_type", "assay", "kind", "n_bins", "MSEglobal"]
 

@@ -199,7 +199,7 @@ def test_metrics_report_and_manifest_are_on_s3(client, bucket, cloud_run, local_
 
     manifest = json.loads(_get(client, bucket, f"{run}/manifest.json"))
     local_manifest = json.loads((local_run / "manifest.json").read_text())
-    assert manifest["outputs"] == local_manifest["outputs"] and len(manifest["outputs"]) == 25 * 2 + 4
+    assert manifest["outputs"] == local_manifest["outputs"] and len(manifest["outputs"]) == 25 * 2 + 5
     assert manifest["store"] == f"s3://{bucket}/{run}/store.zarr"
     assert [m["name"] for m in manifest["models"]] == [f"test{i}-valid{j}" for i, j in MODELS]
     listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{run}/", MaxKeys=1000)["Contents"]
