@@ -86,7 +86,8 @@ def _region_mses(squared_error: np.ndarray, region_masks: Mapping[str, np.ndarra
 
 
 def quality_measures(observed: np.ndarray, imputed: np.ndarray,
-                     region_masks: Mapping[str, np.ndarray] | None = None) -> dict[str, float]:
+                     region_masks: Mapping[str, np.ndarray] | None = None,
+                     observed_order: np.ndarray | None = None) -> dict[str, float]:
     """Every measure of :data:`MEASURES` for one experiment, then the region MSEs asked for.
 
     Parameters
@@ -96,6 +97,8 @@ def quality_measures(observed: np.ndarray, imputed: np.ndarray,
     region_masks : mapping of str to ndarray of shape (n_bins,), dtype bool, optional
         Keys of :data:`REGION_MEASURES` (``"promoters"``, ``"genes"``, ``"enhancers"``), each marking
         the evaluation bins of a region set, aligned with ``observed``.
+    observed_order : ndarray of int, optional
+        ``np.argsort(observed, kind="stable")``, when the caller scores many imputations of one track.
 
     Returns
     -------
@@ -114,7 +117,8 @@ def quality_measures(observed: np.ndarray, imputed: np.ndarray,
     n = observed.size
     n1, n5 = int(round(0.01 * n)), int(round(0.05 * n))
     # one sort per track: every top set and rank below comes from it
-    order_obs, order_imp = np.argsort(observed, kind="stable"), np.argsort(imputed, kind="stable")
+    order_obs = np.argsort(observed, kind="stable") if observed_order is None else observed_order
+    order_imp = np.argsort(imputed, kind="stable")
     ranks_obs, ranks_imp = rank_average(observed, order_obs), rank_average(imputed, order_imp)
     top1_obs, top1_imp = _top(order_obs, n1), _top(order_imp, n1)
     top5_obs, top5_imp = _top(order_obs, n5), _top(order_imp, n5)

@@ -118,3 +118,14 @@ def test_perfect_imputation_scores_perfectly():
     observed = np.random.default_rng(1).gamma(1, 1, 1000)
     m = quality_measures(observed, observed)
     assert m["MSEglobal"] == 0 and m["Match1"] == 1 and m["GWcorr"] == pytest.approx(1)
+
+
+def test_a_given_observed_order_gives_the_same_measures():
+    rng = np.random.default_rng(7)
+    observed = np.round(rng.exponential(size=3000), 1)  # ties, as real tracks' zeros
+    imputed = observed + rng.normal(scale=0.5, size=3000)
+    order = np.argsort(observed, kind="stable")
+    assert quality_measures(observed, imputed, observed_order=order) == quality_measures(observed, imputed)
+    # and it is the order used: a wrong one changes the top sets
+    assert quality_measures(observed, imputed, observed_order=order[::-1])["Match1"] != \
+        quality_measures(observed, imputed)["Match1"]
