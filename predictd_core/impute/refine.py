@@ -22,34 +22,42 @@ that idea, small and closed-form:
    cell + assay model of the measured tracks' quantile functions (a cell sequenced deeper has higher
    peaks in every assay).
 
-Everything is fitted in the driver on an evenly spread sample of the store's chunks
-(``sample_bins``); a pair is refined only when its assay is measured in at least two input cells
+Everything is fitted in the driver on stretches of the store spread evenly over the genome
+(``sample_bins``, at most :data:`SAMPLE_VALUES` values); a pair is refined only when its assay is measured in at least two input cells
 other than itself, else the tensor ensemble's value stands.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 
 from predictd_core.evaluate.measures import lower_is_better, quality_measures
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import RefineSettings
-from predictd_core.store.signal_store import SignalStore
+from predictd_core.store.signal_store import SignalStore, read_signal_rows
 
 LEVELS = np.linspace(0.0, 1.0, 1001)
 WINDOWS = (0, 4, 40)  # half-widths in bins: 25 bp, 225 bp and 2 kb means
 BLENDS = np.round(np.linspace(0.0, 1.0, 11), 2)
 SCORED = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "Match1", "Catch1obs", "Catch1imp", "AucObs1", "AucImp1")
+SAMPLE_VALUES = 1 << 24  # input values (bins x inputs) the stage is fitted on at most: a ridge of ~100 features
+# per assay needs no more, and at Roadmap scale (1,014 inputs) ``sample_bins`` alone would hold gigabytes
+SAMPLE_STRETCHES = 4  # a sample smaller than this many chunks still comes from as many places in the genome
 
 
 def monotone_map(values: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """Piecewise-linear map through points ``(xp, fp)`` with ``xp`` non-decreasing; tied ``xp`` (a track's
     many zero bins) map to the mean of their ``fp``, as ranks shared by ties would."""
+    return np.interp(values, *monotone_knots(xp, fp))
+
+
+def monotone_knots(xp: np.ndarray, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct knots of :func:`monotone_map` and their targets, to map many arrays through them."""
     knots, inverse = np.unique(xp, return_inverse=True)
-    targets = np.bincount(inverse, weights=fp) / np.bincount(inverse)
-    return np.interp(values, knots, targets)
+    return knots, np.bincount(inverse, weights=fp) / np.bincount(inverse)
 
 
 def window_means(x: np.ndarray, half_width: int) -> np.ndarray:
@@ -67,6 +75,109 @@ def n_features(n_assays: int) -> int:
     """Features per pair: the average at each window, each other assay at each window and times the
     average, and the intercept."""
     return len(WINDOWS) + (n_assays - 1) * (len(WINDOWS) + 1) + 1
+
+
+class ChunkFeatures:
+    """A normalised chunk of inputs, from which any pair's features are assembled (the module's step 2).
+
+    Window means are linear, so the other-cell average of an assay at a window is the assay's windowed
+    sum less the cell's own windowed track, over the count: the sums are windowed once per chunk, and
+    a cell's own tracks once per cell, instead of every feature once per pair.
+
+    Parameters
+    ----------
+    Z : ndarray of shape (n_bins, n_inputs)
+        The inputs on their assays' reference scale.
+    layout : Layout
+    inputs : ndarray of int
+        Store column of each column of ``Z``.
+    """
+
+    def __init__(self, Z: np.ndarray, layout: Layout, inputs: np.ndarray):
+        n_assays = len(layout.assays)
+        cells, assays = layout.cell_of[inputs], layout.assay_of[inputs]
+        indicator = np.zeros((inputs.size, n_assays))
+        indicator[np.arange(inputs.size), assays] = 1.0
+        self.Z = Z
+        self.n_assays = n_assays
+        self.sums = [window_means(Z @ indicator, w) for w in WINDOWS]
+        self.counts = indicator.sum(axis=0)
+        self.position = np.full((len(layout.cells), n_assays), -1)
+        self.position[cells, assays] = np.arange(inputs.size)
+
+    def cell_inputs(self, cell: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per window, shape (n_bins, n_assays): each assay's mean over the input cells other than
+        ``cell`` (0 without one), and the cell's own track of each assay (its other-cell mean where it
+        has none)."""
+        own = self.position[cell]
+        measured = np.flatnonzero(own >= 0)
+        counts = self.counts.copy()
+        counts[measured] -= 1
+        inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)  # no other cell: 0
+        averages, tracks = [], []
+        for w, half_width in enumerate(WINDOWS):
+            mine = window_means(self.Z[:, own[measured]], half_width)
+            average = self.sums[w] * inverse
+            average[:, measured] -= mine * inverse[measured]
+            track = average.copy()
+            track[:, measured] = mine
+            averages.append(average)
+            tracks.append(track)
+        return averages, tracks
+
+    def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
+        """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`): the other-cell average
+        of ``assay`` at each window, the cell's other assays at each window and each times the average,
+        and the intercept. ``cell_inputs``: :meth:`cell_inputs` of ``cell`` when already computed."""
+        averages, tracks = self.cell_inputs(cell) if cell_inputs is None else cell_inputs
+        others = np.arange(self.n_assays) != assay
+        base = [average[:, assay] for average in averages]
+        return np.column_stack(base + [track[:, others] for track in tracks]
+                               + [tracks[0][:, others] * base[0][:, None], np.ones(self.Z.shape[0])])
+
+
+@dataclass(frozen=True)
+class RidgeBlocks:
+    """Every assay's ridge rearranged to predict all assays of a cell with a few matrix products.
+
+    Attributes
+    ----------
+    average : ndarray of shape (n_windows, n_assays)
+        Weight of the assay's other-cell average at each window.
+    tracks : ndarray of shape (n_windows, n_assays, n_assays)
+        ``tracks[w, b, a]``: weight of the cell's assay ``b`` at window ``w`` in assay ``a``'s ridge (0 on
+        the diagonal: an assay's own track is never a feature of its imputation).
+    products : ndarray of shape (n_assays, n_assays)
+        ``products[b, a]``: weight of assay ``b`` times the average, in assay ``a``'s ridge.
+    intercept : ndarray of shape (n_assays,)
+    """
+
+    average: np.ndarray
+    tracks: np.ndarray
+    products: np.ndarray
+    intercept: np.ndarray
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray) -> "RidgeBlocks":
+        """From ``weights`` of shape (n_assays, n_features), ordered as :meth:`ChunkFeatures.design`'s
+        columns; an unfitted (NaN) assay predicts 0."""
+        weights = np.nan_to_num(weights)
+        n_assays, n_windows = weights.shape[0], len(WINDOWS)
+        tracks, products = np.zeros((n_windows, n_assays, n_assays)), np.zeros((n_assays, n_assays))
+        for a in range(n_assays):
+            others = np.flatnonzero(np.arange(n_assays) != a)
+            blocks = weights[a, n_windows:-1].reshape(n_windows + 1, n_assays - 1)
+            tracks[:, others, a] = blocks[:n_windows]
+            products[others, a] = blocks[n_windows]
+        return cls(weights[:, :n_windows].T, tracks, products, weights[:, -1])
+
+    def predict(self, averages: list[np.ndarray], tracks: list[np.ndarray]) -> np.ndarray:
+        """Every assay's ridge prediction for one cell, shape (n_bins, n_assays), from
+        :meth:`ChunkFeatures.cell_inputs`."""
+        out = self.intercept + averages[0] * (tracks[0] @ self.products)
+        for w in range(len(WINDOWS)):
+            out += averages[w] * self.average[w] + tracks[w] @ self.tracks[w]
+        return out
 
 
 @dataclass(frozen=True)
@@ -101,62 +212,49 @@ class Refiner:
     blend: float
     validation: "BlendValidation | None" = None
 
+    @cached_property
+    def _normalizers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        assays = self.layout.assay_of[self.inputs]
+        return [monotone_knots(table, self.reference[a]) for table, a in zip(self.tables, assays)]
+
+    @cached_property
+    def _blocks(self) -> RidgeBlocks:
+        return RidgeBlocks.from_weights(self.weights)
+
     def refinable(self, cell: int, assay: int) -> bool:
         """Whether the pair has a ridge and at least one other input cell measuring its assay."""
         others = (self.layout.assay_of[self.inputs] == assay) & (self.layout.cell_of[self.inputs] != cell)
         return bool(np.isfinite(self.weights[assay]).all() and others.any())
 
-    def normalized(self, Y: np.ndarray) -> np.ndarray:
+    def normalized(self, Y: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
         """The inputs' chunk ``Y[:, inputs]`` (arcsinh, NaN = no data, read as 0) on their assays'
-        reference scale."""
-        assays = self.layout.assay_of[self.inputs]
-        Z = np.empty((Y.shape[0], self.inputs.size))
-        for j, column in enumerate(self.inputs):
-            Z[:, j] = monotone_map(np.nan_to_num(Y[:, column]), self.tables[j], self.reference[assays[j]])
+        reference scale; only the inputs at ``positions`` when given."""
+        positions = np.arange(self.inputs.size) if positions is None else positions
+        Z = np.empty((Y.shape[0], len(positions)))
+        for i, j in enumerate(positions):
+            Z[:, i] = np.interp(np.nan_to_num(Y[:, self.inputs[j]]), *self._normalizers[j])
         return Z
 
-    def parts(self, Z: np.ndarray, cell: int, assay: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ridge's prediction and the other-cell average of (cell, assay), reference scale."""
-        X = pair_features(Z, self.layout, self.inputs, cell, assay)
-        return X @ self.weights[assay], X[:, 0]
+    def features(self, Y: np.ndarray) -> ChunkFeatures:
+        """The chunk ``Y`` (every store column) normalised, ready to assemble features."""
+        return ChunkFeatures(self.normalized(Y), self.layout, self.inputs)
+
+    def parts(self, features: ChunkFeatures, cell: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ridge's prediction and the other-cell average of every assay of ``cell``, each of shape
+        (n_bins, n_assays), reference scale."""
+        averages, tracks = features.cell_inputs(cell)
+        return self._blocks.predict(averages, tracks), averages[0]
 
     def to_cell_scale(self, values: np.ndarray, cell: int, assay: int) -> np.ndarray:
         """Reference-scale values of ``assay`` on the scale expected of ``cell``."""
         pair = cell * len(self.layout.assays) + assay
         return monotone_map(values, self.reference[assay], self.scale[pair])
 
-    def predict(self, Z: np.ndarray, cell: int, assay: int) -> np.ndarray:
-        """The refined imputation of (cell, assay) from the normalised chunk ``Z``, arcsinh."""
-        ridge, average = self.parts(Z, cell, assay)
-        return self.to_cell_scale(self.blend * ridge + (1.0 - self.blend) * average, cell, assay)
-
-
-def pair_features(Z: np.ndarray, layout: Layout, inputs: np.ndarray, cell: int, assay: int) -> np.ndarray:
-    """The design matrix of (cell, assay) on a chunk (see the module's step 2), shape (n_bins, n_features).
-
-    The average of ``assay`` leaves out ``cell``; another assay the cell has no input for is its own
-    average over the other cells.
-    """
-    cells, assays = layout.cell_of[inputs], layout.assay_of[inputs]
-
-    def average(a: int) -> np.ndarray:
-        return Z[:, (assays == a) & (cells != cell)].mean(axis=1)
-
-    base = average(assay)
-    own = []
-    for a in range(len(layout.assays)):
-        if a == assay:
-            continue
-        measured = np.flatnonzero((assays == a) & (cells == cell))
-        if measured.size:
-            own.append(Z[:, measured[0]])
-        elif ((assays == a) & (cells != cell)).any():
-            own.append(average(a))
-        else:
-            own.append(np.zeros(Z.shape[0]))
-    own = np.column_stack(own)
-    return np.column_stack([window_means(base, w) for w in WINDOWS] + [window_means(own, w) for w in WINDOWS]
-                           + [own * base[:, None], np.ones(Z.shape[0])])
+    def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray) -> np.ndarray:
+        """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh."""
+        ridge, average = self.parts(features, cell)
+        blended = self.blend * ridge[:, assays] + (1.0 - self.blend) * average[:, assays]
+        return np.column_stack([self.to_cell_scale(blended[:, i], cell, int(a)) for i, a in enumerate(assays)])
 
 
 def _additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int
@@ -173,44 +271,64 @@ def _additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n
     return np.maximum.accumulate(np.maximum(pairs, 0.0), axis=1)
 
 
+def quantile_tables(chunks: list[np.ndarray], columns: np.ndarray) -> np.ndarray:
+    """Each store column's quantile function at :data:`LEVELS` over the sample (NaN read as 0)."""
+    return np.quantile(np.nan_to_num(np.vstack([chunk[:, columns] for chunk in chunks])), LEVELS, axis=0).T
+
+
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
-                assays: np.ndarray | None = None, blend: float = 0.5, validation: BlendValidation | None = None
-                ) -> Refiner:
+                assays: np.ndarray | None = None, blend: float = 0.5, validation: BlendValidation | None = None,
+                tables: np.ndarray | None = None) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
-    (default all), blending at ``validation.blend`` when given (:func:`choose_blend`), else at ``blend``."""
-    refiner = _fit_on_sample(chunks, layout, inputs, ridge, assays, blend)[0]
-    return refiner if validation is None else replace(refiner, blend=validation.blend, validation=validation)
-
-
-def _fit_on_sample(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
-                   assays: np.ndarray | None, blend: float) -> tuple[Refiner, list[np.ndarray]]:
-    """:func:`fit_refiner`, and the sample chunks normalised by it (``Refiner.normalized``)."""
+    (default all), blending at ``validation.blend`` when given (:func:`choose_blend`), else at ``blend``;
+    ``tables`` are the inputs' :func:`quantile_tables` when already computed."""
     inputs = np.asarray(inputs)
+    prepared = _prepared(layout, inputs, quantile_tables(chunks, inputs) if tables is None else tables,
+                         blend if validation is None else validation.blend, validation)
+    features = [prepared.features(chunk) for chunk in chunks]
+    return replace(prepared, weights=_ridge_weights(features, layout, inputs, ridge, assays))
+
+
+def _prepared(layout: Layout, inputs: np.ndarray, tables: np.ndarray, blend: float = 0.5,
+              validation: BlendValidation | None = None) -> Refiner:
+    """A refiner's scales from its inputs' quantile ``tables`` (reference and additive cell scale),
+    before any ridge is fitted (weights NaN)."""
     n_cells, n_assays = len(layout.cells), len(layout.assays)
-    sample = np.nan_to_num(np.vstack([chunk[:, inputs] for chunk in chunks]))
-    tables = np.quantile(sample, LEVELS, axis=0).T
     input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
     reference = np.full((n_assays, LEVELS.size), np.nan)
     for a in np.unique(input_assays):
         reference[a] = tables[input_assays == a].mean(axis=0)
     scale = _additive_scale(tables, input_cells, input_assays, n_cells, n_assays)
     weights = np.full((n_assays, n_features(n_assays)), np.nan)
-    refiner = Refiner(layout, inputs, tables, reference, scale, weights, blend)  # weights filled below
-    normalized = [refiner.normalized(chunk) for chunk in chunks]
+    return Refiner(layout, inputs, tables, reference, scale, weights, blend, validation)
+
+
+def _ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndarray, ridge: float,
+                   assays: np.ndarray | None) -> np.ndarray:
+    """Each of ``assays``' ridge (default: every input assay), fitted over the cells that measure it, shape
+    (n_assays, n_features); NaN rows for the other assays and those with fewer than two input cells (a
+    row's average needs another cell's track)."""
+    n_assays = len(layout.assays)
+    input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    fitted = np.unique(input_assays) if assays is None else np.asarray(assays, dtype=np.int64)
+    fitted = fitted[np.bincount(input_assays, minlength=n_assays)[fitted] >= 2]
     penalty = np.full(n_features(n_assays), ridge)
     penalty[-1] = 0.0  # the intercept is not shrunk
-    for a in (np.unique(input_assays) if assays is None else assays):
-        rows = np.flatnonzero(input_assays == a)
-        if rows.size < 2:
-            continue  # a cell's rows need another cell's track for their average
-        gram, moment = np.diag(penalty), np.zeros(penalty.size)
-        for Z in normalized:
-            for j in rows:
-                X = pair_features(Z, layout, inputs, int(input_cells[j]), int(a))
-                gram += X.T @ X
-                moment += X.T @ Z[:, j]
-        weights[a] = np.linalg.solve(gram, moment)
-    return refiner, normalized
+    grams = {int(a): np.diag(penalty) for a in fitted}
+    moments = {int(a): np.zeros(penalty.size) for a in fitted}
+    rows = np.flatnonzero(np.isin(input_assays, fitted))
+    for chunk in features:
+        for cell in np.unique(input_cells[rows]):  # a cell's inputs once, for all its rows
+            cell_inputs = chunk.cell_inputs(int(cell))
+            for j in rows[input_cells[rows] == cell]:
+                a = int(input_assays[j])
+                X = chunk.design(int(cell), a, cell_inputs)
+                grams[a] += X.T @ X
+                moments[a] += X.T @ chunk.Z[:, j]
+    weights = np.full((n_assays, n_features(n_assays)), np.nan)
+    for a in grams:
+        weights[a] = np.linalg.solve(grams[a], moments[a])
+    return weights
 
 
 def inner_tracks(layout: Layout, inputs: np.ndarray, limit: int) -> np.ndarray:
@@ -243,36 +361,48 @@ class BlendValidation:
     table: tuple[dict, ...]
 
 
-def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int
-                 ) -> BlendValidation:
+def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
+                 tables: np.ndarray | None = None) -> BlendValidation:
     """The blend with the largest smallest relative gain over the average baseline, and the table behind it.
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
     ridge), predicted at every :data:`BLENDS` weight, and scored with :func:`quality_measures` on the
     sample; the baseline is the raw average of its assay over the other input cells, as predictd reports.
     A gain is ``(blend - baseline) / |baseline|`` (sign flipped for errors), per measure, of the means
-    over the validation tracks. With no track to validate on, 0.5.
+    over the validation tracks. With no track to validate on, 0.5. ``tables`` are the inputs'
+    :func:`quantile_tables` when already computed.
     """
     held = inner_tracks(layout, inputs, limit)
     if held.size == 0:
         return BlendValidation(0.5, (), ())
+    if tables is None:
+        tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
+    normalized = [_prepared(layout, inputs, tables).normalized(chunk) for chunk in chunks]
     scores = {blend: [] for blend in BLENDS}
     baseline = []
     for j in held:
         cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
         rest = np.delete(inputs, j)
-        refiner, normalized = _fit_on_sample(chunks, layout, rest, ridge, np.array([assay]), 0.5)
-        ridge_parts, averages = zip(*(refiner.parts(Z, cell, assay) for Z in normalized))
-        ridge_part, average = np.concatenate(ridge_parts), np.concatenate(averages)
+        prepared = _prepared(layout, rest, np.delete(tables, j, axis=0))
+        moved = np.flatnonzero(layout.assay_of[rest] == assay)  # without j only its assay's reference moves
+        features = []
+        for chunk, Z in zip(chunks, normalized):
+            Z = np.delete(Z, j, axis=1)
+            Z[:, moved] = prepared.normalized(chunk, moved)
+            features.append(ChunkFeatures(Z, layout, rest))
+        refiner = replace(prepared, weights=_ridge_weights(features, layout, rest, ridge, np.array([assay])))
+        ridge_parts, averages = zip(*(refiner.parts(chunk, cell) for chunk in features))
+        ridge_part, average = np.concatenate(ridge_parts)[:, assay], np.concatenate(averages)[:, assay]
         observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
         others = layout.same_assay_columns(rest, inputs[j])
         with np.errstate(all="ignore"):
             raw_average = np.concatenate([np.nanmean(chunk[:, others], axis=1) for chunk in chunks])
         seen = ~np.isnan(observed) & ~np.isnan(raw_average)
-        baseline.append(quality_measures(observed[seen], raw_average[seen]))
+        observed, order = observed[seen], np.argsort(observed[seen], kind="stable")  # sorted once, scored 12 times
+        baseline.append(quality_measures(observed, raw_average[seen], observed_order=order))
         for blend in BLENDS:
             imputed = refiner.to_cell_scale(blend * ridge_part + (1.0 - blend) * average, cell, assay)
-            scores[blend].append(quality_measures(observed[seen], imputed[seen]))
+            scores[blend].append(quality_measures(observed, imputed[seen], observed_order=order))
     base = {m: float(np.mean([row[m] for row in baseline])) for m in SCORED}
     table = []
     for blend, rows in scores.items():
@@ -333,32 +463,42 @@ class Refinement:
         return entries
 
     def apply(self, Y: np.ndarray, tensor: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-        """The chunk's imputation of ``pairs``: refined where possible, else ``tensor`` (the ensemble's
-        columns for the same pairs), arcsinh, float64."""
-        out = np.array(tensor, dtype=np.float64)
+        """The chunk's imputation of ``pairs``, arcsinh: ``tensor`` (the ensemble's columns for the same
+        pairs) with every refinable pair's column overwritten in place by its refined value. Returns
+        ``tensor``: a Roadmap chunk's 3,048 columns are too large to copy."""
+        out = tensor
         for r, refiner in enumerate(self.refiners):
             mine = np.flatnonzero(self.refiner_of_pair[pairs] == r)
             if mine.size == 0:
                 continue
-            Z = refiner.normalized(Y)
-            for position in mine:
-                cell, assay = divmod(int(pairs[position]), len(refiner.layout.assays))
-                out[:, position] = refiner.predict(Z, cell, assay)
+            features = refiner.features(Y)
+            cells, assays = np.divmod(pairs[mine], len(refiner.layout.assays))
+            for cell in np.unique(cells):  # all of a cell's assays come from the same few products
+                out[:, mine[cells == cell]] = refiner.predict(features, int(cell), assays[cells == cell])
         return out
 
 
-def sample_chunks(store: SignalStore, sample_bins: int) -> list[np.ndarray]:
-    """Whole chunks spread evenly over the genome, about ``sample_bins`` bins in all (at least one)."""
-    count = min(store.n_chunks, max(1, -(-sample_bins // store.chunk_bins)))
+def sample_stretches(store: SignalStore, sample_bins: int) -> list[np.ndarray]:
+    """Stretches of the store's bins spread evenly over the genome, about ``sample_bins`` bins in all, fewer
+    when that would hold more than :data:`SAMPLE_VALUES` values: whole chunks, or the middle of
+    :data:`SAMPLE_STRETCHES` or more chunks when the sample is smaller than that many chunks."""
+    sample_bins = max(1, min(sample_bins, SAMPLE_VALUES // store.n_experiments))
+    count = min(store.n_chunks, max(SAMPLE_STRETCHES, -(-sample_bins // store.chunk_bins)))
     picks = np.unique(np.linspace(0, store.n_chunks - 1, count).round().astype(int))
-    return [store.read_chunk(int(k)) for k in picks]
+    length = -(-sample_bins // picks.size)
+    stretches = []
+    for chunk in picks:
+        lo, hi = store.chunk_bounds(int(chunk))
+        start = lo + max(0, (hi - lo - length) // 2)
+        stretches.append(read_signal_rows(store.path, start, min(hi, start + length)))
+    return stretches
 
 
 def fit_refinement(store: SignalStore, layout: Layout, pair_inputs: list[np.ndarray], settings: RefineSettings
                    ) -> Refinement:
     """Fit one refiner per distinct input set of ``pair_inputs`` (each pair's input store columns,
     cell-major) on a sample of ``store``."""
-    chunks = sample_chunks(store, settings.sample_bins)
+    chunks = sample_stretches(store, settings.sample_bins)
     keys = [tuple(np.unique(columns).tolist()) for columns in pair_inputs]
     refiners, index = [], {}
     refiner_of_pair = np.full(len(keys), -1)
@@ -366,9 +506,10 @@ def fit_refinement(store: SignalStore, layout: Layout, pair_inputs: list[np.ndar
     for pair, key in enumerate(keys):
         if key not in index:
             inputs = np.array(key, dtype=np.int64)
-            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks)
+            tables = quantile_tables(chunks, inputs)
+            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, tables)
             index[key] = len(refiners)
-            refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation))
+            refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables))
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]

@@ -29,14 +29,31 @@ def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its
     layout = grid_layout(3, 3)
     inputs = np.array([k for k in range(9) if k != 5])  # cell 1 has no assay 2
     Z = np.random.default_rng(1).random((20, inputs.size))
-    X = refine.pair_features(Z, layout, inputs, cell=1, assay=0)
+    X = refine.ChunkFeatures(Z, layout, inputs).design(cell=1, assay=0)
     assert X.shape == (20, refine.n_features(3))
     column = {k: Z[:, j] for j, k in enumerate(inputs)}
-    assert X[:, 0] == pytest.approx((column[0] + column[6]) / 2)  # assay 0 in cells 0 and 2
+    average = (column[0] + column[6]) / 2  # assay 0 in cells 0 and 2
+    assert X[:, 0] == pytest.approx(average)
     own = np.column_stack([column[4], (column[2] + column[8]) / 2])  # cell 1's assay 1; assay 2 averaged
     assert X[:, 3:5] == pytest.approx(own)
+    for w, half_width in enumerate(refine.WINDOWS):  # every feature also as its window's mean
+        assert X[:, w] == pytest.approx(refine.window_means(average, half_width))
+        assert X[:, 3 + 2 * w:5 + 2 * w] == pytest.approx(refine.window_means(own, half_width))
     assert X[:, -3:-1] == pytest.approx(own * X[:, [0]])
     assert X[:, -1] == pytest.approx(1.0)
+
+
+def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_ridge():
+    layout = grid_layout(4, 3)
+    inputs = np.array([k for k in range(12) if k not in (5, 7)])  # cell 1 lacks assay 2, cell 2 assay 1
+    rng = np.random.default_rng(4)
+    features = refine.ChunkFeatures(rng.random((60, inputs.size)), layout, inputs)
+    weights = rng.normal(size=(3, refine.n_features(3)))
+    blocks = refine.RidgeBlocks.from_weights(weights)
+    for cell in range(4):
+        predicted = blocks.predict(*features.cell_inputs(cell))
+        for assay in range(3):
+            assert predicted[:, assay] == pytest.approx(features.design(cell, assay) @ weights[assay])
 
 
 def test_additive_scale_recovers_additive_quantile_functions():
@@ -80,7 +97,7 @@ def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
     refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
     assert refiner.refinable(0, 0) and refiner.blend == blend
     observed = np.concatenate([chunk[:, target] for chunk in chunks])
-    refined = np.concatenate([refiner.predict(refiner.normalized(chunk), 0, 0) for chunk in chunks])
+    refined = np.concatenate([refiner.predict(refiner.features(chunk), 0, np.array([0]))[:, 0] for chunk in chunks])
     average = np.concatenate([chunk[:, [3, 6, 9, 12]].mean(axis=1) for chunk in chunks])
     assert np.mean((refined - observed) ** 2) < 0.2 * np.mean((average - observed) ** 2)
     assert np.corrcoef(refined, observed)[0, 1] > 0.9
@@ -121,3 +138,21 @@ def test_blend_validation_on_flat_tracks_picks_a_blend():
     chunks = [np.zeros((300, 8))]  # no signal: MSEs of 0, no correlation
     validation = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4)
     assert validation.blend in refine.BLENDS and len(validation.table) == len(refine.BLENDS) + 1
+
+
+def test_the_sample_is_whole_chunks_or_middles_of_chunks_spread_over_the_genome(tmp_path, monkeypatch):
+    from predictd_core.simulate import simulate_compendium
+    from predictd_core.store.signal_store import SignalStore
+
+    out = simulate_compendium(tmp_path / "comp", n_cells=3, n_assays=2, n_bins=4000, signal_format="store",
+                              chunk_bins=500, contigs=1)
+    store = SignalStore.open(out.store)
+    everything = np.concatenate([store.read_chunk(k) for k in range(store.n_chunks)])
+    stretches = refine.sample_stretches(store, 1000)  # 2 chunks' worth: whole chunks, but from 4 places
+    assert [s.shape[0] for s in stretches] == [250] * 4
+    starts = [0 + 125, 1000 + 125, 2500 + 125, 3500 + 125]  # chunks 0, 2, 5, 7 (evenly spread), their middles
+    for stretch, start in zip(stretches, starts):
+        assert np.array_equal(stretch, everything[start:start + 250], equal_nan=True)
+    assert [s.shape[0] for s in refine.sample_stretches(store, 4000)] == [500] * 8
+    monkeypatch.setattr(refine, "SAMPLE_VALUES", 6 * 400)  # 6 experiments: 400 bins at most
+    assert sum(s.shape[0] for s in refine.sample_stretches(store, 4000)) == 400
