@@ -55,7 +55,8 @@ class EngineSettings(BaseModel):
     spark_conf: dict[str, str] = Field(default_factory=dict, description="extra Spark settings")
     processes: int | None = Field(None, ge=1, description=(
         "processes on the driver that ingest tracks and write imputed bigWigs side by side (pyBigWig holds "
-        "the GIL); default: the CPUs this process may use"))
+        "the GIL), and on the numpy engine also compute the imputed chunks side by side (each with its share "
+        "of the BLAS threads); default: the CPUs this process may use"))
 
     def processes_for(self, values: int) -> int:
         """Processes for a job of ``values`` bigWig values (:func:`parallel_processes` with ``processes``)."""
