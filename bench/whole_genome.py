@@ -11,6 +11,8 @@ experiments of 127 cells x 24 assays) this measures, in one run:
    ``map_chunks``) and in ``--writers`` worker processes laying them into shared-memory slots
    (:func:`~predictd_core.impute.parallel.computed_chunks`), interleaved ``--repeats`` times (medians): seconds
    per million bins on this machine (the first ``--compute-chunks`` chunks timed: every chunk costs the same);
+   then the default's refinement stage (``model.refine``): its fit in the driver, and the compute above with
+   every pair refined (``--refine-chunks`` chunks timed, 1 process and ``--writers``);
 3. writing: ``run_impute`` writing ``--tracks`` of the 2,034 never-measured pairs over all bins with
    1 process and with ``--writers`` (which then also compute the chunks side by side): bigWig bytes per value,
    ns per value written (from the 1-process run less the compute of those pairs alone), and the speed-up. The
@@ -20,6 +22,7 @@ experiments of 127 cells x 24 assays) this measures, in one run:
 It then projects ingest and imputation of hg19 (124 M bins) on one EMR on EC2 instance (see BENCHMARKS.md).
 
     .venv/bin/python bench/whole_genome.py --data /tmp/roadmap-10M --model MODEL_DIR [--bins 10000000]
+        [--compute-only: skip ingest and writing]
 
 The load average at the end of the run is printed with the tables: the machine may be shared.
 """
@@ -42,7 +45,8 @@ from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.parallel import computed_chunks
 from predictd_core.impute.write_tracks import SharedSlots
 from predictd_core.model.estimator import Predictd
-from predictd_core.pipeline import TrainedRun, _impute_chunk, _ImputeJob, run_impute, single_model_ensemble
+from predictd_core.pipeline import (TrainedRun, _impute_chunk, _ImputeJob, fit_run_refinement, run_impute,
+                                   single_model_ensemble)
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.table import read_tracks_table
@@ -107,13 +111,17 @@ def main() -> None:
     parser.add_argument("--ingest-bins", type=int, default=100_000)
     parser.add_argument("--compute-chunks", type=int, default=16, help="chunks timed for the compute-only figures")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved compute timings (medians)")
+    parser.add_argument("--refine-chunks", type=int, default=2,
+                        help="chunks timed for the compute figures with the default refinement stage")
+    parser.add_argument("--compute-only", action="store_true", help="skip ingest and writing")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(dir=args.data.parent) as work:
-        ingested, n_tracks = ingest_seconds(Path(work), args.ingest_bins, [1, args.writers])
-    ingest_per_value = ingested[1] / (args.ingest_bins * n_tracks)
+    ingested, n_tracks = {}, 1014
+    if not args.compute_only:
+        with tempfile.TemporaryDirectory(dir=args.data.parent) as work:
+            ingested, n_tracks = ingest_seconds(Path(work), args.ingest_bins, [1, args.writers])
     data = compendium(args.data, args.bins)
     store = SignalStore.open(data / "store.zarr")
-    # the tensor ensemble's imputation, as PREDICTD's: the refinement stage is not measured here
+    # the write runs impute with the tensor ensemble alone, as PREDICTD: the refinement's cost is measured apart
     config_path = write_config(data, data / "bench-impute", {"kind": "numpy"}, {"refine": {"enabled": False}})
     model = Predictd.load(args.model)
     run = TrainedRun(single_model_ensemble(load_config(config_path), store, model), {"model": model}, [], False)
@@ -129,9 +137,19 @@ def main() -> None:
         for count in timings:
             timings[count].append(compute_seconds(store, every_pair, chunks, count) / timed_bins * n_bins)
     compute = {count: float(np.median(seconds)) for count, seconds in timings.items()}
-    compute_subset = compute_seconds(store, _ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
-    single, size = write_run(config_path, store, run, pairs, 1)
-    parallel, _ = write_run(config_path, store, run, pairs, args.writers)
+    # the default imputation: the refinement stage fitted in the driver, then applied to every chunk
+    started = time.perf_counter()
+    refinement = fit_run_refinement(load_config(write_config(data, data / "bench-refine", {"kind": "numpy"})),
+                                     store, run.ensemble)
+    refine_fit = time.perf_counter() - started
+    refined_chunks = min(args.refine_chunks, store.n_chunks)
+    refined_bins = store.chunk_bounds(refined_chunks - 1)[1]
+    refined = {count: compute_seconds(store, _ImputeJob(run.ensemble, False, None, refinement), refined_chunks, count)
+               / refined_bins * n_bins for count in timings}
+    if not args.compute_only:
+        compute_subset = compute_seconds(store, _ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
+        single, size = write_run(config_path, store, run, pairs, 1)
+        parallel, _ = write_run(config_path, store, run, pairs, args.writers)
     load = os.getloadavg()
     values = args.tracks * n_bins
     print(f"Store: {n_bins:,} bins x {n_tracks:,} experiments ({store.n_chunks} chunks of {store.chunk_bins:,}); "
@@ -140,6 +158,7 @@ def main() -> None:
           f"at the end.\n")
     print("| stage | measured | per unit |")
     print("|---|---|---|")
+    ingest_per_value = ingested[1] / (args.ingest_bins * n_tracks) if ingested else float("nan")
     for count, seconds in ingested.items():
         print(f"| ingest ({args.ingest_bins:,} bins x {n_tracks:,} bigWigs), {count} process(es) | {seconds:.1f} s | "
               f"{seconds / (args.ingest_bins * n_tracks) * 1e9:.0f} ns per value |")
@@ -147,6 +166,17 @@ def main() -> None:
         print(f"| compute (read, solve G, predict all {run.ensemble.n_pairs:,} pairs), {count} process(es); "
               f"{chunks} chunks timed, median of {args.repeats}, scaled to {n_bins:,} bins | {seconds:.0f} s | "
               f"{seconds / n_bins * 1e6:.1f} s per M bins |")
+    print(f"| refinement stage fitted in the driver (default settings: blend validated on 20 tracks) | "
+          f"{refine_fit:.0f} s | once per run (per input set) |")
+    for count, seconds in refined.items():
+        print(f"| compute as above and refine every pair (the default), {count} process(es); {refined_chunks} chunks "
+              f"timed, scaled | {seconds:.0f} s | {seconds / n_bins * 1e6:.1f} s per M bins |")
+    if args.compute_only:
+        print(f"\nParallel speed-up with {args.writers} processes: compute **{compute[1] / compute[args.writers]:.2f}x**, "
+              f"refined compute **{refined[1] / refined[args.writers]:.2f}x**. Projection inputs: compute "
+              f"{compute[args.writers] / n_bins * args.writers * 1e6:.1f} core-s per M bins, refined "
+              f"{refined[args.writers] / n_bins * args.writers * 1e6:.1f} ({args.writers} processes busy).")
+        return
     print(f"| compute for those {args.tracks} pairs only, 1 process (as above, once) | {compute_subset:.0f} s | "
           f"{compute_subset / n_bins * 1e6:.1f} s per M bins |")
     print(f"| impute + write {args.tracks} tracks, 1 process | {single:.0f} s | "
@@ -157,8 +187,8 @@ def main() -> None:
           f"compute **{compute[1] / compute[args.writers]:.2f}x**, impute + write **{single / parallel:.2f}x**; "
           f"bigWig size {size / values:.2f} bytes per value.")
     print(f"Projection inputs: ingest {ingest_per_value * 1e9:.0f} ns/value/core, compute "
-          f"{compute[args.writers] / n_bins * args.writers * 1e6:.1f} core-s per M bins ({args.writers} processes "
-          f"busy), write {(single - compute_subset) / values * 1e9:.0f} ns/value/core, hg19 {HG19_BINS:,} bins.")
+          f"{compute[args.writers] / n_bins * args.writers * 1e6:.1f} core-s per M bins, refined "
+          f"{refined[args.writers] / n_bins * args.writers * 1e6:.1f} ({args.writers} processes busy), write {(single - compute_subset) / values * 1e9:.0f} ns/value/core, hg19 {HG19_BINS:,} bins.")
 
 if __name__ == "__main__":
     main()
