@@ -46,8 +46,9 @@ class RefineSettings(BaseModel):
     enabled: bool = Field(True, description="refine imputations with the cell's own tracks (false: the tensor "
                                             "ensemble's values, as PREDICTD)")
     ridge: float = Field(1000.0, ge=0, description="L2 penalty of each assay's regression")
-    sample_bins: int = Field(524_288, ge=1, description="bins (whole chunks, spread over the genome) the stage is "
-                                                       "fitted and validated on, in the driver")
+    sample_bins: int = Field(524_288, ge=1, description="bins (stretches spread over the genome) the stage is "
+                                                       "fitted and validated on, in the driver; fewer when that "
+                                                       "would exceed 16.8 M values (Roadmap: ~16,500 bins)")
     inner_tracks: int = Field(20, ge=0, description="measured tracks left out, one at a time, to choose the blend "
                                                    "of regression and average")
 
