@@ -377,7 +377,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         return BlendValidation(0.5, (), ())
     if tables is None:
         tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
-    normalized = [_prepared(layout, inputs, tables).normalized(chunk) for chunk in chunks]
+    everyone = _prepared(layout, inputs, tables)
+    normalized = [everyone.normalized(chunk) for chunk in chunks]
     scores = {blend: [] for blend in BLENDS}
     baseline = []
     for j in held:
