@@ -21,14 +21,13 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 from jobs import LAYOUT, compendium, write_config
 
 from predictd_core import pipeline
 from predictd_core.config import load_config
 from predictd_core.engine import make_engine
-from predictd_core.evaluate.measures import lower_is_better
+from predictd_core.evaluate.tables import summary_rows
 from predictd_core.impute.refine import SCORED
 
 
@@ -47,14 +46,10 @@ def variant_config(data: Path, out: Path, name: str, refine: dict):
     return load_config(path)
 
 
-def summarise(rows: list[dict], name: str) -> dict[str, tuple[float, float, int]]:
-    """Per measure: the mean, the baseline's mean and the tracks on which ``name`` beats the baseline."""
-    out = {}
-    for m in SCORED:
-        ours, base = np.array([r[m] for r in rows]), np.array([r[f"baseline_{m}"] for r in rows])
-        wins = int(((ours < base) if lower_is_better(m) else (ours > base)).sum())
-        out[m] = (float(np.nanmean(ours)), float(np.nanmean(base)), wins)
-    return out
+def means_and_wins(rows: list[dict]) -> dict[str, dict]:
+    """Per measure, over every held-out track: the means and the wins against the baseline
+    (:func:`~predictd_core.evaluate.tables.summary_rows`, scope ``all``)."""
+    return {row["measure"]: row for row in summary_rows(rows) if row["scope"] == "all"}
 
 
 def main() -> None:
@@ -82,7 +77,7 @@ def main() -> None:
     finally:
         engine.close()
     blends = [r["blend"] for r in pipeline.read_refinement(default) or []]
-    summaries = {name: summarise(rows, name) for name, rows in results.items()}
+    summaries = {name: means_and_wins(rows) for name, rows in results.items()}
     n = len(results["default"])
     print(f"{store.bins.n_bins:,} bins, 1,014 experiments, {n} held out (PREDICTD's test split); model rank "
           f"{model.rank_}, best sweep {model.best_iteration_}; refinement blend {blends}; seconds "
@@ -92,7 +87,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for m in SCORED:
         d, t = summaries["default"][m], summaries["tensor-only"][m]
-        print(f"| {m} | {d[0]:.4f} | {t[0]:.4f} | {d[1]:.4f} | {d[2]} of {n} | {t[2]} of {n} |")
+        print(f"| {m} | {d['predictd_mean']:.4f} | {t['predictd_mean']:.4f} | {d['baseline_mean']:.4f} | "
+              f"{d['wins']} of {n} | {t['wins']} of {n} |")
 
 
 if __name__ == "__main__":
