@@ -284,12 +284,12 @@ def _refinement_note(data: ReportData) -> str:
     if not entries:
         return "Refinement: none; the imputations are the tensor ensemble's."
     blends = _span([entry["blend"] for entry in entries], "{:g}")
-    left_out = _span([len(entry["validated"]) for entry in entries], "{}")
     refined = sum(len(entry["refined"]) for entry in entries)
     pairs = f"{refined} of {len(data.cells) * len(data.assays)} pairs refined"
     if len(entries) == 1:
         left_out = _count(len(entries[0]["validated"]), "track")
         return f"Refinement: blend {blends} chosen by leaving out {left_out}; {pairs}."
+    left_out = _span([len(entry["validated"]) for entry in entries], "{}")
     return (f"Refinement: {len(entries)} refiners (one per set of inputs, e.g. per test fold), blend {blends} "
             f"chosen by leaving out {left_out} tracks each; {pairs}.")
 
