@@ -30,7 +30,7 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
          ["memory_scale.py", "--work", str(work), "--bins", "20000", "40000", "--sweeps", "1"]),
         ("Whole genome", ["whole_genome.py", "--data", str(work / "roadmap-60000"), "--bins", "60000",
                           "--model", str(small / "bench-train-numpy" / "model"), "--tracks", "70",
-                          "--ingest-bins", "2000"]),
+                          "--ingest-bins", "2000", "--all-missing", "--batch-tracks", "1017"]),
     ]
 
 

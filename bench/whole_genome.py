@@ -17,12 +17,15 @@ experiments of 127 cells x 24 assays) this measures, in one run:
    1 process and with ``--writers`` (which then also compute the chunks side by side): bigWig bytes per value,
    ns per value written (from the 1-process run less the compute of those pairs alone), and the speed-up. The
    store is read without a cache. The tracks are deleted after each run: all 2,034 over 10 M bins would take
-   ~110 GB, more than this machine's disk.
+   ~110 GB, more than this machine's disk;
+4. with ``--all-missing``: every one of the 2,034 never-measured pairs written over all bins by ``--writers``
+   processes, ``--batch-tracks`` pairs per ``run_impute`` call (each batch deleted once measured, for the disk;
+   each batch solves the genome factors again, which the one-pass run a cloud node makes would not).
 
 It then projects ingest and imputation of hg19 (124 M bins) on one EMR on EC2 instance (see BENCHMARKS.md).
 
     .venv/bin/python bench/whole_genome.py --data /tmp/roadmap-10M --model MODEL_DIR [--bins 10000000]
-        [--compute-only: skip ingest and writing]
+        [--compute-only: skip ingest and writing] [--all-missing --batch-tracks 509]
 
 The load average at the end of the run is printed with the tables: the machine may be shared.
 """
@@ -101,6 +104,19 @@ def write_run(config_path: Path, store: SignalStore, run: TrainedRun, pairs: np.
     return seconds, size
 
 
+def write_all(config_path: Path, store: SignalStore, run: TrainedRun, pairs: np.ndarray, writers: int, batch: int
+              ) -> tuple[float, int, int]:
+    """Seconds, bytes and batches of writing every one of ``pairs`` by ``writers`` processes, ``batch`` pairs
+    per :func:`write_run` (each batch removed once measured)."""
+    seconds, size, batches = 0.0, 0, np.array_split(pairs, -(-pairs.size // batch))
+    for number, part in enumerate(batches, 1):
+        part_seconds, part_size = write_run(config_path, store, run, part, writers)
+        seconds, size = seconds + part_seconds, size + part_size
+        print(f"  batch {number} of {len(batches)}: {part.size} tracks, {part_seconds:.0f} s, {part_size / 1e9:.1f} GB",
+              flush=True)
+    return seconds, size, len(batches)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="10 M-bin compendium folder (simulated if absent)")
@@ -114,6 +130,9 @@ def main() -> None:
     parser.add_argument("--refine-chunks", type=int, default=2,
                         help="chunks timed for the compute figures with the default refinement stage")
     parser.add_argument("--compute-only", action="store_true", help="skip ingest and writing")
+    parser.add_argument("--all-missing", action="store_true",
+                        help="also write all the never-measured pairs, --batch-tracks at a time, with --writers")
+    parser.add_argument("--batch-tracks", type=int, default=509, help="pairs per run_impute call with --all-missing")
     args = parser.parse_args()
     ingested, n_tracks = {}, 1014
     if not args.compute_only:
@@ -150,6 +169,8 @@ def main() -> None:
         compute_subset = compute_seconds(store, _ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
         single, size = write_run(config_path, store, run, pairs, 1)
         parallel, _ = write_run(config_path, store, run, pairs, args.writers)
+        if args.all_missing:
+            whole = write_all(config_path, store, run, missing, args.writers, args.batch_tracks)
     load = os.getloadavg()
     values = args.tracks * n_bins
     print(f"Store: {n_bins:,} bins x {n_tracks:,} experiments ({store.n_chunks} chunks of {store.chunk_bins:,}); "
@@ -183,6 +204,11 @@ def main() -> None:
           f"{(single - compute_subset) / values * 1e9:.0f} ns per value written |")
     print(f"| impute + write {args.tracks} tracks, {args.writers} processes | {parallel:.0f} s | "
           f"{parallel / values * 1e9:.0f} ns per value, all in |")
+    if args.all_missing:
+        seconds, size, batches = whole
+        print(f"| impute + write all {missing.size:,} never-measured tracks, {args.writers} processes, {batches} "
+              f"batches | {seconds:.0f} s | {seconds * args.writers / (missing.size * n_bins) * 1e9:.0f} core-ns per "
+              f"value, all in; {size / 1e9:.1f} GB, {size / (missing.size * n_bins):.2f} bytes per value |")
     print(f"\nParallel speed-up with {args.writers} processes: ingest **{ingested[1] / ingested[args.writers]:.2f}x**, "
           f"compute **{compute[1] / compute[args.writers]:.2f}x**, impute + write **{single / parallel:.2f}x**; "
           f"bigWig size {size / values:.2f} bytes per value.")

@@ -37,3 +37,6 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
     assert [row[0] for row in memory] == ["20,000", "40,000"] and all(float(row[5].replace(",", "")) > 0
                                                                       for row in memory)  # the JVM was seen
     assert "Parallel speed-up with 2 processes" in sections["Whole genome"]
+    every_missing = [row for row in _table_rows(sections["Whole genome"]) if "all 2,034 never-measured" in row[0]]
+    assert len(every_missing) == 1 and "2 batches" in every_missing[0][0]
+    assert float(every_missing[0][2].split(" GB, ")[1].split(" bytes")[0]) > 0.5  # bigWigs of real size were written
