@@ -127,3 +127,35 @@ def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False,
         return mean, None
     # E[x^2] - E[x]^2 can dip below 0 by rounding when the members agree.
     return mean, np.sqrt(np.maximum(squares / counts - np.square(mean), 0.0))
+
+
+def left_out_chunk(Y: np.ndarray, ensemble: Ensemble, members: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """What ``members`` would impute for each of the store ``columns`` had it not been measured.
+
+    The mean over the members (a bool mask over ``ensemble.members``) of each column's prediction from
+    genome factors solved without it (:func:`~predictd_core.solvers.als.left_out_predictions`); a member
+    that does not take the column as an input predicts its pair as usual. For a measured track this is
+    an out-of-sample imputation of the same kind as an unmeasured pair's, so the two can be compared
+    with the track; C and A still saw it in training (one track among hundreds at Roadmap scale).
+
+    Returns
+    -------
+    ndarray of shape (n_bins, len(columns)), arcsinh, not clipped.
+    """
+    layout, columns = ensemble.layout, np.asarray(columns)
+    total = np.zeros((Y.shape[0], columns.size))
+    chosen = [member for member, used in zip(ensemble.members, members) if used]
+    for member in chosen:
+        inputs = member.input_columns
+        position = {int(column): j for j, column in enumerate(inputs)}
+        inside = np.array([int(column) in position for column in columns], dtype=bool)
+        if inside.any():
+            left_out = als.left_out_predictions(Y[:, inputs], member.factors, layout.cell_of[inputs],
+                                                layout.assay_of[inputs], ensemble.ridge)
+            total[:, inside] += left_out[:, [position[int(column)] for column in columns[inside]]]
+        if not inside.all():
+            outside = columns[~inside]
+            total[:, ~inside] += als.predict(Y[:, inputs], member.factors, layout.cell_of[inputs],
+                                             layout.assay_of[inputs], layout.cell_of[outside],
+                                             layout.assay_of[outside], ensemble.ridge)
+    return total / len(chosen)

@@ -122,12 +122,17 @@ def _ridge_solve(rhs: np.ndarray, design: np.ndarray, penalty: np.ndarray) -> np
     # One product with the inverse of the small (K+1) Gram matrix: a matrix product over the bins runs
     # several times faster than LAPACK's triangular solves on a transposed copy of rhs, and the ridge
     # keeps the Gram matrix well conditioned.
+    return rhs @ _gram_inverse(design, penalty)
+
+
+def _gram_inverse(design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """``(D'D + diag(penalty))^-1``; with ridge 0 and fewer experiments than factors, the pseudo-inverse
+    (the minimum-norm answer)."""
     gram = design.T @ design + np.diag(penalty)
     try:
-        inverse = np.linalg.inv(gram)
-    except np.linalg.LinAlgError:  # ridge 0 with fewer experiments than factors: minimum-norm answer
-        inverse = np.linalg.pinv(gram)
-    return rhs @ inverse
+        return np.linalg.inv(gram)
+    except np.linalg.LinAlgError:
+        return np.linalg.pinv(gram)
 
 
 class FieldwiseSum:
@@ -339,6 +344,53 @@ def objective(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPena
     return float(stats.train_sse + penalties.ri2 * np.trace(stats.S)
                  + penalties.rc * n_cell @ np.square(f.C - centre).sum(axis=1) + penalties.rbc * n_cell @ np.square(f.b_c)
                  + penalties.ra * n_assay @ np.square(f.A).sum(axis=1) + penalties.rba * n_assay @ np.square(f.b_a))
+
+
+def left_out_predictions(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray,
+                         input_assays: np.ndarray, ridge: float) -> np.ndarray:
+    """Each input experiment's prediction from genome factors solved without it, C and A fixed.
+
+    The G step is a ridge regression per bin, so leaving one observation out has a closed form: its
+    left-out residual is the in-sample residual over ``1 - h``, with ``h`` its leverage in the bin's
+    hat matrix ``D (D'D + penalty)^-1 D'``. One G step gives every input's out-of-sample prediction,
+    which is what the imputation of an unmeasured pair is. An entry the bin does not observe was not
+    in its solve: its prediction is the ordinary one. Where the entry was the bin's only observation
+    (``h`` = 1), the bin has no data without it and the prediction is the offsets alone.
+
+    Parameters
+    ----------
+    Y : ndarray of shape (n_bins, n_inputs)
+        Observed signal of the input experiments (NaN = no data).
+    input_cells, input_assays : ndarray of shape (n_inputs,)
+        Grid rows of those experiments.
+
+    Returns
+    -------
+    ndarray of shape (n_bins, n_inputs), arcsinh scale, not clipped.
+    """
+    Z, offset = factors.design(input_cells, input_assays)
+    design = _design(Z)
+    R = np.subtract(Y, offset, dtype=np.float64)
+    W, holey, seen = _fit_bins(R, design, ridge)
+    fitted = W @ design.T
+    penalty = np.append(np.full(design.shape[1] - 1, float(ridge)), 0.0)
+    leverage = np.broadcast_to(_leverages(design, penalty), R.shape).copy()
+    patterns, which = _distinct_rows(seen)
+    for p, pattern in enumerate(patterns):
+        rows, columns = holey[which == p], np.flatnonzero(pattern)
+        leverage[rows] = 0.0  # unobserved entries: not in the solve, nothing to leave out
+        if columns.size:
+            leverage[np.ix_(rows, columns)] = _leverages(design[columns], penalty)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        left_out = fitted - np.nan_to_num(R - fitted) * leverage / (1.0 - leverage)
+    alone = leverage > 1.0 - 1e-9  # the bin's only observation: no data without it
+    left_out[alone] = 0.0
+    return left_out + offset
+
+
+def _leverages(design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """The diagonal of ``D (D'D + diag(penalty))^-1 D'``: each experiment's weight on its own fit."""
+    return np.einsum("ij,jk,ik->i", design, _gram_inverse(design, penalty), design)
 
 
 def predict(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray, input_assays: np.ndarray,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
+from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk, left_out_chunk
 from predictd_core.model.factors import CellAssayFactors, Layout
 
 
@@ -94,3 +94,30 @@ def test_a_first_member_covering_every_pair_is_averaged_like_the_others(grid):
     np.testing.assert_allclose(mean, np.mean(per_member, axis=0), rtol=1e-12)
     np.testing.assert_allclose(spread, np.std(per_member, axis=0), rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(ensemble_chunk(Y, alone)[0], per_member[0], rtol=1e-12)
+
+
+def test_left_out_imputation_refits_every_bin_without_the_column(grid):
+    """Each column as the members would impute it unmeasured: per bin, the ridge refitted without it (the
+    independent reference), averaged over the chosen members; a member that never had it predicts as usual."""
+    layout, Y, ensemble = grid
+    Y = Y.copy()
+    Y[5, [0, 1, 3, 4]] = np.nan  # bin 5 observes column 2 alone: without it, that bin has no data
+    members = np.array([True, True, False])
+    columns = np.array([0, 2, 4])
+    left_out = left_out_chunk(Y, ensemble, members, columns)
+    for j, column in enumerate(columns):
+        expected = []
+        for member in np.array(ensemble.members)[members]:
+            inputs = member.input_columns[member.input_columns != column]
+            f = member.factors
+            reference = np.full(Y.shape[0], f.mu + f.b_c[layout.cell_of[column]] + f.b_a[layout.assay_of[column]])
+            solvable = ~np.isnan(Y[:, inputs]).all(axis=1)  # bin 5 without column 2 has nothing: the offsets alone
+            reference[solvable] = _ridge_prediction(Y[np.ix_(solvable, inputs)], f, layout.cell_of[inputs],
+                                                    layout.assay_of[inputs], 0.7, layout.cell_of[[column]],
+                                                    layout.assay_of[[column]])[:, 0]
+            expected.append(reference)
+        np.testing.assert_allclose(left_out[:, j], np.mean(expected, axis=0), rtol=1e-9, atol=1e-9)
+    # in-sample the members fit their own inputs better than out of sample
+    in_sample = ensemble_chunk(Y, ensemble, pairs=np.array([0, 2, 4]))[0]
+    observed = np.nan_to_num(Y[:, columns])
+    assert np.mean((in_sample - observed) ** 2) < np.mean((left_out - observed) ** 2)
