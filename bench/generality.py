@@ -1,13 +1,13 @@
 """Beyond the pilot's 5 x 5 grid: the default on the real Roadmap layout, PREDICTD's test split held out.
 
-The refinement stage (``model.refine``) was designed on the pilot's 25 real tracks; only its blend is
-chosen by inner validation. Tracks we do not have cannot be scored, so this checks the next best thing: a
+The refinement stage (``model.refine``) was designed on the pilot's 25 real tracks; only its blend and
+the tensor model's share are chosen by inner validation. Tracks we do not have cannot be scored, so this checks the next best thing: a
 grid of the real Roadmap shape (127 cells x 24 assays, the same 1,014 observed experiments and holes,
 planted structure and noise: ``predictd simulate --layout``), where the tensor model has 811 tracks to
 learn from and the average baseline is no longer the strongest guess. The 203 experiments of PREDICTD's
 test split (``../shared/data/roadmap-layout/predictd_splits.json``, as eDICE compared against PREDICTD)
 are held out; one model is trained on the other 811, and every pair is imputed twice from it: with the
-default (refinement on, blend chosen by its own inner validation) and with ``refine: {enabled: false}``
+default (refinement on, blend and tensor share chosen by its own inner validation) and with ``refine: {enabled: false}``
 (the tensor model alone, as PREDICTD imputed). Both are scored on the 203 held-out tracks beside the
 average of the same assay in the other cells, by predictd's own evaluation.
 
@@ -76,11 +76,11 @@ def main() -> None:
             seconds[name] = time.perf_counter() - started
     finally:
         engine.close()
-    blends = [r["blend"] for r in pipeline.read_refinement(default) or []]
+    blends = [(r["blend"], r["tensor"]) for r in pipeline.read_refinement(default) or []]
     summaries = {name: means_and_wins(rows) for name, rows in results.items()}
     n = len(results["default"])
     print(f"{store.bins.n_bins:,} bins, 1,014 experiments, {n} held out (PREDICTD's test split); model rank "
-          f"{model.rank_}, best sweep {model.best_iteration_}; refinement blend {blends}; seconds "
+          f"{model.rank_}, best sweep {model.best_iteration_}; refinement (blend, tensor share) {blends}; seconds "
           + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()))
     print()
     print("| measure | default (refined) | tensor only | baseline | default beats baseline on | tensor beats baseline on |")

@@ -187,7 +187,7 @@ def main() -> None:
         print(f"| compute (read, solve G, predict all {run.ensemble.n_pairs:,} pairs), {count} process(es); "
               f"{chunks} chunks timed, median of {args.repeats}, scaled to {n_bins:,} bins | {seconds:.0f} s | "
               f"{seconds / n_bins * 1e6:.1f} s per M bins |")
-    print(f"| refinement stage fitted in the driver (default settings: blend validated on 20 tracks) | "
+    print(f"| refinement stage fitted in the driver (default settings: blend and tensor share validated on 20 tracks) | "
           f"{refine_fit:.0f} s | once per run (per input set) |")
     for count, seconds in refined.items():
         print(f"| compute as above and refine every pair (the default), {count} process(es); {refined_chunks} chunks "

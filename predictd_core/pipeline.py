@@ -174,11 +174,10 @@ def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarra
 
 def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble) -> Refinement | None:
     """The refinement stage of ``config.model.refine`` for ``ensemble`` (None when disabled): each pair
-    refined from the experiments its ensemble members were allowed to see."""
+    refined from the experiments its ensemble members were allowed to see, and mixed with their imputation."""
     if not config.model.refine.enabled:
         return None
-    pair_inputs = [ensemble.seen_columns(cell, assay) for cell, assay in zip(*ensemble.layout.all_pairs())]
-    return fit_refinement(store, ensemble.layout, pair_inputs, config.model.refine)
+    return fit_refinement(store, ensemble, config.model.refine)
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,

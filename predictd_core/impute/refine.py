@@ -15,12 +15,18 @@ that idea, small and closed-form:
 3. One ridge per assay, fitted over the cells where the assay is measured, each cell's rows built
    without its own track in the average.
 4. The refined value is ``blend * ridge + (1 - blend) * average``: the ridge wins the errors and the
-   average keeps the peaks' ranks. ``blend`` is chosen by inner validation (every measured track
-   refitted without itself, at most ``inner_tracks`` of them) to maximise the smallest relative gain
-   over the average baseline across the quality measures: the product's goal is to win every column.
+   average keeps the peaks' ranks.
 5. Back to the cell's own scale through the expected quantile function of (c, m): an additive
    cell + assay model of the measured tracks' quantile functions (a cell sequenced deeper has higher
    peaks in every assay).
+6. Mixed with the tensor ensemble's imputation of the pair: ``(1 - tensor) * refined + tensor * ensemble``.
+   On a small grid the tensor model flattens peaks and gets no share; on a grid of Roadmap's size it
+   knows more than the other cells' average and the cell's few marks, and keeps the share it earns.
+
+``blend`` and then ``tensor`` are chosen by inner validation: every measured track refitted without
+itself (at most ``inner_tracks`` of them), its tensor imputation from genome factors solved without it
+(:func:`~predictd_core.impute.ensemble.left_out_chunk`), to maximise the smallest share of the average
+baseline's error that is closed, across the quality measures: the product's goal is to win every column.
 
 Everything is fitted in the driver on stretches of the store spread evenly over the genome
 (``sample_bins``, at most :data:`SAMPLE_VALUES` values); a pair is refined only when its assay is measured in at least two input cells
@@ -35,6 +41,7 @@ from functools import cached_property
 import numpy as np
 
 from predictd_core.evaluate.measures import lower_is_better, quality_measures
+from predictd_core.impute.ensemble import Ensemble, left_out_chunk
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import RefineSettings
 from predictd_core.store.signal_store import SignalStore, read_signal_rows
@@ -42,6 +49,7 @@ from predictd_core.store.signal_store import SignalStore, read_signal_rows
 LEVELS = np.linspace(0.0, 1.0, 1001)
 WINDOWS = (0, 4, 40)  # half-widths in bins: 25 bp, 225 bp and 2 kb means
 BLENDS = np.round(np.linspace(0.0, 1.0, 11), 2)
+TENSOR_SHARES = np.round(np.linspace(0.1, 1.0, 10), 2)  # tried at the best blend (0: that blend's own row)
 SCORED = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "Match1", "Catch1obs", "Catch1imp", "AucObs1", "AucImp1")
 SAMPLE_VALUES = 1 << 24  # input values (bins x inputs) the stage is fitted on at most: a ridge of ~100 features
 # per assay needs no more, and at Roadmap scale (1,014 inputs) ``sample_bins`` alone would hold gigabytes
@@ -199,8 +207,10 @@ class Refiner:
         The ridge of each assay; NaN where the assay has fewer than two input cells.
     blend : float
         Weight of the ridge against the average.
+    tensor : float
+        Share of the tensor ensemble's imputation in the result.
     validation : BlendValidation or None
-        How ``blend`` was chosen (None: given).
+        How ``blend`` and ``tensor`` were chosen (None: given).
     """
 
     layout: Layout
@@ -210,6 +220,7 @@ class Refiner:
     scale: np.ndarray
     weights: np.ndarray
     blend: float
+    tensor: float = 0.0
     validation: "BlendValidation | None" = None
 
     @cached_property
@@ -250,11 +261,13 @@ class Refiner:
         pair = cell * len(self.layout.assays) + assay
         return monotone_map(values, self.reference[assay], self.scale[pair])
 
-    def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray) -> np.ndarray:
-        """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh."""
+    def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray) -> np.ndarray:
+        """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh, from the
+        tensor ensemble's imputation of the same pairs (``tensor``, same shape)."""
         ridge, average = self.parts(features, cell)
         blended = self.blend * ridge[:, assays] + (1.0 - self.blend) * average[:, assays]
-        return np.column_stack([self.to_cell_scale(blended[:, i], cell, int(a)) for i, a in enumerate(assays)])
+        refined = np.column_stack([self.to_cell_scale(blended[:, i], cell, int(a)) for i, a in enumerate(assays)])
+        return (1.0 - self.tensor) * refined + self.tensor * tensor
 
 
 def _additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int
@@ -277,19 +290,21 @@ def quantile_tables(chunks: list[np.ndarray], columns: np.ndarray) -> np.ndarray
 
 
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
-                assays: np.ndarray | None = None, blend: float = 0.5, validation: BlendValidation | None = None,
-                tables: np.ndarray | None = None) -> Refiner:
+                assays: np.ndarray | None = None, blend: float = 0.5, tensor: float = 0.0,
+                validation: BlendValidation | None = None, tables: np.ndarray | None = None) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
-    (default all), blending at ``validation.blend`` when given (:func:`choose_blend`), else at ``blend``;
-    ``tables`` are the inputs' :func:`quantile_tables` when already computed."""
+    (default all), blending at ``validation``'s blend and tensor share when given (:func:`choose_blend`),
+    else at ``blend`` and ``tensor``; ``tables`` are the inputs' :func:`quantile_tables` when already computed."""
     inputs = np.asarray(inputs)
+    if validation is not None:
+        blend, tensor = validation.blend, validation.tensor
     prepared = _prepared(layout, inputs, quantile_tables(chunks, inputs) if tables is None else tables,
-                         blend if validation is None else validation.blend, validation)
+                         blend, tensor, validation)
     features = [prepared.features(chunk) for chunk in chunks]
     return replace(prepared, weights=_ridge_weights(features, layout, inputs, ridge, assays))
 
 
-def _prepared(layout: Layout, inputs: np.ndarray, tables: np.ndarray, blend: float = 0.5,
+def _prepared(layout: Layout, inputs: np.ndarray, tables: np.ndarray, blend: float = 0.5, tensor: float = 0.0,
               validation: BlendValidation | None = None) -> Refiner:
     """A refiner's scales from its inputs' quantile ``tables`` (reference and additive cell scale),
     before any ridge is fitted (weights NaN)."""
@@ -300,7 +315,7 @@ def _prepared(layout: Layout, inputs: np.ndarray, tables: np.ndarray, blend: flo
         reference[a] = tables[input_assays == a].mean(axis=0)
     scale = _additive_scale(tables, input_cells, input_assays, n_cells, n_assays)
     weights = np.full((n_assays, n_features(n_assays)), np.nan)
-    return Refiner(layout, inputs, tables, reference, scale, weights, blend, validation)
+    return Refiner(layout, inputs, tables, reference, scale, weights, blend, tensor, validation)
 
 
 def _ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndarray, ridge: float,
@@ -348,39 +363,74 @@ class BlendValidation:
     Attributes
     ----------
     blend : float
-        The chosen weight of the ridge.
+        The chosen weight of the ridge against the average.
+    tensor : float
+        The chosen share of the tensor ensemble's imputation.
     tracks : tuple of int
         Store columns of the tracks left out in turn.
     table : tuple of dict
-        One row per :data:`BLENDS` weight: ``blend``, ``min_gain`` (the criterion) and the mean of each
-        :data:`SCORED` measure over the left-out tracks; then a row ``blend: None`` with the baseline's means.
+        One row per candidate: ``blend``, ``tensor``, ``min_gain`` (the criterion) and the mean of each
+        :data:`SCORED` measure over the left-out tracks: every :data:`BLENDS` weight with no tensor share,
+        then the best of them with each of :data:`TENSOR_SHARES`; last a row ``blend: None, tensor: None``
+        with the baseline's means.
     """
 
     blend: float
+    tensor: float
     tracks: tuple[int, ...]
     table: tuple[dict, ...]
 
 
+@dataclass(frozen=True)
+class _LeftOutTrack:
+    """One validation track as :func:`choose_blend` scores it: observed where the baseline is defined (and
+    sorted once), the refit's ridge and average (reference scale), the tensor's left-out imputation."""
+
+    cell: int
+    assay: int
+    refiner: Refiner
+    observed: np.ndarray
+    order: np.ndarray
+    ridge: np.ndarray
+    average: np.ndarray
+    tensor: np.ndarray
+
+    def imputed(self, blend: float, tensor: float) -> np.ndarray:
+        refined = self.refiner.to_cell_scale(blend * self.ridge + (1.0 - blend) * self.average, self.cell, self.assay)
+        return (1.0 - tensor) * refined + tensor * self.tensor
+
+    def scores(self, blend: float, tensor: float) -> dict:
+        return quality_measures(self.observed, self.imputed(blend, tensor), observed_order=self.order)
+
+
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
-                 tables: np.ndarray | None = None) -> BlendValidation:
-    """The blend with the largest smallest relative gain over the average baseline, and the table behind it.
+                 tensor: list[np.ndarray], tables: np.ndarray | None = None) -> BlendValidation:
+    """The blend, then the tensor share, with the largest smallest gain over the average baseline, and the
+    table behind them.
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
     ridge), predicted at every :data:`BLENDS` weight, and scored with :func:`quality_measures` on the
     sample; the baseline is the raw average of its assay over the other input cells, as predictd reports.
-    A gain is ``(blend - baseline) / |baseline|`` (sign flipped for errors), per measure, of the means
-    over the validation tracks. With no track to validate on, 0.5. ``tables`` are the inputs'
-    :func:`quantile_tables` when already computed.
+    The best blend is then mixed with the tensor's imputation of the track at each of
+    :data:`TENSOR_SHARES`. The criterion is :func:`smallest_gain` of the means over the validation tracks.
+    With no track to validate on, blend 0.5 and no tensor share.
+
+    Parameters
+    ----------
+    tensor : list of ndarray
+        Per chunk, shape (n_bins, len(inputs)): the tensor ensemble's imputation of each input from genome
+        factors solved without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`).
+    tables : ndarray, optional
+        The inputs' :func:`quantile_tables` when already computed.
     """
     held = inner_tracks(layout, inputs, limit)
     if held.size == 0:
-        return BlendValidation(0.5, (), ())
+        return BlendValidation(0.5, 0.0, (), ())
     if tables is None:
         tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
     everyone = _prepared(layout, inputs, tables)
     normalized = [everyone.normalized(chunk) for chunk in chunks]
-    scores = {blend: [] for blend in BLENDS}
-    baseline = []
+    tracks, baseline = [], []
     for j in held:
         cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
         rest = np.delete(inputs, j)
@@ -393,47 +443,63 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
             features.append(ChunkFeatures(Z, layout, rest))
         refiner = replace(prepared, weights=_ridge_weights(features, layout, rest, ridge, np.array([assay])))
         ridge_parts, averages = zip(*(refiner.parts(chunk, cell) for chunk in features))
-        ridge_part, average = np.concatenate(ridge_parts)[:, assay], np.concatenate(averages)[:, assay]
         observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
         others = layout.same_assay_columns(rest, inputs[j])
         with np.errstate(all="ignore"):
             raw_average = np.concatenate([np.nanmean(chunk[:, others], axis=1) for chunk in chunks])
         seen = ~np.isnan(observed) & ~np.isnan(raw_average)
-        observed, order = observed[seen], np.argsort(observed[seen], kind="stable")  # sorted once, scored 12 times
-        baseline.append(quality_measures(observed, raw_average[seen], observed_order=order))
-        for blend in BLENDS:
-            imputed = refiner.to_cell_scale(blend * ridge_part + (1.0 - blend) * average, cell, assay)
-            scores[blend].append(quality_measures(observed, imputed[seen], observed_order=order))
-    base = {m: float(np.mean([row[m] for row in baseline])) for m in SCORED}
-    table = []
-    for blend, rows in scores.items():
-        means = {m: float(np.mean([row[m] for row in rows])) for m in SCORED}
-        table.append({"blend": float(blend), "min_gain": smallest_gain(means, base), **means})
-    best = max(table, key=lambda row: row["min_gain"])
-    return BlendValidation(best["blend"], tuple(int(k) for k in inputs[held]),
-                           tuple(table) + ({"blend": None, "min_gain": 0.0, **base},))
+        order = np.argsort(observed[seen], kind="stable")  # sorted once, scored at every candidate
+        baseline.append(quality_measures(observed[seen], raw_average[seen], observed_order=order))
+        tracks.append(_LeftOutTrack(cell, assay, refiner, observed[seen], order,
+                                    np.concatenate(ridge_parts)[seen, assay], np.concatenate(averages)[seen, assay],
+                                    np.concatenate([part[:, j] for part in tensor])[seen]))
+    base = _mean_scores(baseline)
+
+    def row(blend: float, share: float) -> dict:
+        means = _mean_scores([track.scores(blend, share) for track in tracks])
+        return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, base), **means}
+
+    table = [row(blend, 0.0) for blend in BLENDS]
+    best_blend = max(table, key=lambda entry: entry["min_gain"])["blend"]
+    table += [row(best_blend, share) for share in TENSOR_SHARES]
+    best = max(table, key=lambda entry: entry["min_gain"])
+    return BlendValidation(best["blend"], best["tensor"], tuple(int(k) for k in inputs[held]),
+                           tuple(table) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},))
+
+
+def _mean_scores(rows: list[dict]) -> dict[str, float]:
+    """The mean of each :data:`SCORED` measure over ``rows``."""
+    return {m: float(np.mean([row[m] for row in rows])) for m in SCORED}
 
 
 def smallest_gain(scores: dict[str, float], baseline: dict[str, float]) -> float:
-    """The smallest relative gain of ``scores`` over ``baseline`` across :data:`SCORED` (sign flipped for
-    errors). A baseline of 0 (a perfect MSE, no overlap at all) makes any change infinite, any tie 0; a
-    measure that is NaN on either side (a constant track has no correlation) is left out; -inf when none is left."""
+    """The smallest share of the baseline's error that ``scores`` close, across :data:`SCORED`.
+
+    Every measure is read as an error: the MSEs as they are, the others (correlations, overlaps and AUCs,
+    at most 1) as ``1 - score``. A gain is ``(baseline error - error) / baseline error``: a tenth of the
+    error closed counts the same on an MSE and on an AUC near its ceiling, where a change relative to the
+    score itself would be tiny and every candidate would tie. A baseline error of 0 makes any change
+    infinite, any tie 0; a measure that is NaN on either side (a constant track has no correlation) is
+    left out; -inf when none is left."""
     gains = []
     for measure in SCORED:
-        change = scores[measure] - baseline[measure]
         if lower_is_better(measure):
-            change = -change
-        if not np.isnan(change):
-            if baseline[measure]:
-                gains.append(change / abs(baseline[measure]))
+            before, after = baseline[measure], scores[measure]
+        else:
+            before, after = 1.0 - baseline[measure], 1.0 - scores[measure]
+        closed = before - after
+        if not np.isnan(closed):
+            if before:
+                gains.append(closed / abs(before))
             else:
-                gains.append(0.0 if change == 0 else float(np.copysign(np.inf, change)))
+                gains.append(0.0 if closed == 0 else float(np.copysign(np.inf, closed)))
     return min(gains, default=-np.inf)
 
 
 @dataclass(frozen=True)
 class Refinement:
-    """The stage for a whole ensemble: one :class:`Refiner` per distinct set of input tracks.
+    """The stage for a whole ensemble: one :class:`Refiner` per distinct set of members a pair is imputed by
+    (the members' inputs are the refiner's inputs; their imputation is the tensor it is mixed with).
 
     Attributes
     ----------
@@ -447,15 +513,16 @@ class Refinement:
 
     def record(self) -> list[dict]:
         """One JSON-ready entry per refiner: its ``inputs`` and ``validated`` experiments (``"CELL:ASSAY"``),
-        the ``blend`` it uses, the ``validation`` table (:class:`BlendValidation`; empty when the blend was
-        given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
+        the ``blend`` and ``tensor`` share it uses, the ``validation`` table (:class:`BlendValidation`; empty
+        when they were given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
         entries = []
         for r, refiner in enumerate(self.refiners):
             layout = refiner.layout
-            validation = refiner.validation or BlendValidation(refiner.blend, (), ())
+            validation = refiner.validation or BlendValidation(refiner.blend, refiner.tensor, (), ())
             entries.append({
                 "inputs": list(layout.column_names(refiner.inputs)),
                 "blend": refiner.blend,
+                "tensor": refiner.tensor,
                 "validated": list(layout.column_names(validation.tracks)),
                 "validation": list(validation.table),
                 "refined": [layout.pair_name(*divmod(int(p), len(layout.assays)))
@@ -475,7 +542,8 @@ class Refinement:
             features = refiner.features(Y)
             cells, assays = np.divmod(pairs[mine], len(refiner.layout.assays))
             for cell in np.unique(cells):  # all of a cell's assays come from the same few products
-                out[:, mine[cells == cell]] = refiner.predict(features, int(cell), assays[cells == cell])
+                columns = mine[cells == cell]
+                out[:, columns] = refiner.predict(features, int(cell), assays[cells == cell], tensor[:, columns])
         return out
 
 
@@ -495,20 +563,21 @@ def sample_stretches(store: SignalStore, sample_bins: int) -> list[np.ndarray]:
     return stretches
 
 
-def fit_refinement(store: SignalStore, layout: Layout, pair_inputs: list[np.ndarray], settings: RefineSettings
-                   ) -> Refinement:
-    """Fit one refiner per distinct input set of ``pair_inputs`` (each pair's input store columns,
-    cell-major) on a sample of ``store``."""
+def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSettings) -> Refinement:
+    """Fit one refiner per distinct set of members that imputes a pair of ``ensemble`` (its inputs: the
+    members' :meth:`~predictd_core.impute.ensemble.Ensemble.seen_columns`) on a sample of ``store``."""
     chunks = sample_stretches(store, settings.sample_bins)
-    keys = [tuple(np.unique(columns).tolist()) for columns in pair_inputs]
+    layout, n_assays = ensemble.layout, len(ensemble.layout.assays)
     refiners, index = [], {}
-    refiner_of_pair = np.full(len(keys), -1)
-    n_assays = len(layout.assays)
-    for pair, key in enumerate(keys):
+    refiner_of_pair = np.full(ensemble.n_pairs, -1)
+    for pair in range(ensemble.n_pairs):
+        members = ensemble.weights[:, pair]
+        key = members.tobytes()
         if key not in index:
-            inputs = np.array(key, dtype=np.int64)
+            inputs = ensemble.seen_columns(*divmod(pair, n_assays))
             tables = quantile_tables(chunks, inputs)
-            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, tables)
+            tensor = [left_out_chunk(chunk, ensemble, members, inputs) for chunk in chunks]
+            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, tensor, tables)
             index[key] = len(refiners)
             refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables))
         refiner = refiners[index[key]]

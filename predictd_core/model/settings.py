@@ -50,7 +50,7 @@ class RefineSettings(BaseModel):
                                                        "fitted and validated on, in the driver; fewer when that "
                                                        "would exceed 16.8 M values (Roadmap: ~16,500 bins)")
     inner_tracks: int = Field(20, ge=0, description="measured tracks left out, one at a time, to choose the blend "
-                                                   "of regression and average")
+                                                   "of regression and average and the tensor model's share")
 
 
 class ModelSettings(BaseModel):

@@ -87,9 +87,10 @@ class ReportData:
         Plain sentences shown under the title (fold scheme, counts, timings).
     refinement : list of dict
         The refinement stage's entries (``OUTPUT/refinement.json``'s ``refiners``, one per refiner):
-        ``inputs`` and ``validated`` (``"CELL:ASSAY"``), the ``blend`` it uses, the ``validation`` table
-        (one row per blend weight: ``blend``, ``min_gain`` and the mean of each measure over the left-out
-        tracks; last, the baseline's means with ``blend`` None) and the ``refined`` pairs. Empty: the run
+        ``inputs`` and ``validated`` (``"CELL:ASSAY"``), the ``blend`` and ``tensor`` share it uses, the
+        ``validation`` table (one row per candidate: ``blend``, ``tensor``, ``min_gain`` and the mean of each
+        measure over the left-out tracks; last, the baseline's means with ``blend`` None) and the ``refined``
+        pairs. Empty: the run
         did not refine, its imputations are the tensor ensemble's.
     """
 

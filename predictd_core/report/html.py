@@ -279,11 +279,13 @@ def _browser_section(data: ReportData) -> str:
 
 
 def _refinement_note(data: ReportData) -> str:
-    """The header's line on the refinement: the blend(s), how they were chosen, how many pairs they refine."""
+    """The header's line on the refinement: the blend(s) and tensor share(s), how they were chosen, how many
+    pairs they refine."""
     entries = data.refinement
     if not entries:
         return "Refinement: none; the imputations are the tensor ensemble's."
-    blends = _span([entry["blend"] for entry in entries], "{:g}")
+    blends = (_span([entry["blend"] for entry in entries], "{:g}") + ", tensor share "
+              + _span([_tensor_share(entry) for entry in entries], "{:g}"))
     refined = sum(len(entry["refined"]) for entry in entries)
     pairs = f"{refined} of {len(data.cells) * len(data.assays)} pairs refined"
     if len(entries) == 1:
@@ -292,6 +294,11 @@ def _refinement_note(data: ReportData) -> str:
     left_out = _span([len(entry["validated"]) for entry in entries], "{}")
     return (f"Refinement: {len(entries)} refiners (one per set of inputs, e.g. per test fold), blend {blends} "
             f"chosen by leaving out {left_out} tracks each; {pairs}.")
+
+
+def _tensor_share(entry: dict) -> float:
+    """The refiner's share of the tensor ensemble (0 in records written before the stage had one)."""
+    return entry.get("tensor", 0.0)
 
 
 def _count(n: int, noun: str) -> str:
@@ -310,13 +317,15 @@ def _refinement_section(data: ReportData) -> str:
         return _section("refinement", "Refinement", _paragraph(
             "The run did not refine: the imputations are the tensor ensemble's.", muted=True))
     intro = _paragraph("After the tensor ensemble, the refinement stage re-imputes each pair it can from the cell's "
-                       "own tracks, blending its ridge with the same-assay average. The blend weight is chosen by "
-                       "inner validation: each validated track is left out in turn and imputed at every blend; the "
-                       "chosen blend (framed row) has the largest smallest relative gain over the baseline across "
-                       "the measures (min gain). Each cell holds the mean over the left-out tracks; green: better "
-                       "than the baseline's mean (last row).")
+                       "own tracks, blending its ridge with the same-assay average, then mixes the result with the "
+                       "tensor ensemble's imputation. Both weights are chosen by inner validation: each validated "
+                       "track is left out in turn and imputed at every blend (tensor share 0), then at the best "
+                       "blend with every tensor share; the chosen row (framed) has the largest min gain, the "
+                       "smallest share of the baseline's error it closes across the measures (an error is an MSE, "
+                       "or 1 minus a correlation, overlap or AUC). Each cell holds the mean over the left-out "
+                       "tracks; green: better than the baseline's mean (last row).")
     head = ("<thead><tr><th class='name'>refiner</th><th>inputs</th><th>left out</th><th>pairs refined</th>"
-            "<th>blend</th><th>min gain</th></tr></thead>")
+            "<th>blend</th><th>tensor share</th><th>min gain</th></tr></thead>")
     overview = [_refiner_overview(number, entry) for number, entry in enumerate(data.refinement, start=1)]
     tables = [_refiner_details(number, entry, opened=len(data.refinement) == 1)
               for number, entry in enumerate(data.refinement, start=1)]
@@ -327,23 +336,28 @@ def _refiner_overview(number: int, entry: dict) -> str:
     chosen = _chosen_row(entry)
     return (f"<tr><td class='name'>refiner {number}</td><td>{_number(len(entry['inputs']))}</td>"
             f"<td>{_number(len(entry['validated']))}</td><td>{_number(len(entry['refined']))}</td>"
-            f"<td>{entry['blend']:g}</td><td>{_number(None if chosen is None else chosen.get('min_gain'))}</td></tr>")
+            f"<td>{entry['blend']:g}</td><td>{_tensor_share(entry):g}</td>"
+            f"<td>{_number(None if chosen is None else chosen.get('min_gain'))}</td></tr>")
 
 
 def _chosen_row(entry: dict) -> dict | None:
-    """The validation row of the blend the refiner uses (None: the blend was not validated)."""
+    """The validation row of the blend and tensor share the refiner uses (None: they were not validated)."""
     return next((row for row in entry["validation"]
-                 if row["blend"] is not None and math.isclose(row["blend"], entry["blend"], abs_tol=1e-9)), None)
+                 if row["blend"] is not None and math.isclose(row["blend"], entry["blend"], abs_tol=1e-9)
+                 and math.isclose(_tensor_share(row), _tensor_share(entry), abs_tol=1e-9)), None)
 
 
 def _refiner_details(number: int, entry: dict, opened: bool) -> str:
-    """One refiner's validation table (rows: blends, then the baseline) under a one-line summary."""
-    summary = (f"Refiner {number}: blend {entry['blend']:g}, {_count(len(entry['inputs']), 'input')}, "
+    """One refiner's validation table (rows: blends and tensor shares, then the baseline) under a one-line
+    summary."""
+    summary = (f"Refiner {number}: blend {entry['blend']:g}, tensor share {_tensor_share(entry):g}, "
+               f"{_count(len(entry['inputs']), 'input')}, "
                f"{_count(len(entry['validated']), 'track')} left out, {_count(len(entry['refined']), 'pair')} refined")
     validated = _paragraph("Left out in turn: " + (", ".join(entry["validated"]) or "none") + ".", muted=True)
     refined = _paragraph("Refines: " + (", ".join(entry["refined"]) or "no pair") + ".", muted=True)
     table = _validation_table(entry) if entry["validation"] else _paragraph(
-        "No validation table: no track could be left out, the blend is the default.", muted=True)
+        "No validation table: no track could be left out, the blend and tensor share are the defaults.",
+        muted=True)
     return (f"<details{' open' if opened else ''}><summary>{escape(summary)}</summary>\n"
             f"{table}\n{validated}\n{refined}</details>")
 
@@ -351,22 +365,22 @@ def _refiner_details(number: int, entry: dict, opened: bool) -> str:
 def _validation_table(entry: dict) -> str:
     rows = entry["validation"]
     baseline = next((row for row in rows if row["blend"] is None), {})
-    measures = [key for key in rows[0] if key not in ("blend", "min_gain")]
-    head = ("<thead><tr><th class='name'>blend</th><th>min gain</th>"
+    measures = [key for key in rows[0] if key not in ("blend", "tensor", "min_gain")]
+    head = ("<thead><tr><th class='name'>blend</th><th>tensor share</th><th>min gain</th>"
             + "".join(f'<th title="{escape(direction(m))}">{escape(m)} {_arrow(m)}</th>' for m in measures)
             + "</tr></thead>")
     chosen = _chosen_row(entry)
     body = []
     for row in rows:
         if row["blend"] is None:
-            label, marked = "baseline", ""
+            label, share, marked = "baseline", "", ""
         else:
             label = f"{row['blend']:g}" + (" (chosen)" if row is chosen else "")
-            marked = ' class="chosen"' if row is chosen else ""
+            share, marked = f"{_tensor_share(row):g}", ' class="chosen"' if row is chosen else ""
         cells = "".join(_validation_cell(m, row.get(m), None if row is baseline else baseline.get(m))
                         for m in measures)
-        body.append(f"<tr{marked}><td class='name'>{escape(label)}</td><td>{_number(row.get('min_gain'))}</td>"
-                    f"{cells}</tr>")
+        body.append(f"<tr{marked}><td class='name'>{escape(label)}</td><td>{share}</td>"
+                    f"<td>{_number(row.get('min_gain'))}</td>{cells}</tr>")
     return _table(head, body)
 
 

@@ -72,17 +72,19 @@ def test_run_writes_imputed_tracks_metrics_and_manifest(tiny_compendium):
     (refiner,) = _strict_json((output / "refinement.json").read_text())["refiners"]
     names = {f"{cell}:{assay}" for cell in CELLS for assay in ASSAYS}
     assert sorted(refiner["inputs"]) == sorted(names - {"C2:M1"})
-    assert 0.0 <= refiner["blend"] <= 1.0
-    # its blend chosen among the validated weights by leaving input tracks out (here M2's: M1 has only two)
+    assert 0.0 <= refiner["blend"] <= 1.0 and 0.0 <= refiner["tensor"] <= 1.0
+    # blend and tensor share chosen among the validated rows by leaving input tracks out (here M2's: M1 has
+    # only two), the best by the criterion
     assert refiner["validated"] and set(refiner["validated"]) <= set(refiner["inputs"])
-    *blends, baseline = refiner["validation"]
-    assert baseline["blend"] is None and all(0.0 <= row["blend"] <= 1.0 for row in blends)
-    assert refiner["blend"] in [row["blend"] for row in blends]
+    *rows, baseline = refiner["validation"]
+    assert baseline["blend"] is None and all(0.0 <= row["blend"] <= 1.0 for row in rows)
+    best = max(rows, key=lambda row: row["min_gain"] if row["min_gain"] is not None else -math.inf)
+    assert (refiner["blend"], refiner["tensor"]) == (best["blend"], best["tensor"])
     assert refiner["refined"] and set(refiner["refined"]) <= names
     report = (output / "report.html").read_text()
     assert '<section id="refinement">' in report and report.count('<tr class="chosen">') == 1
-    assert (f"Refinement: blend {refiner['blend']:g} chosen by leaving out {len(refiner['validated'])} tracks"
-            in report)
+    assert (f"Refinement: blend {refiner['blend']:g}, tensor share {refiner['tensor']:g} chosen by leaving out "
+            f"{len(refiner['validated'])} tracks" in report)
 
     # nothing temporary left beside the outputs or the config
     leftovers = [p for p in folder.rglob("*") if any(m in p.name for m in (".partial", ".tmp", ".cache"))]

@@ -90,16 +90,24 @@ def _scatter(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarray
     return scatter
 
 
-def _refiner(blend: float, validated: list[str], refined: list[str]) -> dict:
+def _refiner(blend: float, validated: list[str], refined: list[str], tensor: float = 0.0) -> dict:
     """A refiner's record (``Refinement.record()``'s format). At blend weight b each MSE's mean is 0.5 - 0.1 b
     and every other measure's 0.6 + 0.2 b, against the baseline's 0.45 and 0.70: a blend above 0.5 beats
-    the baseline on all 9 measures, one below it on none. ``min_gain`` peaks at ``blend``, at 0.1."""
-    rows = [{"blend": b / 10, "min_gain": round(0.1 - abs(b / 10 - blend), 2),
-             **{m: 0.5 - 0.1 * b / 10 if m.startswith("MSE") else 0.6 + 0.2 * b / 10 for m in REFINE_MEASURES}}
+    the baseline on all 9 measures, one below it on none. ``min_gain`` peaks at ``blend``, at 0.1; the
+    rows of ``blend`` with a tensor share t (0.1, ..., 1) have the same means and ``min_gain`` peaks at
+    ``tensor``, at 0.15 (below 0.1 everywhere when ``tensor`` is 0)."""
+    def means(b: float) -> dict:
+        return {m: 0.5 - 0.1 * b if m.startswith("MSE") else 0.6 + 0.2 * b for m in REFINE_MEASURES}
+
+    rows = [{"blend": b / 10, "tensor": 0.0, "min_gain": round(0.1 - abs(b / 10 - blend), 2), **means(b / 10)}
             for b in range(11)]
-    baseline = {"blend": None, "min_gain": 0.0, **{m: 0.45 if m.startswith("MSE") else 0.70 for m in REFINE_MEASURES}}
+    peak = 0.15 if tensor else 0.1
+    rows += [{"blend": blend, "tensor": t / 10, "min_gain": round(peak - abs(t / 10 - tensor), 2), **means(blend)}
+             for t in range(1, 11)]
+    baseline = {"blend": None, "tensor": None, "min_gain": 0.0,
+                **{m: 0.45 if m.startswith("MSE") else 0.70 for m in REFINE_MEASURES}}
     return {"inputs": [f"{cell}:{assay}" for cell in CELLS[1:] for assay in ASSAYS], "blend": blend,
-            "validated": validated, "validation": [*rows, baseline], "refined": refined}
+            "tensor": tensor, "validated": validated, "validation": [*rows, baseline], "refined": refined}
 
 
 def synthetic_report() -> ReportData:
@@ -223,40 +231,41 @@ def test_report_of_an_empty_run_renders(report_data):
 
 def test_refinement_section_shows_the_chosen_blend_and_its_validation_table(report_data):
     page = render_report(report_data)
-    assert "Refinement: blend 0.6 chosen by leaving out 2 tracks; 1 of 20 pairs refined." in _notes(page)
+    assert "Refinement: blend 0.6, tensor share 0 chosen by leaving out 2 tracks; 1 of 20 pairs refined." in _notes(page)
     assert '<a href="#refinement">Refinement</a>' in page
     section = _section(page, "refinement")
     overview, *validation = _table_rows(section)
-    assert [text for _, text in _cells(overview)] == ["refiner 1", "16", "2", "1", "0.6", "0.100"]
+    assert [text for _, text in _cells(overview)] == ["refiner 1", "16", "2", "1", "0.6", "0", "0.100"]
     assert "<details open>" in section  # a single refiner's table is shown, not folded away
-    assert len(validation) == 12  # blends 0, 0.1, ..., 1, then the baseline
+    assert len(validation) == 22  # blends 0, 0.1, ..., 1; blend 0.6 with tensor shares 0.1, ..., 1; the baseline
     chosen = [row for row in validation if row.startswith('<tr class="chosen">')]
     assert chosen == [validation[6]]
-    label, gain, *means = _cells(chosen[0])
-    assert label[1] == "0.6 (chosen)" and gain[1] == "0.100"
+    label, share, gain, *means = _cells(chosen[0])
+    assert label[1] == "0.6 (chosen)" and share[1] == "0" and gain[1] == "0.100"
+    assert [_cells(row)[1][1] for row in validation[11:21]] == [f"{t / 10:g}" for t in range(1, 11)]
     # 0.5 - 0.06 for the three MSEs, 0.6 + 0.12 for the rest: every one beats the baseline's mean
     assert means == [("better", "0.440")] * 3 + [("better", "0.720")] * 6
     assert all(classes != "better" for classes, _ in _cells(validation[4]))  # blend 0.4 beats it nowhere
-    label, gain, *means = _cells(validation[-1])
-    assert label[1] == "baseline" and [text for _, text in means] == ["0.450"] * 3 + ["0.700"] * 6
+    label, share, gain, *means = _cells(validation[-1])
+    assert label[1] == "baseline" and share[1] == "" and [text for _, text in means] == ["0.450"] * 3 + ["0.700"] * 6
     assert "Left out in turn: E004:H3K4me3, E005:DNase." in section
     assert "Refines: E003&lt;b&gt;:H3K4me3." in section
 
 
 def test_refinement_of_several_folds_is_one_folded_table_each(report_data):
     refiners = [_refiner(0.4, ["E004:H3K4me3", "E005:DNase"], ["E003<b>:H3K4me3", "E004:DNase"]),
-                _refiner(0.7, ["E004:H3K4me3", "E005:DNase", "E006:DNase"], ["E005:H3K27ac"])]
+                _refiner(0.7, ["E004:H3K4me3", "E005:DNase", "E006:DNase"], ["E005:H3K27ac"], tensor=0.3)]
     page = render_report(replace(report_data, refinement=refiners))
-    assert ("Refinement: 2 refiners (one per set of inputs, e.g. per test fold), blend 0.4–0.7 chosen by leaving "
-            "out 2–3 tracks each; 3 of 20 pairs refined.") in _notes(page)
+    assert ("Refinement: 2 refiners (one per set of inputs, e.g. per test fold), blend 0.4–0.7, tensor share 0–0.3 "
+            "chosen by leaving out 2–3 tracks each; 3 of 20 pairs refined.") in _notes(page)
     section = _section(page, "refinement")
     assert section.count("<details>") == 2 and "<details open>" not in section
     rows = _table_rows(section)
     overviews = [[text for _, text in _cells(row)] for row in rows[:2]]
-    assert overviews == [["refiner 1", "16", "2", "2", "0.4", "0.100"],
-                         ["refiner 2", "16", "3", "1", "0.7", "0.100"]]
-    chosen = [_cells(row)[0][1] for row in rows if row.startswith('<tr class="chosen">')]
-    assert chosen == ["0.4 (chosen)", "0.7 (chosen)"]
+    assert overviews == [["refiner 1", "16", "2", "2", "0.4", "0", "0.100"],
+                         ["refiner 2", "16", "3", "1", "0.7", "0.3", "0.150"]]
+    chosen = [[text for _, text in _cells(row)[:3]] for row in rows if row.startswith('<tr class="chosen">')]
+    assert chosen == [["0.4 (chosen)", "0", "0.100"], ["0.7 (chosen)", "0.3", "0.150"]]  # the second: a tensor row
 
 
 def test_a_run_without_refinement_says_the_imputations_are_the_ensembles(report_data):

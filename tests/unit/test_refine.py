@@ -84,23 +84,59 @@ def planted_chunks(n_cells: int = 5, n_bins: int = 4000, seed: int = 3) -> list[
     return [signal[:n_bins // 2], signal[n_bins // 2:]]
 
 
+def average_tensor(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray) -> list[np.ndarray]:
+    """A tensor model that knows nothing of a cell: each input's imputation is its assay's mean over the
+    other input cells."""
+    return [np.column_stack([chunk[:, layout.same_assay_columns(inputs, k)].mean(axis=1) for k in inputs])
+            for chunk in chunks]
+
+
 def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
     layout = grid_layout(5, 3)
     chunks = planted_chunks()
     target = 0  # (cell 0, assay 0), held out
     inputs = np.arange(1, 15)
-    validation = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=4)
+    validation = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=4,
+                                     tensor=average_tensor(chunks, layout, inputs))
     blend, table = validation.blend, validation.table
-    assert [row["blend"] for row in table] == list(refine.BLENDS) + [None]
+    assert [row["blend"] for row in table[:len(refine.BLENDS)]] == list(refine.BLENDS)
+    assert all(row["tensor"] == 0.0 for row in table[:len(refine.BLENDS)])
+    assert [row["tensor"] for row in table[len(refine.BLENDS):-1]] == list(refine.TENSOR_SHARES)
+    assert table[-1]["blend"] is None and table[-1]["tensor"] is None  # the baseline
     assert blend >= 0.8  # the regression is right; the average of other cells is not
+    assert validation.tensor <= 0.2  # a tensor model that only knows that average adds little
     assert validation.tracks == (1, 2, 3, 4)  # round-robin over the assays: C0:A1, C0:A2, C1:A0, C1:A1
     refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
-    assert refiner.refinable(0, 0) and refiner.blend == blend
+    assert refiner.refinable(0, 0) and (refiner.blend, refiner.tensor) == (blend, validation.tensor)
     observed = np.concatenate([chunk[:, target] for chunk in chunks])
-    refined = np.concatenate([refiner.predict(refiner.features(chunk), 0, np.array([0]))[:, 0] for chunk in chunks])
     average = np.concatenate([chunk[:, [3, 6, 9, 12]].mean(axis=1) for chunk in chunks])
+    refined = np.concatenate([refiner.predict(refiner.features(chunk), 0, np.array([0]),
+                                              chunk[:, [3, 6, 9, 12]].mean(axis=1, keepdims=True))[:, 0]
+                              for chunk in chunks])
     assert np.mean((refined - observed) ** 2) < 0.2 * np.mean((average - observed) ** 2)
     assert np.corrcoef(refined, observed)[0, 1] > 0.9
+
+
+def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
+    """Assay 2 of every cell is shared noise plus a cell-specific part that none of the cell's other tracks
+    carries: only a tensor model that knows the cell (here its left-out imputation is the track itself,
+    slightly blurred) can supply it, and the validation hands it the result."""
+    layout = grid_layout(5, 3)
+    rng = np.random.default_rng(8)
+    chunks = planted_chunks()
+    for chunk in chunks:
+        chunk[:, 2::3] += np.arcsinh(rng.exponential(1.0, size=(len(chunk), 5)) * (rng.random((len(chunk), 5)) < 0.1) * 20)
+    inputs = np.arange(1, 15)
+    tensor = [chunk[:, inputs] + 0.05 * rng.normal(size=(len(chunk), inputs.size)) for chunk in chunks]
+    validation = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor)
+    assert validation.tensor >= 0.8
+    chosen = next(row for row in validation.table if (row["blend"], row["tensor"]) == (validation.blend, validation.tensor))
+    without = max((row for row in validation.table if row["tensor"] == 0.0), key=lambda row: row["min_gain"])
+    assert chosen["min_gain"] > without["min_gain"] and chosen["MSEglobal"] < 0.5 * without["MSEglobal"]
+    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
+    truth = chunks[0][:, [0]]
+    assert refiner.predict(refiner.features(chunks[0]), 0, np.array([0]), truth) == pytest.approx(
+        (1 - refiner.tensor) * refiner.predict(refiner.features(chunks[0]), 0, np.array([0]), 0 * truth) + refiner.tensor * truth)
 
 
 def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
@@ -118,26 +154,30 @@ def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     assert not np.allclose(out[:, 1], 7.0)  # (cell 0, assay 1): refined
     record = refinement.record()[0]
     assert record["inputs"] == ["C0:A1", "C1:A0", "C1:A1", "C2:A1"]
-    assert record["refined"] == ["C0:A1", "C1:A1", "C2:A1"] and record["blend"] == 0.5
+    assert record["refined"] == ["C0:A1", "C1:A1", "C2:A1"] and (record["blend"], record["tensor"]) == (0.5, 0.0)
     assert record["validated"] == [] and record["validation"] == []  # the blend was given, not validated
 
 
-def test_smallest_gain_is_relative_signed_and_survives_zero_and_nan_baselines():
-    base = {m: 0.2 if m.startswith("MSE") else 0.5 for m in refine.SCORED}
-    better = {m: 0.1 if m.startswith("MSE") else 0.6 for m in refine.SCORED}
-    assert refine.smallest_gain(better, base) == pytest.approx(0.2)  # every rank +20%, every error -50%
-    assert refine.smallest_gain(base | {"Match1": 0.4}, base) == pytest.approx(-0.2)
-    zero = base | {"Match1": 0.0, "GWcorr": float("nan")}
-    assert refine.smallest_gain(better | {"Match1": 0.1}, zero) == pytest.approx(0.2)  # 0 -> 0.1: infinite gain
-    assert refine.smallest_gain(better | {"Match1": 0.0}, zero) == 0.0  # a tie at 0
+def test_smallest_gain_is_the_share_of_the_baseline_error_closed_and_survives_perfect_and_nan_baselines():
+    base = {m: 0.2 if m.startswith("MSE") else 0.6 for m in refine.SCORED}
+    better = {m: 0.1 if m.startswith("MSE") else 0.7 for m in refine.SCORED}
+    assert refine.smallest_gain(better, base) == pytest.approx(0.25)  # MSEs halved; 1 - score from 0.4 to 0.3
+    assert refine.smallest_gain(better | {"Match1": 0.5}, base) == pytest.approx(-0.25)  # 0.4 -> 0.5: a quarter worse
+    near_ceiling = base | {"AucObs1": 0.99}  # 0.99 -> 0.992 closes a fifth of the error, as much as 0.6 -> 0.68
+    assert refine.smallest_gain(better | {"AucObs1": 0.992}, near_ceiling) == pytest.approx(0.2)
+    perfect = base | {"Match1": 1.0, "GWcorr": float("nan"), "MSEglobal": 0.0}
+    assert refine.smallest_gain(better | {"Match1": 1.0, "MSEglobal": 0.0}, perfect) == 0.0  # ties at no error
+    assert refine.smallest_gain(better | {"Match1": 0.9, "MSEglobal": 0.0}, perfect) == -np.inf
     assert refine.smallest_gain(dict.fromkeys(refine.SCORED, float("nan")), base) == -np.inf
 
 
 def test_blend_validation_on_flat_tracks_picks_a_blend():
     layout = grid_layout(4, 2)
     chunks = [np.zeros((300, 8))]  # no signal: MSEs of 0, no correlation
-    validation = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4)
-    assert validation.blend in refine.BLENDS and len(validation.table) == len(refine.BLENDS) + 1
+    validation = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4,
+                                     tensor=[np.zeros((300, 7))])
+    assert validation.blend in refine.BLENDS and validation.tensor in (0.0, *refine.TENSOR_SHARES)
+    assert len(validation.table) == len(refine.BLENDS) + len(refine.TENSOR_SHARES) + 1
 
 
 def test_the_sample_is_whole_chunks_or_middles_of_chunks_spread_over_the_genome(tmp_path, monkeypatch):
