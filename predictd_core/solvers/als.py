@@ -83,7 +83,7 @@ def _fit_bins(R: np.ndarray, design: np.ndarray, ridge: float) -> tuple[np.ndarr
     Returns ``W`` (zero for bins with no data), the rows of the bins missing some experiment and,
     for those rows only, which experiments they have (bool, rows x n_experiments).
     """
-    penalty = np.append(np.full(design.shape[1] - 1, float(ridge)), 0.0)
+    penalty = _penalty(design, ridge)
     rhs = R @ design
     # The bias column of rhs is each bin's sum over experiments, NaN exactly where one is missing:
     # holes are found without a mask of the whole chunk, and complete chunks never build one.
@@ -97,6 +97,11 @@ def _fit_bins(R: np.ndarray, design: np.ndarray, ridge: float) -> tuple[np.ndarr
         if columns.size:
             W[rows] = _ridge_solve(R[np.ix_(rows, columns)] @ design[columns], design[columns], penalty)
     return W, holey, seen
+
+
+def _penalty(design: np.ndarray, ridge: float) -> np.ndarray:
+    """The ridge on each column of ``[Z 1]``: ``ridge`` on G, none on the bias b_i."""
+    return np.append(np.full(design.shape[1] - 1, float(ridge)), 0.0)
 
 
 def _distinct_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -373,7 +378,7 @@ def left_out_predictions(Y: np.ndarray, factors: CellAssayFactors, input_cells: 
     R = np.subtract(Y, offset, dtype=np.float64)
     W, holey, seen = _fit_bins(R, design, ridge)
     fitted = W @ design.T
-    penalty = np.append(np.full(design.shape[1] - 1, float(ridge)), 0.0)
+    penalty = _penalty(design, ridge)
     leverage = np.broadcast_to(_leverages(design, penalty), R.shape).copy()
     patterns, which = _distinct_rows(seen)
     for p, pattern in enumerate(patterns):
