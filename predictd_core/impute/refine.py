@@ -261,13 +261,19 @@ class Refiner:
         pair = cell * len(self.layout.assays) + assay
         return monotone_map(values, self.reference[assay], self.scale[pair])
 
+    def combine(self, ridge: np.ndarray, average: np.ndarray, tensor: np.ndarray, cell: int, assay: int,
+                blend: float, share: float) -> np.ndarray:
+        """Steps 4-6 for one pair: ``blend`` of the ridge and the average (reference scale), on ``cell``'s
+        scale, mixed with the tensor ensemble's imputation at ``share``. Arcsinh, the shape of ``ridge``."""
+        refined = self.to_cell_scale(blend * ridge + (1.0 - blend) * average, cell, assay)
+        return (1.0 - share) * refined + share * tensor
+
     def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray) -> np.ndarray:
         """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh, from the
         tensor ensemble's imputation of the same pairs (``tensor``, same shape)."""
         ridge, average = self.parts(features, cell)
-        blended = self.blend * ridge[:, assays] + (1.0 - self.blend) * average[:, assays]
-        refined = np.column_stack([self.to_cell_scale(blended[:, i], cell, int(a)) for i, a in enumerate(assays)])
-        return (1.0 - self.tensor) * refined + self.tensor * tensor
+        return np.column_stack([self.combine(ridge[:, a], average[:, a], tensor[:, i], cell, int(a), self.blend,
+                                             self.tensor) for i, a in enumerate(assays)])
 
 
 def _additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int
@@ -395,12 +401,9 @@ class _LeftOutTrack:
     average: np.ndarray
     tensor: np.ndarray
 
-    def imputed(self, blend: float, tensor: float) -> np.ndarray:
-        refined = self.refiner.to_cell_scale(blend * self.ridge + (1.0 - blend) * self.average, self.cell, self.assay)
-        return (1.0 - tensor) * refined + tensor * self.tensor
-
-    def scores(self, blend: float, tensor: float) -> dict:
-        return quality_measures(self.observed, self.imputed(blend, tensor), observed_order=self.order)
+    def scores(self, blend: float, share: float) -> dict:
+        imputed = self.refiner.combine(self.ridge, self.average, self.tensor, self.cell, self.assay, blend, share)
+        return quality_measures(self.observed, imputed, observed_order=self.order)
 
 
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
