@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers._shared.events import created_objects
-from handlers._shared.runs import read_version, runtime, start_run
-from handlers._shared.settings import load_settings
-
-CONFIG_PREFIX = "configs/"
-CONFIG_SUFFIXES = (".yaml", ".yml")
+from handlers.aws.events import created_objects
+from handlers.aws.runtime import current_runtime
+from predictd_core.cloud.contract import is_config_key
+from predictd_core.cloud.runs import start_run
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Start (or find already started) the run of every config version the event reports created."""
-    rt = runtime(load_settings())
-    return {"runs": [start_run(rt, config, read_version(rt, config))
-                     for config in created_objects(event, CONFIG_PREFIX, CONFIG_SUFFIXES)]}
+    rt = current_runtime()
+    return {"runs": [start_run(rt, config) for config in created_objects(event, is_config_key)]}

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from handlers._shared.events import job_state_change
-from handlers._shared.runs import advance, runtime
-from handlers._shared.settings import load_settings
+from handlers.aws.events import job_state_change
+from handlers.aws.runtime import current_runtime
+from predictd_core.cloud.runs import advance
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Apply one job state-change event; returns the run, job, attempt and what was done."""
-    return advance(runtime(load_settings()), job_state_change(event))
+    return advance(current_runtime(), job_state_change(event))

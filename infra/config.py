@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The cloud contract's layout (prefixes, scratch tag and its expiry, attempts per job) is shared with the
+# handlers and the Azure template: objects tagged SCRATCH_TAG (fold attempts copied to models/ or failed)
+# expire, since S3 lifecycle filters match prefixes from the start of the key only.
+from predictd_core.cloud.contract import (CONFIG_SUFFIXES, CONFIGS_PREFIX, DATA_PREFIX, MAX_ATTEMPTS,  # noqa: F401
+                                          RUNS_PREFIX, SCRATCH_EXPIRY_DAYS, SCRATCH_TAG)
+from predictd_core.cloud.settings import DEFAULT_ENTRY_POINT
+
 # The EMR release whose Spark matches predictd's pin (pyproject.toml: pyspark==3.5.7). No EMR 7.x release
 # ships Spark 3.5.7; the newest Spark in the 7.x line is 3.5.6, first in emr-7.11.0 (3.5.6-amzn-0), then
 # emr-7.12.0 (3.5.6-amzn-1) and emr-7.13.0 (3.5.6-amzn-2). A 3.5.6 runtime runs code built against the
@@ -18,22 +25,13 @@ from dataclasses import dataclass
 EMR_RELEASE_LABEL = "emr-7.12.0"
 
 # The bucket layout of the cloud contract. LOGS is this app's addition: EMR-on-EC2 cluster logs.
-CONFIGS_PREFIX = "configs/"
-DATA_PREFIX = "data/"
-RUNS_PREFIX = "runs/"
 LOGS_PREFIX = "logs/"
-CONFIG_SUFFIXES = (".yaml", ".yml")
 
 # `predictd status RUN_ID --bucket B` finds the ledger table from this tag on the bucket.
 LEDGER_TABLE_TAG = "predictd:ledger-table"
 
-# Objects a job writer tags with this key and value expire after SCRATCH_EXPIRY_DAYS (fold attempts that
-# were copied to models/ or failed): S3 lifecycle filters match prefixes from the start of the key only,
-# so runs/RUN_ID/attempts/ cannot be matched by prefix.
-SCRATCH_TAG = ("predictd:retention", "scratch")
-
 # The EMR Serverless job entry point inside the custom image (containers/emr-serverless/entrypoint.py).
-ENTRY_POINT = "local:///opt/predictd/entrypoint.py"
+ENTRY_POINT = DEFAULT_ENTRY_POINT
 
 # The image's interpreter (the EMR 7 base runs Python 3.9; the Dockerfile adds 3.11 and sets PYSPARK_PYTHON
 # to it). EMR Serverless documents these Spark settings as the way to run a job on another Python, so every
@@ -42,8 +40,6 @@ IMAGE_PYTHON = "/usr/bin/python3.11"
 SPARK_SUBMIT_PARAMETERS = (f"--conf spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON={IMAGE_PYTHON} "
                            f"--conf spark.emr-serverless.driverEnv.PYSPARK_PYTHON={IMAGE_PYTHON} "
                            f"--conf spark.executorEnv.PYSPARK_PYTHON={IMAGE_PYTHON}")
-MAX_ATTEMPTS = 3
-
 ENGINES = ("emr-serverless", "emr-ec2")
 
 

@@ -83,6 +83,24 @@ class CrossValidationSettings(BaseModel):
     spread: bool = Field(False, description="also write OUTPUT/spread/: per-bin std of the ensemble (arcsinh)")
 
 
+class CloudSettings(BaseModel):
+    """How a cloud run sizes its jobs. One node runs a job as Spark ``local[*]`` (Azure Batch) or with the
+    engine's own executors (EMR Serverless); more nodes run each job of ``stages`` as a Spark standalone
+    cluster of that many machines (an Azure Batch multi-instance task): the whole-genome steps that
+    outgrow one machine."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: int = Field(1, ge=1, le=100, description="machines per job of `stages` (Azure Batch)")
+    stages: list[Literal["prepare", "fold", "finish"]] = Field(
+        default_factory=lambda: ["prepare", "fold", "finish"],
+        description="the jobs that run on `nodes` machines: prepare (ingest), fold (train), finish (impute)")
+
+    def nodes_for(self, stage: str) -> int:
+        """Machines for a job of ``stage``."""
+        return self.nodes if stage in self.stages else 1
+
+
 class EvaluationSettings(BaseModel):
     """Optional BEDs for region MSEs, and where the report draws genome-browser panels."""
 
@@ -131,6 +149,7 @@ class RunConfig(BaseModel):
     engine: EngineSettings = EngineSettings()
     cv: CrossValidationSettings = CrossValidationSettings()
     evaluation: EvaluationSettings = EvaluationSettings()
+    cloud: CloudSettings = CloudSettings()
     output: str = "output"
     store: str | None = Field(None, description="signal store path; default OUTPUT/store.zarr")
     _source: str = PrivateAttr("config")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Tags, aws_s3 as s3
 from constructs import Construct
 
-from infra.config import LEDGER_TABLE_TAG, LOGS_PREFIX, SCRATCH_TAG
+from infra.config import LEDGER_TABLE_TAG, LOGS_PREFIX, SCRATCH_EXPIRY_DAYS, SCRATCH_TAG
 
 NONCURRENT_VERSION_DAYS = 30
 INCOMPLETE_UPLOAD_DAYS = 7
-SCRATCH_EXPIRY_DAYS = 14
 CLUSTER_LOG_DAYS = 30
 ACCESS_LOG_DAYS = 365
 

@@ -1,82 +1,61 @@
-"""``predictd status``: a cloud run's state, jobs and outputs, read from the run ledger (DynamoDB).
+"""``predictd status``: a cloud run's state, jobs and outputs, read from the run ledger (DynamoDB on AWS,
+Table storage on Azure).
 
-boto3 and the ledger code (``handlers``) are imported when the command runs, so the rest of the CLI
-needs neither.
+Each cloud's ledger comes from its adapter, found through the ``predictd.clouds`` entry points (the
+handlers package declares them in pyproject.toml): the core imports no cloud SDK and no handler code, and
+the SDK loads only when the command runs.
 """
 
 from __future__ import annotations
 
 import json
-import os
+from importlib.metadata import entry_points
 from typing import Any, Optional
 
 import typer
 
 from predictd_core.errors import PredictdInputError
 
-LEDGER_TAG = "predictd:ledger-table"  # the bucket tag naming the ledger (set by the CDK stack)
-LEDGER_VARIABLE = "PREDICTD_LEDGER_TABLE"
+CLOUD_ENTRY_POINTS = "predictd.clouds"
 
 
 def status(run_id: Optional[str] = typer.Argument(None, help="the run (RUN_ID in runs/RUN_ID/); omit to list "
                                                  "the runs", show_default=False),
-           bucket: Optional[str] = typer.Option(None, help="the deployment's bucket; its predictd:ledger-table "
-                                                "tag names the ledger"),
-           table: Optional[str] = typer.Option(None, help=f"the ledger table (default: ${LEDGER_VARIABLE}, "
+           bucket: Optional[str] = typer.Option(None, help="AWS: the deployment's bucket; its "
+                                                "predictd:ledger-table tag names the ledger"),
+           account: Optional[str] = typer.Option(None, help="Azure: the deployment's storage account (its "
+                                                 "table predictdledger is the ledger)"),
+           table: Optional[str] = typer.Option(None, help="the ledger table (AWS default: $PREDICTD_LEDGER_TABLE, "
                                                "else the bucket's tag)"),
            as_json: bool = typer.Option(False, "--json", help="print JSON (the same summary as runs/RUN_ID/run.json)")
            ) -> None:
     """Show a cloud run from the ledger: its state, every job (stage, fold, attempts, state, job run id)
-    and its outputs. Without RUN_ID, list the runs."""
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from handlers._shared.ledger import Ledger
-
+    and its outputs. Without RUN_ID, list the runs. ``--account`` reads an Azure deployment, else AWS."""
+    cloud = "azure" if account else "aws"
+    adapter = cloud_adapter(cloud)
     try:
-        ledger = Ledger(boto3.client("dynamodb"), ledger_table(table, bucket))
+        ledger = adapter.open_ledger(account or bucket, table)
         if run_id is None:
             runs = [_run_line(run) for run in ledger.runs()]
             typer.echo(json.dumps(runs, indent=2) if as_json else format_runs(runs))
             return
         summary = ledger.summary(run_id)
         if summary is None:
-            raise PredictdInputError(f"ledger {ledger.table}", "RUN_ID", f"no run {run_id!r} (predictd status "
-                                     "without RUN_ID lists the runs)")
-    except (PredictdInputError, ClientError, BotoCoreError) as error:
+            raise PredictdInputError(f"ledger {ledger.records.name}", "RUN_ID",
+                                     f"no run {run_id!r} (predictd status without RUN_ID lists the runs)")
+    except (PredictdInputError, *adapter.ERRORS) as error:
         typer.echo(f"predictd: error: {error}", err=True)
         raise typer.Exit(2)
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
-def ledger_table(table: Optional[str], bucket: Optional[str]) -> str:
-    """The ledger table: ``--table``, else ``$PREDICTD_LEDGER_TABLE``, else the bucket's ledger tag.
-
-    Raises
-    ------
-    PredictdInputError
-        When none of them names a table.
-    """
-    if table:
-        return table
-    if os.environ.get(LEDGER_VARIABLE):
-        return os.environ[LEDGER_VARIABLE]
-    if not bucket:
-        raise PredictdInputError("command line", "--bucket/--table",
-                                 f"name the ledger: --table, ${LEDGER_VARIABLE}, or --bucket (its {LEDGER_TAG} tag)")
-    import boto3
-    from botocore.exceptions import ClientError
-
-    try:
-        tags = boto3.client("s3").get_bucket_tagging(Bucket=bucket)["TagSet"]
-    except ClientError as error:
-        if error.response["Error"]["Code"] != "NoSuchTagSet":
-            raise
-        tags = []
-    for tag in tags:
-        if tag["Key"] == LEDGER_TAG:
-            return tag["Value"]
-    raise PredictdInputError(f"s3://{bucket}", "tags", f"no {LEDGER_TAG} tag; give --table")
+def cloud_adapter(cloud: str) -> Any:
+    """The module of ``cloud``'s status adapter (``open_ledger(store, table)`` and ``ERRORS``)."""
+    found = {point.name: point for point in entry_points(group=CLOUD_ENTRY_POINTS)}
+    if cloud not in found:
+        raise PredictdInputError("command line", "--account/--bucket",
+                                 f"no {cloud} adapter installed (pip install 'predictd[{cloud}]')")
+    return found[cloud].load()
 
 
 def _run_line(run: dict[str, Any]) -> dict[str, Any]:

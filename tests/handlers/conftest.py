@@ -163,6 +163,14 @@ class Cloud:
                                Body=json.dumps({"outputs": ["metrics.tsv", "report.html"]}))
 
 
+def ledger_of(cloud: Cloud):
+    """The deployment's run ledger (DynamoDB), as the handlers read it."""
+    from handlers.aws.records import DynamoRecords
+    from predictd_core.cloud.ledger import Ledger
+
+    return Ledger(DynamoRecords(cloud.dynamodb, TABLE))
+
+
 def _reset(endpoint: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")).read()
 
@@ -171,7 +179,7 @@ def _reset(endpoint: str) -> None:
 def cloud(moto_endpoint, monkeypatch) -> Cloud:
     """A fresh deployment in moto: versioned bucket notifying a queue, ledger table (bucket-tagged), EMR
     Serverless application, SNS topic with a queue subscribed, and the handlers' environment."""
-    from handlers._shared.runs import runtime
+    from handlers.aws.runtime import runtime
 
     _reset(moto_endpoint)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENGINE",

@@ -10,9 +10,9 @@ import boto3
 import pytest
 
 from handlers import on_config, on_job_state
-from handlers._shared.jobs import Job, JobSpec, RunLayout, StepFunctionsLauncher, client_token
-from handlers._shared.ledger import Ledger
-from tests.handlers.conftest import ACCOUNT, BUCKET, REGION, TABLE, drop_config, upload_compendium
+from handlers.aws.runners import StepFunctionsRunner
+from predictd_core.cloud.contract import Job, JobSpec, RunLayout, client_token
+from tests.handlers.conftest import ledger_of, ACCOUNT, BUCKET, REGION, TABLE, drop_config, upload_compendium
 
 
 @pytest.fixture
@@ -70,15 +70,15 @@ def test_runs_go_through_step_functions_executions(cloud, machine):
     retry = executions(machine)[-1]
     assert retry["name"] == client_token(run_id, Job("fold", 0, 0), 2) != folds[0]["name"]
     assert retry["args"][-1].endswith("/attempts/test0-valid0/attempt-2")
-    [job] = [j for j in Ledger(cloud.dynamodb, TABLE).summary(run_id)["jobs"] if j["job"] == "test0-valid0"]
+    [job] = [j for j in ledger_of(cloud).summary(run_id)["jobs"] if j["job"] == "test0-valid0"]
     assert job["history"][0]["state_details"] == "States.Timeout: the step did not finish in time"
     assert job["job_run_id"] == retry["arn"]
 
 
 def test_a_started_execution_answers_with_its_arn_instead_of_starting_again(cloud, machine):
     client = boto3.client("stepfunctions")
-    launcher = StepFunctionsLauncher(client, machine)
-    spec = JobSpec.for_attempt(RunLayout(BUCKET, "pilot-0123456789ab"), Job("finish"), 1)
+    launcher = StepFunctionsRunner(client, machine)
+    spec = JobSpec.for_attempt(RunLayout(f"s3://{BUCKET}/", "pilot-0123456789ab"), Job("finish"), 1)
 
     arn = launcher.start(spec)
     assert launcher.start(spec) == arn  # running, same name and input: Step Functions returns it

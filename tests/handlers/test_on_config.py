@@ -9,15 +9,14 @@ import pytest
 import yaml
 
 from handlers import on_config
-from handlers._shared.jobs import Job, RunLayout, client_token
-from handlers._shared.ledger import Ledger
-from handlers._shared.runs import cloud_run_config, dump_config
+from predictd_core.cloud.contract import Job, RunLayout, client_token
+from predictd_core.cloud.runs import cloud_run_config, dump_config
 from predictd_core.config import parse_config
-from tests.handlers.conftest import BUCKET, PILOT_CONFIG, ROLE_ARN, TABLE, drop_config, upload_compendium
+from tests.handlers.conftest import ledger_of, BUCKET, PILOT_CONFIG, ROLE_ARN, TABLE, drop_config, upload_compendium
 
 
 def ledger(cloud) -> Ledger:
-    return Ledger(cloud.dynamodb, TABLE)
+    return ledger_of(cloud)
 
 
 def expected_run_id(stem: str, key: str, version: str) -> str:
@@ -74,7 +73,7 @@ def test_the_run_config_reads_back_identically(cloud):
     read_back = parse_config(text, url)
 
     original = cloud_run_config(parse_config(PILOT_CONFIG, f"s3://{BUCKET}/configs/pilot.yaml"),
-                                RunLayout(BUCKET, run_id))
+                                RunLayout(f"s3://{BUCKET}/", run_id))
     assert read_back.model_dump() == original.model_dump()
     assert read_back.digest() == original.digest()
     assert read_back.training_digest() == original.training_digest()

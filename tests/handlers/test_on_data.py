@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from handlers import on_config, on_data
-from handlers._shared.ledger import Ledger
-from handlers.on_data import track_locations
-from tests.handlers.conftest import (BUCKET, PILOT_CONFIG, PILOT_TRACKS, TABLE, drop_config, tracks_table,
+from predictd_core.cloud.runs import track_locations
+from tests.handlers.conftest import (ledger_of, BUCKET, PILOT_CONFIG, PILOT_TRACKS, TABLE, drop_config, tracks_table,
                                      upload_compendium)
 
 OTHER_CONFIG = PILOT_CONFIG.replace("data/pilot", "data/other")
@@ -13,7 +12,7 @@ OTHER_CONFIG = PILOT_CONFIG.replace("data/pilot", "data/other")
 
 def runs_by_config(cloud) -> dict[str, list[dict]]:
     runs: dict[str, list[dict]] = {}
-    for run in Ledger(cloud.dynamodb, TABLE).runs():
+    for run in ledger_of(cloud).runs():
         runs.setdefault(run["config"]["url"].rsplit("/", 1)[-1], []).append(run)
     return runs
 

@@ -7,12 +7,11 @@ import json
 import pytest
 
 from handlers import on_job_state
-from handlers._shared.ledger import Ledger
-from tests.handlers.conftest import BUCKET, FOLDS, TABLE, deliver, fold_run
+from tests.handlers.conftest import ledger_of, BUCKET, FOLDS, TABLE, deliver, fold_run
 
 
 def ledger(cloud) -> Ledger:
-    return Ledger(cloud.dynamodb, TABLE)
+    return ledger_of(cloud)
 
 
 def test_prepare_success_starts_every_fold_job_once(cloud, training):

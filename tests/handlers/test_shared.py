@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
-from handlers._shared.events import created_objects, job_state_change
-from handlers._shared.jobs import Job, client_token, planned_jobs
-from handlers._shared.runs import SCRATCH_TAG
-from handlers._shared.settings import load_settings
+from handlers.aws.events import created_objects, job_state_change
+from predictd_core.cloud.contract import SCRATCH_TAG, Job, client_token, is_config_key, planned_jobs
+from predictd_core.cloud.settings import load_aws_settings as load_settings
 from predictd_core.crossval import model_name
 from tests.handlers.conftest import REPO_ROOT
 
@@ -73,7 +72,7 @@ def test_an_unversioned_bucket_is_refused_by_name():
     record = {"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
               "s3": {"bucket": {"name": "b"}, "object": {"key": "configs/a+b.yaml", "eTag": "x"}}}
     with pytest.raises(ValueError, match="s3://b/configs/a b.yaml: the event has no versionId"):
-        created_objects({"Records": [record]}, "configs/", (".yaml",))
+        created_objects({"Records": [record]}, is_config_key)
 
 
 def test_the_scratch_tag_is_the_one_the_bucket_lifecycle_expires():

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from handlers._shared.ledger import Ledger
 from predictd_core.cli.main import main
-from tests.handlers.conftest import BUCKET, FOLDS, TABLE, deliver, fold_run
+from tests.handlers.conftest import ledger_of, BUCKET, FOLDS, TABLE, deliver, fold_run
 
 
 def status(capsys, *argv: str) -> tuple[int, str, str]:
@@ -39,7 +38,7 @@ def test_status_shows_the_run_every_job_with_attempts_and_the_outputs(cloud, tra
     assert "outputs" not in lines
 
     code, out, _ = status(capsys, training, "--json")
-    assert code == 0 and json.loads(out) == Ledger(cloud.dynamodb, TABLE).summary(training)
+    assert code == 0 and json.loads(out) == ledger_of(cloud).summary(training)
 
 
 def test_status_of_a_finished_run_lists_its_outputs(cloud, training, capsys):

@@ -1,9 +1,9 @@
-"""Typed views of the events the handlers receive (in the style of aws-lambda-powertools' parser models).
+"""Typed views of the AWS events the handlers receive (in the style of aws-lambda-powertools' parser models).
 
 * S3 notifications (``{"Records": [{"eventSource": "aws:s3", ...}]}``), invoked directly by S3.
 * EventBridge ``EMR Serverless Job Run State Change`` and, for the emr-ec2 engine, ``Step Functions
-  Execution Status Change``; both are normalized to one ``JobStateChange`` in EMR Serverless' state
-  vocabulary, so the job-state handler does not care which engine ran the job.
+  Execution Status Change``; both are normalized to the contract's ``JobStateChange``, so the run logic
+  does not care which engine ran the job.
 """
 
 from __future__ import annotations
@@ -13,16 +13,9 @@ from urllib.parse import unquote_plus
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# EMR Serverless job run states (API JobRunSummary.state); the terminal ones end an attempt.
-SUCCESS = "SUCCESS"
-FAILURE_STATES = frozenset({"FAILED", "CANCELLED"})
-TERMINAL_STATES = FAILURE_STATES | {SUCCESS}
-# Progress order of the states, so that a late, out-of-order event never moves an attempt backwards.
-STATE_RANKS = {"STARTING": 0, "SUBMITTED": 1, "QUEUED": 2, "PENDING": 3, "SCHEDULED": 4, "RUNNING": 5,
-               "CANCELLING": 6, **{state: 9 for state in TERMINAL_STATES}}
-# Step Functions execution status -> the EMR Serverless state it means for the job.
-STEP_FUNCTIONS_STATES = {"RUNNING": "RUNNING", "SUCCEEDED": SUCCESS, "FAILED": "FAILED",
-                         "TIMED_OUT": "FAILED", "ABORTED": "FAILED"}
+from handlers.aws.runners import STEP_FUNCTIONS_STATES
+from predictd_core.cloud.contract import ObjectVersion
+from predictd_core.cloud.states import JobStateChange
 
 
 class S3Object(BaseModel):
@@ -66,22 +59,8 @@ class S3Event(BaseModel):
     records: list[S3Record] = Field(alias="Records")
 
 
-class ObjectVersion(BaseModel):
-    """One version of one object: what a run is keyed by (S3 delivers an event at least once)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    bucket: str
-    key: str
-    version_id: str
-
-    @property
-    def url(self) -> str:
-        return f"s3://{self.bucket}/{self.key}"
-
-
-def created_objects(event: dict[str, Any], prefix: str, suffixes: tuple[str, ...] = ("",)) -> list[ObjectVersion]:
-    """The object versions an S3 notification reports created under ``prefix`` with one of ``suffixes``.
+def created_objects(event: dict[str, Any], accept) -> list[ObjectVersion]:
+    """The object versions an S3 notification reports created whose key ``accept(key)`` takes.
 
     Raises
     ------
@@ -92,14 +71,13 @@ def created_objects(event: dict[str, Any], prefix: str, suffixes: tuple[str, ...
     found = []
     for record in S3Event.model_validate(event).records:
         key = unquote_plus(record.s3.object.key)
-        if not record.event_name.startswith("ObjectCreated:") or not key.startswith(prefix):
-            continue
-        if not key.endswith(suffixes):
+        if not record.event_name.startswith("ObjectCreated:") or not accept(key):
             continue
         if not record.s3.object.version_id:
             raise ValueError(f"s3://{record.s3.bucket.name}/{key}: the event has no versionId; "
                              "the bucket must have versioning enabled")
-        found.append(ObjectVersion(bucket=record.s3.bucket.name, key=key, version_id=record.s3.object.version_id))
+        found.append(ObjectVersion(cloud="aws", store=record.s3.bucket.name, key=key,
+                                   version_id=record.s3.object.version_id))
     return found
 
 
@@ -134,25 +112,6 @@ class EventBridgeEvent(BaseModel):
     source: str
     detail_type: str = Field(alias="detail-type")
     detail: dict[str, Any]
-
-
-class JobStateChange(BaseModel):
-    """A job's new state, whichever engine ran it.
-
-    ``job_run_id`` is the EMR Serverless job run id or the Step Functions execution ARN; ``owner`` the
-    EMR Serverless application id or the state machine ARN the job belongs to.
-    """
-
-    model_config = ConfigDict(frozen=True)
-
-    job_run_id: str
-    owner: str
-    state: str
-    details: str | None = None
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.state in TERMINAL_STATES
 
 
 def job_state_change(event: dict[str, Any]) -> JobStateChange:
