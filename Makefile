@@ -11,6 +11,13 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 export CDK_DISABLE_CLI_TELEMETRY := true
 export CDK_DISABLE_VERSION_CHECK := true
 NODE_STAMP := node_modules/.package-lock.json
+# checkov (the Azure template's scanner) in a venv of its own: its many pins (boto3 among them) would fight
+# predictd's. tests/infra/test_azure_template.py runs it from there.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .venv-checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+AZURE_TEMPLATE := cdk.out/azure/predictd.json
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +28,12 @@ $(STAMP): pyproject.toml
 # The AWS CDK CLI (aws-cdk@2), pinned in package-lock.json; npm ci rewrites node_modules/.package-lock.json.
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/predictd demo
@@ -34,7 +47,7 @@ ifeq ($(CHROMIUM),)
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 endif
 
-test: $(STAMP) chromium $(NODE_STAMP)
+test: $(STAMP) chromium $(NODE_STAMP) $(CHECKOV_STAMP)
 	$(BIN)/python -m pytest -q
 
 # The Roadmap-scale benchmarks of BENCHMARKS.md on small sizes (about two minutes): the scripts work, the
@@ -42,9 +55,13 @@ test: $(STAMP) chromium $(NODE_STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/quick.py
 
-# Synthesize the CloudFormation templates into cdk.out (offline; cdk-nag checks them). Deploying: README.
-synth: $(STAMP) $(NODE_STAMP)
+# Synthesize the CloudFormation templates into cdk.out (offline; cdk-nag checks them), then the Azure ARM
+# template into cdk.out/azure (checkov checks it; --skip-download: no Prisma Cloud calls; LOG_LEVEL=ERROR: its
+# graph builder warns about every expression-named dependency it cannot resolve). Deploying: README.
+synth: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	AWS_EC2_METADATA_DISABLED=true npx cdk synth --quiet
+	$(BIN)/python -m infra.azure $(AZURE_TEMPLATE)
+	LOG_LEVEL=ERROR $(CHECKOV) --quiet --compact --skip-download --framework arm --file $(AZURE_TEMPLATE)
 
 clean:
-	rm -rf $(VENV) demo-output node_modules cdk.out .cdk-cache
+	rm -rf $(VENV) $(CHECKOV_VENV) demo-output node_modules cdk.out .cdk-cache

@@ -87,7 +87,9 @@ def test_installs_as_root_copies_the_entry_point_and_ends_as_hadoop():
     assert any(name == "COPY" and "containers/emr-serverless/entrypoint.py" in arguments.split()[:-1]
                and arguments.split()[-1] == "./" for name, arguments in instructions)
     if INFRA_CONFIG.is_file():
-        assert _infra_constants()["ENTRY_POINT"] == "local:///opt/predictd/entrypoint.py"
+        from predictd_core.cloud.settings import DEFAULT_ENTRY_POINT  # the jobs' entry point (cloud contract)
+
+        assert DEFAULT_ENTRY_POINT == "local:///opt/predictd/entrypoint.py"
         # the jobs' Spark parameters name the interpreter the image installs predictd into
         python = _infra_constants()["IMAGE_PYTHON"]
         assert f"PYSPARK_PYTHON={python}" in dict(instructions)["ENV"].split()
