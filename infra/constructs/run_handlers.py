@@ -17,6 +17,7 @@ from infra.constructs.job_state_rule import JobStateRule
 from infra.constructs.notifications import RunNotifications
 from infra.constructs.run_ledger import RunLedger
 from infra.constructs.spark_application import SparkApplication
+from predictd_core.cloud.settings import aws_environment
 
 # Handlers write (and, once the config is valid again, delete) configs/NAME.error.json; under runs/ they
 # write run files, copy attempts to models/ (PutObject is the copy's target) and tag scratch attempts.
@@ -50,20 +51,15 @@ class RunHandlers(Construct):
                  ledger: RunLedger, notifications: RunNotifications, spark: SparkApplication,
                  runner: EmrEc2Runner | None = None) -> None:
         super().__init__(scope, construct_id)
-        self.environment = {
-            "PREDICTD_BUCKET": bucket.bucket_name,
-            "PREDICTD_LEDGER_TABLE": ledger.table.table_name,
-            "PREDICTD_APPLICATION_ID": spark.application.attr_application_id,
-            "PREDICTD_JOB_ROLE_ARN": spark.job_role.role_arn,
-            "PREDICTD_TOPIC_ARN": notifications.topic.topic_arn,
-            "PREDICTD_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-            "PREDICTD_ENTRY_POINT": ENTRY_POINT,
-            "PREDICTD_ENGINE": settings.engine,
-            "PREDICTD_SPARK_PARAMETERS": SPARK_SUBMIT_PARAMETERS,
-        }
+        fields = {"bucket": bucket.bucket_name, "ledger_table": ledger.table.table_name,
+                  "application_id": spark.application.attr_application_id, "job_role_arn": spark.job_role.role_arn,
+                  "topic_arn": notifications.topic.topic_arn, "max_attempts": str(MAX_ATTEMPTS),
+                  "entry_point": ENTRY_POINT, "engine": settings.engine, "spark_parameters": SPARK_SUBMIT_PARAMETERS}
+        if runner is not None:
+            fields["state_machine_arn"] = runner.state_machine.state_machine_arn
+        self.environment = aws_environment(**fields)
         starts = spark.start_job_statements()
         if runner is not None:
-            self.environment["PREDICTD_STATE_MACHINE_ARN"] = runner.state_machine.state_machine_arn
             starts += runner.start_execution_statements()
         shared = [ledger.read_write_statement(), *notifications.publish_statements(), *starts]
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from aws_cdk import RemovalPolicy, aws_dynamodb as dynamodb, aws_iam as iam
 from constructs import Construct
 
-# The item actions the handlers use: conditional puts and updates, consistent reads, a run's items by query.
+# The item actions the handlers use: conditional puts (new items, and replaces guarded by the item's version),
+# consistent reads, a run's items by query.
 # (Listing runs scans the table: `predictd status` does, with its user's credentials, not the handlers.)
-LEDGER_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"]
+LEDGER_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
 
 
 class RunLedger(Construct):

@@ -40,6 +40,7 @@ AZURE_ENVIRONMENT = {
     "PREDICTD_NOTICE_QUEUE": "notice_queue",
     "PREDICTD_BATCH_ENDPOINT": "batch_endpoint",
     "PREDICTD_BATCH_POOL": "batch_pool",
+    "PREDICTD_IMAGE": "image",
     "PREDICTD_JOB_IDENTITY_CLIENT_ID": "job_identity_client_id",
     "PREDICTD_JOB_IDENTITY_RESOURCE_ID": "job_identity_resource_id",
     "PREDICTD_MAX_ATTEMPTS": "max_attempts",
@@ -105,6 +106,7 @@ class AzureSettings(BaseModel):
     notice_queue: str = AZURE_NOTICE_QUEUE
     batch_endpoint: str = Field(min_length=8)
     batch_pool: str = AZURE_BATCH_POOL
+    image: str = Field(min_length=3, description="the predictd image every task runs (REGISTRY/NAME:TAG)")
     job_identity_client_id: str | None = None
     job_identity_resource_id: str | None = None
     max_attempts: int = Field(MAX_ATTEMPTS, ge=1, description="attempts per job before the run fails")
@@ -120,6 +122,21 @@ class AzureSettings(BaseModel):
 
 
 Settings = AwsSettings | AzureSettings
+
+
+def aws_environment(**fields: str) -> dict[str, str]:
+    """The Lambda environment that sets AWS settings ``fields`` (by field name): what the CDK app writes.
+
+    Raises
+    ------
+    KeyError
+        For a field the handlers do not read.
+    """
+    variables = {field: variable for variable, field in AWS_ENVIRONMENT.items()}
+    unknown = sorted(set(fields) - set(variables))
+    if unknown:
+        raise KeyError(f"not AWS handler settings: {unknown} (predictd_core/cloud/settings.py, AWS_ENVIRONMENT)")
+    return {variables[field]: value for field, value in fields.items()}
 
 
 def _load(model: type[BaseModel], environment: dict[str, str], environ: Mapping[str, str], cloud: str):
