@@ -43,6 +43,9 @@ class EmrServerlessRunner:
         job_run = self.client.get_job_run(applicationId=self.owner, jobRunId=job_run_id)["jobRun"]
         return JobStatus(job_run["state"], job_run.get("stateDetails") or None)
 
+    def close_run(self, run_id: str) -> None:
+        """Nothing to release: EMR Serverless holds no per-run object (the application stops when idle)."""
+
 
 class StepFunctionsRunner:
     """Step Functions ``StartExecution`` of the emr-ec2 state machine: input ``{"args": [predictd argv]}``."""
@@ -69,6 +72,9 @@ class StepFunctionsRunner:
         execution = self.client.describe_execution(executionArn=job_run_id)
         details = ": ".join(part for part in (execution.get("error"), execution.get("cause")) if part) or None
         return JobStatus(STEP_FUNCTIONS_STATES.get(execution["status"], execution["status"]), details)
+
+    def close_run(self, run_id: str) -> None:
+        """Nothing to release: each execution ends with its cluster."""
 
     def execution_arn(self, name: str) -> str:
         """``arn:...:execution:MACHINE:NAME``, the ARN of the execution ``name`` of this state machine."""

@@ -109,6 +109,10 @@ class JobRunner(Protocol):
         """The job run's state now (asked when events are not delivered, or were lost)."""
         ...
 
+    def close_run(self, run_id: str) -> None:
+        """Release what the engine holds for a run that ended (Azure: its Batch job); idempotent."""
+        ...
+
 
 class Notifier(Protocol):
     """Announces the end of a run to the people who subscribed."""

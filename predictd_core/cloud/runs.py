@@ -294,7 +294,7 @@ def _after_failure(rt: Runtime, run: dict[str, Any], job: Job, attempt: int, det
         return {"action": f"started attempt {attempt + 1}"}
     message = f"{job.name} failed {attempt} times; last: {details or 'no details'}"
     if rt.ledger.transition_run(layout.run_id, FAILED, ACTIVE_RUN_STATES, message=message):
-        notify(rt, layout.run_id, FAILED, message)
+        _ended(rt, layout.run_id, FAILED, message)
     return {"action": "run failed"}
 
 
@@ -351,8 +351,14 @@ def _after_finish_success(rt: Runtime, layout: RunLayout) -> dict[str, str]:
     summary |= {"state": SUCCEEDED, "outputs": outputs}
     rt.store.put(layout.run_json_key, json.dumps(summary, indent=2).encode(), "application/json")
     if rt.ledger.transition_run(layout.run_id, SUCCEEDED, (FINISHING,), outputs=outputs):
-        notify(rt, layout.run_id, SUCCEEDED, f"outputs under {layout.output_url}/")
+        _ended(rt, layout.run_id, SUCCEEDED, f"outputs under {layout.output_url}/")
     return {"action": "run succeeded"}
+
+
+def _ended(rt: Runtime, run_id: str, state: str, message: str) -> None:
+    """What the call that ended a run does once: release the engine's hold on it, then announce it."""
+    rt.runner.close_run(run_id)
+    notify(rt, run_id, state, message)
 
 
 def notify(rt: Runtime, run_id: str, state: str, message: str) -> None:
