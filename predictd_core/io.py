@@ -1,14 +1,21 @@
 """Locations and atomic output.
 
-A location is a local path (``Path``) or a URL string (``s3://``, ``https://``); relative paths in configs
-and tables are resolved against the folder of the file naming them. This module is the one seam between
+A location is a local path (``Path``) or a URL string (``s3://``, ``az://``, ``https://``); relative paths in
+configs and tables are resolved against the folder of the file naming them. This module is the one seam between
 the pipeline and where its files live: every output goes through :func:`write_atomic` or
 :func:`staged_folder`, every artifact is read back through :func:`read_bytes` / :func:`is_file`.
 
 Atomic means a reader never sees part of a file. Locally a file is written under a temporary name in
 the same folder, then renamed. On an object store each object is one complete PUT (S3 makes an object
-visible only once its upload is complete), so no temporary names are needed and nothing is ever
-deleted there: jobs of one run share its prefix, and a failing job must not remove what others wrote.
+visible only once its upload is complete; Azure Blob storage commits a blob only when its upload, or the
+block list of a large one, is complete), so no temporary names are needed and nothing is ever deleted
+there: jobs of one run share its prefix, and a failing job must not remove what others wrote.
+
+Azure: ``az://CONTAINER/PATH`` (and ``abfs://CONTAINER/PATH``) name a blob of the storage account the
+environment names; the account is the root and its containers are top-level folders, so
+``az://configs/pilot.yaml`` naming ``../data/pilot/tracks.tsv`` reaches ``az://data/pilot/tracks.tsv``.
+``abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH`` names its account itself; there the container is
+the root, as the bucket is for ``s3://``. Credentials come from the environment (:func:`storage_options`).
 """
 
 from __future__ import annotations
@@ -20,12 +27,13 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from predictd_core.errors import PredictdInputError
 
-REMOTE_SCHEMES = ("s3://", "https://", "http://", "gs://", "az://", "abfs://")
+AZURE_SCHEMES = ("az://", "abfs://", "abfss://")
+REMOTE_SCHEMES = ("s3://", "https://", "http://", "gs://", *AZURE_SCHEMES)
 
 Location = str | os.PathLike
 
@@ -41,28 +49,96 @@ def is_remote(location: Location) -> bool:
     return str(location).startswith(REMOTE_SCHEMES)
 
 
+def storage_options(location: Location, environ: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    """The fsspec options that reach ``location``: for an Azure URL, the storage account and how to sign in;
+    None for anything else (s3fs and the web need none beyond their own environment variables).
+
+    Pass them wherever a URL is opened outside this module (``zarr.open_group(url, storage_options=...)``,
+    ``fsspec.open(url, **options)``), so that every reader signs in the same way.
+
+    Parameters
+    ----------
+    location : str or PathLike
+        A local path or URL.
+    environ : mapping, optional
+        The environment to read (default ``os.environ``):
+
+        * ``AZURE_STORAGE_CONNECTION_STRING``: an account with its key and endpoints (Azurite in the tests);
+          used when set;
+        * else ``AZURE_STORAGE_ACCOUNT_NAME``: the account, signed in with azure-identity's
+          ``DefaultAzureCredential``; on a Batch node that is the user-assigned managed identity whose
+          client id is ``AZURE_CLIENT_ID`` (no shared keys in the cloud). A URL that names its account
+          (``abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/...``) needs neither.
+
+    Returns
+    -------
+    dict or None
+        Keyword arguments for the adlfs ``AzureBlobFileSystem``, or None for a location that is not Azure.
+
+    Raises
+    ------
+    PredictdInputError
+        For an Azure URL when the environment names no storage account, or names a service principal
+        (``AZURE_STORAGE_CLIENT_ID``) without its secret.
+    """
+    if not str(location).startswith(AZURE_SCHEMES):
+        return None
+    environ = os.environ if environ is None else environ
+    # Listings are never cached: jobs in other processes (and the handlers' server-side copies) add blobs
+    # that a cached listing would hide from is_file.
+    options: dict[str, Any] = {"use_listings_cache": False}
+    connection_string = environ.get("AZURE_STORAGE_CONNECTION_STRING")
+    if connection_string:
+        return {**options, "connection_string": connection_string}
+    if environ.get("AZURE_STORAGE_CLIENT_ID") and not environ.get("AZURE_STORAGE_CLIENT_SECRET"):
+        # adlfs would build a client-secret credential without a secret and fail at the first request
+        raise PredictdInputError(str(location), "AZURE_STORAGE_CLIENT_ID",
+                                 "set without AZURE_STORAGE_CLIENT_SECRET; a managed identity's client id goes "
+                                 "in AZURE_CLIENT_ID")
+    # anon=False always: adlfs would otherwise go anonymous when AZURE_STORAGE_ANON is set.
+    options["anon"] = False
+    if "@" in urlsplit(str(location)).netloc:
+        return options  # adlfs takes the account from the URL; an account from the environment would collide
+    account = environ.get("AZURE_STORAGE_ACCOUNT_NAME")
+    if not account:
+        raise PredictdInputError(str(location), "AZURE_STORAGE_ACCOUNT_NAME",
+                                 "no storage account: set AZURE_STORAGE_ACCOUNT_NAME (signed in by a managed "
+                                 "identity, AZURE_CLIENT_ID, or az login) or AZURE_STORAGE_CONNECTION_STRING")
+    return {**options, "account_name": account}
+
+
 def _filesystem(url: str):
-    """The fsspec filesystem serving ``url`` and the path inside it (s3fs for ``s3://``)."""
+    """The fsspec filesystem serving ``url`` and the path inside it (s3fs for ``s3://``, adlfs for ``az://``)."""
     import fsspec  # object stores (s3fs, adlfs) are optional extras
 
-    return fsspec.core.url_to_fs(url)
+    # fsspec caches filesystems by these arguments, so a changed environment gets a filesystem of its own.
+    return fsspec.core.url_to_fs(url, **(storage_options(url) or {}))
+
+
+def _url_folder(base: str) -> str:
+    """``base`` without trailing ``/``, except the account root ``az://`` (whose ``//`` is the scheme's)."""
+    return base if base.endswith("://") else base.rstrip("/")
 
 
 def join_location(base: Location, *parts: str) -> str | Path:
     """``base/part/...``: a URL (str) for a remote ``base``, else a local Path."""
     if is_remote(base):
-        return "/".join([str(base).rstrip("/"), *(part.strip("/") for part in parts)])
+        folder = _url_folder(str(base))
+        stripped = [part.strip("/") for part in parts]
+        return folder + "/".join(stripped) if folder.endswith("://") else "/".join([folder, *stripped])
     return Path(base).joinpath(*parts)
 
 
 def relative_location(location: Location, base: Location) -> str:
     """``location`` relative to the folder ``base`` (both local or both URLs), ``/``-separated."""
-    location, base = str(location), str(base).rstrip("/")
+    location, base = str(location), str(base)
     if is_remote(base):
-        if not location.startswith(base + "/"):
-            raise ValueError(f"{location} is not inside {base}")
-        return location[len(base) + 1:]
-    return Path(location).relative_to(base).as_posix()
+        folder = _url_folder(base)
+        prefix = folder if folder.endswith("://") else folder + "/"
+        if not location.startswith(prefix):
+            raise ValueError(f"{location} is not inside {folder}")
+        return location[len(prefix):]
+    return Path(location).relative_to(base.rstrip("/")).as_posix()
 
 
 def location_name(location: Location) -> str:
@@ -73,7 +149,8 @@ def location_name(location: Location) -> str:
 def write_atomic(location: Location, payload: bytes) -> None:
     """Write ``payload`` to ``location`` so that readers see the old file or the whole new one.
 
-    Local: a temporary sibling, fsynced, then renamed over the target. URL: one PUT of the whole object.
+    Local: a temporary sibling, fsynced, then renamed over the target. URL: one upload of the whole object
+    (S3: one PUT; Azure: one Put Blob, or staged blocks committed by one Put Block List for a large one).
     """
     if is_remote(location):
         fs, path = _filesystem(str(location))
@@ -141,8 +218,27 @@ def staged_folder(location: Location) -> Iterator[Path]:
         raise
 
 
+def _account_rooted(url: str) -> bool:
+    """True for ``az://C/P`` and ``abfs://C/P``: URLs whose root is the storage account and whose first
+    segment is a container (a folder of that root), not a host; False for ``abfs://C@ACCOUNT.../P``."""
+    return url.startswith(AZURE_SCHEMES) and "@" not in urlsplit(url).netloc
+
+
+def _split_account_rooted(url: str) -> tuple[str, str]:
+    """``az://configs/a.yaml`` -> (``az``, ``/configs/a.yaml``): the container joins the path."""
+    parts = urlsplit(url)
+    return parts.scheme, "/" + f"{parts.netloc}{parts.path}".strip("/")
+
+
 def parent_location(location: str) -> str:
-    """The folder of a file: an absolute local directory, or the URL up to its last ``/``."""
+    """The folder of a file: an absolute local directory, or the URL up to its last ``/``.
+
+    For ``az://CONTAINER/NAME`` the folder of a blob at the top of a container is the container
+    (``az://configs``), and the folder of a container the account (``az://``).
+    """
+    if _account_rooted(location):
+        scheme, path = _split_account_rooted(location)
+        return f"{scheme}://{posixpath.dirname(path).lstrip('/')}"
     if is_remote(location):
         parts = urlsplit(location)
         return urlunsplit(parts._replace(path=posixpath.dirname(parts.path) or "/", query="", fragment=""))
@@ -151,12 +247,20 @@ def parent_location(location: str) -> str:
 
 def resolve_location(base: str, value: str | None) -> str | None:
     """``value`` as an absolute location: URLs and absolute paths as they are, relative ones joined to the
-    folder ``base`` (a local directory or a URL; ``..`` may climb within a bucket, never above it)."""
+    folder ``base`` (a local directory or a URL; ``..`` may climb within a bucket, never above it).
+
+    ``az://`` (and ``abfs://`` without an ``@ACCOUNT`` host) is rooted at the storage account: ``..`` may
+    climb out of a container into another one of the same account (``az://configs`` + ``../data/t.tsv`` is
+    ``az://data/t.tsv``), never above the account.
+    """
     if value is None or is_remote(value):
         return value
     if is_remote(base):
         if value.startswith("/"):
             return value
+        if _account_rooted(base):
+            scheme, path = _split_account_rooted(base)
+            return f"{scheme}://{posixpath.normpath(posixpath.join(path, value)).lstrip('/')}"
         parts = urlsplit(base)
         joined = posixpath.normpath(posixpath.join(parts.path or "/", value))
         return urlunsplit(parts._replace(path=joined if joined.startswith("/") else "/" + joined))

@@ -13,6 +13,8 @@ import pytest
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
+from tests.azure_support import azurite, azurite_env  # noqa: E402,F401  (fixtures: one Azurite per session)
+
 REPO = Path(__file__).resolve().parents[1]
 PILOT = REPO.parent / "shared" / "data" / "roadmap-pilot"
 

@@ -30,7 +30,7 @@ from predictd_core.config import DEFAULT_CHUNK_BINS
 from predictd_core.errors import PredictdInputError
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import open_tracks, remove_cache
-from predictd_core.io import is_remote
+from predictd_core.io import is_remote, storage_options
 from predictd_core.tracks.table import Track
 
 FORMAT = "predictd-signal-store/2"  # 2: genome bins held as spans
@@ -49,7 +49,7 @@ class SignalStore:
     def open(cls, path: str | Path) -> "SignalStore":
         """Open a complete store; a missing or half-written one is an error naming the path."""
         try:
-            root = zarr.open_group(store=str(path), mode="r")
+            root = zarr.open_group(store=str(path), mode="r", storage_options=storage_options(path))
             attrs = dict(root.attrs)
         except Exception as error:
             raise PredictdInputError(str(path), "store", f"not a predictd signal store ({error})") from error
@@ -91,7 +91,7 @@ def chunk_bounds(chunk: int, chunk_bins: int, n_bins: int) -> tuple[int, int]:
 def read_signal_rows(path: str, lo: int, hi: int) -> np.ndarray:
     """Signal rows ``[lo, hi)`` of the store at ``path`` (a light call Spark tasks can make)."""
     return zarr.open_array(store=f"{path.rstrip('/')}/signal" if is_remote(path) else str(Path(path) / "signal"),
-                           mode="r")[lo:hi]
+                           mode="r", storage_options=storage_options(path))[lo:hi]
 
 
 def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, store_path: str | Path,
@@ -180,7 +180,8 @@ def _open_in_worker(local_paths: list[str], chrom_sizes: dict[str, int], tracks:
 def _ingest_chunk_in_worker(path: str, chunk_bins: int, chunk: int) -> int:
     opened, tracks, bins = _worker_tracks
     lo, hi = chunk_bounds(chunk, chunk_bins, bins.n_bins)
-    _write_chunk(zarr.open_group(store=path, mode="r+"), bins, lo, hi, _read_block(opened, tracks, bins, lo, hi))
+    group = zarr.open_group(store=path, mode="r+", storage_options=storage_options(path))
+    _write_chunk(group, bins, lo, hi, _read_block(opened, tracks, bins, lo, hi))
     return chunk
 
 
@@ -228,7 +229,7 @@ def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Ca
 
 def _create_store(path: str, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> zarr.Group:
     """The empty arrays of a store (no attributes yet: it is not complete)."""
-    root = zarr.open_group(store=path, mode="w")
+    root = zarr.open_group(store=path, mode="w", storage_options=storage_options(path))
     compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
     for name, dtype in (("bin_contig", "int32"), ("bin_start", "int64"), ("bin_end", "int64")):
         root.create_array(name, shape=(bins.n_bins,), chunks=(chunk_bins,), dtype=dtype, compressors=compressor)

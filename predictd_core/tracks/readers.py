@@ -21,7 +21,7 @@ import numpy as np
 import pyBigWig
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.io import is_remote
+from predictd_core.io import is_remote, storage_options
 
 BEDGRAPH_SUFFIXES = (".bedgraph", ".bdg", ".bedgraph.gz", ".bdg.gz")
 
@@ -42,7 +42,7 @@ def fetch(path: str, cache_dir: Path) -> Path:
         else:
             import fsspec  # object stores (s3fs, adlfs) are optional extras
 
-            with fsspec.open(path, "rb") as source, partial.open("wb") as out:
+            with fsspec.open(path, "rb", **(storage_options(path) or {})) as source, partial.open("wb") as out:
                 shutil.copyfileobj(source, out)
     except Exception as error:  # the cause differs per scheme; the user needs the URL and the reason
         partial.unlink(missing_ok=True)
