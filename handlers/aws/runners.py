@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from predictd_core.cloud.contract import JobSpec
+from predictd_core.cloud.contract import ERROR_URL_VARIABLE, JobSpec
 from predictd_core.cloud.ports import JobStatus
 
 # Step Functions execution status -> the contract's job state.
@@ -29,11 +29,15 @@ class EmrServerlessRunner:
     def start(self, spec: JobSpec) -> str:
         """``StartJobRun`` with the attempt's client token; returns the job run id."""
         spark_submit: dict[str, Any] = {"entryPoint": self.entry_point, "entryPointArguments": spec.arguments}
-        if self.spark_parameters:
-            spark_submit["sparkSubmitParameters"] = self.spark_parameters
+        parameters = [self.spark_parameters] if self.spark_parameters else []
+        if spec.error_url:  # the driver runs the CLI, which writes a bad input's error there
+            parameters.append(f"--conf spark.emr-serverless.driverEnv.{ERROR_URL_VARIABLE}={spec.error_url}")
+        if parameters:
+            spark_submit["sparkSubmitParameters"] = " ".join(parameters)
         response = self.client.start_job_run(
             applicationId=self.owner, clientToken=spec.client_token, executionRoleArn=self.role_arn,
             name=spec.display_name, jobDriver={"sparkSubmit": spark_submit},
+            executionTimeoutMinutes=spec.timeout_minutes,
             tags={"predictd:run": spec.run_id, "predictd:stage": spec.job.stage, "predictd:job": spec.job.name,
                   "predictd:attempt": str(spec.attempt)})
         return response["jobRunId"]
@@ -42,6 +46,13 @@ class EmrServerlessRunner:
         """``GetJobRun``: its state (EMR Serverless' vocabulary is the contract's) and state details."""
         job_run = self.client.get_job_run(applicationId=self.owner, jobRunId=job_run_id)["jobRun"]
         return JobStatus(job_run["state"], job_run.get("stateDetails") or None)
+
+    def cancel(self, job_run_id: str) -> None:
+        """``CancelJobRun``; a job run that already ended is left as it is."""
+        try:
+            self.client.cancel_job_run(applicationId=self.owner, jobRunId=job_run_id)
+        except self.client.exceptions.ValidationException:
+            pass  # EMR Serverless refuses to cancel a job run in a terminal state
 
     def close_run(self, run_id: str) -> None:
         """Nothing to release: EMR Serverless holds no per-run object (the application stops when idle)."""
@@ -72,6 +83,12 @@ class StepFunctionsRunner:
         execution = self.client.describe_execution(executionArn=job_run_id)
         details = ": ".join(part for part in (execution.get("error"), execution.get("cause")) if part) or None
         return JobStatus(STEP_FUNCTIONS_STATES.get(execution["status"], execution["status"]), details)
+
+    def cancel(self, job_run_id: str) -> None:
+        """``StopExecution`` (its cluster is terminated by the state machine's catch); an ended one is left."""
+        execution = self.client.describe_execution(executionArn=job_run_id)
+        if execution["status"] == "RUNNING":
+            self.client.stop_execution(executionArn=job_run_id, cause="the predictd run ended")
 
     def close_run(self, run_id: str) -> None:
         """Nothing to release: each execution ends with its cluster."""

@@ -31,7 +31,7 @@ from azure.batch import BatchClient
 from azure.batch import models as batch_models
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from predictd_core.cloud.contract import FINISH, FOLD, PREPARE, JobSpec
+from predictd_core.cloud.contract import ERROR_URL_VARIABLE, STAGE_TIMEOUT_MINUTES, JobSpec
 from predictd_core.cloud.ports import JobStatus
 from predictd_core.cloud.settings import AzureSettings
 from predictd_core.cloud.states import CANCELLED, FAILED_JOB, SUCCESS
@@ -41,7 +41,7 @@ ENTRY_POINT = "/opt/predictd/entrypoint.py"
 JOB_ID_PREFIX = "predictd-"
 MAX_ID_LENGTH = 64  # Batch job and task ids: at most 64 letters, digits, '-' and '_'
 # The longest an attempt may run before Batch ends it (a stuck node must not hold a run forever).
-MAX_WALL_CLOCK = {PREPARE: timedelta(hours=6), FOLD: timedelta(hours=12), FINISH: timedelta(hours=12)}
+MAX_WALL_CLOCK = {stage: timedelta(minutes=minutes) for stage, minutes in STAGE_TIMEOUT_MINUTES.items()}
 # Spark's standalone master port; the nodes may override it with SPARK_MASTER_PORT (the local tests do).
 SPARK_MASTER_PORT = 7077
 # Batch task state -> the contract's job state (states.py); completed is decided by the execution result.
@@ -186,6 +186,8 @@ class BatchRunner:
         environment = {"AZURE_STORAGE_ACCOUNT_NAME": self.storage_account, "PYSPARK_PYTHON": self.python}
         if self.identity_client_id:
             environment["AZURE_CLIENT_ID"] = self.identity_client_id
+        if spec.error_url:  # the CLI writes a bad input's error there (the run logic then retries nothing)
+            environment[ERROR_URL_VARIABLE] = spec.error_url
         multi_instance = None
         if spec.nodes > 1:
             multi_instance = batch_models.MultiInstanceSettings(

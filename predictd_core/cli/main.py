@@ -66,7 +66,23 @@ def _user_errors(output: Optional[Path] = None) -> Iterator[None]:
         if output is not None and not existed and output.exists():
             shutil.rmtree(output, ignore_errors=True)
         console.print(f"predictd: error: {error}", markup=False, highlight=False, soft_wrap=True)
+        _report_error(error)
         raise typer.Exit(2)
+
+
+def _report_error(error: PredictdInputError) -> None:
+    """For a cloud job (``$PREDICTD_ERROR_URL`` set by its runner): the error as JSON at that URL, which
+    tells the run logic that the input is bad and a retry would fail alike."""
+    import json
+    import os
+
+    from predictd_core.cloud.contract import ERROR_URL_VARIABLE
+    from predictd_core.io import write_atomic
+
+    url = os.environ.get(ERROR_URL_VARIABLE)
+    if url:
+        write_atomic(url, json.dumps({"file": error.source, "field": error.field, "message": error.message,
+                                      "error": str(error)}).encode())
 
 
 def _load(config_path: str | Path):

@@ -46,6 +46,12 @@ MAX_ATTEMPTS = 3
 
 PREPARE, FOLD, FINISH = "prepare", "fold", "finish"
 STAGES = (PREPARE, FOLD, FINISH)
+# The longest an attempt may run before its engine ends it (a stuck node must not hold a run, or bill,
+# forever): ingest and the finish job scale with tracks x bins, a fold model with sweeps x bins.
+STAGE_TIMEOUT_MINUTES = {PREPARE: 6 * 60, FOLD: 12 * 60, FINISH: 12 * 60}
+# A job whose input is bad (exit code 2) writes its one-line error here as JSON (file, field, message), so
+# that the run logic fails the run at once instead of retrying: engines report no exit code to events.
+ERROR_URL_VARIABLE = "PREDICTD_ERROR_URL"
 _FOLD_NAME = re.compile(r"test(\d+)-valid(\d+)")
 
 Cloud = Literal["aws", "azure"]
@@ -189,6 +195,10 @@ class RunLayout:
         """``runs/RUN_ID/attempts/test{i}-valid{j}/attempt-{n}``: one fold attempt's own model folder."""
         return f"{self.prefix}attempts/{job.name}/attempt-{attempt}"
 
+    def error_key(self, job: Job, attempt: int) -> str:
+        """``runs/RUN_ID/attempts/JOB/attempt-{n}/error.json``: the bad-input error of one attempt."""
+        return f"{self.prefix}attempts/{job.name}/attempt-{attempt}/error.json"
+
     def model_prefix(self, job: Job) -> str:
         """``runs/RUN_ID/models/test{i}-valid{j}``: where the finish job finds fold model (i, j)."""
         return f"{self.prefix}models/{job.name}"
@@ -221,6 +231,7 @@ class JobSpec:
 
     ``nodes`` > 1 asks for a cluster of that many machines (Azure Batch: a multi-instance task running a
     Spark standalone cluster); 1 is one machine, Spark ``local[*]`` or the engine's own executors.
+    ``error_url`` goes to the job as ``PREDICTD_ERROR_URL``; ``timeout_minutes`` bounds its run.
     """
 
     run_id: str
@@ -230,12 +241,18 @@ class JobSpec:
     client_token: str
     nodes: int = 1
     depends_on: tuple[str, ...] = field(default=())
+    error_url: str | None = None
 
     @classmethod
     def for_attempt(cls, layout: RunLayout, job: Job, attempt: int, nodes: int = 1,
                     depends_on: tuple[str, ...] = ()) -> JobSpec:
         return cls(layout.run_id, job, attempt, job_arguments(layout, job, attempt),
-                   client_token(layout.run_id, job, attempt), nodes, tuple(depends_on))
+                   client_token(layout.run_id, job, attempt), nodes, tuple(depends_on),
+                   layout.url(layout.error_key(job, attempt)))
+
+    @property
+    def timeout_minutes(self) -> int:
+        return STAGE_TIMEOUT_MINUTES[self.job.stage]
 
     @property
     def display_name(self) -> str:

@@ -14,15 +14,20 @@ Items::
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from predictd_core.cloud.contract import FOLD, Job, JobSpec, planned_jobs
 from predictd_core.cloud.ports import Records
-from predictd_core.cloud.states import ACTIVE_RUN_STATES, PLANNED, STATE_RANKS, TERMINAL_STATES
+from predictd_core.cloud.states import PLANNED, STATE_RANKS, SUCCEEDED, TERMINAL_STATES
 
 RUN_SK = "RUN"
+# Seconds a claimed attempt may stay without a job run before another caller may start it (the claimer
+# died between claiming and starting; a start takes a second or two).
+CLAIM_LEASE_SECONDS = 300
 _CAS_TRIES = 50  # compare-and-swap retries under contention (each lost race means another writer progressed)
 
 
@@ -95,16 +100,31 @@ class Ledger:
 
     # -------------------------------------------------------------------------------------- attempts
 
-    def claim_attempt(self, spec: JobSpec, **attributes: Any) -> dict[str, Any]:
-        """The attempt item of ``spec``, created (state STARTING) if this is its first claim."""
-        sk = _attempt_sk(spec.job, spec.attempt)
-        stamp = now()
+    def claim_attempt(self, spec: JobSpec, **attributes: Any) -> tuple[dict[str, Any], bool]:
+        """Claim the right to start ``spec``: (its attempt item, True when this caller holds the claim).
+
+        The first claim creates the item (state STARTING). A claim whose holder recorded no job run within
+        ``CLAIM_LEASE_SECONDS`` (it died between claiming and starting) may be taken over; any other
+        caller gets False and starts nothing, so two handlers never start one attempt twice (engines may
+        not deduplicate client tokens; moto does not).
+        """
+        pk, sk = _run_pk(spec.run_id), _attempt_sk(spec.job, spec.attempt)
+        claim, stamp = uuid.uuid4().hex, now()
         item = {"run_id": spec.run_id, "job": spec.job.name, "stage": spec.job.stage,
                 "test_fold": spec.job.test_fold, "valid_fold": spec.job.valid_fold, "attempt": spec.attempt,
                 "client_token": spec.client_token, "arguments": spec.arguments, "state": "STARTING",
-                "state_rank": STATE_RANKS["STARTING"], "created_at": stamp, "updated_at": stamp, **attributes}
-        self._new(_run_pk(spec.run_id), sk, item)
-        return self.records.get(_run_pk(spec.run_id), sk)
+                "state_rank": STATE_RANKS["STARTING"], "created_at": stamp, "updated_at": stamp,
+                "claim": claim, "claimed_at": int(time.time()), **attributes}
+        if self._new(pk, sk, item):
+            return self.records.get(pk, sk), True
+
+        def take_over(current: dict[str, Any]) -> dict[str, Any] | None:
+            if not claim_is_stale(current):
+                return None
+            return {"claim": claim, "claimed_at": int(time.time()), "updated_at": now()}
+
+        taken, current = self._change(pk, sk, take_over)
+        return current, taken
 
     def record_job_run(self, spec: JobSpec, job_run_id: str) -> None:
         """After the engine started ``spec``: the pointer from its job run id, and the id (state SUBMITTED
@@ -141,16 +161,28 @@ class Ledger:
         """Every attempt item of the run (strongly consistent)."""
         return self.records.query(_run_pk(run_id), "JOB#")
 
-    def unfinished_attempts(self) -> list[dict[str, Any]]:
-        """Every attempt of an active run that has started but not ended: what a reconciler asks about."""
-        return [item for run in self.runs() if run["state"] in ACTIVE_RUN_STATES
-                for item in self.attempts(run["run_id"])
-                if item["state"] not in TERMINAL_STATES and item.get("job_run_id")]
+    def unfinished(self) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """Every run that may still have work going on, with its attempts that have not ended: the active
+        runs, and the failed ones (whose jobs must not go on). A reconciler asks about these."""
+        found = []
+        for run in self.runs():
+            if run["state"] == SUCCEEDED:
+                continue
+            attempts = [item for item in self.attempts(run["run_id"]) if item["state"] not in TERMINAL_STATES]
+            if attempts:
+                found.append((run, attempts))
+        return found
 
     def summary(self, run_id: str) -> dict[str, Any] | None:
         """``run_summary`` of the run, or None for an unknown run."""
         run = self.run(run_id)
         return None if run is None else run_summary(run, self.attempts(run_id))
+
+
+def claim_is_stale(item: dict[str, Any]) -> bool:
+    """Whether an attempt was claimed but not started by a caller that is gone."""
+    return (not item.get("job_run_id") and item["state"] not in TERMINAL_STATES
+            and time.time() - item.get("claimed_at", 0) >= CLAIM_LEASE_SECONDS)
 
 
 def run_summary(run: dict[str, Any], attempts: list[dict[str, Any]]) -> dict[str, Any]:

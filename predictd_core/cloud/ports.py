@@ -109,6 +109,10 @@ class JobRunner(Protocol):
         """The job run's state now (asked when events are not delivered, or were lost)."""
         ...
 
+    def cancel(self, job_run_id: str) -> None:
+        """Stop the job run; one already ended is left as it is."""
+        ...
+
     def close_run(self, run_id: str) -> None:
         """Release what the engine holds for a run that ended (Azure: its Batch job); idempotent."""
         ...

@@ -26,10 +26,11 @@ import yaml
 from predictd_core.cloud.contract import (CONFIGS_PREFIX, FINISH, FOLD, MODEL_FILES, PREPARE, Job, JobSpec,
                                           ObjectVersion, RunLayout, error_key, fold_jobs, is_config_key, key_of,
                                           run_id_for)
-from predictd_core.cloud.ledger import Ledger, run_summary
+from predictd_core.cloud.ledger import Ledger, claim_is_stale, run_summary
 from predictd_core.cloud.ports import JobRunner, Notifier, ObjectStore
-from predictd_core.cloud.states import (ACTIVE_RUN_STATES, FAILED, FAILURE_STATES, FINISHING, PREPARING,
-                                        STATE_RANKS, SUCCEEDED, SUCCESS, TRAINING, JobStateChange)
+from predictd_core.cloud.states import (ACTIVE_RUN_STATES, CANCELLED, FAILED, FAILURE_STATES, FINISHING,
+                                        PREPARING, STATE_RANKS, SUCCEEDED, SUCCESS, TERMINAL_STATES, TRAINING,
+                                        JobStateChange)
 from predictd_core.config import SPARK_SUBMIT_MASTER, RunConfig, parse_config
 from predictd_core.errors import PredictdInputError
 from predictd_core.io import is_remote
@@ -149,20 +150,41 @@ def start_attempt(rt: Runtime, run: dict[str, Any], job: Job, attempt: int,
     """Start ``attempt`` of ``job`` of ``run`` unless it has started: claim it in the ledger, start it on
     the engine with its client token, record its job run id. Returns the attempt item.
 
-    A claim without a job run id (another delivery is starting it, or one stopped before recording)
-    starts again with the same client token, which the engine answers with the same job run.
+    Only the caller holding the claim starts the attempt (a concurrent caller returns at once), and never
+    for a run that has ended: checked before starting, and again once the job run is recorded, when a job
+    started while the run failed is cancelled (the caller failing the run may not have seen it yet).
     """
     layout = rt.layout(run["run_id"])
     nodes = (run.get("nodes") or {}).get(job.stage, 1)
     spec = JobSpec.for_attempt(layout, job, attempt, nodes=nodes, depends_on=depends_on)
     extra = {"model_dir": layout.url(layout.attempt_prefix(job, attempt))} if job.stage == FOLD else {}
-    item = rt.ledger.claim_attempt(spec, **extra)
-    if item.get("job_run_id"):
+    item, claimed = rt.ledger.claim_attempt(spec, **extra)
+    if not claimed:
         return item
+    if not _active(rt, layout.run_id):
+        return rt.ledger.record_state(layout.run_id, job, attempt, CANCELLED, "the run ended before it started")
     job_run_id = rt.runner.start(spec)
     rt.ledger.record_job_run(spec, job_run_id)
     logger.info("run %s: started %s attempt %d as %s", layout.run_id, job.name, attempt, job_run_id)
+    if not _active(rt, layout.run_id):
+        rt.runner.cancel(job_run_id)
     return {**item, "job_run_id": job_run_id}
+
+
+def _active(rt: Runtime, run_id: str) -> bool:
+    return rt.ledger.run(run_id)["state"] in ACTIVE_RUN_STATES
+
+
+def fail_run(rt: Runtime, run_id: str, message: str) -> bool:
+    """End an active run FAILED: its unfinished jobs cancelled, ``run.json`` written, its Batch job closed
+    and a notification sent, by the one call that moved it. Returns whether this call moved it."""
+    if not rt.ledger.transition_run(run_id, FAILED, ACTIVE_RUN_STATES, message=message):
+        return False
+    for item in rt.ledger.attempts(run_id):
+        if item.get("job_run_id") and item["state"] not in TERMINAL_STATES:
+            rt.runner.cancel(item["job_run_id"])
+    _ended(rt, run_id, FAILED, message)
+    return True
 
 
 # ---------------------------------------------------------------------------------------- reprocessing
@@ -233,6 +255,8 @@ def advance(rt: Runtime, change: JobStateChange) -> dict[str, Any]:
     run_id, job, attempt = found
     layout = rt.layout(run_id)
     state, details = change.state, change.details
+    if state in FAILURE_STATES and not details:  # EMR Serverless' events carry no reason: ask the engine
+        details = rt.runner.status(change.job_run_id).details
     if state == SUCCESS and (missing := _missing_outputs(rt, layout, job, attempt)):
         state, details = "FAILED", f"the job succeeded without writing {', '.join(missing)}"
     recorded = rt.ledger.record_state(run_id, job, attempt, state, details)
@@ -243,7 +267,7 @@ def advance(rt: Runtime, change: JobStateChange) -> dict[str, Any]:
     if run["state"] not in ACTIVE_RUN_STATES:
         return outcome | {"action": f"none, the run is {run['state']}"}
     if state in FAILURE_STATES:
-        return outcome | _after_failure(rt, run, job, attempt, details)
+        return outcome | _after_failure(rt, run, job, attempt, state, details, change.exit_code)
     if job.stage == PREPARE:
         if not _enter(rt, run_id, TRAINING, PREPARING):
             return outcome | {"action": "none, the run moved on"}
@@ -256,17 +280,32 @@ def advance(rt: Runtime, change: JobStateChange) -> dict[str, Any]:
 
 
 def reconcile(rt: Runtime) -> list[dict[str, Any]]:
-    """Ask the engine for the state of every attempt the ledger holds as started and unfinished, and feed
-    each answer into :func:`advance`: how runs move on where the engine sends no events (Azure Batch),
-    and how a run whose event was lost still finishes. Returns what was done, per attempt."""
+    """Bring the ledger and the engine back in step; safe to run at any time, as often as wanted.
+
+    For every attempt the ledger holds as unfinished: of an active run, ask the engine for its state and
+    feed any news into :func:`advance` (Azure Batch sends no events; on AWS an event may be lost), and
+    start a claimed attempt whose claimer died before starting it; of a failed run, cancel it (a job
+    started while the run failed). Returns what was done, per attempt.
+    """
     done = []
-    for item in rt.ledger.unfinished_attempts():
-        status = rt.runner.status(item["job_run_id"])
-        if STATE_RANKS.get(status.state, -1) <= item["state_rank"]:
-            continue  # nothing new
-        change = JobStateChange(job_run_id=item["job_run_id"], owner=rt.runner.owner, state=status.state,
-                                details=status.details)
-        done.append(advance(rt, change))
+    for run, attempts in rt.ledger.unfinished():
+        for item in attempts:
+            job = Job.from_name(item["job"])
+            if run["state"] not in ACTIVE_RUN_STATES:
+                if item.get("job_run_id"):
+                    rt.runner.cancel(item["job_run_id"])
+                rt.ledger.record_state(run["run_id"], job, item["attempt"], CANCELLED, f"the run is {run['state']}")
+                done.append({"run_id": run["run_id"], "job": job.name, "action": "cancelled"})
+            elif item.get("job_run_id"):
+                status = rt.runner.status(item["job_run_id"])
+                if STATE_RANKS.get(status.state, -1) > item["state_rank"]:
+                    done.append(advance(rt, JobStateChange(job_run_id=item["job_run_id"], owner=rt.runner.owner,
+                                                           state=status.state, details=status.details,
+                                                           exit_code=status.exit_code)))
+            elif claim_is_stale(item):
+                depends_on = _finish_dependencies(rt, run) if job.stage == FINISH else ()
+                start_attempt(rt, run, job, item["attempt"], depends_on)
+                done.append({"run_id": run["run_id"], "job": job.name, "action": "started a stale claim"})
     return done
 
 
@@ -284,18 +323,38 @@ def _missing_outputs(rt: Runtime, layout: RunLayout, job: Job, attempt: int) -> 
     return [layout.url(key) for key in expected if key not in found]
 
 
-def _after_failure(rt: Runtime, run: dict[str, Any], job: Job, attempt: int, details: str | None) -> dict[str, str]:
-    """The next attempt of a failed job, or the run FAILED when the job used all its attempts."""
+def _after_failure(rt: Runtime, run: dict[str, Any], job: Job, attempt: int, state: str, details: str | None,
+                   exit_code: int | None) -> dict[str, str]:
+    """The next attempt of a failed job; or the run FAILED at once when the job's input is bad (a retry
+    would fail alike) or a person cancelled it, or when the job used all its attempts."""
     layout = rt.layout(run["run_id"])
     if job.stage == FOLD:
         _tag_scratch(rt, layout.attempt_prefix(job, attempt))
+    bad_input = _bad_input(rt, layout, job, attempt, exit_code)
+    if bad_input:
+        fail_run(rt, layout.run_id, f"{job.name}: bad input (not retried): {bad_input}")
+        return {"action": "run failed: bad input"}
+    if state == CANCELLED:
+        fail_run(rt, layout.run_id, f"{job.name} attempt {attempt} was cancelled (not retried)"
+                                    + (f": {details}" if details else ""))
+        return {"action": "run failed: cancelled"}
     if attempt < rt.max_attempts:
         start_attempt(rt, run, job, attempt + 1, _finish_dependencies(rt, run) if job.stage == FINISH else ())
         return {"action": f"started attempt {attempt + 1}"}
-    message = f"{job.name} failed {attempt} times; last: {details or 'no details'}"
-    if rt.ledger.transition_run(layout.run_id, FAILED, ACTIVE_RUN_STATES, message=message):
-        _ended(rt, layout.run_id, FAILED, message)
+    fail_run(rt, layout.run_id, f"{job.name} failed {attempt} times; last: {details or 'no details'}")
     return {"action": "run failed"}
+
+
+def _bad_input(rt: Runtime, layout: RunLayout, job: Job, attempt: int, exit_code: int | None) -> str | None:
+    """The one-line error of an attempt that stopped on bad input (the error file the CLI writes, or exit
+    code 2 where the engine reports exit codes), else None."""
+    found = rt.store.read_current(layout.error_key(job, attempt))
+    if found is not None:
+        try:
+            return json.loads(found[1])["error"]
+        except (ValueError, KeyError):
+            return found[1].decode(errors="replace")[:500]
+    return "the job exited with code 2 (bad input); its log names the file and field" if exit_code == 2 else None
 
 
 def _after_fold_success(rt: Runtime, run: dict[str, Any], job: Job, attempt: int,
@@ -347,16 +406,23 @@ def _after_finish_success(rt: Runtime, layout: RunLayout) -> dict[str, str]:
     manifest = json.loads(current[1]) if current else {}
     outputs = [layout.url(layout.prefix + path) for path in manifest.get("outputs", [])]
     outputs.append(layout.url(layout.manifest_key))
-    summary = run_summary(rt.ledger.run(layout.run_id), rt.ledger.attempts(layout.run_id))
-    summary |= {"state": SUCCEEDED, "outputs": outputs}
-    rt.store.put(layout.run_json_key, json.dumps(summary, indent=2).encode(), "application/json")
+    _write_run_json(rt, layout, state=SUCCEEDED, outputs=outputs)
     if rt.ledger.transition_run(layout.run_id, SUCCEEDED, (FINISHING,), outputs=outputs):
         _ended(rt, layout.run_id, SUCCEEDED, f"outputs under {layout.output_url}/")
     return {"action": "run succeeded"}
 
 
+def _write_run_json(rt: Runtime, layout: RunLayout, **overrides: Any) -> None:
+    """``runs/RUN_ID/run.json``: the ledger's summary of the run (what ``predictd status --json`` prints)."""
+    summary = run_summary(rt.ledger.run(layout.run_id), rt.ledger.attempts(layout.run_id)) | overrides
+    rt.store.put(layout.run_json_key, json.dumps(summary, indent=2).encode(), "application/json")
+
+
 def _ended(rt: Runtime, run_id: str, state: str, message: str) -> None:
-    """What the call that ended a run does once: release the engine's hold on it, then announce it."""
+    """What the call that ended a run does once: ``run.json`` of a failed run (a successful one wrote it
+    before), the engine's hold on the run released, the end announced."""
+    if state == FAILED:
+        _write_run_json(rt, rt.layout(run_id))
     rt.runner.close_run(run_id)
     notify(rt, run_id, state, message)
 

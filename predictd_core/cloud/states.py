@@ -28,7 +28,7 @@ class JobStateChange(BaseModel):
 
     ``job_run_id`` is the id the runner returned when it started the attempt (EMR Serverless job run
     id, Step Functions execution ARN, ``BATCH_JOB/TASK``); ``owner`` the application, state machine or
-    pool the job belongs to.
+    pool the job belongs to; ``exit_code`` the job's, where the engine reports it (Azure Batch).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -37,6 +37,7 @@ class JobStateChange(BaseModel):
     owner: str
     state: str
     details: str | None = None
+    exit_code: int | None = None
 
     @property
     def is_terminal(self) -> bool:

@@ -130,7 +130,7 @@ def test_the_task_runs_the_entry_point_in_the_image_as_the_job_identity_without_
     assert body["commandLine"] == command_line(spec.arguments)
     assert {s["name"]: s["value"] for s in body["environmentSettings"]} == {
         "AZURE_STORAGE_ACCOUNT_NAME": "predictdstore", "AZURE_CLIENT_ID": IDENTITY_CLIENT_ID,
-        "PYSPARK_PYTHON": "python3"}
+        "PYSPARK_PYTHON": "python3", "PREDICTD_ERROR_URL": f"az://runs/{run_id}/attempts/{job.name}/attempt-2/error.json"}
     assert body["constraints"]["maxTaskRetryCount"] == 0
     assert _hours(body["constraints"]["maxWallClockTime"]) == _hours(wall_clock)
     assert _hours(wall_clock) == MAX_WALL_CLOCK[job.stage].total_seconds() / 3600

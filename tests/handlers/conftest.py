@@ -32,6 +32,8 @@ ACCOUNT = "123456789012"  # moto's account: EMR Serverless refuses a job role of
 BUCKET = "predictd-test-bucket"
 TABLE = "predictd-ledger"
 ROLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/predictd-job"
+# What GetJobRun says of a failed job run (EMR Serverless' words).
+FAILED_DETAILS = "Job failed, please check complete logs in configured logging destination. ExitCode: 1."
 NOTIFIED = [("configs/", ".yaml"), ("configs/", ".yml"), ("data/", "")]  # what the stack sends to the handlers
 
 
@@ -132,8 +134,20 @@ class Cloud:
         assert matching, f"no job run with arguments {args}"
         return matching[-1]
 
+    def set_job_state(self, job_run_id: str, state: str) -> None:
+        """The engine's side of a state change: what ``GetJobRun`` answers from now on (a failed job's
+        reason is only there: the state-change event carries none)."""
+        from moto.emrserverless.models import emrserverless_backends
+
+        for job_run in emrserverless_backends[ACCOUNT][REGION].job_runs.get(self.application_id, []):
+            if job_run.id == job_run_id:
+                job_run.state = state
+                job_run.state_details = FAILED_DETAILS if state == "FAILED" else None
+
     def state_change(self, job_run_id: str, state: str, previous: str = "RUNNING") -> dict[str, Any]:
-        """An ``EMR Serverless Job Run State Change`` event as EventBridge delivers it (documented shape)."""
+        """An ``EMR Serverless Job Run State Change`` event as EventBridge delivers it: the documented
+        sample's fields, no ``stateDetails``. The job run's state in moto moves with it."""
+        self.set_job_state(job_run_id, state)
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         detail = {"jobRunId": job_run_id, "applicationId": self.application_id,
                   "arn": f"arn:aws:emr-serverless:{REGION}:{ACCOUNT}:/applications/{self.application_id}"
@@ -141,8 +155,6 @@ class Cloud:
                   "releaseLabel": "emr-7.5.0", "state": state, "previousState": previous,
                   "createdBy": f"arn:aws:sts::{ACCOUNT}:assumed-role/predictd-handlers/on_config",
                   "updatedAt": stamp, "createdAt": stamp}
-        if state == "FAILED":
-            detail["stateDetails"] = "Job failed, please check complete logs in configured logging destination."
         return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "EMR Serverless Job Run State Change",
                 "source": "aws.emr-serverless", "account": ACCOUNT, "time": stamp, "region": REGION,
                 "resources": [], "detail": detail}
@@ -182,6 +194,9 @@ def cloud(moto_endpoint, monkeypatch) -> Cloud:
     from handlers.aws.runtime import runtime
 
     _reset(moto_endpoint)
+    from moto.emrserverless import models as emr_models
+
+    monkeypatch.setattr(emr_models, "JOB_STATUS", "SUBMITTED")  # moto starts job runs SUCCESS; EMR, SUBMITTED
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENGINE",
                  "PREDICTD_STATE_MACHINE_ARN", "PREDICTD_SPARK_PARAMETERS", "PREDICTD_ENTRY_POINT"):
         monkeypatch.delenv(name, raising=False)

@@ -45,7 +45,9 @@ def test_a_config_starts_one_run_with_its_config_and_prepare_job(cloud):
     [job_run] = cloud.job_runs()
     assert job_run["args"] == ["folds", config_url]
     assert job_run["entry_point"] == "local:///opt/predictd/entrypoint.py"
-    assert job_run["role"] == ROLE_ARN and job_run["spark_parameters"] is None
+    assert job_run["role"] == ROLE_ARN  # the driver learns where a bad input's error goes (no other settings)
+    assert job_run["spark_parameters"] == ("--conf spark.emr-serverless.driverEnv.PREDICTD_ERROR_URL="
+                                           f"s3://{BUCKET}/runs/{run_id}/attempts/prepare/attempt-1/error.json")
     assert job_run["tags"]["predictd:run"] == run_id and job_run["tags"]["predictd:stage"] == "prepare"
     assert job_run["client_token"] == client_token(run_id, Job("prepare"), 1)
     assert summary["jobs"][0]["job_run_id"] == job_run["id"]
