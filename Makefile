@@ -25,7 +25,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The AWS CDK CLI (aws-cdk@2), pinned in package-lock.json; npm ci rewrites node_modules/.package-lock.json.
+# The AWS CDK CLI (aws-cdk@2) and Azurite (the tests' Azure Storage), pinned in package-lock.json; npm ci
+# rewrites node_modules/.package-lock.json.
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 
@@ -57,10 +58,12 @@ bench-quick: $(STAMP)
 
 # Synthesize the CloudFormation templates into cdk.out (offline; cdk-nag checks them), then the Azure ARM
 # template into cdk.out/azure (checkov checks it; --skip-download: no Prisma Cloud calls; LOG_LEVEL=ERROR: its
-# graph builder warns about every expression-named dependency it cannot resolve). Deploying: README.
+# graph builder warns about every expression-named dependency it cannot resolve) and the function app's
+# package into cdk.out/azure/functions (`func azure functionapp publish` runs there). Deploying: README.
 synth: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 	AWS_EC2_METADATA_DISABLED=true npx cdk synth --quiet
 	$(BIN)/python -m infra.azure $(AZURE_TEMPLATE)
+	$(BIN)/python -m infra.build azure-functions cdk.out/azure/functions
 	LOG_LEVEL=ERROR $(CHECKOV) --quiet --compact --skip-download --framework arm --file $(AZURE_TEMPLATE)
 
 clean:

@@ -2,7 +2,10 @@
 
 - the Lambda code folder: handlers/ and predictd_core/ beside pydantic and PyYAML installed for the Lambda
   runtime (manylinux x86_64 wheels for CPython 3.12, whatever Python runs the synth);
-- the predictd wheel that the EMR-on-EC2 bootstrap action installs.
+- the predictd wheel that the EMR-on-EC2 bootstrap action installs;
+- the Azure function app's package: ``function_app.py``, ``host.json``, ``requirements.txt`` and handlers/ and
+  predictd_core/, the folder ``func azure functionapp publish`` uploads (the remote build installs the
+  requirements on the Flex Consumption app, so no pip runs here).
 
 Each build lands in ``.cdk-cache/<kind>-<digest of its inputs>/``: a synth whose inputs are unchanged reuses
 it, so tests that synthesize several apps run pip once; a new build replaces the older ones of its kind. A
@@ -12,6 +15,7 @@ build is written under a temporary name and renamed, so an interrupted build is 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -30,14 +34,47 @@ LAMBDA_PLATFORM = "manylinux2014_x86_64"
 LAMBDA_REQUIREMENTS = ("pydantic", "PyYAML")
 _SKIPPED = ("__pycache__", "*.pyc")
 
+# What importing handlers.azure.functions needs: the azure extra's clients and the Functions v2 model, plus
+# predictd_core.config's pydantic and PyYAML (adlfs, also in the extra, is the jobs' and not the handlers').
+AZURE_FUNCTIONS_REQUIREMENTS = ("azure-functions", "azure-storage-blob", "azure-storage-queue", "azure-data-tables",
+                                "azure-batch", "azure-identity", "pydantic", "PyYAML")
+# The Functions host indexes function_app.py for a FunctionApp (Python v2 model): the handlers' own app.
+FUNCTION_APP_PY = '''"""The Azure Functions entry point of predictd (Python v2 model), written by infra/build.py.
 
-def pinned_requirements(names: Iterable[str], pyproject: Path = REPO / "pyproject.toml") -> list[str]:
-    """The ``name==version`` pins of ``names`` in pyproject.toml's dependencies (one place for versions)."""
-    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
-    pins = {re.split(r"[=<>!~ ]", spec, maxsplit=1)[0].lower(): spec for spec in dependencies}
+The host indexes this module for a FunctionApp; the functions (on_blob_created, advance_runs) live in
+handlers/azure/functions.py beside this file.
+"""
+
+from handlers.azure.functions import app  # noqa: F401
+'''
+# host.json: the runtime's 2.0 schema. The Event Grid trigger is a binding extension (only HTTP and timer are
+# built in), taken from extension bundle 4.x as Microsoft's Python v2 templates do. Information-level logs (the
+# host's invocation records and the functions' own loggers) go to Application Insights; invocations
+# (requests) are never sampled away, so the failed-invocation alert and the counts stay exact.
+HOST_JSON = {
+    "version": "2.0",
+    "logging": {
+        "logLevel": {"default": "Information"},
+        "applicationInsights": {"samplingSettings": {"isEnabled": True, "excludedTypes": "Request"}},
+    },
+    "extensionBundle": {"id": "Microsoft.Azure.Functions.ExtensionBundle", "version": "[4.*, 5.0.0)"},
+}
+
+
+def pinned_requirements(names: Iterable[str], pyproject: Path = REPO / "pyproject.toml",
+                        extras: Iterable[str] = ()) -> list[str]:
+    """The ``name==version`` pins of ``names`` in pyproject.toml's dependencies and the optional-dependency
+    groups ``extras`` (one place for versions)."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    extras = list(extras)
+    specs = list(project["dependencies"])
+    for extra in extras:
+        specs += project.get("optional-dependencies", {}).get(extra, [])
+    pins = {re.split(r"[=<>!~ \[;]", spec, maxsplit=1)[0].lower(): spec for spec in specs}
     missing = [name for name in names if name.lower() not in pins]
     if missing:
-        raise ValueError(f"{pyproject}: project.dependencies has no pin for {', '.join(missing)}")
+        where = " or ".join(["project.dependencies", *(f"optional-dependencies.{extra}" for extra in extras)])
+        raise ValueError(f"{pyproject}: {where} has no pin for {', '.join(missing)}")
     return [pins[name.lower()] for name in names]
 
 
@@ -124,3 +161,43 @@ def predictd_wheel() -> Path:
     if len(wheels) != 1:
         raise RuntimeError(f"{folder}: expected one predictd wheel, found {[w.name for w in wheels]}")
     return wheels[0]
+
+
+def azure_functions_dir() -> Path:
+    """The Azure function app's package: function_app.py, host.json, requirements.txt, handlers/, predictd_core/.
+
+    Nothing is installed here: ``func azure functionapp publish APP --python`` from this folder uploads it
+    and the Flex Consumption app's remote build installs requirements.txt (Linux, the app's Python).
+    """
+    packages = [REPO / "handlers", REPO / "predictd_core"]
+    requirements = pinned_requirements(AZURE_FUNCTIONS_REQUIREMENTS, extras=["azure"])
+    host_json = json.dumps(HOST_JSON, indent=2) + "\n"
+    requirements_txt = "".join(f"{pin}\n" for pin in requirements)
+
+    def build(folder: Path) -> None:
+        (folder / "function_app.py").write_text(FUNCTION_APP_PY)
+        (folder / "host.json").write_text(host_json)
+        (folder / "requirements.txt").write_text(requirements_txt)
+        for package in packages:
+            shutil.copytree(package, folder / package.name, ignore=shutil.ignore_patterns(*_SKIPPED))
+
+    digest = _digest(_source_files(packages), [FUNCTION_APP_PY, host_json, requirements_txt])
+    return _cached_build("azure-functions", digest, build)
+
+
+def write_azure_functions(target: Path) -> Path:
+    """Copy :func:`azure_functions_dir` to ``target``, replacing what was there (``make synth``:
+    ``cdk.out/azure/functions``, the folder to publish from)."""
+    source = azure_functions_dir()
+    target = Path(target)
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target)
+    return target
+
+
+if __name__ == "__main__":  # python -m infra.build azure-functions DEST
+    if len(sys.argv) != 3 or sys.argv[1] != "azure-functions":
+        raise SystemExit("usage: python -m infra.build azure-functions DEST")
+    print(write_azure_functions(Path(sys.argv[2])))

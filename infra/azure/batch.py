@@ -11,7 +11,8 @@ from __future__ import annotations
 from infra.azure.arm import expr, lit, param, ref, resource, rid, role_assignment, role_assignment_id, suppress
 from infra.azure.config import (AUTOSCALE_INTERVAL, AZURE_BATCH_POOL, IMAGE_REPOSITORY, NODE_AGENT_SKU, NODE_IMAGE,
                                 SUBNET_PREFIX, VNET_PREFIX)
-from infra.azure.names import BATCH, JOB_IDENTITY, LOCATION, REGISTRY, STORAGE, child, sub, var
+from infra.azure.names import (BATCH, JOB_IDENTITY, LOCATION, PARAMETERS, REGISTRY, STORAGE, child, sub,
+                              var)
 
 IDENTITY_KIND = "Microsoft.ManagedIdentity/userAssignedIdentities"
 REGISTRY_KIND = "Microsoft.ContainerRegistry/registries"
@@ -25,16 +26,59 @@ JOB_PRINCIPAL = "batch-jobs"
 LOGIN_SERVER = f"{ref(REGISTRY_ID, REGISTRY_KIND)}.loginServer"
 IMAGE = f"concat({LOGIN_SERVER}, '/{IMAGE_REPOSITORY}:', {param('imageTag')})"
 
-# Spot nodes for the tasks waiting or running, at most maxNodes, none when nothing is pending. Batch samples
-# $PendingTasks (active + running) every 30 s; the last sample decides, so an idle pool empties within one
-# evaluation interval, and a node is only taken away once its task completes.
+# The autoscale formula. Spot nodes only: as many as tasks are pending, at least `clusterNodes` whenever
+# anything is pending, at most `maxNodes`, none when nothing is pending; a node goes only once its task has
+# completed. What Batch's task variables count (learn.microsoft.com/azure/batch/batch-automatic-scaling,
+# "Read-only service-defined variables"; source: MicrosoftDocs/azure-docs, articles/batch/
+# batch-automatic-scaling.md): $ActiveTasks the tasks ready to run and not yet running (a later revision adds
+# "For a multi-instance task, $ActiveTasks will include the number of instances set on the task"), $RunningTasks
+# "the number of tasks in a running state", $PendingTasks their sum. Batch samples them every 30 s; the formula
+# reads the last sample, so an idle pool empties within one evaluation interval (PT5M).
+#
+# A multi-instance task of N nodes (a config's `cloud: {nodes: N}`) needs N nodes at once, and the counts above
+# can see it as one task: earlier revisions of that page say nothing of instances, and nothing says a *running*
+# multi-instance task counts more than once. Counting tasks alone could then ask for fewer nodes than one
+# cluster needs, and the task would wait forever. So whenever anything is pending, the formula asks for at least
+# `clusterNodes` (the largest cluster a run may ask for): one such cluster can always start. What it does not
+# do: size the pool for several clusters at once when Batch counts each as one task; they then take turns on the
+# nodes there are (never fewer than one cluster's worth): slower, not stuck. Running tasks are never cut
+# short: `taskcompletion` removes a node only once its task (or subtask) has ended. `maxNodes` caps the pool,
+# except that it never keeps one cluster of `clusterNodes` from starting (a cap below that would stall such
+# runs, not save money).
 AUTOSCALE_FORMULA = " ".join([
+    "$maxNodes = {max_nodes};",
+    "$clusterNodes = {cluster_nodes};",
     "$samples = $PendingTasks.GetSamplePercent(TimeInterval_Minute * 5);",
     "$pending = $samples < 1 ? 0 : max(0, $PendingTasks.GetSample(1));",
-    "$TargetLowPriorityNodes = min($pending, {max_nodes});",
+    "$wanted = $pending > 0 ? max($pending, $clusterNodes) : 0;",
+    "$TargetLowPriorityNodes = min($wanted, max($maxNodes, $clusterNodes));",
     "$TargetDedicatedNodes = 0;",
     "$NodeDeallocationOption = taskcompletion;",
 ])
+# The formula's placeholders and the template parameters that fill them.
+AUTOSCALE_PARAMETERS = {"{max_nodes}": "maxNodes", "{cluster_nodes}": "clusterNodes"}
+
+# The template parameter of the largest cluster (to move into names.PARAMETERS beside maxNodes: it is
+# registered there from here only because names.py belongs to another change).
+CLUSTER_NODES_PARAMETER = {
+    "type": "int", "defaultValue": 1, "minValue": 1, "maxValue": 100,
+    "metadata": {"description": "Nodes of the largest cluster a run asks for (a config's cloud.nodes): whenever a "
+                                "task is pending the pool keeps at least this many spot nodes, so that a "
+                                "multi-instance task of that size can start."}}
+PARAMETERS.setdefault("clusterNodes", CLUSTER_NODES_PARAMETER)
+
+
+def autoscale_formula_expression(formula: str = AUTOSCALE_FORMULA) -> str:
+    """``formula`` as an ARM expression: its placeholders replaced by the parameters' values."""
+    parts, rest = [], formula
+    while True:
+        found = [(rest.index(key), key) for key in AUTOSCALE_PARAMETERS if key in rest]
+        if not found:
+            break
+        at, key = min(found)
+        parts += [lit(rest[:at]), f"string({param(AUTOSCALE_PARAMETERS[key])})"]
+        rest = rest[at + len(key):]
+    return expr(f"concat({', '.join([*parts, lit(rest)])})")
 
 
 def job_identity() -> list[dict]:
@@ -121,7 +165,6 @@ def batch_account() -> dict:
 def pool() -> dict:
     """The predictd pool: containers of the image, spot nodes by autoscale, no public IPs, the jobs' identity."""
     registry_entry = {"registryServer": expr(LOGIN_SERVER), "identityReference": {"resourceId": expr(IDENTITY_ID)}}
-    before, after = AUTOSCALE_FORMULA.split("{max_nodes}")
     return resource(
         f"{BATCH_KIND}/pools", child(BATCH, sub(AZURE_BATCH_POOL)),
         depends_on=[expr(BATCH_ID), expr(SUBNET_ID), expr(REGISTRY_ID),
@@ -139,8 +182,7 @@ def pool() -> dict:
                 "imageReference": dict(NODE_IMAGE), "nodeAgentSkuId": NODE_AGENT_SKU,
                 "containerConfiguration": {"type": "DockerCompatible", "containerImageNames": [expr(IMAGE)],
                                            "containerRegistries": [registry_entry]}}},
-            "scaleSettings": {"autoScale": {"formula": expr(f"concat({lit(before)}, string({param('maxNodes')}), "
-                                                                 f"{lit(after)})"),
+            "scaleSettings": {"autoScale": {"formula": autoscale_formula_expression(),
                                             "evaluationInterval": AUTOSCALE_INTERVAL}},
             "networkConfiguration": {"subnetId": expr(SUBNET_ID),
                                      "publicIPAddressConfiguration": {"provision": "NoPublicIPAddresses"}},

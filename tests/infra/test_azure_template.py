@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.azure.batch import AUTOSCALE_FORMULA
+from infra.azure.batch import AUTOSCALE_FORMULA, AUTOSCALE_PARAMETERS
 from infra.azure.config import BLOB_CREATED_FUNCTION, DEADLETTER_CONTAINER, NODE_AGENT_SKU, NODE_IMAGE, ROLES
 from infra.azure.functions import SETTINGS_VALUES
 from infra.azure.template import build_template, write_template
@@ -69,7 +69,9 @@ def grants(template: dict) -> set[tuple[str, str, str]]:
 def test_parameters_image_tag_required_and_events_off_by_default(template):
     parameters = template["parameters"]
     assert set(parameters) == {"location", "namePrefix", "imageTag", "deploymentContainer", "alertEmail", "vmSize",
-                               "maxNodes", "operatorPrincipalId", "subscribeEvents"}
+                               "maxNodes", "clusterNodes", "operatorPrincipalId", "subscribeEvents"}
+    assert parameters["clusterNodes"] == {**parameters["clusterNodes"], "type": "int", "defaultValue": 1,
+                                          "minValue": 1}
     assert parameters["operatorPrincipalId"]["defaultValue"] == ""
     assert "defaultValue" not in parameters["imageTag"] and "defaultValue" not in parameters["alertEmail"]
     assert parameters["subscribeEvents"] == {**parameters["subscribeEvents"], "type": "bool", "defaultValue": False}
@@ -235,17 +237,61 @@ def test_pool_runs_the_image_on_spot_nodes_without_public_ips(template):
         "[resourceId('Microsoft.Network/virtualNetworks/subnets'")
     autoscale = props["scaleSettings"]["autoScale"]
     assert autoscale["evaluationInterval"] == "PT5M"
-    assert autoscale["formula"] == ("[concat('" + AUTOSCALE_FORMULA.split("{max_nodes}")[0]
-                                    + "', string(parameters('maxNodes')), '" + AUTOSCALE_FORMULA.split("{max_nodes}")[1]
-                                    + "')]")
+    expected = AUTOSCALE_FORMULA
+    for placeholder, name in AUTOSCALE_PARAMETERS.items():
+        expected = expected.replace(placeholder, f"', string(parameters('{name}')), '")
+    assert autoscale["formula"] == f"[concat('{expected}')]"
+
+
+def evaluate_autoscale(formula: str, pending_samples: list[float], **values: int) -> dict:
+    """Run an autoscale formula the way Batch would, for the few constructs this one uses: ``$X = e;``
+    statements, ``a ? b : c``, comparisons, min/max, and $PendingTasks's last sample (none: no samples yet).
+    Returns the variables it sets."""
+    for placeholder, name in AUTOSCALE_PARAMETERS.items():
+        formula = formula.replace(placeholder, str(values[name]))
+    scope = {"min": lambda *a: min(a), "max": lambda *a: max(a), "taskcompletion": "taskcompletion",
+             "TimeInterval_Minute": 60, "percent": 100.0 if pending_samples else 0.0,
+             "last": pending_samples[-1] if pending_samples else float("nan")}
+    variables = {}
+    for statement in filter(None, (part.strip() for part in formula.split(";"))):
+        name, text = (side.strip() for side in statement.split("=", 1))
+        text = re.sub(r"\$PendingTasks\.GetSamplePercent\([^)]*\)", "percent", text)
+        text = text.replace("$PendingTasks.GetSample(1)", "last")
+        assert "$PendingTasks" not in text and "$ActiveTasks" not in text, text  # a construct this does not run
+        text = re.sub(r"\$(\w+)", r"v_\1", text)
+        ternary = re.fullmatch(r"(.+?) \? (.+?) : (.+)", text)
+        if ternary:
+            text = "({1}) if ({0}) else ({2})".format(*ternary.groups())
+        scope[f"v_{name[1:]}"] = variables[name] = eval(text, scope)  # noqa: S307 (our own formula)
+    return variables
 
 
 def test_autoscale_formula_goes_to_zero_on_spot_only():
-    formula = AUTOSCALE_FORMULA.replace("{max_nodes}", "20")
-    assert "$TargetDedicatedNodes = 0;" in formula
-    assert "$TargetLowPriorityNodes = min($pending, 20);" in formula
-    assert "$samples < 1 ? 0" in formula and "$PendingTasks" in formula
-    assert "$NodeDeallocationOption = taskcompletion;" in formula
+    formula = AUTOSCALE_FORMULA
+    assert "$TargetDedicatedNodes = 0;" in formula and "$NodeDeallocationOption = taskcompletion;" in formula
+    for samples in ([], [0], [3, 0]):  # no samples yet, or nothing pending: no node
+        assert evaluate_autoscale(formula, samples, maxNodes=20, clusterNodes=4)["$TargetLowPriorityNodes"] == 0
+    result = evaluate_autoscale(formula, [0], maxNodes=20, clusterNodes=1)
+    assert (result["$TargetLowPriorityNodes"], result["$TargetDedicatedNodes"]) == (0, 0)
+
+
+def test_autoscale_formula_gives_one_node_per_pending_task_up_to_max_nodes():
+    for pending, nodes in ((1, 1), (7, 7), (20, 20), (45, 20)):
+        assert evaluate_autoscale(AUTOSCALE_FORMULA, [pending], maxNodes=20, clusterNodes=1)[
+            "$TargetLowPriorityNodes"] == nodes
+
+
+def test_autoscale_formula_brings_up_the_largest_cluster_when_batch_counts_it_as_one_task():
+    """A multi-instance task of N nodes may count as one pending task: the pool still gets N nodes."""
+    def target(pending: int, cluster: int, max_nodes: int = 20) -> int:
+        return evaluate_autoscale(AUTOSCALE_FORMULA, [pending], maxNodes=max_nodes, clusterNodes=cluster)[
+            "$TargetLowPriorityNodes"]
+
+    assert target(1, 4) == 4          # one 4-node cluster waiting, counted once
+    assert target(3, 4) == 4          # three tasks: at least one cluster's worth
+    assert target(30, 4) == 20        # many: one node per pending task, capped by maxNodes
+    assert target(1, 8, max_nodes=4) == 8  # a cap below one cluster would stall it: the cluster wins
+    assert target(0, 8) == 0          # and nothing at all when idle
 
 
 def test_nodes_leave_through_a_nat_gateway_from_a_subnet_with_an_nsg(template):
