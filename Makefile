@@ -18,6 +18,8 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
 AZURE_TEMPLATE := cdk.out/azure/predictd.json
+# The image tag the checked templates name (deploys name theirs: npx cdk deploy -c image-tag=v1).
+IMAGE_TAG ?= synth-check
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,7 +63,7 @@ bench-quick: $(STAMP)
 # graph builder warns about every expression-named dependency it cannot resolve) and the function app's
 # package into cdk.out/azure/functions (`func azure functionapp publish` runs there). Deploying: README.
 synth: $(STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
-	AWS_EC2_METADATA_DISABLED=true npx cdk synth --quiet
+	AWS_EC2_METADATA_DISABLED=true npx cdk synth --quiet -c image-tag=$(IMAGE_TAG)
 	$(BIN)/python -m infra.azure $(AZURE_TEMPLATE)
 	$(BIN)/python -m infra.build azure-functions cdk.out/azure/functions
 	LOG_LEVEL=ERROR $(CHECKOV) --quiet --compact --skip-download --framework arm --file $(AZURE_TEMPLATE)

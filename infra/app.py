@@ -1,15 +1,18 @@
 """The CDK app (cdk.json runs ``python -m infra.app``): composition only.
 
-``-c engine=emr-ec2`` adds the EMR-on-EC2 engine; ``-c image-tag=TAG`` picks the image EMR Serverless runs.
-cdk-nag's AwsSolutions pack validates every synth: a finding fails it.
+``-c engine=emr-ec2`` adds the EMR-on-EC2 engine; ``-c image-tag=TAG`` (required) names the image EMR
+Serverless runs. A missing or bad context value ends the synth with one line naming the key. cdk-nag's
+AwsSolutions pack validates every synth: a finding fails it.
 """
 
 from __future__ import annotations
 
+import sys
+
 from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
-from infra.config import DeploySettings
+from infra.config import DeploySettings, SettingsError
 from infra.stacks.images_stack import ImagesStack
 from infra.stacks.predictd_stack import PredictdStack
 
@@ -24,5 +27,14 @@ def build_app(app: App) -> App:
     return app
 
 
+def main() -> None:
+    """Synthesize the app; a settings error exits non-zero with its one-line message (no traceback)."""
+    try:
+        app = build_app(App())
+    except SettingsError as error:
+        sys.exit(f"predictd CDK app: {error}")
+    app.synth()
+
+
 if __name__ == "__main__":
-    build_app(App()).synth()
+    main()

@@ -7,6 +7,7 @@ tag of the cloud contract.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # The cloud contract's layout (prefixes, scratch tag and its expiry, attempts per job) is shared with the
@@ -43,6 +44,15 @@ SPARK_SUBMIT_PARAMETERS = (f"--conf spark.emr-serverless.driverEnv.PYSPARK_DRIVE
 ENGINES = ("emr-serverless", "emr-ec2")
 
 
+IMAGE_TAG_KEY = "image-tag"
+# Docker's tag grammar (ECR accepts the same): what `docker push REPO:TAG` can have pushed.
+_IMAGE_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+
+class SettingsError(ValueError):
+    """A missing or invalid ``-c`` context value; its message is one line that names the key."""
+
+
 @dataclass(frozen=True)
 class DeploySettings:
     """What `cdk deploy -c engine=... -c image-tag=...` chose.
@@ -53,22 +63,30 @@ class DeploySettings:
         ``emr-serverless`` (default) or ``emr-ec2``: the latter adds the Step Functions state machine that
         runs each job on a transient EMR-on-EC2 cluster, and the handlers start executions of it.
     image_tag : str
-        The tag of the predictd image in the stack's ECR repository that EMR Serverless runs.
+        The tag of the predictd image in the stack's ECR repository that EMR Serverless runs. Required, with
+        no default: tags are immutable, so the tag names exactly one pushed image and a deploy never picks up
+        whatever was pushed last.
     """
 
     engine: str = "emr-serverless"
-    image_tag: str = "latest"
+    image_tag: str | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
-            raise ValueError(f"The 'engine' context value must be one of {', '.join(ENGINES)}. "
-                             f"Got {self.engine!r} instead (cdk deploy -c engine=emr-ec2).")
+            raise SettingsError(f"The 'engine' context value must be one of {', '.join(ENGINES)}. "
+                                f"Got {self.engine!r} instead (cdk deploy -c engine=emr-ec2).")
+        if not self.image_tag:
+            raise SettingsError(f"The '{IMAGE_TAG_KEY}' context value is required: the tag of the predictd image "
+                                f"pushed to the PredictdImages repository (cdk synth|deploy -c {IMAGE_TAG_KEY}=v1).")
+        if not _IMAGE_TAG.fullmatch(self.image_tag):
+            raise SettingsError(f"The '{IMAGE_TAG_KEY}' context value {self.image_tag!r} is not an image tag "
+                                f"(letters, digits, '_', '.' and '-', at most 128, not starting with '.' or '-').")
 
     @classmethod
     def from_context(cls, node) -> DeploySettings:
         """Read the settings from a construct node's context (``-c engine=emr-ec2 -c image-tag=v1``)."""
         return cls(engine=node.try_get_context("engine") or cls.engine,
-                   image_tag=node.try_get_context("image-tag") or cls.image_tag)
+                   image_tag=node.try_get_context(IMAGE_TAG_KEY))
 
     @property
     def uses_emr_ec2(self) -> bool:

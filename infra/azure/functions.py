@@ -15,6 +15,7 @@ from infra.azure.config import (AZURE_BATCH_POOL, AZURE_ENVIRONMENT, AZURE_LEDGE
                                 LOG_RETENTION_DAYS, MAX_ATTEMPTS)
 from infra.azure.names import BATCH, FUNCTION_APP, LOCATION, STORAGE, child, sub, var
 from infra.azure.storage import ACCOUNT_ID
+from predictd_core.cloud.contract import REPROCESS_DELAY_SECONDS
 
 SITE_KIND = "Microsoft.Web/sites"
 SITE_ID = rid(SITE_KIND, FUNCTION_APP)
@@ -43,6 +44,7 @@ SETTINGS_VALUES = {
     "job_identity_client_id": expr(f"{ref(IDENTITY_ID, IDENTITY_KIND)}.clientId"),
     "job_identity_resource_id": expr(IDENTITY_ID),
     "max_attempts": str(MAX_ATTEMPTS),
+    "reprocess_delay": str(REPROCESS_DELAY_SECONDS),
 }
 
 

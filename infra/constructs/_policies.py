@@ -17,6 +17,11 @@ def object_statement(bucket: s3.IBucket, actions: Sequence[str], prefixes: Seque
                                resources=[bucket.arn_for_objects(f"{prefix}*") for prefix in prefixes])
 
 
+def pattern_statement(bucket: s3.IBucket, actions: Sequence[str], patterns: Sequence[str]) -> iam.PolicyStatement:
+    """Allow ``actions`` on the objects whose keys match ``patterns`` (``configs/*.error.json``) of ``bucket``."""
+    return iam.PolicyStatement(actions=list(actions), resources=[bucket.arn_for_objects(p) for p in patterns])
+
+
 def list_statement(bucket: s3.IBucket, prefixes: Sequence[str]) -> iam.PolicyStatement:
     """Allow listing ``bucket`` only below ``prefixes`` (s3fs lists to find directories and zarr chunks)."""
     return iam.PolicyStatement(actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
@@ -33,6 +38,12 @@ def acknowledge_prefix_wildcards(scope: Construct, bucket: s3.IBucket, prefixes:
         Validations.of(scope).acknowledge(Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{bucket_id}.Arn>/{prefix}*]",
             reason=f"Objects under the {prefix} prefix of the predictd bucket (the cloud contract's layout)."))
+
+
+def acknowledge_pattern_wildcard(scope: Construct, bucket: s3.IBucket, pattern: str, reason: str) -> None:
+    """Acknowledge cdk-nag's IAM5 finding for the ``<bucket>/pattern`` object resource granted below ``scope``."""
+    Validations.of(scope).acknowledge(Acknowledgment(
+        id=f"AwsSolutions-IAM5[Resource::<{logical_id(bucket.node.default_child)}.Arn>/{pattern}]", reason=reason))
 
 
 def logical_id(resource: CfnElement) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from aws_cdk import (Acknowledgment, Duration, RemovalPolicy, Validations, aws_cloudwatch as cloudwatch,
-                     aws_cloudwatch_actions as cw_actions, aws_iam as iam, aws_lambda as lambda_,
-                     aws_logs as logs, aws_sns as sns, aws_sqs as sqs)
+                     aws_iam as iam, aws_lambda as lambda_, aws_logs as logs, aws_sqs as sqs)
 from constructs import Construct
+
+from infra.constructs.notifications import RunNotifications
 
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 MEMORY_MB = 512
@@ -30,8 +31,8 @@ class HandlerFunction(Construct):
         The shared code asset (handlers/, predictd_core/, pydantic, PyYAML).
     environment : Mapping[str, str]
         The contract's PREDICTD_* variables.
-    topic : aws_sns.ITopic
-        Where its alarms (errors, events in the dead-letter queue) go.
+    notifications : RunNotifications
+        Where its alarms (errors, events in the dead-letter queue) go (the topic lets exactly them publish).
     statements : list of aws_iam.PolicyStatement
         Everything the handler may do besides writing its logs and its dead-letter queue.
 
@@ -43,7 +44,7 @@ class HandlerFunction(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, handler: str, code: lambda_.Code,
-                 environment: Mapping[str, str], topic: sns.ITopic,
+                 environment: Mapping[str, str], notifications: RunNotifications,
                  statements: list[iam.PolicyStatement]) -> None:
         super().__init__(scope, construct_id)
         log_group = logs.LogGroup(self, "Logs", retention=LOG_RETENTION, removal_policy=RemovalPolicy.DESTROY)
@@ -68,7 +69,6 @@ class HandlerFunction(Construct):
             reason="The cloud contract pins python3.12: the code asset's pydantic-core wheels are built for "
                    "CPython 3.12 and the handlers are tested against it."))
 
-        action = cw_actions.SnsAction(topic)
         self.error_alarm = self.function.metric_errors(period=Duration.minutes(5)).create_alarm(
             self, "Errors", threshold=1, evaluation_periods=1,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
@@ -81,4 +81,4 @@ class HandlerFunction(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             alarm_description=f"events {handler} gave up on wait in its dead-letter queue")
         for alarm in (self.error_alarm, self.dead_letter_alarm):
-            alarm.add_alarm_action(action)
+            notifications.notify_on(alarm)

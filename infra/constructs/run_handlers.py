@@ -9,19 +9,25 @@ from constructs import Construct
 from infra.build import lambda_code_dir
 from infra.config import (CONFIG_SUFFIXES, CONFIGS_PREFIX, DATA_PREFIX, ENTRY_POINT, MAX_ATTEMPTS, RUNS_PREFIX,
                           SPARK_SUBMIT_PARAMETERS, DeploySettings)
-from infra.constructs._policies import (OBJECT_READ, acknowledge_prefix_wildcards, list_statement, logical_id,
-                                        object_statement)
+from infra.constructs._policies import (OBJECT_READ, acknowledge_pattern_wildcard, acknowledge_prefix_wildcards,
+                                        list_statement, logical_id, object_statement, pattern_statement)
 from infra.constructs.emr_ec2_runner import EmrEc2Runner
 from infra.constructs.handler_function import HandlerFunction
 from infra.constructs.job_state_rule import JobStateRule
 from infra.constructs.notifications import RunNotifications
 from infra.constructs.run_ledger import RunLedger
 from infra.constructs.spark_application import SparkApplication
+from predictd_core.cloud.contract import error_key
 from predictd_core.cloud.settings import aws_environment
 
-# Handlers write (and, once the config is valid again, delete) configs/NAME.error.json; under runs/ they
-# write run files, copy attempts to models/ (PutObject is the copy's target) and tag scratch attempts.
+# configs/NAME.yaml -> configs/NAME.error.json (the contract's error_key): the suffix every error file has.
+ERROR_SUFFIX = error_key(f"{CONFIGS_PREFIX}x.yaml").removeprefix(f"{CONFIGS_PREFIX}x")
+
+# Handlers write (and, once the config is valid again, delete) configs/NAME.error.json and no other object
+# under configs/; under runs/ they write run files, copy attempts to models/ (PutObject is the copy's target)
+# and tag scratch attempts.
 CONFIG_WRITE = ("s3:PutObject", "s3:DeleteObject")
+ERROR_FILES = f"{CONFIGS_PREFIX}*{ERROR_SUFFIX}"
 RUN_WRITE = ("s3:PutObject", "s3:PutObjectTagging")
 ALL_PREFIXES = [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]
 # The id under which aws_s3.Bucket.add_event_notification puts its singleton custom resource in the stack.
@@ -58,14 +64,15 @@ class RunHandlers(Construct):
         if runner is not None:
             fields["state_machine_arn"] = runner.state_machine.state_machine_arn
         self.environment = aws_environment(**fields)
-        starts = spark.start_job_statements()
+        # Start jobs, read their state (the reconciler) and cancel them (a failed or cancelled run).
+        starts = spark.start_job_statements() + spark.job_control_statements()
         if runner is not None:
-            starts += runner.start_execution_statements()
+            starts += runner.start_execution_statements() + runner.execution_control_statements()
         shared = [ledger.read_write_statement(), *notifications.publish_statements(), *starts]
 
         code = lambda_.Code.from_asset(str(lambda_code_dir()))
-        self._bucket, self._code, self._topic, self._shared = bucket, code, notifications.topic, shared
-        self._spark = spark
+        self._bucket, self._code, self._notifications, self._shared = bucket, code, notifications, shared
+        self._spark, self._runner = spark, runner
         # The config and data handlers read every prefix and write error files next to configs and run files;
         # the job-state handler works inside runs/ only (copies attempts to models/, writes run.json).
         self.on_config = self._handler("OnConfig", "handlers.on_config.handler", ALL_PREFIXES, write_configs=True)
@@ -91,11 +98,18 @@ class RunHandlers(Construct):
         statements = [object_statement(bucket, OBJECT_READ, read), object_statement(bucket, RUN_WRITE, [RUNS_PREFIX]),
                       list_statement(bucket, read), *self._shared]
         if write_configs:
-            statements.append(object_statement(bucket, CONFIG_WRITE, [CONFIGS_PREFIX]))
+            statements.append(pattern_statement(bucket, CONFIG_WRITE, [ERROR_FILES]))
         function = HandlerFunction(self, construct_id, handler=handler, code=self._code,
-                                   environment=self.environment, topic=self._topic, statements=statements)
+                                   environment=self.environment, notifications=self._notifications,
+                                   statements=statements)
         acknowledge_prefix_wildcards(function, bucket, read)
+        if write_configs:
+            acknowledge_pattern_wildcard(function, bucket, ERROR_FILES,
+                                         "The error files configs/NAME.error.json beside the configs: one per "
+                                         "config name, known only when a config arrives.")
         self._acknowledge_job_wildcards(function)
+        if self._runner is not None:
+            self._runner.acknowledge_execution_wildcard(function)
         return function
 
     def _acknowledge_notifications_handler(self) -> None:
@@ -111,4 +125,5 @@ class RunHandlers(Construct):
         """Job runs are created at run time: only the application's ARN with `/jobruns/*` can name them."""
         Validations.of(handler).acknowledge(Acknowledgment(
             id=f"AwsSolutions-IAM5[Resource::<{logical_id(self._spark.application)}.Arn>/jobruns/*]",
-            reason="StartJobRun tags the job run it creates (TagResource); job run ids exist only at run time."))
+            reason="Job run ids exist only at run time: StartJobRun tags the job run it creates (TagResource), the "
+                   "reconciler reads job runs (GetJobRun) and a failed run cancels its jobs (CancelJobRun)."))

@@ -43,7 +43,6 @@ class SparkApplication(Construct):
         super().__init__(scope, construct_id)
         self.log_group = logs.LogGroup(self, "JobLogs", retention=LOG_RETENTION,
                                        removal_policy=RemovalPolicy.DESTROY)
-        self.job_role = self._job_role(bucket)
         self.application = emrs.CfnApplication(
             self, "Application", name="predictd", type="Spark", release_label=EMR_RELEASE_LABEL,
             architecture="X86_64",
@@ -57,29 +56,49 @@ class SparkApplication(Construct):
                 cloud_watch_logging_configuration=emrs.CfnApplication.CloudWatchLoggingConfigurationProperty(
                     enabled=True, log_group_name=self.log_group.log_group_name, log_stream_name_prefix="predictd")),
         )
+        self.job_role = self._job_role(bucket)
 
     @property
     def application_arn(self) -> str:
         """The application's ARN (the resource of emr-serverless:StartJobRun)."""
         return self.application.attr_arn
 
+    @property
+    def job_runs_arn(self) -> str:
+        """``<application ARN>/jobruns/*``: the application's job runs, whose ids exist only at run time."""
+        return f"{self.application_arn}/jobruns/*"
+
+    def job_control_statements(self) -> list[iam.PolicyStatement]:
+        """What the run logic needs besides starting: read a job run's state (the reconciler's GetJobRun, and
+        the failure reason the state-change event does not carry) and cancel job runs of a failed or
+        cancelled run; on this application's job runs only."""
+        return [iam.PolicyStatement(actions=["emr-serverless:GetJobRun", "emr-serverless:CancelJobRun"],
+                                    resources=[self.job_runs_arn])]
+
     def start_job_statements(self) -> list[iam.PolicyStatement]:
         """What a job starter needs: start job runs of this application, tagged, and pass the job role."""
         return [
             iam.PolicyStatement(actions=["emr-serverless:StartJobRun"], resources=[self.application_arn]),
             # StartJobRun with tags (run, stage, job, attempt) tags the new job run: tag-on-create.
-            iam.PolicyStatement(actions=["emr-serverless:TagResource"],
-                                resources=[f"{self.application_arn}/jobruns/*"]),
+            iam.PolicyStatement(actions=["emr-serverless:TagResource"], resources=[self.job_runs_arn]),
             iam.PolicyStatement(actions=["iam:PassRole"], resources=[self.job_role.role_arn],
                                 conditions={"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}),
         ]
 
     def _job_role(self, bucket: s3.IBucket) -> iam.Role:
-        """The job runtime role: the bucket prefixes of the contract and the application's log group."""
+        """The job runtime role: the bucket prefixes of the contract and the application's log group.
+
+        Jobs read ``configs/`` and ``data/`` (a run's config resolves its tracks against the config's folder)
+        and read and write ``runs/`` (the run config, stores, attempts, models, outputs); nothing else of the
+        bucket. Only this application's jobs may assume the role (aws:SourceArn, aws:SourceAccount: the
+        confused-deputy conditions EMR Serverless documents for job runtime roles).
+        """
         stack = Stack.of(self)
         role = iam.Role(self, "JobRole", description="predictd EMR Serverless jobs",
                         assumed_by=iam.ServicePrincipal("emr-serverless.amazonaws.com").with_conditions(
-                            {"StringEquals": {"aws:SourceAccount": stack.account}}))
+                            {"StringEquals": {"aws:SourceAccount": stack.account},
+                             # The application, or one of its job runs: whichever EMR Serverless names.
+                             "ArnLike": {"aws:SourceArn": [self.application_arn, f"{self.application_arn}/*"]}}))
         role.add_to_policy(object_statement(bucket, OBJECT_READ, [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]))
         role.add_to_policy(object_statement(bucket, OBJECT_WRITE, [RUNS_PREFIX]))
         role.add_to_policy(list_statement(bucket, [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]))

@@ -16,7 +16,9 @@ from aws_cdk import App, assertions  # noqa: E402  (after the environment jsii r
 from infra.app import build_app  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-CDK_CONTEXT = json.loads((REPO / "cdk.json").read_text())["context"]
+# cdk.json's context plus the image tag every deploy must name (`-c image-tag=...`: there is no default).
+TEST_IMAGE_TAG = "v1"
+CDK_CONTEXT = {**json.loads((REPO / "cdk.json").read_text())["context"], "image-tag": TEST_IMAGE_TAG}
 
 
 @dataclass
@@ -44,7 +46,7 @@ def synthesize(outdir: Path, **context: str) -> SynthesizedApp:
 
 @pytest.fixture(scope="session")
 def serverless_app(tmp_path_factory) -> SynthesizedApp:
-    """The default deployment: engine emr-serverless, image tag latest."""
+    """The default deployment: engine emr-serverless, ``-c image-tag=v1``."""
     return synthesize(tmp_path_factory.mktemp("cdk-serverless"))
 
 

@@ -28,7 +28,7 @@ def test_npm_cli_synthesizes_both_stacks(tmp_path):
     version = subprocess.run([str(CDK), "--version"], capture_output=True, text=True, check=True).stdout
     assert version.startswith("2."), version  # the v2 CLI: aws-cdk-lib 2.x cloud assemblies
     outdir = tmp_path / "cdk.out"
-    result = subprocess.run([str(CDK), "synth", "--quiet", "--output", str(outdir)], cwd=REPO,
+    result = subprocess.run([str(CDK), "synth", "--quiet", "-c", "image-tag=v1", "--output", str(outdir)], cwd=REPO,
                             env=offline_environment(tmp_path), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     manifest = json.loads((outdir / "manifest.json").read_text())

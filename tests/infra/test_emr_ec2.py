@@ -1,15 +1,19 @@
-"""The EMR-on-EC2 variant (``-c engine=emr-ec2 -c image-tag=v7``): state machine, spot fleets, routing."""
+"""The EMR-on-EC2 variant (``-c engine=emr-ec2 -c image-tag=v7``): state machine, fleets, encryption, routing."""
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
 import zipfile
 from pathlib import Path
 
+import pytest
+from cryptography import x509
+
 from infra.config import EMR_RELEASE_LABEL
-from infra.constructs.emr_ec2_runner import BOOTSTRAP_SCRIPT, ENTRY_POINT
-from tests.infra.test_stack import functions_by_handler, of_type, one_of_type
+from infra.constructs.emr_ec2_runner import BOOTSTRAP_SCRIPT, ENTRY_POINT, node_requirements
+from tests.infra.test_stack import _role_statements, functions_by_handler, of_type, one_of_type
 
 
 def state_machine_definition(resources: dict) -> tuple[str, dict]:
@@ -29,7 +33,7 @@ def staged_asset(app, url: str) -> Path:
     return app.outdir / asset["source"]["path"]
 
 
-def test_cluster_has_an_on_demand_primary_and_spot_core_and_task_fleets(emr_ec2_app):
+def test_cluster_has_on_demand_primary_and_core_fleets_and_a_spot_task_fleet(emr_ec2_app):
     _, definition = state_machine_definition(emr_ec2_app.resources)
     create = definition["States"]["CreateCluster"]
     assert create["Resource"].endswith(":elasticmapreduce:createCluster.sync")
@@ -39,17 +43,28 @@ def test_cluster_has_an_on_demand_primary_and_spot_core_and_task_fleets(emr_ec2_
     fleets = {fleet["InstanceFleetType"]: fleet for fleet in params["Instances"]["InstanceFleets"]}
     assert set(fleets) == {"MASTER", "CORE", "TASK"}
     assert fleets["MASTER"]["TargetOnDemandCapacity"] == 1 and "TargetSpotCapacity" not in fleets["MASTER"]
-    for kind in ("CORE", "TASK"):
-        fleet = fleets[kind]
-        assert fleet["TargetSpotCapacity"] >= 1 and "TargetOnDemandCapacity" not in fleet
+    # Core nodes (HDFS, the driver's application master in cluster mode) on demand, task nodes on spot.
+    core = fleets["CORE"]
+    assert core["TargetOnDemandCapacity"] >= 1 and "TargetSpotCapacity" not in core
+    assert set(core["LaunchSpecifications"]) == {"OnDemandSpecification"}
+    task = fleets["TASK"]
+    assert task["TargetSpotCapacity"] >= 1 and "TargetOnDemandCapacity" not in task
+    assert set(task["LaunchSpecifications"]) == {"SpotSpecification"}
+    spot = task["LaunchSpecifications"]["SpotSpecification"]
+    assert spot["AllocationStrategy"] == "price-capacity-optimized"
+    assert spot["TimeoutAction"] == "SWITCH_TO_ON_DEMAND"
+    for fleet in (core, task):
         assert len({config["InstanceType"] for config in fleet["InstanceTypeConfigs"]}) >= 4
-        spot = fleet["LaunchSpecifications"]["SpotSpecification"]
-        assert spot["AllocationStrategy"] == "price-capacity-optimized"
-        assert spot["TimeoutAction"] == "SWITCH_TO_ON_DEMAND"
     assert len(params["Instances"]["Ec2SubnetIds"]) == 2
     [bootstrap] = params["BootstrapActions"]
-    script, (wheel_url, wheel_name) = (bootstrap["ScriptBootstrapAction"][key] for key in ("Path", "Args"))
+    script, (wheel_url, wheel_name, *requirements) = (bootstrap["ScriptBootstrapAction"][key]
+                                                     for key in ("Path", "Args"))
     assert staged_asset(emr_ec2_app, script).read_bytes() == BOOTSTRAP_SCRIPT.read_bytes()
+    # The nodes install predictd's pinned dependencies without pyspark: the cluster's Spark runs the jobs.
+    assert requirements == node_requirements()
+    assert not [r for r in requirements if r.lower().startswith("pyspark")]
+    assert "numpy==" in " ".join(requirements) and "s3fs==" in " ".join(requirements)
+    assert all("==" in requirement for requirement in requirements)
     assert re.fullmatch(r"predictd-0\.1\.0-py3-none-any\.whl", wheel_name)
     with zipfile.ZipFile(staged_asset(emr_ec2_app, wheel_url)) as wheel:
         assert "predictd_core/config.py" in wheel.namelist()
@@ -94,6 +109,106 @@ def test_handlers_start_executions_and_hear_their_status(emr_ec2_app):
                 for body in of_type(resources, "AWS::IAM::Policy").values()]
     assert sum({"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": machine}} in statements
                for statements in starters) == 3
+
+
+def _run_bootstrap(tmp_path, *args: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run the bootstrap script with sudo, dnf, aws and python3.11 replaced by recorders: (result, calls)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls"
+    for command in ("dnf", "aws", "python3.11"):
+        (bin_dir / command).write_text(f'#!/bin/bash\necho "{command} $*" >> "{log}"\n')
+        (bin_dir / command).chmod(0o755)
+    (bin_dir / "sudo").write_text('#!/bin/bash\nexec "$@"\n')
+    (bin_dir / "sudo").chmod(0o755)
+    result = subprocess.run(["bash", str(BOOTSTRAP_SCRIPT), *args], capture_output=True, text=True,
+                            env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    return result, (log.read_text().splitlines() if log.exists() else [])
+
+
+def test_bootstrap_installs_the_wheel_without_dependencies_and_never_pyspark(tmp_path):
+    wheel = "predictd-0.1.0-py3-none-any.whl"
+    result, calls = _run_bootstrap(tmp_path, f"s3://assets/{wheel}", wheel, *node_requirements())
+    assert result.returncode == 0, result.stderr
+    pip_calls = [call for call in calls if call.startswith("python3.11 -m pip install")]
+    assert pip_calls == [
+        "python3.11 -m pip install --quiet --no-cache-dir " + " ".join(node_requirements()),
+        f"python3.11 -m pip install --quiet --no-cache-dir --no-deps /tmp/{wheel}"]
+    assert not [call for call in calls if "pyspark" in call]
+
+
+@pytest.mark.parametrize("requirements", [["pyspark==3.5.7"], ["numpy==2.4.6", "pyspark"], []])
+def test_bootstrap_refuses_pyspark_and_an_empty_list(tmp_path, requirements):
+    result, calls = _run_bootstrap(tmp_path, "s3://assets/w.whl", "w.whl", *requirements)
+    assert result.returncode == 2 and "install-predictd.sh:" in result.stderr
+    assert calls == []
+
+
+def test_security_configuration_encrypts_local_disks_and_traffic(emr_ec2_app):
+    resources = emr_ec2_app.resources
+    name, configuration = one_of_type(resources, "AWS::EMR::SecurityConfiguration")
+    _, definition = state_machine_definition(resources)
+    # CreateCluster names it (the Ref of a security configuration is its name).
+    assert definition["States"]["CreateCluster"]["Parameters"]["SecurityConfiguration"] == "<token>"
+    machine = one_of_type(resources, "AWS::StepFunctions::StateMachine")[1]
+    assert {"Ref": name} in machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    encryption = configuration["Properties"]["SecurityConfiguration"]["EncryptionConfiguration"]
+    assert encryption["EnableAtRestEncryption"] is True and encryption["EnableInTransitEncryption"] is True
+    disks = encryption["AtRestEncryptionConfiguration"]["LocalDiskEncryptionConfiguration"]
+    assert disks["EncryptionKeyProviderType"] == "AwsKms" and disks["EnableEbsEncryption"] is True
+    key = disks["AwsKmsKey"]["Fn::GetAtt"][0]
+    assert resources[key]["Type"] == "AWS::KMS::Key" and resources[key]["Properties"]["EnableKeyRotation"] is True
+    assert encryption["AtRestEncryptionConfiguration"]["S3EncryptionConfiguration"] == {"EncryptionMode": "SSE-S3"}
+    tls = encryption["InTransitEncryptionConfiguration"]["TLSCertificateConfiguration"]
+    assert tls["CertificateProviderType"] == "PEM"
+    with zipfile.ZipFile(staged_asset(emr_ec2_app, tls["S3Object"]["Fn::Sub"])) as archive:
+        assert sorted(archive.namelist()) == ["certificateChain.pem", "privateKey.pem", "trustedCertificates.pem"]
+        certificate = x509.load_pem_x509_certificate(archive.read("certificateChain.pem"))
+        assert archive.read("trustedCertificates.pem") == archive.read("certificateChain.pem")
+        assert b"PRIVATE KEY" in archive.read("privateKey.pem")
+    hosts = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName)
+    assert {"*.ec2.internal", "*.us-west-2.compute.internal", "*.eu-west-1.compute.internal"} <= set(hosts)
+
+
+def test_cluster_roles_may_use_the_disk_key_and_read_the_certificates(emr_ec2_app):
+    resources = emr_ec2_app.resources
+    _, configuration = one_of_type(resources, "AWS::EMR::SecurityConfiguration")
+    encryption = configuration["Properties"]["SecurityConfiguration"]["EncryptionConfiguration"]
+    key = encryption["AtRestEncryptionConfiguration"]["LocalDiskEncryptionConfiguration"]["AwsKmsKey"]
+    certificates = encryption["InTransitEncryptionConfiguration"]["TLSCertificateConfiguration"]["S3Object"]
+    roles = {body["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"]: name
+             for name, body in of_type(resources, "AWS::IAM::Role").items()}
+
+    def statements(service):
+        return [statement for body in of_type(resources, "AWS::IAM::Policy").values()
+                if {"Ref": roles[service]} in body["Properties"]["Roles"]
+                for statement in body["Properties"]["PolicyDocument"]["Statement"]]
+
+    def actions_on(service, resource):
+        return {action for statement in statements(service) if statement["Resource"] == resource
+                for action in ([statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"])}
+
+    # The nodes unlock their LUKS volumes; the EMR service role launches EBS-encrypted volumes via grants.
+    assert {"kms:Decrypt", "kms:GenerateDataKey"} <= actions_on("ec2.amazonaws.com", key)
+    assert {"kms:CreateGrant", "kms:Decrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"} <= \
+        actions_on("elasticmapreduce.amazonaws.com", key)
+    [grant] = [s for s in statements("elasticmapreduce.amazonaws.com") if "kms:CreateGrant" in s["Action"]]
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+    object_key = certificates["Fn::Sub"].rsplit("/", 1)[1]
+    reads = [statement for statement in statements("ec2.amazonaws.com") if statement["Action"] == "s3:GetObject"]
+    assert object_key in json.dumps(reads)
+
+
+def test_handlers_describe_and_stop_only_this_machines_executions(emr_ec2_app):
+    resources = emr_ec2_app.resources
+    machine, _ = one_of_type(resources, "AWS::StepFunctions::StateMachine")
+    for _, function in functions_by_handler(resources).values():
+        [control] = [s for s in _role_statements(resources, function)
+                     if s["Action"] == ["states:DescribeExecution", "states:StopExecution"]]
+        parts = control["Resource"]["Fn::Join"][1]
+        assert ":states:" in parts[2] and parts[-2:] == [{"Fn::GetAtt": [machine, "Name"]}, ":*"]
+        assert ":execution:" in json.dumps(parts)
 
 
 def test_image_tag_comes_from_context(emr_ec2_app):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import tomllib
 
 import pytest
+from aws_cdk import App
 from aws_cdk.assertions import Match
 
-from infra.config import EMR_RELEASE_LABEL, LEDGER_TABLE_TAG, DeploySettings
-from tests.infra.conftest import REPO
+from infra.app import build_app
+from infra.config import EMR_RELEASE_LABEL, LEDGER_TABLE_TAG, DeploySettings, SettingsError
+from tests.infra.conftest import CDK_CONTEXT, REPO, TEST_IMAGE_TAG
 
 CONTRACT_ENV = {"PREDICTD_BUCKET", "PREDICTD_LEDGER_TABLE", "PREDICTD_APPLICATION_ID", "PREDICTD_JOB_ROLE_ARN",
                 "PREDICTD_TOPIC_ARN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENTRY_POINT", "PREDICTD_ENGINE",
@@ -124,7 +129,7 @@ def test_spark_application(serverless_app):
     assert props["MaximumCapacity"] == {"Cpu": "400 vCPU", "Memory": "3000 GB", "Disk": "20000 GB"}
     assert "NetworkConfiguration" not in props
     image = props["ImageConfiguration"]["ImageUri"]["Fn::Join"][1]
-    assert image[-1] == ":latest"
+    assert image[-1] == f":{TEST_IMAGE_TAG}"
     assert "PredictdImages:ExportsOutput" in json.dumps(image)  # the repository of the PredictdImages stack
     logging = props["MonitoringConfiguration"]["CloudWatchLoggingConfiguration"]
     assert logging["Enabled"] is True and resources[logging["LogGroupName"]["Ref"]]["Type"] == "AWS::Logs::LogGroup"
@@ -134,6 +139,11 @@ def test_image_repository_lets_emr_serverless_pull(serverless_app):
     _, repository = one_of_type(serverless_app.images.to_json()["Resources"], "AWS::ECR::Repository")
     props = repository["Properties"]
     assert props["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert props["ImageTagMutability"] == "IMMUTABLE"
+    # One lifecycle rule, and it selects untagged images only: no tagged image (deployable) ever expires.
+    [rule] = json.loads(props["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert rule["selection"]["tagStatus"] == "untagged"
+    assert rule["selection"]["countType"] == "sinceImagePushed" and rule["action"] == {"type": "expire"}
     [statement] = props["RepositoryPolicyText"]["Statement"]
     assert statement["Principal"] == {"Service": "emr-serverless.amazonaws.com"}
     assert sorted(statement["Action"]) == ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer"]
@@ -202,14 +212,46 @@ def test_alarms_on_errors_and_dead_letters_publish_to_the_topic(serverless_app):
     # The topic is encrypted with a rotating customer managed key that CloudWatch may use.
     key = topic_body["Properties"]["KmsMasterKeyId"]["Fn::GetAtt"][0]
     assert resources[key]["Properties"]["EnableKeyRotation"] is True
-    principals = [s["Principal"] for s in resources[key]["Properties"]["KeyPolicy"]["Statement"]]
-    assert {"Service": "cloudwatch.amazonaws.com"} in principals
+    [cloudwatch] = [s for s in resources[key]["Properties"]["KeyPolicy"]["Statement"]
+                    if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch["Effect"] == "Allow"
+    assert sorted(cloudwatch["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    # Alarms of this account and region only (the key cannot name the alarms: they depend on it).
+    pattern = json.dumps(cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"])
+    assert ":cloudwatch:" in pattern and "AWS::Region" in pattern and pattern.endswith(':alarm:*"]]}')
 
 
-def test_topic_refuses_publishing_without_tls(serverless_app):
-    serverless_app.main.has_resource_properties("AWS::SNS::TopicPolicy", {
-        "PolicyDocument": {"Statement": Match.array_with([Match.object_like({
-            "Effect": "Deny", "Action": "sns:Publish", "Condition": {"Bool": {"aws:SecureTransport": "false"}}})])}})
+def _topic_policy(resources: dict) -> dict[str, dict]:
+    """The statements of the topic's policy by Sid."""
+    topic, _ = one_of_type(resources, "AWS::SNS::Topic")
+    [policy] = [body["Properties"] for body in of_type(resources, "AWS::SNS::TopicPolicy").values()]
+    assert policy["Topics"] == [{"Ref": topic}]
+    statements = policy["PolicyDocument"]["Statement"]
+    assert all(statement["Resource"] == {"Ref": topic} for statement in statements)
+    return {statement["Sid"]: statement for statement in statements}
+
+
+def test_topic_refuses_publishing_without_tls_except_to_cloudwatch(serverless_app):
+    deny = _topic_policy(serverless_app.resources)["DenyPublishWithoutTls"]
+    assert deny["Effect"] == "Deny" and deny["Action"] == "sns:Publish" and deny["Principal"] == {"AWS": "*"}
+    # Everyone publishing without TLS is denied, except CloudWatch's alarm service (the key is absent from
+    # every other request, and StringNotEquals on an absent key holds: the denial applies to them).
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"},
+                                 "StringNotEquals": {"aws:PrincipalServiceName": "cloudwatch.amazonaws.com"}}
+
+
+def test_topic_lets_exactly_the_alarms_of_the_stack_publish(serverless_app):
+    resources = serverless_app.resources
+    allow = _topic_policy(resources)["CloudWatchAlarmsPublish"]
+    assert allow["Effect"] == "Allow" and allow["Action"] == "sns:Publish"
+    assert allow["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    sources = allow["Condition"]["ArnLike"]["aws:SourceArn"]
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 6
+    assert sorted(json.dumps(source) for source in sources) == sorted(
+        json.dumps({"Fn::GetAtt": [name, "Arn"]}) for name in alarms)
 
 
 def test_job_state_rule_routes_this_applications_job_runs_to_on_job_state(serverless_app):
@@ -265,15 +307,18 @@ def test_no_allow_statement_has_a_wildcard_action(variant, request):
                     assert "NotAction" not in statement, where
                     assert not [a for a in actions if "*" in a], (where, actions)
                     checked += 1
-                else:  # the only denials are the TLS-only policies
-                    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}, where
+                else:  # the only denials are the TLS-only policies (the topic's lets CloudWatch alarms through)
+                    condition = dict(statement["Condition"])
+                    assert condition.pop("Bool") == {"aws:SecureTransport": "false"}, where
+                    assert condition in ({}, {"StringNotEquals": {
+                        "aws:PrincipalServiceName": "cloudwatch.amazonaws.com"}}), where
     assert checked > 20
 
 
 def test_job_role_reads_configs_and_data_and_writes_runs_only(serverless_app):
     resources = serverless_app.resources
     bucket, _ = data_bucket(resources)
-    _, application = one_of_type(resources, "AWS::EMRServerless::Application")
+    application_name, _ = one_of_type(resources, "AWS::EMRServerless::Application")
     role = next(name for name, body in of_type(resources, "AWS::IAM::Role").items()
                 if body["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
                 == {"Service": "emr-serverless.amazonaws.com"})
@@ -288,6 +333,16 @@ def test_job_role_reads_configs_and_data_and_writes_runs_only(serverless_app):
                     granted.setdefault(action, set()).add(resource["Fn::Join"][1][1])
     assert granted["s3:GetObject"] == {"/configs/*", "/data/*", "/runs/*"}
     assert granted["s3:PutObject"] == {"/runs/*"} and granted["s3:DeleteObject"] == {"/runs/*"}
+    # Nothing else of the bucket: every granted object pattern is one of the contract's three prefixes.
+    assert set().union(*granted.values()) == {"/configs/*", "/data/*", "/runs/*"}
+    [listing] = [statement for statement in policy["Statement"] if statement["Action"] == "s3:ListBucket"]
+    assert sorted(listing["Condition"]["StringLike"]["s3:prefix"]) == ["configs/*", "data/*", "runs/*"]
+    # Only this application's job runs, in this account, may assume the role.
+    [trust] = of_type(resources, "AWS::IAM::Role")[role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    sources = trust["Condition"]["ArnLike"]["aws:SourceArn"]
+    application_arn = {"Fn::GetAtt": [application_name, "Arn"]}
+    assert sources == [application_arn, {"Fn::Join": ["", [application_arn, "/*"]]}]
 
 
 def test_outputs(serverless_app):
@@ -298,9 +353,36 @@ def test_outputs(serverless_app):
 
 
 def test_unknown_engine_is_refused():
-    with pytest.raises(ValueError, match=r"'engine' context value must be one of emr-serverless, emr-ec2\. "
-                                         r"Got 'emr-eks' instead"):
-        DeploySettings(engine="emr-eks")
+    with pytest.raises(SettingsError, match=r"'engine' context value must be one of emr-serverless, emr-ec2\. "
+                                            r"Got 'emr-eks' instead"):
+        DeploySettings(engine="emr-eks", image_tag="v1")
+
+
+@pytest.mark.parametrize("tag", [None, "", "v1:latest", "-v1", "a" * 129])
+def test_image_tag_is_required_and_must_be_a_tag(tag):
+    with pytest.raises(SettingsError, match=r"The 'image-tag' context value") as error:
+        DeploySettings(image_tag=tag)
+    assert "\n" not in str(error.value)
+
+
+def test_app_without_image_tag_is_refused(tmp_path):
+    context = {key: value for key, value in CDK_CONTEXT.items() if key != "image-tag"}
+    with pytest.raises(SettingsError, match=r"'image-tag' context value is required.*-c image-tag=v1"):
+        build_app(App(outdir=str(tmp_path), context=context))
+
+
+def test_synth_without_image_tag_exits_with_one_line_naming_the_key(tmp_path):
+    """What `cdk synth` without ``-c image-tag`` prints: the app's own line, no traceback (cdk.json has no tag)."""
+    assert "image-tag" not in json.loads((REPO / "cdk.json").read_text())["context"]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CDK_")}
+    env.update(CDK_OUTDIR=str(tmp_path), JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    result = subprocess.run([sys.executable, "-m", "infra.app"], cwd=REPO, capture_output=True, text=True,
+                            env=env, timeout=300)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [line for line in lines if "Traceback" not in line]
+    assert lines[-1].startswith("predictd CDK app: The 'image-tag' context value is required")
+    assert "-c image-tag=" in lines[-1]
 
 
 def _role_statements(resources: dict, function: dict) -> list[dict]:
@@ -331,4 +413,32 @@ def test_handlers_start_jobs_of_this_application_as_the_job_role_only(serverless
         assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
         [ledger] = by_action["dynamodb:PutItem"]
         assert ledger["Resource"] == {"Fn::GetAtt": [table, "Arn"]}
-        assert "states:StartExecution" not in by_action
+        # The reconciler reads job runs, a failed run cancels its jobs: this application's job runs only.
+        job_runs = {"Fn::Join": ["", [{"Fn::GetAtt": [application, "Arn"]}, "/jobruns/*"]]}
+        for action in ("emr-serverless:GetJobRun", "emr-serverless:CancelJobRun"):
+            [statement] = by_action[action]
+            assert statement["Resource"] == job_runs and "Condition" not in statement
+        assert not [action for action in by_action if action.startswith("states:")]
+
+
+def test_handlers_write_only_error_files_under_configs_and_run_files_under_runs(serverless_app):
+    resources = serverless_app.resources
+    bucket, _ = data_bucket(resources)
+    writes = {"s3:PutObject", "s3:DeleteObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"}
+    for handler, (_, function) in functions_by_handler(resources).items():
+        written = set()
+        for statement in _role_statements(resources, function):
+            actions = {statement["Action"]} if isinstance(statement["Action"], str) else set(statement["Action"])
+            if actions & writes:
+                resources_ = statement["Resource"] if isinstance(statement["Resource"], list) \
+                    else [statement["Resource"]]
+                for resource in resources_:
+                    assert resource["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket, "Arn"]}, statement
+                    written |= {(action, resource["Fn::Join"][1][1]) for action in actions & writes}
+        prefixes = {pattern for _, pattern in written}
+        if handler == "handlers.on_job_state.handler":
+            assert prefixes == {"/runs/*"}
+        else:
+            assert prefixes == {"/runs/*", "/configs/*.error.json"}
+            assert {action for action, pattern in written if pattern.startswith("/configs/")} == {
+                "s3:PutObject", "s3:DeleteObject"}
