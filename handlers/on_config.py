@@ -13,7 +13,10 @@ from typing import Any
 from handlers.aws.events import created_objects
 from handlers.aws.runtime import current_runtime
 from predictd_core.cloud.contract import is_config_key
+from predictd_core.cloud.logs import configure_handler_logging
 from predictd_core.cloud.runs import start_run
+
+configure_handler_logging()  # JSON lines with the run id, through the Lambda runtime's own handler
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

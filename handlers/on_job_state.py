@@ -11,7 +11,10 @@ from typing import Any
 
 from handlers.aws.events import job_state_change
 from handlers.aws.runtime import current_runtime
+from predictd_core.cloud.logs import configure_handler_logging
 from predictd_core.cloud.runs import advance
+
+configure_handler_logging()  # JSON lines with the run id, through the Lambda runtime's own handler
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

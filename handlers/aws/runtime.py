@@ -28,7 +28,8 @@ def runtime(settings: AwsSettings) -> Runtime:
     return Runtime(store=S3Store(session.client("s3"), settings.bucket),
                    ledger=Ledger(DynamoRecords(session.client("dynamodb"), settings.ledger_table)),
                    runner=runner, notifier=SnsNotifier(session.client("sns"), settings.topic_arn),
-                   max_attempts=settings.max_attempts, status_hint=f"--bucket {settings.bucket}")
+                   max_attempts=settings.max_attempts, status_hint=f"--bucket {settings.bucket}",
+                   reprocess_delay=settings.reprocess_delay)
 
 
 def current_runtime() -> Runtime:

@@ -75,6 +75,7 @@ class TableRecords:
 
     def __init__(self, table_endpoint: str, table: str, credential: Any) -> None:
         self.table = table
+        self.name = table
         self.client = TableClient(endpoint=table_endpoint, table_name=table, credential=credential)
 
     @classmethod

@@ -34,7 +34,8 @@ def runtime(settings: AzureSettings) -> Runtime:
                    ledger=Ledger(TableRecords.from_settings(settings, storage)),
                    runner=BatchRunner.from_settings(settings, batch, settings.image, **batch_options),
                    notifier=QueueNotifier.from_settings(settings, storage),
-                   max_attempts=settings.max_attempts, status_hint=f"--account {settings.storage_account}")
+                   max_attempts=settings.max_attempts, status_hint=f"--account {settings.storage_account}",
+                   reprocess_delay=settings.reprocess_delay)
 
 
 @functools.lru_cache(maxsize=1)

@@ -49,6 +49,32 @@ def status(run_id: Optional[str] = typer.Argument(None, help="the run (RUN_ID in
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
+def cancel(run_id: str = typer.Argument(..., help="the run to cancel (RUN_ID in runs/RUN_ID/)", show_default=False),
+           bucket: Optional[str] = typer.Option(None, help="AWS: the deployment's bucket"),
+           account: Optional[str] = typer.Option(None, help="Azure: the deployment's storage account"),
+           table: Optional[str] = typer.Option(None, help="the ledger table (AWS default: $PREDICTD_LEDGER_TABLE, "
+                                               "else the bucket's tag)"),
+           ) -> None:
+    """Cancel a cloud run: recorded in the ledger at once; the deployment's next tick (a minute on Azure,
+    five on AWS) fails the run, stops its jobs, writes run.json and notifies. A run that ended is left."""
+    import getpass
+
+    adapter = cloud_adapter("azure" if account else "aws")
+    try:
+        ledger = adapter.open_ledger(account or bucket, table)
+        run = ledger.run(run_id)
+        if run is None:
+            raise PredictdInputError(f"ledger {ledger.records.name}", "RUN_ID", f"no run {run_id!r}")
+        if not ledger.request_cancel(run_id, by=getpass.getuser()):
+            raise PredictdInputError(f"ledger {ledger.records.name}", "RUN_ID",
+                                     f"run {run_id} has ended ({run['state']}); nothing to cancel")
+    except (PredictdInputError, *adapter.ERRORS) as error:
+        typer.echo(f"predictd: error: {error}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"run {run_id}: cancel requested; its jobs stop at the deployment's next tick "
+               f"(predictd status {run_id} shows FAILED then)")
+
+
 def cloud_adapter(cloud: str) -> Any:
     """The module of ``cloud``'s status adapter (``open_ledger(store, table)`` and ``ERRORS``)."""
     found = {point.name: point for point in entry_points(group=CLOUD_ENTRY_POINTS)}

@@ -52,6 +52,9 @@ STAGE_TIMEOUT_MINUTES = {PREPARE: 6 * 60, FOLD: 12 * 60, FINISH: 12 * 60}
 # A job whose input is bad (exit code 2) writes its one-line error here as JSON (file, field, message), so
 # that the run logic fails the run at once instead of retrying: engines report no exit code to events.
 ERROR_URL_VARIABLE = "PREDICTD_ERROR_URL"
+# New data reprocesses the configs that use it after this delay, counted from the first new object: an
+# upload of 100 bigWigs is one run per config, not 100 (the scheduled tick starts it).
+REPROCESS_DELAY_SECONDS = 300
 _FOLD_NAME = re.compile(r"test(\d+)-valid(\d+)")
 
 Cloud = Literal["aws", "azure"]

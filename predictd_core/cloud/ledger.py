@@ -8,6 +8,8 @@ Items::
     pk = RUN#<run_id>        sk = JOB#<job>#<attempt>     one attempt of one job: client token, arguments,
                                                           job run id, state (+ its rank), details, promoted
     pk = JOBRUN#<job_run_id> sk = JOBRUN                  pointer: job run id -> run, job, attempt
+    pk = REPROCESS#<key>     sk = REPROCESS               new data waiting to reprocess the config at <key>:
+                                                          batch id, data objects, due time, state, run id
 
 ``<job>`` is ``prepare``, ``test{i}-valid{j}`` or ``finish``; ``<attempt>`` is zero-padded (``001``).
 """
@@ -22,9 +24,12 @@ from typing import Any
 
 from predictd_core.cloud.contract import FOLD, Job, JobSpec, planned_jobs
 from predictd_core.cloud.ports import Records
-from predictd_core.cloud.states import PLANNED, STATE_RANKS, SUCCEEDED, TERMINAL_STATES
+from predictd_core.cloud.states import ACTIVE_RUN_STATES, PLANNED, STATE_RANKS, SUCCEEDED, TERMINAL_STATES
 
 RUN_SK = "RUN"
+REPROCESS_SK = "REPROCESS"
+WAITING, STARTED = "WAITING", "STARTED"
+MAX_BATCH_OBJECTS = 1000  # data objects named in one reprocessing batch (the run records them)
 # Seconds a claimed attempt may stay without a job run before another caller may start it (the claimer
 # died between claiming and starting; a start takes a second or two).
 CLAIM_LEASE_SECONDS = 300
@@ -97,6 +102,52 @@ class Ledger:
         moved, _ = self._change(_run_pk(run_id), RUN_SK, lambda run: (
             {"state": state, "updated_at": now(), **attributes} if run["state"] in from_states else None))
         return moved
+
+    def request_cancel(self, run_id: str, by: str) -> bool:
+        """Ask for an active run to be cancelled (the deployment's next tick cancels it); False when the
+        run is unknown or has ended."""
+        requested, _ = self._change(_run_pk(run_id), RUN_SK, lambda run: (
+            {"cancel_requested": {"by": by, "at": now()}, "updated_at": now()}
+            if run["state"] in ACTIVE_RUN_STATES and not run.get("cancel_requested") else None))
+        run = self.run(run_id) or {}
+        return requested or (run.get("state") in ACTIVE_RUN_STATES and bool(run.get("cancel_requested")))
+
+    # -------------------------------------------------------------------------------- reprocessing
+
+    def queue_reprocessing(self, config_key: str, data_url: str, delay: int) -> dict[str, Any]:
+        """Record that the config at ``config_key`` is to be reprocessed for ``data_url``: a new batch, due
+        ``delay`` seconds from now, or the waiting batch gains the object (a repeated event adds nothing).
+        Returns the batch item."""
+        pk = f"REPROCESS#{config_key}"
+        due = int(time.time()) + delay
+
+        def fresh() -> dict[str, Any]:
+            return {"config_key": config_key, "state": WAITING, "batch": uuid.uuid4().hex[:16], "data": [data_url],
+                    "due_at": due, "first_at": now(), "updated_at": now()}
+
+        if self._new(pk, REPROCESS_SK, fresh()):
+            return self.records.get(pk, REPROCESS_SK)
+
+        def join(item: dict[str, Any]) -> dict[str, Any] | None:
+            if item["state"] == STARTED:  # the last batch has its run: this object starts the next one
+                return fresh()
+            if data_url in item["data"] or len(item["data"]) >= MAX_BATCH_OBJECTS:
+                return None
+            return {"data": [*item["data"], data_url], "updated_at": now()}
+
+        _, item = self._change(pk, REPROCESS_SK, join)
+        return item
+
+    def waiting_reprocessing(self) -> list[dict[str, Any]]:
+        """Every batch of new data still waiting for its run."""
+        return [item for item in self.records.scan(REPROCESS_SK) if item["state"] == WAITING]
+
+    def mark_reprocessing_started(self, config_key: str, batch: str, run_id: str) -> bool:
+        """Close the batch ``batch`` with its run; False when it was closed already (or replaced)."""
+        started, _ = self._change(f"REPROCESS#{config_key}", REPROCESS_SK, lambda item: (
+            {"state": STARTED, "run_id": run_id, "updated_at": now()}
+            if item["state"] == WAITING and item["batch"] == batch else None))
+        return started
 
     # -------------------------------------------------------------------------------------- attempts
 

@@ -18,15 +18,17 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from predictd_core.cloud.contract import (CONFIGS_PREFIX, FINISH, FOLD, MODEL_FILES, PREPARE, Job, JobSpec,
-                                          ObjectVersion, RunLayout, error_key, fold_jobs, is_config_key, key_of,
-                                          run_id_for)
+from predictd_core.cloud.contract import (CONFIGS_PREFIX, FINISH, FOLD, MODEL_FILES, PREPARE,
+                                          REPROCESS_DELAY_SECONDS, Job, JobSpec, ObjectVersion, RunLayout, error_key,
+                                          fold_jobs, is_config_key, key_of, run_id_for)
 from predictd_core.cloud.ledger import Ledger, claim_is_stale, run_summary
+from predictd_core.cloud.logs import bind_run
 from predictd_core.cloud.ports import JobRunner, Notifier, ObjectStore
 from predictd_core.cloud.states import (ACTIVE_RUN_STATES, CANCELLED, FAILED, FAILURE_STATES, FINISHING,
                                         PREPARING, STATE_RANKS, SUCCEEDED, SUCCESS, TERMINAL_STATES, TRAINING,
@@ -43,7 +45,8 @@ logger = logging.getLogger(__name__)
 class Runtime:
     """One deployment as the run logic sees it: its store, ledger, job runner and notifier.
 
-    ``status_hint`` completes ``predictd status RUN_ID`` in notifications (``--bucket B``, ``--account A``).
+    ``status_hint`` completes ``predictd status RUN_ID`` in notifications (``--bucket B``, ``--account A``);
+    ``reprocess_delay`` is how long new data waits for more before its reprocessing runs start.
     """
 
     store: ObjectStore
@@ -52,6 +55,7 @@ class Runtime:
     notifier: Notifier
     max_attempts: int
     status_hint: str
+    reprocess_delay: int = REPROCESS_DELAY_SECONDS
 
     def layout(self, run_id: str) -> RunLayout:
         return RunLayout(self.store.root, run_id)
@@ -90,10 +94,11 @@ def dump_config(config: RunConfig) -> str:
 
 
 def start_run(rt: Runtime, config: ObjectVersion, data: ObjectVersion | None = None,
-              text: str | None = None) -> dict[str, Any]:
+              text: str | None = None, data_objects: list[str] | None = None) -> dict[str, Any]:
     """Start the run of one config version, or of it reprocessing the new ``data`` object.
 
-    ``text`` is the config version's text when the caller has read it; otherwise it is read here. A
+    ``text`` is the config version's text when the caller has read it; otherwise it is read here;
+    ``data_objects`` the new objects a reprocessing run answers (``data`` names its batch). A
     version that is gone (replaced before its event arrived) starts nothing: the new version's own event
     starts its run. An invalid config records the run FAILED with the message, writes
     ``configs/NAME.error.json`` and starts nothing. A run already in the ledger (a repeated event) starts
@@ -101,6 +106,12 @@ def start_run(rt: Runtime, config: ObjectVersion, data: ObjectVersion | None = N
     half-way. Returns ``{"run_id", "state", "created"}``.
     """
     run_id = run_id_for(config, data)
+    with bind_run(run_id):
+        return _start_run(rt, run_id, config, data, text, data_objects)
+
+
+def _start_run(rt: Runtime, run_id: str, config: ObjectVersion, data: ObjectVersion | None, text: str | None,
+               data_objects: list[str] | None) -> dict[str, Any]:
     if text is None:
         text = rt.store.read_version(config)
         if text is None:
@@ -111,6 +122,8 @@ def start_run(rt: Runtime, config: ObjectVersion, data: ObjectVersion | None = N
     origin = {"config": {"url": config.url, "version_id": config.version_id},
               "trigger": {"url": (data or config).url, "version_id": (data or config).version_id,
                           "kind": "data" if data else "config"}}
+    if data_objects:
+        origin["trigger"]["objects"] = data_objects
     try:
         run_config = cloud_run_config(parse_config(text, config.url), layout)
     except PredictdInputError as error:
@@ -209,10 +222,55 @@ def configs_using(rt: Runtime, data: ObjectVersion) -> list[tuple[ObjectVersion,
 
 
 def reprocess(rt: Runtime, data: ObjectVersion) -> list[dict[str, Any]]:
-    """A run of every config that uses the new ``data`` object version."""
+    """Queue a reprocessing of every config that uses the new ``data`` object version: the config's
+    waiting batch gains the object, or a new batch is due in ``rt.reprocess_delay`` seconds. Runs start
+    from :func:`tick`, so 100 replaced bigWigs make one run per config. Returns the batches touched."""
     users = configs_using(rt, data)
     logger.info("%s is used by %d config(s)", data.url, len(users))
-    return [start_run(rt, config, data, text) for config, text in users]
+    queued = []
+    for config, _ in users:
+        batch = rt.ledger.queue_reprocessing(config.key, data.url, rt.reprocess_delay)
+        queued.append({"config": config.url, "batch": batch["batch"], "objects": len(batch["data"]),
+                       "due_at": batch["due_at"]})
+    return queued
+
+
+def start_due_reprocessing(rt: Runtime) -> list[dict[str, Any]]:
+    """Start the run of every reprocessing batch that is due, one per config: of the config's current
+    version, keyed by the batch (a repeated tick finds the run started). A batch whose config has a run
+    in flight waits for it to end: queued, never a second run beside it."""
+    started = []
+    now = time.time()
+    in_flight = {run["config"]["url"] for run in rt.ledger.runs()
+                 if run["state"] in ACTIVE_RUN_STATES and run.get("config")}
+    for batch in rt.ledger.waiting_reprocessing():
+        if batch["due_at"] > now:
+            continue
+        current = rt.store.read_current(batch["config_key"])
+        if current is None:  # the config was deleted: nothing to reprocess
+            rt.ledger.mark_reprocessing_started(batch["config_key"], batch["batch"], "")
+            continue
+        config, payload = current
+        if config.url in in_flight:
+            continue
+        last = key_of(batch["data"][-1], rt.store.root) or batch["data"][-1]
+        trigger = ObjectVersion(cloud=config.cloud, store=config.store, key=last, version_id=batch["batch"])
+        run = start_run(rt, config, trigger, payload.decode(), data_objects=batch["data"])
+        rt.ledger.mark_reprocessing_started(batch["config_key"], batch["batch"], run["run_id"])
+        started.append(run | {"objects": len(batch["data"])})
+    return started
+
+
+def tick(rt: Runtime) -> list[dict[str, Any]]:
+    """What the deployment's schedule runs (every minute on Azure, every few minutes on AWS): cancel the
+    runs a person asked to cancel, :func:`reconcile`, and start the reprocessing runs that are due."""
+    done = []
+    for run in rt.ledger.runs():
+        if run["state"] in ACTIVE_RUN_STATES and run.get("cancel_requested"):
+            by = run["cancel_requested"].get("by") or "a user"
+            if fail_run(rt, run["run_id"], f"cancelled by {by} (predictd cancel)"):
+                done.append({"run_id": run["run_id"], "action": "cancelled"})
+    return done + reconcile(rt) + start_due_reprocessing(rt)
 
 
 def _listed_tracks(rt: Runtime, table_url: str, cache: dict[str, list[str]]) -> list[str]:
@@ -253,6 +311,11 @@ def advance(rt: Runtime, change: JobStateChange) -> dict[str, Any]:
             raise LookupError(f"job run {change.job_run_id} is not in the ledger yet")
         return {"action": "ignored", "reason": f"not a job of {rt.runner.owner} recorded in the ledger"}
     run_id, job, attempt = found
+    with bind_run(run_id):
+        return _advance_attempt(rt, change, run_id, job, attempt)
+
+
+def _advance_attempt(rt: Runtime, change: JobStateChange, run_id: str, job: Job, attempt: int) -> dict[str, Any]:
     layout = rt.layout(run_id)
     state, details = change.state, change.details
     if state in FAILURE_STATES and not details:  # EMR Serverless' events carry no reason: ask the engine
@@ -289,23 +352,30 @@ def reconcile(rt: Runtime) -> list[dict[str, Any]]:
     """
     done = []
     for run, attempts in rt.ledger.unfinished():
-        for item in attempts:
-            job = Job.from_name(item["job"])
-            if run["state"] not in ACTIVE_RUN_STATES:
-                if item.get("job_run_id"):
-                    rt.runner.cancel(item["job_run_id"])
-                rt.ledger.record_state(run["run_id"], job, item["attempt"], CANCELLED, f"the run is {run['state']}")
-                done.append({"run_id": run["run_id"], "job": job.name, "action": "cancelled"})
-            elif item.get("job_run_id"):
-                status = rt.runner.status(item["job_run_id"])
-                if STATE_RANKS.get(status.state, -1) > item["state_rank"]:
-                    done.append(advance(rt, JobStateChange(job_run_id=item["job_run_id"], owner=rt.runner.owner,
-                                                           state=status.state, details=status.details,
-                                                           exit_code=status.exit_code)))
-            elif claim_is_stale(item):
-                depends_on = _finish_dependencies(rt, run) if job.stage == FINISH else ()
-                start_attempt(rt, run, job, item["attempt"], depends_on)
-                done.append({"run_id": run["run_id"], "job": job.name, "action": "started a stale claim"})
+        with bind_run(run["run_id"]):
+            done += _reconcile_run(rt, run, attempts)
+    return done
+
+
+def _reconcile_run(rt: Runtime, run: dict[str, Any], attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    done = []
+    for item in attempts:
+        job = Job.from_name(item["job"])
+        if run["state"] not in ACTIVE_RUN_STATES:
+            if item.get("job_run_id"):
+                rt.runner.cancel(item["job_run_id"])
+            rt.ledger.record_state(run["run_id"], job, item["attempt"], CANCELLED, f"the run is {run['state']}")
+            done.append({"run_id": run["run_id"], "job": job.name, "action": "cancelled"})
+        elif item.get("job_run_id"):
+            status = rt.runner.status(item["job_run_id"])
+            if STATE_RANKS.get(status.state, -1) > item["state_rank"]:
+                done.append(advance(rt, JobStateChange(job_run_id=item["job_run_id"], owner=rt.runner.owner,
+                                                       state=status.state, details=status.details,
+                                                       exit_code=status.exit_code)))
+        elif claim_is_stale(item):
+            depends_on = _finish_dependencies(rt, run) if job.stage == FINISH else ()
+            start_attempt(rt, run, job, item["attempt"], depends_on)
+            done.append({"run_id": run["run_id"], "job": job.name, "action": "started a stale claim"})
     return done
 
 

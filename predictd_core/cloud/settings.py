@@ -13,7 +13,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from predictd_core.cloud.contract import MAX_ATTEMPTS
+from predictd_core.cloud.contract import MAX_ATTEMPTS, REPROCESS_DELAY_SECONDS
+
+REPROCESS_DELAY_HELP = ("seconds from the first new data object to the reprocessing run of a config that uses "
+                        "it: every object arriving meanwhile joins the same run")
 
 # The EMR Serverless job entry point inside the custom image (containers/emr-serverless/entrypoint.py).
 DEFAULT_ENTRY_POINT = "local:///opt/predictd/entrypoint.py"
@@ -30,6 +33,7 @@ AWS_ENVIRONMENT = {
     "PREDICTD_MAX_ATTEMPTS": "max_attempts",
     "PREDICTD_ENTRY_POINT": "entry_point",
     "PREDICTD_SPARK_PARAMETERS": "spark_parameters",
+    "PREDICTD_REPROCESS_DELAY": "reprocess_delay",
 }
 AZURE_ENVIRONMENT = {
     "PREDICTD_STORAGE_ACCOUNT": "storage_account",
@@ -44,6 +48,7 @@ AZURE_ENVIRONMENT = {
     "PREDICTD_JOB_IDENTITY_CLIENT_ID": "job_identity_client_id",
     "PREDICTD_JOB_IDENTITY_RESOURCE_ID": "job_identity_resource_id",
     "PREDICTD_MAX_ATTEMPTS": "max_attempts",
+    "PREDICTD_REPROCESS_DELAY": "reprocess_delay",
 }
 # Azure names the deployment template gives its resources (the containers are the contract's folders).
 AZURE_LEDGER_TABLE = "predictdledger"
@@ -71,6 +76,7 @@ class AwsSettings(BaseModel):
     max_attempts: int = Field(MAX_ATTEMPTS, ge=1, description="attempts per job before the run fails")
     entry_point: str = DEFAULT_ENTRY_POINT
     spark_parameters: str | None = None
+    reprocess_delay: int = Field(REPROCESS_DELAY_SECONDS, ge=0, description=REPROCESS_DELAY_HELP)
 
     @model_validator(mode="after")
     def _engine_has_its_resources(self) -> AwsSettings:
@@ -110,6 +116,7 @@ class AzureSettings(BaseModel):
     job_identity_client_id: str | None = None
     job_identity_resource_id: str | None = None
     max_attempts: int = Field(MAX_ATTEMPTS, ge=1, description="attempts per job before the run fails")
+    reprocess_delay: int = Field(REPROCESS_DELAY_SECONDS, ge=0, description=REPROCESS_DELAY_HELP)
 
     def endpoint(self, service: Literal["blob", "table", "queue"]) -> str:
         """The account's ``service`` endpoint: the configured one, else ``https://ACCOUNT.SERVICE.core.windows.net``."""

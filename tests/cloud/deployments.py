@@ -97,6 +97,19 @@ class AwsDeployment:
             event["detail"]["stateDetails"] = details
         on_job_state.handler(event, None)
 
+    def complete_silently(self, job: Job, state: str) -> None:
+        """The job ends in EMR Serverless, and its state event is lost."""
+        self.moto.set_job_state(job.id, state)
+
+    def tick(self) -> None:
+        """The scheduled tick (EventBridge rule -> on_schedule Lambda)."""
+        from handlers import on_schedule
+
+        on_schedule.handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, None)
+
+    def engine_state(self, job: Job) -> str:
+        return self.rt.runner.status(job.id).state
+
     def notifications(self) -> list[dict[str, Any]]:
         return self.moto.notifications()
 
@@ -156,7 +169,8 @@ class AzureDeployment:
         environment = {"PREDICTD_STORAGE_ACCOUNT": emulator.account, "PREDICTD_BLOB_ENDPOINT": emulator.blob_endpoint,
                        "PREDICTD_TABLE_ENDPOINT": emulator.table_endpoint,
                        "PREDICTD_QUEUE_ENDPOINT": emulator.queue_endpoint, "PREDICTD_BATCH_ENDPOINT": service.url,
-                       "PREDICTD_IMAGE": IMAGE, "PREDICTD_JOB_IDENTITY_CLIENT_ID": "job-identity-client-id"}
+                       "PREDICTD_IMAGE": IMAGE, "PREDICTD_JOB_IDENTITY_CLIENT_ID": "job-identity-client-id",
+                       "PREDICTD_REPROCESS_DELAY": "0"}  # new data: due at the next tick
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("PREDICTD_MAX_ATTEMPTS", raising=False)
@@ -205,18 +219,31 @@ class AzureDeployment:
                             (task.get("dependsOn") or {}).get("taskIds", [])))
         return jobs
 
-    def report(self, job: Job, state: str, details: str | None = None) -> None:
+    def report(self, job: Job, state: str, details: str | None = None, exit_code: int = 1) -> None:
         """Batch's side of a state (the task's state or exit), then the timer function reads it."""
-        from handlers.azure.functions import advance_runs
+        self.complete_silently(job, state, details, exit_code)
+        self.tick()
 
+    def complete_silently(self, job: Job, state: str, details: str | None = None, exit_code: int = 1) -> None:
+        """The task's state in Batch, which nobody is told of (Batch sends no events)."""
         job_id, task_id = job.id.split("/")
         if state == "SUCCESS":
             self.service.complete(job_id, task_id, 0)
         elif state == "FAILED":
-            self.service.complete(job_id, task_id, 1, details or "the task failed")
+            self.service.complete(job_id, task_id, exit_code, details or "the task failed")
+        elif state == "CANCELLED":  # a person terminated the task
+            self.rt.runner.cancel(job.id)
         else:
             self.service.set_state(job_id, task_id, "running")
+
+    def tick(self) -> None:
+        """The function app's timer."""
+        from handlers.azure.functions import advance_runs
+
         advance_runs(None)
+
+    def engine_state(self, job: Job) -> str:
+        return self.rt.runner.status(job.id).state
 
     def notifications(self) -> list[dict[str, Any]]:
         """The notices sent since the last call (Base64 JSON ``{"subject", "body"}`` messages), flattened

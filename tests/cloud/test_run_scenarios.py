@@ -168,17 +168,21 @@ def test_a_bad_config_writes_its_error_file_and_starts_nothing(deployment):
     assert deployment.store.keys("configs/broken.error.json") == []
 
 
-def test_a_replaced_track_reprocesses_every_config_that_uses_it(deployment):
+def test_replaced_tracks_reprocess_each_config_that_uses_them_once(deployment):
     upload_compendium(deployment)
-    drop_config(deployment, name="pilot")
-    drop_config(deployment, CONFIG.replace("tracks.tsv", "other.tsv"), name="other")
-    events = deployment.put("data/pilot/E004.H3K4me3.bigWig", "new signal")
-    deployment.deliver(events)
-    deployment.deliver(events)  # delivered twice: one run all the same
-    runs = deployment.ledger.runs()
-    reprocessing = [run for run in runs if run["trigger"]["kind"] == "data"]
+    for name, text in (("pilot", CONFIG), ("other", CONFIG.replace("tracks.tsv", "other.tsv"))):
+        run_id = drop_config(deployment, text, name=name)
+        deployment.ledger.transition_run(run_id, "FAILED", ("PREPARING",), message="ended for the test")
+    events = [deployment.put(f"data/pilot/{cell}.{assay}.bigWig", f"new signal {n}")[0]
+              for n in range(25) for cell, assay in ROWS]  # 100 tracks replaced at once
+    for event in events + events[:10]:  # some delivered twice
+        deployment.deliver([event])
+    deployment.tick()
+    deployment.tick()
+    reprocessing = [run for run in deployment.ledger.runs() if run["trigger"]["kind"] == "data"]
     assert len(reprocessing) == 1 and reprocessing[0]["config"]["url"].endswith("configs/pilot.yaml")
-    assert reprocessing[0]["trigger"]["url"] == f"{deployment.store.root}data/pilot/E004.H3K4me3.bigWig"
+    assert sorted(reprocessing[0]["trigger"]["objects"]) == sorted(
+        f"{deployment.store.root}data/pilot/{cell}.{assay}.bigWig" for cell, assay in ROWS)
     assert [j.args[0] for j in deployment.jobs()].count("folds") == 3
 
 

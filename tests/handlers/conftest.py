@@ -227,7 +227,8 @@ def cloud(moto_endpoint, monkeypatch) -> Cloud:
     sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=notices_arn)
 
     for name, value in {"PREDICTD_BUCKET": BUCKET, "PREDICTD_LEDGER_TABLE": TABLE, "PREDICTD_TOPIC_ARN": topic_arn,
-                        "PREDICTD_APPLICATION_ID": application_id, "PREDICTD_JOB_ROLE_ARN": ROLE_ARN}.items():
+                        "PREDICTD_APPLICATION_ID": application_id, "PREDICTD_JOB_ROLE_ARN": ROLE_ARN,
+                        "PREDICTD_REPROCESS_DELAY": "0"}.items():  # new data: due at the next tick
         monkeypatch.setenv(name, value)
     runtime.cache_clear()
     made = Cloud(moto_endpoint, events_queue, notices_queue, topic_arn, application_id, s3, sqs, emr, dynamodb)
