@@ -1,7 +1,9 @@
 """Local builds of the app's code assets, cached by content (no Docker: the machines that synth have none).
 
-- the Lambda code folder: handlers/ and predictd_core/ beside pydantic and PyYAML installed for the Lambda
-  runtime (manylinux x86_64 wheels for CPython 3.12, whatever Python runs the synth);
+- the Lambda code folder: handlers/ and predictd_core/ beside pydantic and PyYAML and their whole dependency
+  closure, every package at an exact version (pyproject's pins; the peers at the versions installed beside
+  them), installed for the Lambda runtime (manylinux x86_64 wheels for CPython 3.12, whatever Python runs
+  the synth);
 - the predictd wheel that the EMR-on-EC2 bootstrap action installs;
 - the Azure function app's package: ``function_app.py``, ``host.json``, ``requirements.txt`` and handlers/ and
   predictd_core/, the folder ``func azure functionapp publish`` uploads (the remote build installs the
@@ -15,6 +17,7 @@ build is written under a temporary name and renamed, so an interrupted build is 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import re
 import shutil
@@ -25,6 +28,10 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
+from packaging.markers import Marker
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".cdk-cache"
 
@@ -32,6 +39,12 @@ LAMBDA_PYTHON_VERSION = "3.12"
 LAMBDA_PLATFORM = "manylinux2014_x86_64"
 # What importing predictd_core.config needs (the contract: handlers must not import numpy, zarr or pyspark).
 LAMBDA_REQUIREMENTS = ("pydantic", "PyYAML")
+# The Lambda runtime as PEP 508 environment markers see it: the closure's conditional requirements are
+# decided for it, not for the interpreter running the synth.
+LAMBDA_MARKERS = {"python_version": LAMBDA_PYTHON_VERSION, "python_full_version": f"{LAMBDA_PYTHON_VERSION}.0",
+                  "implementation_name": "cpython", "platform_python_implementation": "CPython",
+                  "os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+                  "platform_machine": "x86_64", "extra": ""}
 _SKIPPED = ("__pycache__", "*.pyc")
 
 # What importing handlers.azure.functions needs: the azure extra's clients and the Functions v2 model, plus
@@ -76,6 +89,50 @@ def pinned_requirements(names: Iterable[str], pyproject: Path = REPO / "pyprojec
         where = " or ".join(["project.dependencies", *(f"optional-dependencies.{extra}" for extra in extras)])
         raise ValueError(f"{pyproject}: {where} has no pin for {', '.join(missing)}")
     return [pins[name.lower()] for name in names]
+
+
+def applies_to_lambda(requirement: Requirement) -> bool:
+    """Whether ``requirement`` holds on the Lambda runtime (its marker, if any, under :data:`LAMBDA_MARKERS`;
+    requirements of extras never do: no extra is installed)."""
+    marker: Marker | None = requirement.marker
+    return marker is None or marker.evaluate(dict(LAMBDA_MARKERS))
+
+
+def lambda_requirements(names: Iterable[str] = LAMBDA_REQUIREMENTS, pyproject: Path = REPO / "pyproject.toml",
+                        installed=importlib.metadata.distribution) -> list[str]:
+    """Exact ``name==version`` pins of ``names`` and of everything they need on the Lambda runtime.
+
+    ``names`` take pyproject.toml's pins; their dependencies (pydantic's pydantic-core, annotated-types,
+    typing-extensions, typing-inspection) the versions installed in the environment running the synth, which
+    `make setup` installs from the same pins and in which the handlers are tested. Installing exactly these
+    with ``--no-deps`` leaves pip nothing to choose.
+
+    Raises
+    ------
+    RuntimeError
+        When the environment does not hold a pinned version, lacks a dependency, or holds a version that
+        does not satisfy a dependent's requirement (the environment is out of date: `make setup`).
+    """
+    pins: dict[str, str] = {}
+    pending = [Requirement(spec) for spec in pinned_requirements(names, pyproject)]
+    while pending:
+        requirement = pending.pop()
+        name = canonicalize_name(requirement.name)
+        try:
+            distribution = installed(name)
+        except importlib.metadata.PackageNotFoundError:
+            raise RuntimeError(f"the Lambda bundle needs {requirement}, which this environment does not hold "
+                               f"(make setup)") from None
+        version = distribution.version
+        if not requirement.specifier.contains(version, prereleases=True):
+            raise RuntimeError(f"the Lambda bundle needs {requirement}; this environment holds {name} {version} "
+                               f"(make setup)")
+        if name in pins:
+            continue
+        pins[name] = version
+        pending += [dependency for spec in distribution.requires or []
+                    if applies_to_lambda(dependency := Requirement(spec))]
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
 def _source_files(folders: Iterable[Path]) -> list[Path]:
@@ -127,18 +184,22 @@ def _pip(*args: str) -> None:
 
 
 def lambda_code_dir() -> Path:
-    """The Lambda code folder: handlers/, predictd_core/ and the pinned pydantic and PyYAML for python3.12."""
+    """The Lambda code folder: handlers/, predictd_core/ and the pinned closure of pydantic and PyYAML for
+    python3.12 (:func:`lambda_requirements`)."""
     packages = [REPO / "handlers", REPO / "predictd_core"]
-    requirements = pinned_requirements(LAMBDA_REQUIREMENTS)
+    requirements = lambda_requirements()
 
     def build(folder: Path) -> None:
+        # --no-deps: the pins are the whole closure, so pip resolves nothing on its own.
         # --no-compile: bytecode of the synthesizing interpreter would be dead weight for python3.12.
         _pip("install", "--target", str(folder), "--platform", LAMBDA_PLATFORM, "--implementation", "cp",
-             "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", "--no-compile", *requirements)
+             "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", "--no-compile", "--no-deps",
+             *requirements)
         for package in packages:
             shutil.copytree(package, folder / package.name, ignore=shutil.ignore_patterns(*_SKIPPED))
 
-    digest = _digest(_source_files(packages), [*requirements, LAMBDA_PLATFORM, LAMBDA_PYTHON_VERSION, "no-compile"])
+    digest = _digest(_source_files(packages),
+                     [*requirements, LAMBDA_PLATFORM, LAMBDA_PYTHON_VERSION, "no-compile", "no-deps"])
     return _cached_build("lambda", digest, build)
 
 

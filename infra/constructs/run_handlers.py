@@ -1,4 +1,4 @@
-"""The three Lambda handlers of the cloud contract, their permissions and what triggers them."""
+"""The four Lambda handlers of the cloud contract, their permissions and what triggers them."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from infra.constructs.job_state_rule import JobStateRule
 from infra.constructs.notifications import RunNotifications
 from infra.constructs.run_ledger import RunLedger
 from infra.constructs.spark_application import SparkApplication
-from predictd_core.cloud.contract import error_key
+from infra.constructs.tick_schedule import TickSchedule
+from predictd_core.cloud.contract import REPROCESS_DELAY_SECONDS, error_key
 from predictd_core.cloud.settings import aws_environment
 
 # configs/NAME.yaml -> configs/NAME.error.json (the contract's error_key): the suffix every error file has.
@@ -30,12 +31,15 @@ CONFIG_WRITE = ("s3:PutObject", "s3:DeleteObject")
 ERROR_FILES = f"{CONFIGS_PREFIX}*{ERROR_SUFFIX}"
 RUN_WRITE = ("s3:PutObject", "s3:PutObjectTagging")
 ALL_PREFIXES = [CONFIGS_PREFIX, DATA_PREFIX, RUNS_PREFIX]
+# What finding the configs that use a new data object reads: the configs and the tracks tables they name.
+INPUT_PREFIXES = [CONFIGS_PREFIX, DATA_PREFIX]
 # The id under which aws_s3.Bucket.add_event_notification puts its singleton custom resource in the stack.
 NOTIFICATIONS_HANDLER_ID = "BucketNotificationsHandler050a0587b7544547bf325f094a3db834"
 
 
 class RunHandlers(Construct):
-    """on_config (configs/*.yaml|yml created), on_data (data/ created), on_job_state (job state changes).
+    """on_config (configs/*.yaml|yml created), on_data (data/ created), on_job_state (job state changes) and
+    on_schedule (every five minutes).
 
     Parameters
     ----------
@@ -48,9 +52,11 @@ class RunHandlers(Construct):
 
     Attributes
     ----------
-    on_config, on_data, on_job_state : HandlerFunction
+    on_config, on_data, on_job_state, on_schedule : HandlerFunction
     environment : dict[str, str]
-        The contract's variables, the same for the three functions.
+        The contract's variables, the same for the four functions.
+    job_state_rule : JobStateRule
+    schedule : TickSchedule
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, bucket: s3.IBucket,
@@ -60,25 +66,32 @@ class RunHandlers(Construct):
         fields = {"bucket": bucket.bucket_name, "ledger_table": ledger.table.table_name,
                   "application_id": spark.application.attr_application_id, "job_role_arn": spark.job_role.role_arn,
                   "topic_arn": notifications.topic.topic_arn, "max_attempts": str(MAX_ATTEMPTS),
-                  "entry_point": ENTRY_POINT, "engine": settings.engine, "spark_parameters": SPARK_SUBMIT_PARAMETERS}
+                  "entry_point": ENTRY_POINT, "engine": settings.engine, "spark_parameters": SPARK_SUBMIT_PARAMETERS,
+                  "reprocess_delay": str(REPROCESS_DELAY_SECONDS)}
         if runner is not None:
             fields["state_machine_arn"] = runner.state_machine.state_machine_arn
         self.environment = aws_environment(**fields)
         # Start jobs, read their state (the reconciler) and cancel them (a failed or cancelled run).
-        starts = spark.start_job_statements() + spark.job_control_statements()
+        jobs = spark.start_job_statements() + spark.job_control_statements()
         if runner is not None:
-            starts += runner.start_execution_statements() + runner.execution_control_statements()
-        shared = [ledger.read_write_statement(), *notifications.publish_statements(), *starts]
+            jobs += runner.start_execution_statements() + runner.execution_control_statements()
 
         code = lambda_.Code.from_asset(str(lambda_code_dir()))
-        self._bucket, self._code, self._notifications, self._shared = bucket, code, notifications, shared
-        self._spark, self._runner = spark, runner
-        # The config and data handlers read every prefix and write error files next to configs and run files;
-        # the job-state handler works inside runs/ only (copies attempts to models/, writes run.json).
+        self._bucket, self._code, self._notifications, self._ledger = bucket, code, notifications, ledger
+        self._jobs, self._spark, self._runner = jobs, spark, runner
+        # The config handler and the tick start runs: they read every prefix (the tick advances runs as the
+        # job-state handler does) and write run files and the error files next to configs.
         self.on_config = self._handler("OnConfig", "handlers.on_config.handler", ALL_PREFIXES, write_configs=True)
-        self.on_data = self._handler("OnData", "handlers.on_data.handler", ALL_PREFIXES, write_configs=True)
+        # The data handler only queues reprocessing in the ledger: it reads the configs and the tracks tables
+        # they name, and starts, writes and publishes nothing (the tick starts the runs).
+        self.on_data = self._handler("OnData", "handlers.on_data.handler", INPUT_PREFIXES, write_configs=False,
+                                     runs_jobs=False)
+        # The job-state handler works inside runs/ only (copies attempts to models/, writes run.json).
         self.on_job_state = self._handler("OnJobState", "handlers.on_job_state.handler", [RUNS_PREFIX],
                                           write_configs=False)
+        # The tick lists the ledger (runs to cancel or reconcile, waiting reprocessing batches): it alone scans.
+        self.on_schedule = self._handler("OnSchedule", "handlers.on_schedule.handler", ALL_PREFIXES,
+                                         write_configs=True, scan_ledger=True)
 
         for suffix in CONFIG_SUFFIXES:
             bucket.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(self.on_config.function),
@@ -91,12 +104,21 @@ class RunHandlers(Construct):
             application_id=spark.application.attr_application_id,
             dead_letter_queue=self.on_job_state.dead_letter_queue,
             state_machine_arn=runner.state_machine.state_machine_arn if runner is not None else None)
+        self.schedule = TickSchedule(self, "Schedule", function=self.on_schedule.function,
+                                     dead_letter_queue=self.on_schedule.dead_letter_queue)
 
-    def _handler(self, construct_id: str, handler: str, read: list[str], *, write_configs: bool) -> HandlerFunction:
-        """One HandlerFunction with the shared code, environment and statements, and its own S3 prefixes."""
+    def _handler(self, construct_id: str, handler: str, read: list[str], *, write_configs: bool,
+                 runs_jobs: bool = True, scan_ledger: bool = False) -> HandlerFunction:
+        """One HandlerFunction with the shared code and environment and the statements it needs: reading
+        ``read`` and the ledger, always; writing the error files (``write_configs``); with ``runs_jobs``,
+        writing run files, starting, reading and cancelling jobs and publishing run notifications;
+        scanning the ledger (``scan_ledger``)."""
         bucket = self._bucket
-        statements = [object_statement(bucket, OBJECT_READ, read), object_statement(bucket, RUN_WRITE, [RUNS_PREFIX]),
-                      list_statement(bucket, read), *self._shared]
+        statements = [object_statement(bucket, OBJECT_READ, read), list_statement(bucket, read),
+                      self._ledger.read_write_statement(scan=scan_ledger)]
+        if runs_jobs:
+            statements += [object_statement(bucket, RUN_WRITE, [RUNS_PREFIX]),
+                           *self._notifications.publish_statements(), *self._jobs]
         if write_configs:
             statements.append(pattern_statement(bucket, CONFIG_WRITE, [ERROR_FILES]))
         function = HandlerFunction(self, construct_id, handler=handler, code=self._code,
@@ -107,9 +129,10 @@ class RunHandlers(Construct):
             acknowledge_pattern_wildcard(function, bucket, ERROR_FILES,
                                          "The error files configs/NAME.error.json beside the configs: one per "
                                          "config name, known only when a config arrives.")
-        self._acknowledge_job_wildcards(function)
-        if self._runner is not None:
-            self._runner.acknowledge_execution_wildcard(function)
+        if runs_jobs:
+            self._acknowledge_job_wildcards(function)
+            if self._runner is not None:
+                self._runner.acknowledge_execution_wildcard(function)
         return function
 
     def _acknowledge_notifications_handler(self) -> None:

@@ -7,8 +7,10 @@ from constructs import Construct
 
 # The item actions the handlers use: conditional puts (new items, and replaces guarded by the item's version),
 # consistent reads, a run's items by query.
-# (Listing runs scans the table: `predictd status` does, with its user's credentials, not the handlers.)
 LEDGER_ACTIONS = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+# Listing runs and waiting reprocessing batches scans the table: the scheduled tick does (and `predictd
+# status` with its user's credentials); the event handlers never list.
+SCAN_ACTION = "dynamodb:Scan"
 
 
 class RunLedger(Construct):
@@ -34,6 +36,7 @@ class RunLedger(Construct):
             removal_policy=RemovalPolicy.RETAIN,
         )
 
-    def read_write_statement(self) -> iam.PolicyStatement:
-        """Allow the ledger's item actions on this table only."""
-        return iam.PolicyStatement(actions=LEDGER_ACTIONS, resources=[self.table.table_arn])
+    def read_write_statement(self, *, scan: bool = False) -> iam.PolicyStatement:
+        """Allow the ledger's item actions on this table only; with ``scan``, listing it too (the tick)."""
+        actions = [*LEDGER_ACTIONS, SCAN_ACTION] if scan else LEDGER_ACTIONS
+        return iam.PolicyStatement(actions=actions, resources=[self.table.table_arn])

@@ -15,12 +15,16 @@ from aws_cdk.assertions import Match
 
 from infra.app import build_app
 from infra.config import EMR_RELEASE_LABEL, LEDGER_TABLE_TAG, DeploySettings, SettingsError
+from predictd_core.cloud.contract import REPROCESS_DELAY_SECONDS
 from tests.infra.conftest import CDK_CONTEXT, REPO, TEST_IMAGE_TAG
 
 CONTRACT_ENV = {"PREDICTD_BUCKET", "PREDICTD_LEDGER_TABLE", "PREDICTD_APPLICATION_ID", "PREDICTD_JOB_ROLE_ARN",
                 "PREDICTD_TOPIC_ARN", "PREDICTD_MAX_ATTEMPTS", "PREDICTD_ENTRY_POINT", "PREDICTD_ENGINE",
-                "PREDICTD_SPARK_PARAMETERS"}
-HANDLERS = {"handlers.on_config.handler", "handlers.on_data.handler", "handlers.on_job_state.handler"}
+                "PREDICTD_SPARK_PARAMETERS", "PREDICTD_REPROCESS_DELAY"}
+HANDLERS = {"handlers.on_config.handler", "handlers.on_data.handler", "handlers.on_job_state.handler",
+            "handlers.on_schedule.handler"}
+# The handlers that start, read and cancel jobs and publish run notifications (on_data only queues).
+JOB_HANDLERS = HANDLERS - {"handlers.on_data.handler"}
 
 
 def of_type(resources: dict, kind: str) -> dict:
@@ -171,6 +175,7 @@ def test_lambda_functions_handlers_runtime_and_environment(serverless_app):
         assert env["PREDICTD_MAX_ATTEMPTS"] == "3"
         assert env["PREDICTD_ENTRY_POINT"] == "local:///opt/predictd/entrypoint.py"
         assert env["PREDICTD_ENGINE"] == "emr-serverless"
+        assert env["PREDICTD_REPROCESS_DELAY"] == str(REPROCESS_DELAY_SECONDS)
         assert env["PREDICTD_SPARK_PARAMETERS"].split() == [
             "--conf", "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON=/usr/bin/python3.11",
             "--conf", "spark.emr-serverless.driverEnv.PYSPARK_PYTHON=/usr/bin/python3.11",
@@ -191,7 +196,7 @@ def test_each_function_has_an_encrypted_tls_only_dead_letter_queue(serverless_ap
                           if c["Properties"]["FunctionName"] == {"Ref": name}]
         assert [c["MaximumRetryAttempts"] for c in invoke_configs] == [2]
         queues.add(queue)
-    assert len(queues) == 3
+    assert len(queues) == 4
 
 
 def test_alarms_on_errors_and_dead_letters_publish_to_the_topic(serverless_app):
@@ -249,7 +254,7 @@ def test_topic_lets_exactly_the_alarms_of_the_stack_publish(serverless_app):
     assert allow["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
     sources = allow["Condition"]["ArnLike"]["aws:SourceArn"]
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 6
+    assert len(alarms) == 8  # errors and dead letters of each of the four handlers
     assert sorted(json.dumps(source) for source in sources) == sorted(
         json.dumps({"Fn::GetAtt": [name, "Arn"]}) for name in alarms)
 
@@ -257,7 +262,7 @@ def test_topic_lets_exactly_the_alarms_of_the_stack_publish(serverless_app):
 def test_job_state_rule_routes_this_applications_job_runs_to_on_job_state(serverless_app):
     resources = serverless_app.resources
     application, _ = one_of_type(resources, "AWS::EMRServerless::Application")
-    name, rule = one_of_type(resources, "AWS::Events::Rule")
+    [rule] = [body for body in of_type(resources, "AWS::Events::Rule").values() if "EventPattern" in body["Properties"]]
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.emr-serverless"], "detail-type": ["EMR Serverless Job Run State Change"],
         "detail": {"applicationId": [{"Fn::GetAtt": [application, "ApplicationId"]}]}}
@@ -265,6 +270,29 @@ def test_job_state_rule_routes_this_applications_job_runs_to_on_job_state(server
     on_job_state, function = functions_by_handler(resources)["handlers.on_job_state.handler"]
     assert target["Arn"] == {"Fn::GetAtt": [on_job_state, "Arn"]}
     assert target["DeadLetterConfig"]["Arn"] == function["Properties"]["DeadLetterConfig"]["TargetArn"]
+
+
+def test_schedule_runs_the_tick_every_five_minutes(serverless_app):
+    resources = serverless_app.resources
+    [(name, rule)] = [(name, body) for name, body in of_type(resources, "AWS::Events::Rule").items()
+                      if "ScheduleExpression" in body["Properties"]]
+    props = rule["Properties"]
+    assert props["ScheduleExpression"] == "rate(5 minutes)" and props["State"] == "ENABLED"
+    assert "EventPattern" not in props
+    [target] = props["Targets"]
+    on_schedule, function = functions_by_handler(resources)["handlers.on_schedule.handler"]
+    assert target["Arn"] == {"Fn::GetAtt": [on_schedule, "Arn"]}
+    assert "Input" not in target  # the handler ignores the event: the scheduled event as EventBridge sends it
+    # Undelivered ticks go to the function's own dead-letter queue (its alarm watches it), retried within
+    # the five minutes before the next tick.
+    assert target["DeadLetterConfig"]["Arn"] == function["Properties"]["DeadLetterConfig"]["TargetArn"]
+    assert target["RetryPolicy"] == {"MaximumEventAgeInSeconds": 300, "MaximumRetryAttempts": 2}
+    # EventBridge may invoke the function for this rule only (a resource policy: no role for the rule).
+    [permission] = [body["Properties"] for body in of_type(resources, "AWS::Lambda::Permission").values()
+                    if body["Properties"]["FunctionName"] == {"Fn::GetAtt": [on_schedule, "Arn"]}]
+    assert permission["Principal"] == "events.amazonaws.com" and permission["Action"] == "lambda:InvokeFunction"
+    assert permission["SourceArn"] == {"Fn::GetAtt": [name, "Arn"]}
+    assert not of_type(resources, "AWS::Scheduler::Schedule")
 
 
 def test_s3_notifications_route_configs_and_data(serverless_app):
@@ -393,6 +421,15 @@ def _role_statements(resources: dict, function: dict) -> list[dict]:
             for statement in body["Properties"]["PolicyDocument"]["Statement"]]
 
 
+def _statements_by_action(resources: dict, function: dict) -> dict[str, list[dict]]:
+    """A function's role statements by each action they allow."""
+    by_action: dict[str, list[dict]] = {}
+    for statement in _role_statements(resources, function):
+        for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
+            by_action.setdefault(action, []).append(statement)
+    return by_action
+
+
 def test_handlers_start_jobs_of_this_application_as_the_job_role_only(serverless_app):
     resources = serverless_app.resources
     application, _ = one_of_type(resources, "AWS::EMRServerless::Application")
@@ -400,12 +437,10 @@ def test_handlers_start_jobs_of_this_application_as_the_job_role_only(serverless
     job_role = next(name for name, body in of_type(resources, "AWS::IAM::Role").items()
                     if body["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]
                     == {"Service": "emr-serverless.amazonaws.com"})
-    for _, function in functions_by_handler(resources).values():
-        statements = _role_statements(resources, function)
-        by_action = {}
-        for statement in statements:
-            for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
-                by_action.setdefault(action, []).append(statement)
+    for handler, (_, function) in functions_by_handler(resources).items():
+        by_action = _statements_by_action(resources, function)
+        if handler not in JOB_HANDLERS:
+            continue
         [start] = by_action["emr-serverless:StartJobRun"]
         assert start["Resource"] == {"Fn::GetAtt": [application, "Arn"]}
         [pass_role] = by_action["iam:PassRole"]
@@ -419,6 +454,72 @@ def test_handlers_start_jobs_of_this_application_as_the_job_role_only(serverless
             [statement] = by_action[action]
             assert statement["Resource"] == job_runs and "Condition" not in statement
         assert not [action for action in by_action if action.startswith("states:")]
+
+
+def test_only_the_tick_scans_the_ledger(serverless_app):
+    resources = serverless_app.resources
+    table, _ = one_of_type(resources, "AWS::DynamoDB::Table")
+    for handler, (_, function) in functions_by_handler(resources).items():
+        [ledger] = _statements_by_action(resources, function)["dynamodb:PutItem"]
+        assert ledger["Resource"] == {"Fn::GetAtt": [table, "Arn"]} and "Condition" not in ledger
+        expected = ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"]
+        if handler == "handlers.on_schedule.handler":
+            expected.append("dynamodb:Scan")
+        assert sorted(ledger["Action"]) == expected, handler
+        assert not [action for action in _statements_by_action(resources, function)
+                    if action.startswith("dynamodb:") and action not in expected], handler
+
+
+def test_on_data_only_reads_inputs_and_queues_in_the_ledger(serverless_app):
+    """on_data no longer starts runs (the tick does): no job, write or publish permission."""
+    resources = serverless_app.resources
+    bucket, _ = data_bucket(resources)
+    _, function = functions_by_handler(resources)["handlers.on_data.handler"]
+    by_action = _statements_by_action(resources, function)
+    services = {action.split(":")[0] for action in by_action}
+    assert services == {"s3", "dynamodb", "logs", "sqs"}, sorted(by_action)  # sqs: its dead-letter queue
+    assert [action for action in by_action if action.startswith("sqs:")] == ["sqs:SendMessage"]
+    assert sorted(action for action in by_action if action.startswith("s3:")) == [
+        "s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersion", "s3:ListBucket"]
+    [read] = by_action["s3:GetObject"]
+    assert read["Resource"] == [{"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, f"/{prefix}*"]]}
+                                for prefix in ("configs/", "data/")]
+    [listing] = by_action["s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["configs/*", "data/*"]}}
+
+
+def test_the_tick_may_do_what_reconciling_cancelling_and_reprocessing_need(serverless_app):
+    resources = serverless_app.resources
+    bucket, _ = data_bucket(resources)
+    topic, _ = one_of_type(resources, "AWS::SNS::Topic")
+    application, _ = one_of_type(resources, "AWS::EMRServerless::Application")
+    _, function = functions_by_handler(resources)["handlers.on_schedule.handler"]
+    by_action = _statements_by_action(resources, function)
+
+    def objects(*patterns: str) -> list[dict]:
+        return [{"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, pattern]]} for pattern in patterns]
+
+    # Reads the configs and tracks tables of due batches and the runs it advances.
+    [read] = by_action["s3:GetObject"]
+    assert read["Resource"] == objects("/configs/*", "/data/*", "/runs/*")
+    [listing] = by_action["s3:ListBucket"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["configs/*", "data/*", "runs/*"]}}
+    # Writes run files and error files, as on_config does.
+    assert sorted(json.dumps(s["Resource"]) for s in by_action["s3:PutObject"]) == sorted(
+        json.dumps(resource) for resource in (objects("/runs/*")[0], objects("/configs/*.error.json")[0]))
+    [delete] = by_action["s3:DeleteObject"]
+    assert delete["Resource"] == objects("/configs/*.error.json")[0]
+    # Starts, reads and cancels this application's job runs, passing the job role only.
+    [start] = by_action["emr-serverless:StartJobRun"]
+    assert start["Resource"] == {"Fn::GetAtt": [application, "Arn"]}
+    for action in ("emr-serverless:GetJobRun", "emr-serverless:CancelJobRun"):
+        [statement] = by_action[action]
+        assert statement["Resource"] == {"Fn::Join": ["", [{"Fn::GetAtt": [application, "Arn"]}, "/jobruns/*"]]}
+    [pass_role] = by_action["iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "emr-serverless.amazonaws.com"}}
+    [publish] = by_action["sns:Publish"]
+    assert publish["Resource"] == {"Ref": topic}
+    assert "dynamodb:Scan" in by_action
 
 
 def test_handlers_write_only_error_files_under_configs_and_run_files_under_runs(serverless_app):
@@ -436,7 +537,9 @@ def test_handlers_write_only_error_files_under_configs_and_run_files_under_runs(
                     assert resource["Fn::Join"][1][0] == {"Fn::GetAtt": [bucket, "Arn"]}, statement
                     written |= {(action, resource["Fn::Join"][1][1]) for action in actions & writes}
         prefixes = {pattern for _, pattern in written}
-        if handler == "handlers.on_job_state.handler":
+        if handler == "handlers.on_data.handler":
+            assert prefixes == set()
+        elif handler == "handlers.on_job_state.handler":
             assert prefixes == {"/runs/*"}
         else:
             assert prefixes == {"/runs/*", "/configs/*.error.json"}
