@@ -59,7 +59,8 @@ class EmrServerlessRunner:
 
 
 class StepFunctionsRunner:
-    """Step Functions ``StartExecution`` of the emr-ec2 state machine: input ``{"args": [predictd argv]}``."""
+    """Step Functions ``StartExecution`` of the emr-ec2 state machine: input ``{"args": [predictd argv],
+    "timeoutSeconds": the stage's limit}`` (the step's timeout)."""
 
     def __init__(self, client: Any, state_machine_arn: str) -> None:
         self.client = client
@@ -73,7 +74,8 @@ class StepFunctionsRunner:
         """
         try:
             response = self.client.start_execution(stateMachineArn=self.owner, name=spec.client_token,
-                                                   input=json.dumps({"args": spec.arguments}))
+                                                   input=json.dumps({"args": spec.arguments,
+                                                                     "timeoutSeconds": spec.timeout_minutes * 60}))
         except self.client.exceptions.ExecutionAlreadyExists:
             return self.execution_arn(spec.client_token)
         return response["executionArn"]

@@ -53,7 +53,6 @@ WORKER_TYPES = ("r7i.2xlarge", "r6i.2xlarge", "r5.2xlarge", "r7a.2xlarge", "r6a.
 CORE_UNITS = 2
 TASK_UNITS = 14
 SPOT_WAIT = Duration.minutes(20)
-STEP_TIMEOUT = Duration.hours(24)
 IDLE_TERMINATION = Duration.hours(1)
 LOG_RETENTION = logs.RetentionDays.THREE_MONTHS
 
@@ -244,6 +243,7 @@ class EmrEc2Runner(Construct):
         quoted = ", ".join(f"'{item}'" for item in prefix)
         build_args = sfn.Pass.jsonata(self, "BuildStepArgs", outputs={
             "args": "{% $states.input.args %}",
+            "timeoutSeconds": "{% $states.input.timeoutSeconds %}",
             "stepArgs": "{% $append([" + quoted + "], $states.input.args) %}"})
         cluster_id = sfn.JsonPath.string_at("$.cluster.ClusterId")
         create = tasks.EmrCreateCluster(
@@ -273,7 +273,7 @@ class EmrEc2Runner(Construct):
             self, "RunPredictd", cluster_id=cluster_id, name=sfn.JsonPath.execution_name, jar="command-runner.jar",
             args=sfn.JsonPath.list_at("$.stepArgs"), action_on_failure=tasks.ActionOnFailure.CONTINUE,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB, result_path="$.step",
-            task_timeout=sfn.Timeout.duration(STEP_TIMEOUT))
+            task_timeout=sfn.Timeout.at("$.timeoutSeconds"))  # by the job's stage (contract.STAGE_TIMEOUT_MINUTES)
         terminate_after_failure = tasks.EmrTerminateCluster(
             self, "TerminateAfterFailure", cluster_id=cluster_id, result_path=sfn.JsonPath.DISCARD,
             integration_pattern=sfn.IntegrationPattern.RUN_JOB)

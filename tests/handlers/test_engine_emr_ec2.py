@@ -32,6 +32,7 @@ def executions(machine: str) -> list[dict]:
     listed = client.list_executions(stateMachineArn=machine)["executions"]
     described = [client.describe_execution(executionArn=e["executionArn"]) for e in listed]
     return sorted(({"arn": d["executionArn"], "name": d["name"], "args": json.loads(d["input"])["args"],
+                    "timeout": json.loads(d["input"])["timeoutSeconds"],
                     "start": d["startDate"]} for d in described), key=lambda e: e["start"])
 
 
@@ -55,6 +56,7 @@ def test_runs_go_through_step_functions_executions(cloud, machine):
 
     [prepare] = executions(machine)
     assert prepare["args"] == ["folds", config_url]
+    assert prepare["timeout"] == 6 * 3600  # the step's limit by stage (folds and finish: 12 h)
     assert prepare["name"] == client_token(run_id, Job("prepare"), 1)
     assert cloud.job_runs() == []  # nothing went to EMR Serverless
 

@@ -87,6 +87,8 @@ def test_one_step_then_terminate_also_on_failure(emr_ec2_app):
     step = states["RunPredictd"]
     assert step["Resource"].endswith(":elasticmapreduce:addStep.sync")
     assert step["Parameters"]["Step"]["HadoopJarStep"] == {"Jar": "command-runner.jar", "Args.$": "$.stepArgs"}
+    assert step["TimeoutSecondsPath"] == "$.timeoutSeconds"  # the job's stage limit, from the execution input
+    assert outputs["timeoutSeconds"] == "{% $states.input.timeoutSeconds %}"
     assert step["Next"] == "Terminate" and states["Terminate"]["Next"] == "Done"
     [catch] = step["Catch"]
     assert catch["ErrorEquals"] == ["States.ALL"] and catch["Next"] == "TerminateAfterFailure"
