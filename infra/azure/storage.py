@@ -101,12 +101,13 @@ def ledger_and_queue() -> list[dict]:
 
 
 def operator_access() -> list[dict]:
-    """Blob read/write and ledger read for ``operatorPrincipalId``, when given (uploads, `predictd status`).
+    """Blob read/write and ledger read/write for ``operatorPrincipalId``, when given (uploads, `predictd
+    status`, and `predictd cancel`, which records a cancel request on the run's ledger item).
 
     Conditional (``operatorPrincipalId`` empty: none); no principalType, as it may be a user or a group.
     """
     grants = []
-    for role in ("Storage Blob Data Contributor", "Storage Table Data Reader"):
+    for role in ("Storage Blob Data Contributor", "Storage Table Data Contributor"):
         grant = role_assignment(role, scope_kind=KIND, scope_name=STORAGE, principal_id=param("operatorPrincipalId"),
                                 principal_key="operator", depends_on=[expr(ACCOUNT_ID)], principal_type=None)
         grants.append({"condition": expr(f"not(empty({param('operatorPrincipalId')}))"), **grant})

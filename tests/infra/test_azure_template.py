@@ -191,7 +191,7 @@ def test_role_assignments_are_exactly_the_designed_ones(template):
         ("Monitoring Metrics Publisher", "Microsoft.Insights/components", "function-app"),
         ("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts", "storage-events"),
         ("Storage Blob Data Contributor", "Microsoft.Storage/storageAccounts", "operator"),
-        ("Storage Table Data Reader", "Microsoft.Storage/storageAccounts", "operator"),
+        ("Storage Table Data Contributor", "Microsoft.Storage/storageAccounts", "operator"),
         ("Azure Batch Account Reader", "Microsoft.Batch/batchAccounts", "operator"),
     }
     for body in of_type(template, "Microsoft.Authorization/roleAssignments"):
