@@ -33,7 +33,7 @@ from predictd_core.store.signal_store import SignalStore
 FOLDS_FILE = "folds.json"
 MODELS_FOLDER = "models"
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[..., None]  # progress(step, done, total, detail=""), as pipeline.Progress
 
 
 def model_name(test_fold: int, valid_fold: int) -> str:
@@ -105,6 +105,11 @@ def model_columns(config: RunConfig, store: SignalStore, folds: Folds, test_fold
     return columns[train], columns[valid], columns[test]
 
 
+def sweep_note(row: dict) -> str:
+    """What a plain progress line says about a training sweep (a model's history row)."""
+    return f"valid MSE {row['valid_mse']:.4f}"
+
+
 def fold_settings(config: RunConfig, test_fold: int, valid_fold: int):
     """Model settings of model (i, j): the config's, with a seed of its own so the ensemble's starts differ."""
     return config.model.model_copy(update={"seed": config.model.seed + 1000 * test_fold + valid_fold})
@@ -121,7 +126,8 @@ def train_fold(config: RunConfig, store: SignalStore, engine, folds: Folds, test
     model = Predictd(settings)
     model.fit(engine, Layout.from_experiments(store.experiments), train, valid,
               progress=None if progress is None else
-              lambda row: progress(name, min(row["iteration"], settings.max_iters), settings.max_iters))
+              lambda row: progress(name, min(row["iteration"], settings.max_iters), settings.max_iters,
+                                   sweep_note(row)))
     _save_fold_model(config, model, test_fold, valid_fold, test, folder=folder)
     return model
 

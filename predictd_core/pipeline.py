@@ -45,7 +45,8 @@ from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regio
 from predictd_core.tracks.readers import SignalTrack
 from predictd_core.tracks.table import read_tracks_table
 
-Progress = Callable[[str, int, int], None]
+# progress(step, done, total, detail=""): ``detail`` is a short note for plain progress lines ("valid MSE 0.0913")
+Progress = Callable[..., None]
 
 IMPUTED_FOLDER = "imputed"
 SPREAD_FOLDER = "spread"
@@ -53,7 +54,7 @@ MANIFEST_FILE = "manifest.json"
 REFINEMENT_FILE = "refinement.json"
 
 
-def _quiet(_step: str, _done: int, _total: int) -> None:
+def _quiet(_step: str, _done: int, _total: int, _detail: str = "") -> None:
     pass
 
 
@@ -134,7 +135,8 @@ def run_train(config: RunConfig, store: SignalStore, engine, progress: Progress 
     model = Predictd(config.model)
     max_iters = config.model.max_iters
     model.fit(engine, layout, train, valid,
-              progress=lambda row: progress("train", min(row["iteration"], max_iters), max_iters))
+              progress=lambda row: progress("train", min(row["iteration"], max_iters), max_iters,
+                                            crossval.sweep_note(row)))
     model.save(folder or single_model_folder(config), extra={"config_sha256": config.digest(),
                                                      "training_sha256": config.training_digest(),
                                                      "seed": config.model.seed})
@@ -172,12 +174,14 @@ def _impute_chunk(Y: np.ndarray, job: _ImputeJob) -> tuple[np.ndarray, np.ndarra
     return mean.astype(np.float32), None if spread is None else spread.astype(np.float32)
 
 
-def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble) -> Refinement | None:
+def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble,
+                       progress: Progress = _quiet) -> Refinement | None:
     """The refinement stage of ``config.model.refine`` for ``ensemble`` (None when disabled): each pair
     refined from the experiments its ensemble members were allowed to see, and mixed with their imputation."""
     if not config.model.refine.enabled:
         return None
-    return fit_refinement(store, ensemble, config.model.refine)
+    return fit_refinement(store, ensemble, config.model.refine,
+                          progress=lambda done, total: progress("refine", done, total))
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
@@ -199,7 +203,8 @@ def run_impute(config: RunConfig, store: SignalStore, run: "TrainedRun", engine,
     """
     names = _track_names(run, pairs)
     # fitted before any writer process starts or staging folder opens: they would wait on it
-    job = _ImputeJob(run.ensemble, run.with_spread, pairs, fit_run_refinement(config, store, run.ensemble))
+    refinement = fit_run_refinement(config, store, run.ensemble, progress)
+    job = _ImputeJob(run.ensemble, run.with_spread, pairs, refinement)
     with ExitStack() as stack:
         paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: _impute_chunk's order
         for folder in _imputed_folders(run):
@@ -298,8 +303,8 @@ def scored_targets(config: RunConfig, store: SignalStore) -> list[tuple[int, str
     return [(int(k), "holdout") for k in holdout_columns(config, store)]
 
 
-def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targets: list[tuple[int, str]]
-                 ) -> Evaluation:
+def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targets: list[tuple[int, str]],
+                 progress: Progress = _quiet) -> Evaluation:
     """Score each target's imputed track against the observed one, beside the baseline.
 
     The baseline is the average (arcsinh) of the same assay in the other cells (see
@@ -339,6 +344,7 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
         if len(result.panels) < MAX_PANELS and assay not in panel_assays:
             panel_assays.add(assay)
             result.panels.append(_panel(config, store, experiment, observed, imputed, baseline, windows))
+        progress("evaluate", len(result.rows), len(targets))
     if result.rows:
         write_metrics(config.output, result.rows)
     return result
@@ -454,13 +460,13 @@ def imputed_outputs(config: RunConfig, run: TrainedRun, pairs: np.ndarray | None
 def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine, progress: Progress = _quiet) -> dict:
     """impute, then :func:`finish`."""
     run_impute(config, store, run, engine, progress)
-    return finish(config, store, run)
+    return finish(config, store, run, progress)
 
 
-def finish(config: RunConfig, store: SignalStore, run: TrainedRun) -> dict:
+def finish(config: RunConfig, store: SignalStore, run: TrainedRun, progress: Progress = _quiet) -> dict:
     """evaluate -> report -> manifest, from the imputed tracks already written (and the refinement stage's
     record, :func:`read_refinement`, which the report shows and the manifest lists)."""
-    evaluation = run_evaluate(config, store, run.ensemble, run.targets)
+    evaluation = run_evaluate(config, store, run.ensemble, run.targets, progress)
     output = config.output
     outputs = imputed_outputs(config, run)
     refiners = read_refinement(config)

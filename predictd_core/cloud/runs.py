@@ -268,8 +268,9 @@ def tick(rt: Runtime) -> list[dict[str, Any]]:
     for run in rt.ledger.runs():
         if run["state"] in ACTIVE_RUN_STATES and run.get("cancel_requested"):
             by = run["cancel_requested"].get("by") or "a user"
-            if fail_run(rt, run["run_id"], f"cancelled by {by} (predictd cancel)"):
-                done.append({"run_id": run["run_id"], "action": "cancelled"})
+            with bind_run(run["run_id"]):
+                if fail_run(rt, run["run_id"], f"cancelled by {by} (predictd cancel)"):
+                    done.append({"run_id": run["run_id"], "action": "cancelled"})
     return done + reconcile(rt) + start_due_reprocessing(rt)
 
 

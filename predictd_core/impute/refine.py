@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
+from typing import Callable
 
 import numpy as np
 
@@ -566,9 +567,11 @@ def sample_stretches(store: SignalStore, sample_bins: int) -> list[np.ndarray]:
     return stretches
 
 
-def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSettings) -> Refinement:
+def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSettings,
+                   progress: Callable[[int, int], None] | None = None) -> Refinement:
     """Fit one refiner per distinct set of members that imputes a pair of ``ensemble`` (its inputs: the
-    members' :meth:`~predictd_core.impute.ensemble.Ensemble.seen_columns`) on a sample of ``store``."""
+    members' :meth:`~predictd_core.impute.ensemble.Ensemble.seen_columns`) on a sample of ``store``;
+    ``progress(pairs done, pairs)`` after each pair (minutes on a large ensemble)."""
     chunks = sample_stretches(store, settings.sample_bins)
     layout, n_assays = ensemble.layout, len(ensemble.layout.assays)
     refiners, index = [], {}
@@ -586,4 +589,6 @@ def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSetti
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]
+        if progress is not None:
+            progress(pair + 1, ensemble.n_pairs)
     return Refinement(tuple(refiners), refiner_of_pair)
