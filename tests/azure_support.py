@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from azure.core.credentials import AccessToken
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE = REPO / "node_modules" / ".bin" / "azurite"
@@ -175,3 +177,25 @@ def create_containers(emulator: Azurite, names: tuple[str, ...] = ("configs", "d
         except ResourceExistsError:
             pass
     return service
+
+
+
+class StaticCredential:
+    """A TokenCredential with a fixed token: the function app's managed identity, for the local Batch
+    service (which checks that a bearer token came, not which)."""
+
+    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
+        assert scopes == ("https://batch.core.windows.net//.default",)
+        return AccessToken("local-batch-token", int(time.time()) + 3600)
+
+
+class AllowPlainHttp(SansIOHTTPPolicy):
+    """Lets the bearer token go to the local Batch service's http:// endpoint.
+
+    azure-core's BearerTokenCredentialPolicy refuses non-https URLs unless the operation is given
+    ``enforce_https=False``; this per-call policy (ahead of the authentication policy) sets that option on
+    every request, so the runner's production code passes nothing.
+    """
+
+    def on_request(self, request) -> None:
+        request.context.options["enforce_https"] = False

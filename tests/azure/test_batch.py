@@ -10,46 +10,24 @@ command.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import ServiceRequestError
-from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 from handlers.azure.batch import MAX_WALL_CLOCK, BatchRunner, batch_job_id, command_line
 from predictd_core.cloud.contract import FINISH, FOLD, PREPARE, Job, JobSpec, RunLayout, client_token
 from predictd_core.cloud.settings import AzureSettings
 from tests.azure.batch_service import BatchService
 from tests.azure.executor import BatchExecutor
+from tests.azure_support import AllowPlainHttp, StaticCredential
 from tests.conftest import write_bigwig
 
 IMAGE = "predictdregistry.azurecr.io/predictd:test"
 IDENTITY_CLIENT_ID = "00000000-0000-0000-0000-00000000c11d"
 API_VERSION = "2025-06-01"
-
-
-class StaticCredential:
-    """A TokenCredential with a fixed token (the function app's managed identity in the cloud)."""
-
-    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
-        assert scopes == ("https://batch.core.windows.net//.default",)
-        return AccessToken("local-batch-token", int(time.time()) + 3600)
-
-
-class AllowPlainHttp(SansIOHTTPPolicy):
-    """Lets the bearer token go to the local service's http:// endpoint.
-
-    azure-core's BearerTokenCredentialPolicy refuses non-https URLs unless the operation is given
-    ``enforce_https=False``; this per-call policy (ahead of the authentication policy) sets that option on
-    every request, so the runner's production code passes nothing.
-    """
-
-    def on_request(self, request) -> None:
-        request.context.options["enforce_https"] = False
 
 
 def make_runner(service: BatchService, pool: str = "predictd") -> BatchRunner:

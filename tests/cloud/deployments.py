@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import unquote_plus
 
-from azure.core.credentials import AccessToken, AzureNamedKeyCredential
-from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.core.credentials import AzureNamedKeyCredential
 
 from predictd_core.cloud.contract import MODEL_FILES
 from predictd_core.cloud.ledger import Ledger
 from predictd_core.cloud.ports import ObjectStore
+from tests.azure_support import AllowPlainHttp, StaticCredential
 
 IMAGE = "predictdregistry.azurecr.io/predictd:test"
 ENTRY_POINT = "/opt/predictd/entrypoint.py"
@@ -57,16 +57,10 @@ def write_outputs(store: ObjectStore, job: Job) -> None:
                   "application/json")
 
 
-class AwsDeployment:
-    """The AWS deployment in moto (tests/handlers/conftest.py's ``Cloud``), its three Lambda handlers."""
+class Deployment:
+    """What both clouds' deployments share: the run logic's ports, as the handlers build them (``rt``)."""
 
-    cloud = "aws"
-
-    def __init__(self, moto_cloud) -> None:
-        from handlers.aws.runtime import current_runtime
-
-        self.moto = moto_cloud
-        self.rt = current_runtime()
+    rt: Any
 
     @property
     def ledger(self) -> Ledger:
@@ -75,6 +69,18 @@ class AwsDeployment:
     @property
     def store(self) -> ObjectStore:
         return self.rt.store
+
+
+class AwsDeployment(Deployment):
+    """The AWS deployment in moto (tests/handlers/conftest.py's ``Cloud``), its Lambda handlers."""
+
+    cloud = "aws"
+
+    def __init__(self, moto_cloud) -> None:
+        from handlers.aws.runtime import current_runtime
+
+        self.moto = moto_cloud
+        self.rt = current_runtime()
 
     def put(self, key: str, payload: str | bytes) -> list[dict[str, Any]]:
         return self.moto.put(key, payload)
@@ -122,22 +128,7 @@ class AwsDeployment:
         return {tag["Key"]: tag["Value"] for tag in tags}
 
 
-class StaticCredential:
-    """A TokenCredential with a fixed token: the function app's managed identity, for the local Batch service."""
-
-    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
-        return AccessToken("local-batch-token", int(time.time()) + 3600)
-
-
-class AllowPlainHttp(SansIOHTTPPolicy):
-    """Lets the bearer token go to the local Batch service's http:// endpoint (azure-core refuses it
-    unless an operation says ``enforce_https=False``); the production client gets no such policy."""
-
-    def on_request(self, request) -> None:
-        request.context.options["enforce_https"] = False
-
-
-class AzureDeployment:
+class AzureDeployment(Deployment):
     """The Azure deployment: Azurite's Blob, Table and Queue storage, the local Batch service, and the
     function app's two functions (Event Grid trigger, timer trigger) called as the host calls them."""
 
@@ -179,14 +170,6 @@ class AzureDeployment:
                             lambda: (key, StaticCredential(), {"per_call_policies": [AllowPlainHttp()]}))
         azure_runtime._cached.cache_clear()
         self.rt = azure_runtime.current_runtime()
-
-    @property
-    def ledger(self) -> Ledger:
-        return self.rt.ledger
-
-    @property
-    def store(self) -> ObjectStore:
-        return self.rt.store
 
     def put(self, key: str, payload: str | bytes) -> list[dict[str, Any]]:
         """Upload a blob; returns the BlobCreated event Event Grid sends for it (documented schema)."""
