@@ -11,18 +11,28 @@ A multi-instance task runs its real coordination command once per instance, each
 127.0.0.1 with its own Spark pid, log and work folders (``AZ_BATCH_IS_CURRENT_NODE_MASTER`` true for the
 first), then its application command, whose spark-submit talks to the standalone master the coordination
 command started; afterwards the master and workers are stopped with the same Spark script.
+
+``kill`` plays a node lost under a running task (a spot VM evicted, the OOM killer): asked every
+``poll`` seconds about each single-node task while it runs (a :class:`Running`: the task, how long it
+has run, its processes), and once it answers True every process of the task is SIGKILLed (the whole
+tree, Spark's JVM and its Python workers too) and the task is recorded completed with exit code 137
+(128 + SIGKILL), as Batch records a task whose process was killed. :func:`spark_is_computing` is the
+deterministic trigger "mid-way": the task's Spark job is running Python tasks (its driver started,
+the store opened, nothing written yet).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from handlers.azure.batch import ENTRY_POINT
 from tests.azure.batch_service import BatchService
@@ -31,6 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 ENTRY_POINT_SOURCE = REPO / "containers" / "emr-serverless" / "entrypoint.py"
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
 WORKER_CLASS = "org.apache.spark.deploy.worker.Worker"
+KILLED = 128 + signal.SIGKILL  # the exit code Batch records for a process killed by SIGKILL: 137
 
 
 def free_port() -> int:
@@ -52,7 +63,7 @@ def spark_home() -> Path:
 
 @dataclass
 class Execution:
-    """One task the executor ran: its ids, what ran, and how it ended."""
+    """One task the executor ran: its ids, what ran, and how it ended (``killed``: by ``kill``)."""
 
     job_id: str
     task_id: str
@@ -60,6 +71,85 @@ class Execution:
     exit_code: int
     log: str
     spark_logs: list[Path] = field(default_factory=list)
+    killed: bool = False
+
+
+def _children() -> dict[int, list[int]]:
+    """Every process's children, by parent pid (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            parent = int(stat[stat.rindex(")") + 2:].split()[1])  # after "pid (comm) state"
+            children.setdefault(parent, []).append(int(entry.name))
+    return children
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Spark's JVM, its Python daemon and workers, whatever their group)."""
+    children, tree, index = _children(), [pid], 0
+    while index < len(tree):
+        tree.extend(children.get(tree[index], []))
+        index += 1
+    return tree
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+@dataclass
+class Running:
+    """A single-node task while its process runs, as a ``kill`` trigger sees it."""
+
+    task: dict[str, Any]
+    pid: int
+    started: float
+    log: Path
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since its process started."""
+        return time.monotonic() - self.started
+
+    def output(self) -> str:
+        """What it printed so far (stdout and stderr)."""
+        return self.log.read_text(errors="replace")
+
+    def processes(self) -> list[str]:
+        """The command lines of its process and every descendant."""
+        return [line for pid in process_tree(self.pid) if (line := command_line(pid))]
+
+
+def spark_is_computing(running: Running) -> bool:
+    """Whether the task's Spark job runs Python tasks now: a PySpark worker daemon runs under it (in a
+    predictd job that is the model fit or the imputation, after the driver started and the store opened)."""
+    return any("pyspark.daemon" in line or "pyspark.worker" in line for line in running.processes())
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and its descendants, as a lost node loses them: stopped first (no new children
+    escape between looking and killing), then killed."""
+    stopped: list[int] = []
+    for _ in range(3):
+        for member in process_tree(pid):
+            if member not in stopped:
+                try:
+                    os.kill(member, signal.SIGSTOP)
+                    stopped.append(member)
+                except ProcessLookupError:
+                    pass
+    for member in stopped:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class BatchExecutor:
@@ -78,16 +168,24 @@ class BatchExecutor:
         What each simulated node's Spark worker offers (small: the nodes share this machine).
     timeout : float
         Seconds one command may run.
+    kill : callable, optional
+        ``kill(running) -> bool``, asked every ``poll`` seconds while a single-node task runs; True kills
+        the task's processes (exit code 137 recorded). E.g. ``lambda r: r.task["id"] == ID and
+        spark_is_computing(r)``, ``"sweep 1/" in r.output()``, or ``r.elapsed > 20`` (the least
+        deterministic: how far a job gets in a given time depends on the machine).
     """
 
     def __init__(self, service: BatchService, work_dir: Path, extra_env: dict[str, str] | None = None,
-                 worker_cores: int = 1, worker_memory: str = "1g", timeout: float = 600) -> None:
+                 worker_cores: int = 1, worker_memory: str = "1g", timeout: float = 600,
+                 kill: Callable[[Running], bool] | None = None, poll: float = 0.05) -> None:
         self.service = service
         self.work_dir = Path(work_dir)
         self.extra_env = dict(extra_env or {})
         self.worker_cores = worker_cores
         self.worker_memory = worker_memory
         self.timeout = timeout
+        self.kill = kill
+        self.poll = poll
         self.executed: list[Execution] = []
 
     def run_pending(self) -> int:
@@ -124,13 +222,42 @@ class BatchExecutor:
         multi = task.get("multiInstanceSettings")
         if multi:
             execution = self._run_multi_instance(task, command, env, folder, multi)
+        elif self.kill is not None:
+            execution = self._run_watched(task, command, env, working_dir)
         else:
             done = self._shell(command, env, working_dir)
             execution = Execution(job_id, task_id, command, done.returncode, done.stdout + done.stderr)
         last_line = (execution.log.strip().splitlines() or [""])[-1][:500]
+        # a killed process leaves no last word: Batch records only the exit code and its default message
         self.service.complete(job_id, task_id, execution.exit_code,
-                              None if execution.exit_code == 0 else last_line or None)
+                              None if execution.exit_code == 0 or execution.killed else last_line or None)
         return execution
+
+    def _run_watched(self, task: dict[str, Any], command: str, env: dict[str, str], cwd: Path) -> Execution:
+        """Run a single-node task's command, asking ``kill`` about it every ``poll`` seconds."""
+        log_path = cwd.parent / "output.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=env, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+            running = Running(task, process.pid, time.monotonic(), log_path)
+            killed = timed_out = False
+            while process.poll() is None:
+                if self.kill(running):
+                    kill_tree(process.pid)
+                    killed = True
+                elif running.elapsed > self.timeout:
+                    kill_tree(process.pid)
+                    timed_out = True
+                else:
+                    time.sleep(self.poll)
+                    continue
+                process.wait()
+        output = log_path.read_text(errors="replace")
+        if timed_out:
+            return Execution(task["jobId"], task["id"], command, 124, f"{output}\ntimed out after {self.timeout} s")
+        code = process.returncode
+        return Execution(task["jobId"], task["id"], command, KILLED if killed else (128 - code if code < 0 else code),
+                         output + ("\nkilled by the executor (SIGKILL)" if killed else ""), killed=killed)
 
     def _environment(self, task: dict[str, Any], working_dir: Path) -> dict[str, str]:
         venv_bin = str(Path(sys.executable).parent)  # spark-submit of the tested pyspark, as the image's
