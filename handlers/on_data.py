@@ -14,7 +14,7 @@ from handlers.aws.events import created_objects
 from handlers.aws.runtime import current_runtime
 from predictd_core.cloud.contract import is_data_key
 from predictd_core.cloud.logs import configure_handler_logging
-from predictd_core.cloud.runs import reprocess
+from predictd_core.cloud.schedule import reprocess
 
 configure_handler_logging()  # JSON lines with the run id, through the Lambda runtime's own handler
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from handlers.aws.runtime import current_runtime
 from predictd_core.cloud.logs import configure_handler_logging
-from predictd_core.cloud.runs import tick
+from predictd_core.cloud.schedule import tick
 
 configure_handler_logging()  # JSON lines with the run id, through the Lambda runtime's own handler
 

@@ -21,7 +21,8 @@ from handlers.azure.events import created_blob
 from handlers.azure.runtime import current_runtime
 from predictd_core.cloud.contract import is_config_key, is_data_key
 from predictd_core.cloud.logs import configure_handler_logging
-from predictd_core.cloud.runs import reprocess, start_run, tick
+from predictd_core.cloud.runs import start_run
+from predictd_core.cloud.schedule import reprocess, tick
 
 RECONCILE_SCHEDULE = "0 */1 * * * *"  # NCRONTAB: every minute
 logger = logging.getLogger(__name__)

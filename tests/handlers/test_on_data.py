@@ -5,7 +5,7 @@ the scheduled tick starts it)."""
 from __future__ import annotations
 
 from handlers import on_config, on_data, on_schedule
-from predictd_core.cloud.runs import track_locations
+from predictd_core.cloud.schedule import track_locations
 from tests.handlers.conftest import (ledger_of, BUCKET, PILOT_CONFIG, PILOT_TRACKS, TABLE, drop_config, tracks_table,
                                      upload_compendium)
 

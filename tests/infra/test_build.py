@@ -84,6 +84,7 @@ def test_wheel_is_predictd():
     with zipfile.ZipFile(predictd_wheel()) as wheel:
         names = wheel.namelist()
     assert "predictd_core/cli/main.py" in names
+    assert "predictd_core/cloud/__init__.py" in names and "predictd_core/cloud/runs.py" in names  # a package
     assert not [name for name in names if name.startswith("handlers/")]
 
 
