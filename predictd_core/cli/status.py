@@ -9,8 +9,9 @@ the SDK loads only when the command runs.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from importlib.metadata import entry_points
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -31,10 +32,7 @@ def status(run_id: Optional[str] = typer.Argument(None, help="the run (RUN_ID in
            ) -> None:
     """Show a cloud run from the ledger: its state, every job (stage, fold, attempts, state, job run id)
     and its outputs. Without RUN_ID, list the runs. ``--account`` reads an Azure deployment, else AWS."""
-    cloud = "azure" if account else "aws"
-    adapter = cloud_adapter(cloud)
-    try:
-        ledger = adapter.open_ledger(account or bucket, table)
+    with cloud_ledger(account, bucket, table) as ledger:
         if run_id is None:
             runs = [_run_line(run) for run in ledger.runs()]
             typer.echo(json.dumps(runs, indent=2) if as_json else format_runs(runs))
@@ -43,9 +41,6 @@ def status(run_id: Optional[str] = typer.Argument(None, help="the run (RUN_ID in
         if summary is None:
             raise PredictdInputError(f"ledger {ledger.records.name}", "RUN_ID",
                                      f"no run {run_id!r} (predictd status without RUN_ID lists the runs)")
-    except (PredictdInputError, *adapter.ERRORS) as error:
-        typer.echo(f"predictd: error: {error}", err=True)
-        raise typer.Exit(2)
     typer.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
 
 
@@ -59,20 +54,29 @@ def cancel(run_id: str = typer.Argument(..., help="the run to cancel (RUN_ID in 
     five on AWS) fails the run, stops its jobs, writes run.json and notifies. A run that ended is left."""
     import getpass
 
-    adapter = cloud_adapter("azure" if account else "aws")
-    try:
-        ledger = adapter.open_ledger(account or bucket, table)
+    with cloud_ledger(account, bucket, table) as ledger:
         run = ledger.run(run_id)
         if run is None:
             raise PredictdInputError(f"ledger {ledger.records.name}", "RUN_ID", f"no run {run_id!r}")
         if not ledger.request_cancel(run_id, by=getpass.getuser()):
             raise PredictdInputError(f"ledger {ledger.records.name}", "RUN_ID",
                                      f"run {run_id} has ended ({run['state']}); nothing to cancel")
-    except (PredictdInputError, *adapter.ERRORS) as error:
-        typer.echo(f"predictd: error: {error}", err=True)
-        raise typer.Exit(2)
     typer.echo(f"run {run_id}: cancel requested; its jobs stop at the deployment's next tick "
                f"(predictd status {run_id} shows FAILED then)")
+
+
+@contextmanager
+def cloud_ledger(account: Optional[str], bucket: Optional[str], table: Optional[str]) -> Iterator[Any]:
+    """The ledger of the Azure deployment ``account``, else of the AWS one ``bucket`` (or ``table``); bad
+    input and the cloud's errors inside the block become one line on stderr and exit code 2."""
+    errors: tuple[type[BaseException], ...] = (PredictdInputError,)
+    try:
+        adapter = cloud_adapter("azure" if account else "aws")
+        errors += tuple(adapter.ERRORS)
+        yield adapter.open_ledger(account or bucket, table)
+    except errors as error:
+        typer.echo(f"predictd: error: {error}", err=True)
+        raise typer.Exit(2)
 
 
 def cloud_adapter(cloud: str) -> Any:
