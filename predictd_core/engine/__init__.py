@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from predictd_core.config import EngineSettings
+from predictd_core.engine.base import Engine
 from predictd_core.engine.local import LocalEngine
+from predictd_core.store.signal_store import SignalStore
 
 
-def make_engine(settings, store):
-    """The engine named by ``settings.kind`` (an ``EngineSettings``) over ``store``."""
+def make_engine(settings: EngineSettings, store: SignalStore) -> Engine:
+    """The engine named by ``settings.kind`` over ``store``."""
     if settings.kind == "numpy":
         return LocalEngine(store)
     from predictd_core.engine.spark import SparkEngine  # Spark starts a JVM: only when asked for
@@ -14,4 +17,4 @@ def make_engine(settings, store):
     return SparkEngine(store, master=settings.master, conf=settings.spark_conf)
 
 
-__all__ = ["LocalEngine", "make_engine"]
+__all__ = ["Engine", "LocalEngine", "make_engine"]

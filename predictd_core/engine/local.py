@@ -8,10 +8,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from predictd_core.engine.base import Engine
 from predictd_core.store.signal_store import SignalStore
 
 
-class LocalEngine:
+class LocalEngine(Engine):
     """Map functions over the store's chunks in this process, in genome order.
 
     Parameters
@@ -67,4 +68,5 @@ class LocalEngine:
         return dict(self._state)
 
     def close(self) -> None:
+        """Drop the cached chunks."""
         self._cache = {} if self._cache is not None else None

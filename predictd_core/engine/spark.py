@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from predictd_core.config import SPARK_SUBMIT_MASTER
+from predictd_core.engine.base import Engine
 from predictd_core.store.signal_store import SignalStore, chunk_bounds, read_signal_rows
 
 
@@ -61,7 +62,7 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     return session
 
 
-class SparkEngine:
+class SparkEngine(Engine):
     """Map functions over the store's chunks on a Spark cluster (``local[*]`` by default).
 
     Same methods and results as :class:`predictd_core.engine.local.LocalEngine`; only the order of

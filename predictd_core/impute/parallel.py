@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from predictd_core.engine.base import Engine
 from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.write_tracks import ParallelTrackWriter, SharedSlots, copy_columns
 from predictd_core.store.signal_store import SignalStore, chunk_bounds, read_signal_rows
@@ -42,7 +43,7 @@ def result_blocks(result: Any) -> list[np.ndarray]:
     return [block for block in result if block is not None]
 
 
-def compute_processes(engine, processes: int, tracks: int) -> int:
+def compute_processes(engine: Engine, processes: int, tracks: int) -> int:
     """Worker processes to compute the chunks of ``tracks`` values for the writers: on the numpy engine
     ``processes``, at most one per chunk and as many chunks in flight as :data:`MEMORY_SHARE` of the memory
     holds; 0 when the engine computes them itself (in this process, or on Spark's executors): another engine,
@@ -56,7 +57,7 @@ def compute_processes(engine, processes: int, tracks: int) -> int:
     return count if count > 1 else 0
 
 
-def write_chunks(engine, fn: Callable[[np.ndarray, Any], Any], payload: Any, writer: ParallelTrackWriter,
+def write_chunks(engine: Engine, fn: Callable[[np.ndarray, Any], Any], payload: Any, writer: ParallelTrackWriter,
                  processes: int) -> Iterator[int]:
     """Write ``fn(chunk signal, payload)`` of every chunk of ``engine.store`` with ``writer``, in genome order;
     yields each chunk once it is handed to the writers.

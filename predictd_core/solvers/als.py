@@ -33,9 +33,11 @@ A sweep, given (C, A, b_c, b_a):
    filled with the current prediction first (an EM step), so one design serves every bin and J
    still cannot increase.
 3. **C, A and bias steps** (driver, no data): each cell row [C_c; b_c] solves a (K+1) system built
-   from the statistics (see :func:`_solve_rows`), then each assay row; repeated ``inner_iters`` times.
+   from the statistics (see :func:`_row_equations`), then each assay row; repeated ``inner_iters`` times.
 
-All functions here are pure numpy; the engines only map them over chunks and add the results.
+The ridge algebra of each row (penalty, solve, leverages) is :mod:`predictd_core.model.normal_equations`;
+the loop of sweeps is :func:`predictd_core.solvers.als_fit.fit_als`. All functions here are pure numpy;
+the engines only map them over chunks and add the results.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from predictd_core.model.factors import CellAssayFactors
+from predictd_core.model.normal_equations import (
+    NormalEquations, leverages, ridge_penalty, row_penalty, solve_rows, solve_shared_design, with_bias_column,
+)
+from predictd_core.model.settings import ModelSettings
 
 
 def genome_step(Y: np.ndarray, Z: np.ndarray, offset: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray]:
@@ -68,13 +74,8 @@ def genome_step(Y: np.ndarray, Z: np.ndarray, offset: np.ndarray, ridge: float) 
     has_data : ndarray of shape (n_bins,), bool
         Bins with at least one observed experiment.
     """
-    W, holey, seen = _fit_bins(np.subtract(Y, offset, dtype=np.float64), _design(Z), ridge)
+    W, holey, seen = _fit_bins(np.subtract(Y, offset, dtype=np.float64), with_bias_column(Z), ridge)
     return W, _has_data(W.shape[0], holey, seen)
-
-
-def _design(Z: np.ndarray) -> np.ndarray:
-    """``[Z 1]``: the columns of G and of the unpenalised bias b_i."""
-    return np.hstack([Z, np.ones((Z.shape[0], 1))])
 
 
 def _fit_bins(R: np.ndarray, design: np.ndarray, ridge: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,25 +84,25 @@ def _fit_bins(R: np.ndarray, design: np.ndarray, ridge: float) -> tuple[np.ndarr
     Returns ``W`` (zero for bins with no data), the rows of the bins missing some experiment and,
     for those rows only, which experiments they have (bool, rows x n_experiments).
     """
-    penalty = _penalty(design, ridge)
+    penalty = _genome_penalty(design, ridge)
     rhs = R @ design
     # The bias column of rhs is each bin's sum over experiments, NaN exactly where one is missing:
     # holes are found without a mask of the whole chunk, and complete chunks never build one.
     holey = np.flatnonzero(np.isnan(rhs[:, -1]))
-    W = _ridge_solve(rhs, design, penalty)
+    W = solve_shared_design(rhs, design, penalty)
     seen = ~np.isnan(R[holey])
     W[holey] = 0.0
     patterns, which = _distinct_rows(seen)
     for p, pattern in enumerate(patterns):
         rows, columns = holey[which == p], np.flatnonzero(pattern)
         if columns.size:
-            W[rows] = _ridge_solve(R[np.ix_(rows, columns)] @ design[columns], design[columns], penalty)
+            W[rows] = solve_shared_design(R[np.ix_(rows, columns)] @ design[columns], design[columns], penalty)
     return W, holey, seen
 
 
-def _penalty(design: np.ndarray, ridge: float) -> np.ndarray:
+def _genome_penalty(design: np.ndarray, ridge: float) -> np.ndarray:
     """The ridge on each column of ``[Z 1]``: ``ridge`` on G, none on the bias b_i."""
-    return np.append(np.full(design.shape[1] - 1, float(ridge)), 0.0)
+    return ridge_penalty(design.shape[1] - 1, ridge, 0.0)
 
 
 def _distinct_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -121,23 +122,6 @@ def _has_data(n_bins: int, holey: np.ndarray, seen: np.ndarray) -> np.ndarray:
     has_data = np.ones(n_bins, dtype=bool)
     has_data[holey] = seen.any(axis=1)
     return has_data
-
-
-def _ridge_solve(rhs: np.ndarray, design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    # One product with the inverse of the small (K+1) Gram matrix: a matrix product over the bins runs
-    # several times faster than LAPACK's triangular solves on a transposed copy of rhs, and the ridge
-    # keeps the Gram matrix well conditioned.
-    return rhs @ _gram_inverse(design, penalty)
-
-
-def _gram_inverse(design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """``(D'D + diag(penalty))^-1``; with ridge 0 and fewer experiments than factors, the pseudo-inverse
-    (the minimum-norm answer)."""
-    gram = design.T @ design + np.diag(penalty)
-    try:
-        return np.linalg.inv(gram)
-    except np.linalg.LinAlgError:
-        return np.linalg.pinv(gram)
 
 
 class FieldwiseSum:
@@ -197,7 +181,7 @@ def sweep_statistics(Y: np.ndarray, inputs: SweepInputs) -> SweepStatistics:
     f, n_train = inputs.factors, inputs.train_columns.size
     columns = np.concatenate([inputs.train_columns, inputs.valid_columns])
     Z, offset = f.design(inputs.cell_of[columns], inputs.assay_of[columns])
-    design, ot = _design(Z), offset[:n_train]
+    design, ot = with_bias_column(Z), offset[:n_train]
     R = _centred_columns(Y, columns, offset)  # training then validation experiments: the chunk is read once
     Rt = R[:, :n_train]
     W, holey, seen = _fit_bins(Rt, design[:n_train], inputs.ridge)
@@ -271,6 +255,13 @@ class ScaledPenalties:
     rba: float
     cell_shrinkage: str = "mean"
 
+    @classmethod
+    def from_settings(cls, settings: ModelSettings, rank: int, n_cells: int, n_assays: int) -> "ScaledPenalties":
+        """The settings' penalties divided as PREDICTD's ``train_model.py`` did: rc / (K n_cells), ra / (K n_assays)."""
+        p, K = settings.penalties, rank
+        return cls(rc=p.rc / (K * n_cells), ra=p.ra / (K * n_assays), ri2=p.ri2, rbc=p.rbc, rba=p.rba,
+                   cell_shrinkage=settings.cell_shrinkage)
+
     def cell_centre(self, C: np.ndarray, cell_entries: np.ndarray) -> np.ndarray:
         """m: the mean cell row weighted by training entries, or 0 for PREDICTD's penalty.
 
@@ -304,39 +295,43 @@ def update_cell_assay(stats: SweepStatistics, inputs: SweepInputs, penalties: Sc
 def _solve_rows(stats: SweepStatistics, own: np.ndarray, X: np.ndarray, b: np.ndarray, other: np.ndarray,
                 other_offset: np.ndarray, lam: float, lam_bias: float, centre: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Solve each row r of one side (cells or assays), the other side fixed.
+    """Solve each row r of one side (cells or assays), the other side fixed; rows with no training
+    experiment keep their values.
 
-    For the training experiments j of row r, with u_j the other side's factor row and o_j = mu + its
-    bias, the unknowns x = [X_r; b_r] minimise sum_j sum_i (y_ij - o_j - b_i - b_r - G_i.(u_j * X_r))^2
-    plus the weighted penalties, whose normal equations need only the statistics:
-
-        [ S o (U'U) + lam N I    (sum_j u_j) o g ] [X_r]   [ sum_j u_j o (P_j - o_j g - h) + lam N m ]
-        [ ((sum_j u_j) o g)'     n t + lam_b N   ] [b_r] = [ sum_j (s_j - n o_j - sb)                ]
-
-    with U the stacked u_j (t of them), N = n t entries, o the elementwise product and m the
-    ``centre`` the rows shrink toward.
-    Rows with no training experiment keep their values.
+    ``own`` is the row of each training experiment on this side, ``other`` and ``other_offset`` the
+    other side's row and ``mu`` + bias of each; the equations are :func:`_row_equations`, the penalties
+    ``lam N`` toward ``centre`` and ``lam_bias N`` toward 0.
     """
-    X, b = X.copy(), b.copy()
-    K = X.shape[1]
-    for r in np.unique(own):
-        mine = own == r
-        U, o, t = other[mine], other_offset[mine], int(mine.sum())
-        N = stats.n * t
-        u_sum = U.sum(axis=0)
-        lhs = np.empty((K + 1, K + 1))
-        lhs[:K, :K] = stats.S * (U.T @ U) + lam * N * np.eye(K)
-        lhs[:K, K] = lhs[K, :K] = u_sum * stats.g
-        lhs[K, K] = N + lam_bias * N
-        rhs = np.empty(K + 1)
-        rhs[:K] = (U * stats.P[:, mine].T).sum(axis=0) - (o @ U) * stats.g - u_sum * stats.h + lam * N * centre
-        rhs[K] = (stats.s[mine] - stats.n * o - stats.sb).sum()
-        try:
-            solution = np.linalg.solve(lhs, rhs)
-        except np.linalg.LinAlgError:
-            solution = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
-        X[r], b[r] = solution[:K], solution[K]
-    return X, b
+    return solve_rows(lambda r: _row_equations(stats, own == r, other, other_offset), np.unique(own), X, b, lam,
+                      lam_bias, centre)
+
+
+def _row_equations(stats: SweepStatistics, mine: np.ndarray, other: np.ndarray, other_offset: np.ndarray
+                   ) -> NormalEquations:
+    """The normal equations of one row from the statistics alone; ``mine`` marks its training experiments.
+
+    For those experiments j, with u_j the other side's factor row and o_j = mu + its bias, the unknowns
+    x = [X_r; b_r] minimise sum_j sum_i (y_ij - o_j - b_i - b_r - G_i.(u_j * X_r))^2, whose normal
+    equations are
+
+        [ S o (U'U)              (sum_j u_j) o g ] [X_r]   [ sum_j u_j o (P_j - o_j g - h) ]
+        [ ((sum_j u_j) o g)'     n t             ] [b_r] = [ sum_j (s_j - n o_j - sb)      ]
+
+    with U the stacked u_j (t of them, so N = n t entries) and o the elementwise product; the penalties,
+    weighted by N, are added by :func:`~predictd_core.model.normal_equations.solve_rows`.
+    """
+    U, o, t = other[mine], other_offset[mine], int(mine.sum())
+    K = U.shape[1]
+    N = stats.n * t
+    u_sum = U.sum(axis=0)
+    gram = np.empty((K + 1, K + 1))
+    gram[:K, :K] = stats.S * (U.T @ U)
+    gram[:K, K] = gram[K, :K] = u_sum * stats.g
+    gram[K, K] = N
+    rhs = np.empty(K + 1)
+    rhs[:K] = (U * stats.P[:, mine].T).sum(axis=0) - (o @ U) * stats.g - u_sum * stats.h
+    rhs[K] = (stats.s[mine] - stats.n * o - stats.sb).sum()
+    return NormalEquations(gram, rhs, N)
 
 
 def objective(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPenalties) -> float:
@@ -346,9 +341,10 @@ def objective(stats: SweepStatistics, inputs: SweepInputs, penalties: ScaledPena
     n_cell = stats.n * np.bincount(cells, minlength=f.C.shape[0])
     n_assay = stats.n * np.bincount(assays, minlength=f.A.shape[0])
     centre = penalties.cell_centre(f.C, n_cell)
+    cell_factors, cell_biases = row_penalty(n_cell, f.C, f.b_c, penalties.rc, penalties.rbc, centre)
+    assay_factors, assay_biases = row_penalty(n_assay, f.A, f.b_a, penalties.ra, penalties.rba, 0.0)
     return float(stats.train_sse + penalties.ri2 * np.trace(stats.S)
-                 + penalties.rc * n_cell @ np.square(f.C - centre).sum(axis=1) + penalties.rbc * n_cell @ np.square(f.b_c)
-                 + penalties.ra * n_assay @ np.square(f.A).sum(axis=1) + penalties.rba * n_assay @ np.square(f.b_a))
+                 + cell_factors + cell_biases + assay_factors + assay_biases)
 
 
 def left_out_predictions(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray,
@@ -374,28 +370,23 @@ def left_out_predictions(Y: np.ndarray, factors: CellAssayFactors, input_cells: 
     ndarray of shape (n_bins, n_inputs), arcsinh scale, not clipped.
     """
     Z, offset = factors.design(input_cells, input_assays)
-    design = _design(Z)
+    design = with_bias_column(Z)
     R = np.subtract(Y, offset, dtype=np.float64)
     W, holey, seen = _fit_bins(R, design, ridge)
     fitted = W @ design.T
-    penalty = _penalty(design, ridge)
-    leverage = np.broadcast_to(_leverages(design, penalty), R.shape).copy()
+    penalty = _genome_penalty(design, ridge)
+    leverage = np.broadcast_to(leverages(design, penalty), R.shape).copy()
     patterns, which = _distinct_rows(seen)
     for p, pattern in enumerate(patterns):
         rows, columns = holey[which == p], np.flatnonzero(pattern)
         leverage[rows] = 0.0  # unobserved entries: not in the solve, nothing to leave out
         if columns.size:
-            leverage[np.ix_(rows, columns)] = _leverages(design[columns], penalty)
+            leverage[np.ix_(rows, columns)] = leverages(design[columns], penalty)
     with np.errstate(divide="ignore", invalid="ignore"):
         left_out = fitted - np.nan_to_num(R - fitted) * leverage / (1.0 - leverage)
     alone = leverage > 1.0 - 1e-9  # the bin's only observation: no data without it
     left_out[alone] = 0.0
     return left_out + offset
-
-
-def _leverages(design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
-    """The diagonal of ``D (D'D + diag(penalty))^-1 D'``: each experiment's weight on its own fit."""
-    return np.einsum("ij,jk,ik->i", design, _gram_inverse(design, penalty), design)
 
 
 def predict(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray, input_assays: np.ndarray,
@@ -419,4 +410,4 @@ def predict(Y: np.ndarray, factors: CellAssayFactors, input_cells: np.ndarray, i
     W, _ = genome_step(Y, Zi, oi, ridge)
     Zo, oo = factors.design(out_cells, out_assays)
     # [G b_i 1] @ [Zo' ; 1 ; offsets]: one product, no further passes over the (bins x pairs) result
-    return np.hstack([W, np.ones((W.shape[0], 1))]) @ np.vstack([Zo.T, np.ones((1, oo.size)), oo[None, :]])
+    return with_bias_column(W) @ np.vstack([Zo.T, np.ones((1, oo.size)), oo[None, :]])

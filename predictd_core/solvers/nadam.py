@@ -67,13 +67,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from predictd_core.model.factors import CellAssayFactors, Layout
 from predictd_core.model.settings import ModelSettings, Penalties
 from predictd_core.solvers import als
+
+if TYPE_CHECKING:  # typing only: the solvers call an engine's methods and import none of its modules
+    from predictd_core.engine.base import Engine
 
 DECAY = 1.0 - 1e-6  # PREDICTD's per-step decay of beta1 and of the learning rate
 _LOG_DECAY = math.log1p(-1e-6)
@@ -442,14 +445,14 @@ class _Snapshot:
     iteration: int
 
 
-def fit_nadam(engine, start: CellAssayFactors, layout: Layout, train_columns: np.ndarray,
+def fit_nadam(engine: Engine, start: CellAssayFactors, layout: Layout, train_columns: np.ndarray,
               valid_columns: np.ndarray, settings: ModelSettings, n_bins: int,
               progress: Callable[[dict[str, Any]], None] | None) -> tuple[CellAssayFactors, list[dict], int]:
     """Fit by PREDICTD's parallel NAdam SGD; return the iterate with the lowest validation MSE.
 
     Parameters
     ----------
-    engine : LocalEngine or SparkEngine
+    engine : Engine
         Provides ``map_state``, ``reset_state`` and ``collect_state`` over the store's chunks. Its
         per-chunk state is replaced; on return it holds the best snapshot's genome rows.
     start : CellAssayFactors

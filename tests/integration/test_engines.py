@@ -5,7 +5,7 @@ import pytest
 
 from predictd_core.engine.local import LocalEngine
 from predictd_core.engine.spark import SparkEngine
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from predictd_core.model.factors import Layout, initial_factors
 from predictd_core.model.settings import ModelSettings
 from predictd_core.solvers import als
@@ -75,6 +75,10 @@ def test_numpy_engine_caches_for_sweeps_not_for_a_single_pass(chunked_store, mon
     assert reads == [0, 1, 2, 3] * 2  # the sweeps read once, then reuse the cache
     assert [np.nansum(Y) for _, Y in engine.map_chunks(lambda Y, _: Y, None)] == one_pass
     assert reads == [0, 1, 2, 3] * 2 and total == pytest.approx(sum(one_pass))
+    with engine as same:
+        assert same is engine
+    engine.map_reduce(lambda Y, _: np.nansum(Y), None)
+    assert reads == [0, 1, 2, 3] * 3  # leaving the block closed the engine: its cache is gone
 
 
 def test_spark_nadam_fit_equals_numpy_fit(chunked_store, spark_session):
@@ -83,9 +87,8 @@ def test_spark_nadam_fit_equals_numpy_fit(chunked_store, spark_session):
     train, valid = np.array([0, 1, 2, 3, 5]), np.array([4])
     settings = ModelSettings(solver="nadam-sgd", rank=2, max_iters=4, patience=10, seed=3, batch_size=20)
     numpy_model = Predictd(settings).fit(LocalEngine(chunked_store), layout, train, valid)
-    spark_engine = SparkEngine(chunked_store, master="local[2]")
-    spark_model = Predictd(settings).fit(spark_engine, layout, train, valid)
-    spark_engine.close()
+    with SparkEngine(chunked_store, master="local[2]") as spark_engine:
+        spark_model = Predictd(settings).fit(spark_engine, layout, train, valid)
     assert len(spark_model.history_) == len(numpy_model.history_) == 5  # the start, then 4 rounds
     np.testing.assert_allclose([h["valid_mse"] for h in spark_model.history_],
                                [h["valid_mse"] for h in numpy_model.history_], rtol=1e-9)

@@ -10,8 +10,8 @@ import pytest
 
 from predictd_core.engine.local import LocalEngine
 from predictd_core.errors import PredictdInputError
-from predictd_core.model.estimator import Predictd
-from predictd_core.model.extend import extend_model, extended_start
+from predictd_core.train.estimator import Predictd
+from predictd_core.train.extend import extend_model, extended_start
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import ModelSettings
 from predictd_core.solvers import als

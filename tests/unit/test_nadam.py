@@ -12,10 +12,10 @@ import pyBigWig
 import pytest
 
 from predictd_core.engine.local import LocalEngine
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from predictd_core.model.factors import CellAssayFactors, Layout, initial_factors
 from predictd_core.model.settings import ModelSettings, Penalties
-from predictd_core.model.split import choose_validation
+from predictd_core.train.split import choose_validation
 from predictd_core.solvers import als, nadam
 from predictd_core.store.signal_store import ingest
 from predictd_core.tracks.table import Track

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from predictd_core.engine.base import Engine
 from predictd_core.io import join_location, read_bytes, write_atomic
 from predictd_core.model.factors import CellAssayFactors, Layout, initial_factors
 from predictd_core.model.settings import ModelSettings
 from predictd_core.solvers import als
+from predictd_core.solvers.als_fit import fit_als
+from predictd_core.solvers.nadam import fit_nadam
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -40,13 +42,13 @@ class Predictd:
     def __init__(self, settings: ModelSettings | None = None) -> None:
         self.settings = settings or ModelSettings()
 
-    def fit(self, engine, layout: Layout, train_columns: np.ndarray, valid_columns: np.ndarray,
+    def fit(self, engine: Engine, layout: Layout, train_columns: np.ndarray, valid_columns: np.ndarray,
             progress: ProgressFn | None = None) -> "Predictd":
         """Fit on the store columns ``train_columns``; stop and select on ``valid_columns``.
 
         Parameters
         ----------
-        engine : LocalEngine or SparkEngine
+        engine : Engine
             Maps solver functions over the store's chunks.
         layout : Layout
             Cell and assay of every store column.
@@ -68,47 +70,18 @@ class Predictd:
         self.n_bins_ = int(engine.store.bins.n_bins)
         start = initial_factors(layout, self.rank_, self.settings.seed, moments[0], moments[1], train_columns)
         if self.settings.solver == "als":
-            self.factors_, self.history_, self.best_iteration_ = self._fit_als(
-                engine, start, train_columns, valid_columns, progress)
+            fitted = fit_als(engine, start, layout, train_columns, valid_columns, self.settings, progress)
         else:
-            from predictd_core.solvers.nadam import fit_nadam
-
-            self.factors_, self.history_, self.best_iteration_ = fit_nadam(
-                engine, start, layout, train_columns, valid_columns, self.settings, self.n_bins_, progress)
+            fitted = fit_nadam(engine, start, layout, train_columns, valid_columns, self.settings, self.n_bins_,
+                               progress)
+        self.factors_, self.history_, self.best_iteration_ = fitted
         self.train_columns_, self.valid_columns_ = train_columns, valid_columns
         return self
 
     def scaled_penalties(self) -> als.ScaledPenalties:
-        """PREDICTD's penalties divided as its ``train_model.py`` did: rc / (K n_cells), ra / (K n_assays)."""
-        p, K = self.settings.penalties, self.rank_
-        return als.ScaledPenalties(rc=p.rc / (K * len(self.layout_.cells)), ra=p.ra / (K * len(self.layout_.assays)),
-                                   ri2=p.ri2, rbc=p.rbc, rba=p.rba, cell_shrinkage=self.settings.cell_shrinkage)
-
-    def _fit_als(self, engine, factors: CellAssayFactors, train_columns, valid_columns, progress
-                 ) -> tuple[CellAssayFactors, list[dict[str, Any]], int]:
-        """ALS sweeps from ``factors`` until validation stops improving: (best factors, history, best sweep)."""
-        penalties = self.scaled_penalties()
-        history, best, best_score, best_iteration = [], factors, np.inf, 0
-        for iteration in range(1, self.settings.max_iters + 1):
-            started = time.perf_counter()
-            inputs = als.SweepInputs(factors, self.layout_.cell_of, self.layout_.assay_of, train_columns,
-                                     valid_columns, self.ridge_)
-            stats = engine.map_reduce(als.sweep_statistics, inputs)
-            train_mse = stats.train_sse / max(stats.train_count, 1.0)
-            valid_mse = float(stats.valid_sse.sum() / stats.valid_count.sum()) if valid_columns.size else train_mse
-            row = {"iteration": iteration, "objective": als.objective(stats, inputs, penalties),
-                   "train_mse": train_mse, "valid_mse": valid_mse}
-            # The score belongs to the factors the pass was run with; keep the best of them.
-            if valid_mse < best_score * (1.0 - self.settings.tol):
-                best, best_score, best_iteration = factors, valid_mse, iteration
-            factors = als.update_cell_assay(stats, inputs, penalties, self.settings.inner_iters)
-            row["seconds"] = time.perf_counter() - started
-            history.append(row)
-            if progress is not None:
-                progress(row)
-            if iteration - best_iteration >= self.settings.patience:
-                break
-        return best, history, best_iteration
+        """The settings' penalties scaled to this model's rank and layout, as ALS and extension use them."""
+        return als.ScaledPenalties.from_settings(self.settings, self.rank_, len(self.layout_.cells),
+                                                 len(self.layout_.assays))
 
     def predict_chunk(self, Y: np.ndarray, input_columns: np.ndarray, out_cells: np.ndarray,
                       out_assays: np.ndarray) -> np.ndarray:

@@ -39,17 +39,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from predictd_core.engine.base import Engine
 from predictd_core.errors import PredictdInputError
-from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import CellAssayFactors, Layout
+from predictd_core.model.normal_equations import NormalEquations, row_penalty, solve_rows, with_bias_column
 from predictd_core.solvers import als
+from predictd_core.train.estimator import Predictd
 
 STAGE = "extend"
 MAX_ROUNDS = 100  # alternations of new cell and new assay rows when experiments pair them
 ROUND_TOL = 1e-10  # relative change of the new rows that ends the alternation
 
 
-def extend_model(model: Predictd, engine, layout: Layout, train_columns: np.ndarray,
+def extend_model(model: Predictd, engine: Engine, layout: Layout, train_columns: np.ndarray,
                  valid_columns: np.ndarray) -> Predictd:
     """Fit the cell types and assays of ``layout`` that ``model`` lacks; keep every other parameter.
 
@@ -57,7 +59,7 @@ def extend_model(model: Predictd, engine, layout: Layout, train_columns: np.ndar
     ----------
     model : Predictd
         A fitted model; left untouched.
-    engine : LocalEngine or SparkEngine
+    engine : Engine
         Maps :func:`extend_statistics` over the extended store's chunks, once.
     layout : Layout
         The extended store's layout. Cell types and assays are matched to the model's by name, in
@@ -160,7 +162,7 @@ def extend_statistics(Y: np.ndarray, inputs: ExtendInputs) -> ExtendStatistics:
 
 def _grams(Y: np.ndarray, W: np.ndarray, has_data: np.ndarray) -> np.ndarray:
     """M_j = sum of v v', v = [G_i, 1, y_ij - b_i], over the bins with data where column j is observed."""
-    base = np.hstack([W[:, :-1], np.ones((W.shape[0], 1))])
+    base = with_bias_column(W[:, :-1])
     R = Y.astype(np.float64) - W[:, -1:]
     M = np.empty((Y.shape[1], W.shape[1] + 1, W.shape[1] + 1))
     for j in range(Y.shape[1]):
@@ -237,34 +239,34 @@ def _solve_from_grams(M: np.ndarray, own: np.ndarray, X: np.ndarray, b: np.ndarr
                       rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Solve the ``rows`` of one side (cells or assays) that have training entries, the other side fixed.
 
-    Column j of row r, with u_j the other side's row and o_j = mu + its bias, predicts
+    ``own`` is the row of each column on this side, ``other`` and ``other_offset`` the other side's row
+    and ``mu`` + bias of each; the equations are :func:`_column_equations`, the penalties scaled per
+    entry as in ``solvers.als``: ``lam N`` toward ``centre`` and ``lam_bias N`` toward 0.
+    """
+    K = X.shape[1]
+    entries = np.bincount(own, weights=M[:, K, K], minlength=X.shape[0])
+    return solve_rows(lambda r: _column_equations(M, own == r, other, other_offset, entries[r]),
+                      rows[entries[rows] > 0], X, b, lam, lam_bias, centre)
+
+
+def _column_equations(M: np.ndarray, mine: np.ndarray, other: np.ndarray, other_offset: np.ndarray,
+                      entries: float) -> NormalEquations:
+    """The normal equations of one row from the Gram matrices of its columns (``mine``).
+
+    Column j of the row, with u_j the other side's row and o_j = mu + its bias, predicts
     ``b_i + o_j + [G_i, 1] . (D_j x)`` for x = [X_r; b_r] and D_j = diag(u_j, 1), so the normal
     equations from the Gram blocks (S_j, g_j, n_j, P_j, s_j) of M_j are
 
-        (sum_j D_j [[S_j, g_j], [g_j', n_j]] D_j + N diag(lam, ..., lam, lam_b)) x
-            = sum_j D_j [P_j - o_j g_j; s_j - o_j n_j] + N [lam m; 0]
+        (sum_j D_j [[S_j, g_j], [g_j', n_j]] D_j) x = sum_j D_j [P_j - o_j g_j; s_j - o_j n_j]
 
-    with N = sum_j n_j the row's entries and m the ``centre`` X_r shrinks toward, the penalties
-    scaled per entry as in ``solvers.als``.
+    over ``entries`` = sum_j n_j entries.
     """
-    X, b = X.copy(), b.copy()
-    K = X.shape[1]
-    entries = np.bincount(own, weights=M[:, K, K], minlength=X.shape[0])
-    for r in rows[entries[rows] > 0]:
-        mine = own == r
-        D = np.hstack([other[mine], np.ones((int(mine.sum()), 1))])
-        Mr, N = M[mine], entries[r]
-        lhs = np.einsum("jp,jpq,jq->pq", D, Mr[:, :K + 1, :K + 1], D)
-        rhs = np.einsum("jp,jp->p", D, Mr[:, :K + 1, K + 1] - other_offset[mine, None] * Mr[:, :K + 1, K])
-        lhs[np.arange(K), np.arange(K)] += lam * N
-        lhs[K, K] += lam_bias * N
-        rhs[:K] += lam * N * centre
-        try:
-            solution = np.linalg.solve(lhs, rhs)
-        except np.linalg.LinAlgError:  # no penalty and too few entries: the minimum-norm answer
-            solution = np.linalg.lstsq(lhs, rhs, rcond=None)[0]
-        X[r], b[r] = solution[:K], solution[K]
-    return X, b
+    K = other.shape[1]
+    D = with_bias_column(other[mine])
+    Mr = M[mine]
+    gram = np.einsum("jp,jpq,jq->pq", D, Mr[:, :K + 1, :K + 1], D)
+    rhs = np.einsum("jp,jp->p", D, Mr[:, :K + 1, K + 1] - other_offset[mine, None] * Mr[:, :K + 1, K])
+    return NormalEquations(gram, rhs, entries)
 
 
 def _new_row_penalty(M: np.ndarray, factors: CellAssayFactors, cells: np.ndarray, assays: np.ndarray,
@@ -274,10 +276,11 @@ def _new_row_penalty(M: np.ndarray, factors: CellAssayFactors, cells: np.ndarray
     f, K = factors, factors.rank
     n_cell = np.bincount(cells, weights=M[:, K, K], minlength=f.C.shape[0])[new_cells]
     n_assay = np.bincount(assays, weights=M[:, K, K], minlength=f.A.shape[0])[new_assays]
-    return float(penalties.rc * n_cell @ np.square(f.C[new_cells] - centre).sum(axis=1)
-                 + penalties.rbc * n_cell @ np.square(f.b_c[new_cells])
-                 + penalties.ra * n_assay @ np.square(f.A[new_assays]).sum(axis=1)
-                 + penalties.rba * n_assay @ np.square(f.b_a[new_assays]))
+    cell_factors, cell_biases = row_penalty(n_cell, f.C[new_cells], f.b_c[new_cells], penalties.rc, penalties.rbc,
+                                            centre)
+    assay_factors, assay_biases = row_penalty(n_assay, f.A[new_assays], f.b_a[new_assays], penalties.ra,
+                                              penalties.rba, 0.0)
+    return float(cell_factors + cell_biases + assay_factors + assay_biases)
 
 
 def extended_start(model: Predictd, layout: Layout) -> tuple[CellAssayFactors, np.ndarray, np.ndarray]:

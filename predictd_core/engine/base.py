@@ -1,0 +1,58 @@
+"""What an engine is: the operations the solvers, extension and imputation call on one.
+
+An engine maps pure functions of a chunk's signal over a store's chunks and adds their results
+(``fn(signal, payload)``, the sum by ``+``), streams per-chunk results in genome order, and keeps a
+state per chunk between passes (NAdam's genome rows). :class:`~predictd_core.engine.local.LocalEngine`
+runs them in this process, :class:`~predictd_core.engine.spark.SparkEngine` on Spark; both are
+context managers that close on exit.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Callable, Iterator, Protocol, Self
+
+import numpy as np
+
+from predictd_core.store.signal_store import SignalStore
+
+
+class Engine(Protocol):
+    """Map functions over the chunks of :attr:`store`; ``with engine:`` closes it on leaving.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"`` or ``"spark"``.
+    store : SignalStore
+        The store whose chunks are mapped.
+    """
+
+    name: str
+    store: SignalStore
+
+    def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
+        """Sum of ``fn(chunk signal, payload)`` over every chunk."""
+
+    def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
+        """``(chunk, fn(chunk signal, payload))`` for every chunk, in genome order."""
+
+    def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
+        """Advance per-chunk state, ``fn(chunk, signal, state or None, payload) -> (state, result)``; the sum of
+        the results."""
+
+    def reset_state(self, states: dict[int, Any] | None = None) -> None:
+        """Replace the per-chunk states (``None`` or empty: start again)."""
+
+    def collect_state(self) -> dict[int, Any]:
+        """The per-chunk states, by chunk (for snapshots)."""
+
+    def close(self) -> None:
+        """Release what the engine holds (cached chunks, RDDs)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
