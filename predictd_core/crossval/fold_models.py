@@ -1,4 +1,4 @@
-"""Cross-validation: the folds file, one model per (test fold, validation fold), and their ensemble.
+"""A run's cross-validation: its folds file, one model per (test fold, validation fold), and their ensemble.
 
 Layout under ``config.output`` (a local folder or a URL: every read and write goes through
 ``predictd_core.io``)::
@@ -21,14 +21,18 @@ from typing import Callable
 import numpy as np
 
 from predictd_core.config import RunConfig
+from predictd_core.crossval.dealing import extend_folds, make_folds
+from predictd_core.crossval.folds import Folds
+from predictd_core.crossval.folds_file import load_folds, save_folds
+from predictd_core.engine.base import Engine
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember
 from predictd_core.io import is_file, join_location
-from predictd_core.model.estimator import Predictd
 from predictd_core.model.factors import Layout
-from predictd_core.model.extend import extend_model
-from predictd_core.model.folds import Folds, extend_folds, load_folds, make_folds, save_folds
+from predictd_core.model.settings import ModelSettings
 from predictd_core.store.signal_store import SignalStore
+from predictd_core.train.estimator import Predictd
+from predictd_core.train.extend import extend_model
 
 FOLDS_FILE = "folds.json"
 MODELS_FOLDER = "models"
@@ -110,12 +114,12 @@ def sweep_note(row: dict) -> str:
     return f"valid MSE {row['valid_mse']:.4f}"
 
 
-def fold_settings(config: RunConfig, test_fold: int, valid_fold: int):
+def fold_settings(config: RunConfig, test_fold: int, valid_fold: int) -> ModelSettings:
     """Model settings of model (i, j): the config's, with a seed of its own so the ensemble's starts differ."""
     return config.model.model_copy(update={"seed": config.model.seed + 1000 * test_fold + valid_fold})
 
 
-def train_fold(config: RunConfig, store: SignalStore, engine, folds: Folds, test_fold: int, valid_fold: int,
+def train_fold(config: RunConfig, store: SignalStore, engine: Engine, folds: Folds, test_fold: int, valid_fold: int,
                progress: ProgressFn | None = None, folder: str | Path | None = None) -> Predictd:
     """Fit model (i, j) on its training columns, stop on its validation fold, save it as an artifact in
     ``folder`` (local or a URL; default :func:`model_folder`, where ``predictd cv`` finds it; a cloud
@@ -155,7 +159,8 @@ def is_trained(config: RunConfig, store: SignalStore, test_fold: int, valid_fold
     layout = Layout.from_experiments(store.experiments)
     return (description.get("training_sha256") == config.training_digest()
             and (description["cells"], description["assays"]) == (list(layout.cells), list(layout.assays))
-            and (description["cell_of"], description["assay_of"]) == (layout.cell_of.tolist(), layout.assay_of.tolist()))
+            and (description["cell_of"], description["assay_of"])
+            == (layout.cell_of.tolist(), layout.assay_of.tolist()))
 
 
 def load_fold_models(config: RunConfig, store: SignalStore, folds: Folds) -> dict[tuple[int, int], Predictd]:
@@ -211,7 +216,7 @@ def require_folds(config: RunConfig) -> str | Path:
     return path
 
 
-def extend_fold_models(config: RunConfig, store: SignalStore, engine, progress: ProgressFn | None = None
+def extend_fold_models(config: RunConfig, store: SignalStore, engine: Engine, progress: ProgressFn | None = None
                        ) -> tuple[Folds, dict[tuple[int, int], Predictd]]:
     """Fit what the store's new experiments add to every fold model, without retraining the rest.
 

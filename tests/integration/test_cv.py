@@ -17,8 +17,8 @@ from predictd_core.cli.main import app
 from predictd_core.config import load_config
 from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.write_tracks import to_pvalue_scale
-from predictd_core.model.estimator import Predictd
-from predictd_core.model.folds import load_folds
+from predictd_core.train.estimator import Predictd
+from predictd_core.crossval import load_folds
 from predictd_core.pipeline import run_impute, trained_run
 from predictd_core.simulate import simulate_compendium
 from predictd_core.solvers import als

@@ -3,7 +3,7 @@
 import numpy as np
 
 from predictd_core.engine.local import LocalEngine
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import ModelSettings
 from predictd_core.store.signal_store import ingest

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from predictd_core.crossval import Folds, extend_folds, load_folds, make_folds, save_folds
+from predictd_core.crossval.dealing import imbalance_score
+from predictd_core.crossval.folds_file import FORMAT
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.factors import Layout
-from predictd_core.model.folds import (FORMAT, Folds, extend_folds, imbalance_score, load_folds, make_folds,
-                                       save_folds)
 from predictd_core.simulate import load_roadmap_layout
 from predictd_core.tracks.table import read_tracks_table
+
+ROADMAP_LAYOUT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "roadmap-layout"
 
 
 def _layout(pairs: list[tuple[str, str]]) -> Layout:
@@ -25,7 +29,7 @@ def _layout(pairs: list[tuple[str, str]]) -> Layout:
 @pytest.fixture(scope="module")
 def roadmap() -> Layout:
     """The real Roadmap layout: 127 cell types x 24 assays, 1,014 observed, cell-major."""
-    cells, assays, observed, _ = load_roadmap_layout()
+    cells, assays, observed, _ = load_roadmap_layout(ROADMAP_LAYOUT)
     return _layout([(c, a) for c in cells for a in assays if (c, a) in observed])
 
 
@@ -92,7 +96,7 @@ def test_roadmap_test_and_validation_folds_are_exactly_balanced(roadmap, roadmap
 
 def test_predictd_search_alone_is_far_from_balanced(roadmap):
     """Why the exact balancing: PREDICTD's best-of-N round-robin deal leaves wide gaps."""
-    from predictd_core.model.folds import _best_of_tries
+    from predictd_core.crossval.dealing import _best_of_tries
 
     fold = _best_of_tries(roadmap.cell_of, roadmap.assay_of, 127, 24, 5, 500, np.random.default_rng(0))
     assert imbalance_score(roadmap.cell_of, roadmap.assay_of, fold, 5) > 497 + 50
