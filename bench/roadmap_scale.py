@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from jobs import LAYOUT
 
 from predictd_core.model.factors import Layout, initial_factors
 from predictd_core.model.settings import ModelSettings
@@ -31,7 +32,7 @@ HG19_BINS = 124_000_000  # 25 bp bins of hg19, as in PREDICTD's whole-genome run
 
 
 def build_store(folder: Path, n_chunks: int, chunk_bins: int) -> SignalStore:
-    cells, assays, observed, _ = load_roadmap_layout()
+    cells, assays, observed, _ = load_roadmap_layout(LAYOUT)
     experiments = [Track(c, a, "simulated") for c in cells for a in assays if (c, a) in observed]
     layout = Layout.from_experiments(experiments)
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from predictd_core.simulate import ROADMAP_LAYOUT_DIR
+from jobs import LAYOUT
 
 SIMULATE = """
 import resource, sys
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--bins", type=int, nargs="+", default=[100_000, 300_000])
     parser.add_argument("--chunk-bins", type=int, default=65_536)
     parser.add_argument("--format", dest="signal_format", choices=("store", "bigwig"), default="store")
-    parser.add_argument("--layout", type=Path, default=ROADMAP_LAYOUT_DIR)
+    parser.add_argument("--layout", type=Path, default=LAYOUT)
     args = parser.parse_args()
     results = []
     with tempfile.TemporaryDirectory() as work:

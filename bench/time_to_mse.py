@@ -19,12 +19,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from jobs import LAYOUT
 
 from predictd_core.engine.local import LocalEngine
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import ModelSettings
-from predictd_core.model.split import choose_validation
+from predictd_core.train.split import choose_validation
 from predictd_core.simulate import simulate_compendium
 from predictd_core.store.signal_store import SignalStore
 
@@ -49,7 +50,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work:
-        simulate_compendium(Path(work) / "roadmap", layout="roadmap", n_bins=args.bins, rank=RANK,
+        simulate_compendium(Path(work) / "roadmap", layout=LAYOUT, n_bins=args.bins, rank=RANK,
                             signal_format="store", dense_truth=False, chunk_bins=args.bins)
         store = SignalStore.open(Path(work) / "roadmap" / "store.zarr")
         layout = Layout.from_experiments(store.experiments)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from predictd_core.errors import PredictdInputError
 from predictd_core.model.settings import ModelSettings
 from predictd_core.io import join_location, parent_location, read_text, resolve_location
+from predictd_core.tracks.table import ExperimentNamesError, split_experiment_names
 
 # The store's default chunk (65,536 bins: ~0.7 s of ALS per Roadmap-shaped chunk, a few hundred MB in
 # memory). Defined here so that importing the config needs only pydantic and PyYAML: the Lambda handlers do.
@@ -162,11 +163,12 @@ class RunConfig(BaseModel):
     @field_validator("holdout")
     @classmethod
     def _cell_colon_assay(cls, targets: list[str]) -> list[str]:
-        for target in targets:
-            if target.count(":") != 1 or not all(target.split(":")):
-                raise ValueError(f"holdout targets are 'CELL:ASSAY', got {target!r}")
-        if len(set(targets)) != len(targets):
-            raise ValueError("holdout lists a target twice")
+        try:
+            split_experiment_names(targets)
+        except ExperimentNamesError as error:
+            if error.index is None:
+                raise ValueError("holdout lists a target twice") from None
+            raise ValueError(f"holdout targets are 'CELL:ASSAY', got {targets[error.index]!r}") from None
         return targets
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,38 @@ from predictd_core.errors import PredictdInputError
 from predictd_core.io import is_remote, parent_location, read_text, resolve_location
 
 REQUIRED_COLUMNS = ("cell_type", "assay", "path")
+
+
+class ExperimentNamesError(ValueError):
+    """A list of ``CELL:ASSAY`` names with a malformed or repeated entry; ``index`` is the malformed entry's
+    position (None for a repeat), so each caller names the field in its own error."""
+
+    def __init__(self, message: str, index: int | None = None):
+        super().__init__(message)
+        self.index = index
+
+
+def split_experiment_names(names: Sequence[object]) -> list[tuple[str, str]]:
+    """The (cell type, assay) of each ``CELL:ASSAY`` name, the form of holdout lists, folds files and configs.
+
+    >>> split_experiment_names(["E003:H3K4me3", "E017:DNase"])
+    [('E003', 'H3K4me3'), ('E017', 'DNase')]
+
+    Raises
+    ------
+    ExperimentNamesError
+        On the first name that is not exactly one non-empty cell and one non-empty assay joined by ``:``, or on
+        a name listed twice.
+    """
+    pairs = []
+    for index, name in enumerate(names):
+        cell, sep, assay = name.partition(":") if isinstance(name, str) else ("", "", "")
+        if not sep or not cell or not assay or ":" in assay:
+            raise ExperimentNamesError(f"expected 'CELL:ASSAY', got {name!r}", index)
+        pairs.append((cell, assay))
+    if len(set(pairs)) != len(pairs):
+        raise ExperimentNamesError("an experiment is listed twice")
+    return pairs
 
 @dataclass(frozen=True)
 class Track:

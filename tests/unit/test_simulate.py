@@ -14,7 +14,6 @@ import yaml
 
 from typer.testing import CliRunner
 
-from predictd_core import simulate as sim
 from predictd_core.cli.main import app
 from predictd_core.config import load_config
 from predictd_core.errors import PredictdInputError
@@ -23,6 +22,8 @@ from predictd_core.store.signal_store import SignalStore
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.readers import SignalTrack
 from predictd_core.tracks.table import read_tracks_table
+
+ROADMAP_LAYOUT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "roadmap-layout"
 
 
 def _truth(path: Path) -> dict[str, np.ndarray]:
@@ -158,14 +159,14 @@ def test_impossible_missing_fraction_is_refused(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-needs_layout = pytest.mark.skipif(not (sim.ROADMAP_LAYOUT_DIR / "predictd_splits.json").is_file(),
+needs_layout = pytest.mark.skipif(not (ROADMAP_LAYOUT / "predictd_splits.json").is_file(),
                                   reason="the shared Roadmap layout folder is not present")
 
 
 @needs_layout
 def test_roadmap_layout_subgrid_matches_the_split_file(tmp_path):
-    splits = json.loads((sim.ROADMAP_LAYOUT_DIR / "predictd_splits.json").read_text())
-    idmap = json.loads((sim.ROADMAP_LAYOUT_DIR / "idmap.json").read_text())
+    splits = json.loads((ROADMAP_LAYOUT / "predictd_splits.json").read_text())
+    idmap = json.loads((ROADMAP_LAYOUT / "idmap.json").read_text())
     names = [name for part in splits.values() for name in part]
     assert len(names) == 1014
     real = {tuple(name.split("-", 1)) for name in names}
@@ -173,7 +174,7 @@ def test_roadmap_layout_subgrid_matches_the_split_file(tmp_path):
     counts = Counter(assay for _, assay in real)
     assays = sorted(idmap["assay2id"], key=lambda a: (-counts[a], idmap["assay2id"][a]))[:9]
 
-    out = simulate_compendium(tmp_path / "comp", n_cells=12, n_assays=9, n_bins=400, layout="roadmap")
+    out = simulate_compendium(tmp_path / "comp", n_cells=12, n_assays=9, n_bins=400, layout=ROADMAP_LAYOUT)
     assert out.cells == tuple(cells) and out.assays == tuple(assays)
     assert out.assays[:5] == ("H3K27me3", "H3K36me3", "H3K4me1", "H3K4me3", "H3K9me3")
     expected = {(c, a) for c in cells for a in assays if (c, a) in real}
@@ -189,17 +190,16 @@ def test_roadmap_layout_subgrid_matches_the_split_file(tmp_path):
         assert description.endswith(f"Roadmap split {split_of[(cell, assay)]}")
 
 
-def test_roadmap_layout_absent_is_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(sim, "ROADMAP_LAYOUT_DIR", tmp_path / "no-such-layout")
+def test_roadmap_layout_absent_is_a_clear_error(tmp_path):
     with pytest.raises(PredictdInputError, match="predictd_splits.json") as info:
-        simulate_compendium(tmp_path / "comp", n_bins=100, layout="roadmap")
+        simulate_compendium(tmp_path / "comp", n_bins=100, layout=tmp_path / "no-such-layout")
     assert info.value.field == "layout" and "no-such-layout" in str(info.value)
     assert not (tmp_path / "comp").exists()
 
 
 def test_roadmap_layout_rejects_missing_fraction_and_unknown_layouts(tmp_path):
     with pytest.raises(PredictdInputError, match="missing_fraction"):
-        simulate_compendium(tmp_path / "a", n_bins=100, layout="roadmap", missing_fraction=0.2)
+        simulate_compendium(tmp_path / "a", n_bins=100, layout=ROADMAP_LAYOUT, missing_fraction=0.2)
     with pytest.raises(PredictdInputError, match="layout"):
         simulate_compendium(tmp_path / "b", n_bins=100, layout="encode")
 
@@ -340,10 +340,10 @@ def test_store_does_not_depend_on_the_chunk_size_and_memory_follows_the_block(tm
 
 @needs_layout
 def test_cli_writes_the_whole_roadmap_layout_as_a_store(tmp_path):
-    splits = json.loads((sim.ROADMAP_LAYOUT_DIR / "predictd_splits.json").read_text())
+    splits = json.loads((ROADMAP_LAYOUT / "predictd_splits.json").read_text())
     real = {tuple(name.split("-", 1)) for part in splits.values() for name in part}
     out = tmp_path / "roadmap"
-    result = CliRunner().invoke(app, ["simulate", str(out), "--layout", str(sim.ROADMAP_LAYOUT_DIR), "--bins", "100",
+    result = CliRunner().invoke(app, ["simulate", str(out), "--layout", str(ROADMAP_LAYOUT), "--bins", "100",
                                       "--format", "store", "--rank", "5", "--seed", "3"])
     assert result.exit_code == 0, result.stderr
     assert "1014 experiments of 127 cell types x 24 assays" in result.stdout
@@ -364,6 +364,6 @@ def test_cli_missing_layout_folder_is_named_and_exits_2(tmp_path):
     missing = tmp_path / "no-such-layout"
     result = CliRunner().invoke(app, ["simulate", str(tmp_path / "out"), "--layout", str(missing), "--bins", "100"])
     assert result.exit_code == 2
-    assert str(missing) in result.stderr and "layout" in result.stderr
+    assert str(missing) in result.stderr and "--layout" in result.stderr
     assert result.stderr.count("\n") == 1  # one line, no traceback
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written
