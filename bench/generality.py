@@ -28,7 +28,7 @@ from predictd_core import pipeline
 from predictd_core.config import load_config
 from predictd_core.engine import make_engine
 from predictd_core.evaluate.tables import summary_rows
-from predictd_core.impute.refine import SCORED
+from predictd_core.impute.refine import SCORED, read_refinement
 
 
 def test_split() -> list[str]:
@@ -72,11 +72,11 @@ def main() -> None:
             run = pipeline.TrainedRun(pipeline.single_model_ensemble(config, store, model), {"model": model},
                                       pipeline.scored_targets(config, store), with_spread=False)
             started = time.perf_counter()
-            results[name] = pipeline.publish(config, store, run, engine)["rows"]
+            results[name] = pipeline.publish(config, store, run, engine).rows
             seconds[name] = time.perf_counter() - started
     finally:
         engine.close()
-    blends = [(r["blend"], r["tensor"]) for r in pipeline.read_refinement(default) or []]
+    blends = [(r["blend"], r["tensor"]) for r in read_refinement(default) or []]
     summaries = {name: means_and_wins(rows) for name, rows in results.items()}
     n = len(results["default"])
     print(f"{store.bins.n_bins:,} bins, 1,014 experiments, {n} held out (PREDICTD's test split); model rank "

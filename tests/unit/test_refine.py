@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from predictd_core.impute import refine
+from predictd_core.impute.refine import stage
+from predictd_core.impute.refine.features import (WINDOWS, ChunkFeatures, additive_scale, monotone_map, n_features,
+                                                  window_means)
+from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner
+from predictd_core.impute.refine.stage import Refinement, sample_stretches
+from predictd_core.impute.refine.validation import BLENDS, SCORED, TENSOR_SHARES, choose_blend, smallest_gain
 from predictd_core.model.factors import Layout
 
 
@@ -15,30 +20,30 @@ def grid_layout(n_cells: int, n_assays: int) -> Layout:
 
 def test_monotone_map_averages_tied_knots_and_interpolates():
     xp, fp = np.array([0.0, 0.0, 1.0, 2.0]), np.array([0.0, 2.0, 3.0, 4.0])
-    assert refine.monotone_map(np.array([0.0, 0.5, 1.5, 9.0]), xp, fp) == pytest.approx([1.0, 2.0, 3.5, 4.0])
+    assert monotone_map(np.array([0.0, 0.5, 1.5, 9.0]), xp, fp) == pytest.approx([1.0, 2.0, 3.5, 4.0])
 
 
 def test_window_means_match_a_loop_clipped_at_the_ends():
     x = np.random.default_rng(0).normal(size=(50, 3))
     for half in (0, 4):
         expected = np.array([x[max(0, i - half):i + half + 1].mean(axis=0) for i in range(50)])
-        assert refine.window_means(x, half) == pytest.approx(expected)
+        assert window_means(x, half) == pytest.approx(expected)
 
 
 def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its_average():
     layout = grid_layout(3, 3)
     inputs = np.array([k for k in range(9) if k != 5])  # cell 1 has no assay 2
     Z = np.random.default_rng(1).random((20, inputs.size))
-    X = refine.ChunkFeatures(Z, layout, inputs).design(cell=1, assay=0)
-    assert X.shape == (20, refine.n_features(3))
+    X = ChunkFeatures(Z, layout, inputs).design(cell=1, assay=0)
+    assert X.shape == (20, n_features(3))
     column = {k: Z[:, j] for j, k in enumerate(inputs)}
     average = (column[0] + column[6]) / 2  # assay 0 in cells 0 and 2
     assert X[:, 0] == pytest.approx(average)
     own = np.column_stack([column[4], (column[2] + column[8]) / 2])  # cell 1's assay 1; assay 2 averaged
     assert X[:, 3:5] == pytest.approx(own)
-    for w, half_width in enumerate(refine.WINDOWS):  # every feature also as its window's mean
-        assert X[:, w] == pytest.approx(refine.window_means(average, half_width))
-        assert X[:, 3 + 2 * w:5 + 2 * w] == pytest.approx(refine.window_means(own, half_width))
+    for w, half_width in enumerate(WINDOWS):  # every feature also as its window's mean
+        assert X[:, w] == pytest.approx(window_means(average, half_width))
+        assert X[:, 3 + 2 * w:5 + 2 * w] == pytest.approx(window_means(own, half_width))
     assert X[:, -3:-1] == pytest.approx(own * X[:, [0]])
     assert X[:, -1] == pytest.approx(1.0)
 
@@ -47,9 +52,9 @@ def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_rid
     layout = grid_layout(4, 3)
     inputs = np.array([k for k in range(12) if k not in (5, 7)])  # cell 1 lacks assay 2, cell 2 assay 1
     rng = np.random.default_rng(4)
-    features = refine.ChunkFeatures(rng.random((60, inputs.size)), layout, inputs)
-    weights = rng.normal(size=(3, refine.n_features(3)))
-    blocks = refine.RidgeBlocks.from_weights(weights)
+    features = ChunkFeatures(rng.random((60, inputs.size)), layout, inputs)
+    weights = rng.normal(size=(3, n_features(3)))
+    blocks = RidgeBlocks.from_weights(weights)
     for cell in range(4):
         predicted = blocks.predict(*features.cell_inputs(cell))
         for assay in range(3):
@@ -64,7 +69,7 @@ def test_additive_scale_recovers_additive_quantile_functions():
     cells, assays = cells.ravel(), assays.ravel()
     tables = shape + cell_part[cells] + assay_part[assays]
     keep = np.arange(12) != 7
-    scale = refine._additive_scale(tables[keep], cells[keep], assays[keep], 4, 3)
+    scale = additive_scale(tables[keep], cells[keep], assays[keep], 4, 3)
     expected = np.maximum.accumulate(shape + cell_part[cells[7]] + assay_part[assays[7]])
     assert scale[7] == pytest.approx(expected, abs=1e-9)
 
@@ -96,17 +101,17 @@ def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
     chunks = planted_chunks()
     target = 0  # (cell 0, assay 0), held out
     inputs = np.arange(1, 15)
-    validation = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=4,
-                                     tensor=average_tensor(chunks, layout, inputs))
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=4,
+                              tensor=average_tensor(chunks, layout, inputs))
     blend, table = validation.blend, validation.table
-    assert [row["blend"] for row in table[:len(refine.BLENDS)]] == list(refine.BLENDS)
-    assert all(row["tensor"] == 0.0 for row in table[:len(refine.BLENDS)])
-    assert [row["tensor"] for row in table[len(refine.BLENDS):-1]] == list(refine.TENSOR_SHARES)
+    assert [row["blend"] for row in table[:len(BLENDS)]] == list(BLENDS)
+    assert all(row["tensor"] == 0.0 for row in table[:len(BLENDS)])
+    assert [row["tensor"] for row in table[len(BLENDS):-1]] == list(TENSOR_SHARES)
     assert table[-1]["blend"] is None and table[-1]["tensor"] is None  # the baseline
     assert blend >= 0.8  # the regression is right; the average of other cells is not
     assert validation.tensor <= 0.2  # a tensor model that only knows that average adds little
     assert validation.tracks == (1, 2, 3, 4)  # round-robin over the assays: C0:A1, C0:A2, C1:A0, C1:A1
-    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
+    refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
     assert refiner.refinable(0, 0) and (refiner.blend, refiner.tensor) == (blend, validation.tensor)
     observed = np.concatenate([chunk[:, target] for chunk in chunks])
     average = np.concatenate([chunk[:, [3, 6, 9, 12]].mean(axis=1) for chunk in chunks])
@@ -128,12 +133,12 @@ def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
         chunk[:, 2::3] += np.arcsinh(rng.exponential(1.0, size=(len(chunk), 5)) * (rng.random((len(chunk), 5)) < 0.1) * 20)
     inputs = np.arange(1, 15)
     tensor = [chunk[:, inputs] + 0.05 * rng.normal(size=(len(chunk), inputs.size)) for chunk in chunks]
-    validation = refine.choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor)
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor)
     assert validation.tensor >= 0.8
     chosen = next(row for row in validation.table if (row["blend"], row["tensor"]) == (validation.blend, validation.tensor))
     without = max((row for row in validation.table if row["tensor"] == 0.0), key=lambda row: row["min_gain"])
     assert chosen["min_gain"] > without["min_gain"] and chosen["MSEglobal"] < 0.5 * without["MSEglobal"]
-    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
+    refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
     truth = chunks[0][:, [0]]
     assert refiner.predict(refiner.features(chunks[0]), 0, np.array([0]), truth) == pytest.approx(
         (1 - refiner.tensor) * refiner.predict(refiner.features(chunks[0]), 0, np.array([0]), 0 * truth) + refiner.tensor * truth)
@@ -144,10 +149,10 @@ def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     chunks = planted_chunks(n_cells=3)
     chunks = [chunk[:, [0, 1, 3, 4, 6, 7]] for chunk in chunks]  # assays 0 and 1 of 3 cells
     inputs = np.array([1, 2, 3, 5])  # assay 0 measured in cell 1 only; assay 1 in cells 0, 1, 2
-    refiner = refine.fit_refiner(chunks, layout, inputs, ridge=1.0)
+    refiner = fit_refiner(chunks, layout, inputs, ridge=1.0)
     assert not refiner.refinable(0, 0)  # one cell with assay 0: no rows to fit on
-    refinement = refine.Refinement((refiner,), np.array([-1 if not refiner.refinable(*divmod(p, 2)) else 0
-                                                         for p in range(6)]))
+    refinement = Refinement((refiner,), np.array([-1 if not refiner.refinable(*divmod(p, 2)) else 0
+                                                  for p in range(6)]))
     tensor = np.full((chunks[0].shape[0], 2), 7.0)
     out = refinement.apply(chunks[0], tensor, np.array([0, 1]))
     assert out[:, 0] == pytest.approx(7.0)  # (cell 0, assay 0): the tensor's value stands
@@ -159,25 +164,25 @@ def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
 
 
 def test_smallest_gain_is_the_share_of_the_baseline_error_closed_and_survives_perfect_and_nan_baselines():
-    base = {m: 0.2 if m.startswith("MSE") else 0.6 for m in refine.SCORED}
-    better = {m: 0.1 if m.startswith("MSE") else 0.7 for m in refine.SCORED}
-    assert refine.smallest_gain(better, base) == pytest.approx(0.25)  # MSEs halved; 1 - score from 0.4 to 0.3
-    assert refine.smallest_gain(better | {"Match1": 0.5}, base) == pytest.approx(-0.25)  # 0.4 -> 0.5: a quarter worse
+    base = {m: 0.2 if m.startswith("MSE") else 0.6 for m in SCORED}
+    better = {m: 0.1 if m.startswith("MSE") else 0.7 for m in SCORED}
+    assert smallest_gain(better, base) == pytest.approx(0.25)  # MSEs halved; 1 - score from 0.4 to 0.3
+    assert smallest_gain(better | {"Match1": 0.5}, base) == pytest.approx(-0.25)  # 0.4 -> 0.5: a quarter worse
     near_ceiling = base | {"AucObs1": 0.99}  # 0.99 -> 0.992 closes a fifth of the error, as much as 0.6 -> 0.68
-    assert refine.smallest_gain(better | {"AucObs1": 0.992}, near_ceiling) == pytest.approx(0.2)
+    assert smallest_gain(better | {"AucObs1": 0.992}, near_ceiling) == pytest.approx(0.2)
     perfect = base | {"Match1": 1.0, "GWcorr": float("nan"), "MSEglobal": 0.0}
-    assert refine.smallest_gain(better | {"Match1": 1.0, "MSEglobal": 0.0}, perfect) == 0.0  # ties at no error
-    assert refine.smallest_gain(better | {"Match1": 0.9, "MSEglobal": 0.0}, perfect) == -np.inf
-    assert refine.smallest_gain(dict.fromkeys(refine.SCORED, float("nan")), base) == -np.inf
+    assert smallest_gain(better | {"Match1": 1.0, "MSEglobal": 0.0}, perfect) == 0.0  # ties at no error
+    assert smallest_gain(better | {"Match1": 0.9, "MSEglobal": 0.0}, perfect) == -np.inf
+    assert smallest_gain(dict.fromkeys(SCORED, float("nan")), base) == -np.inf
 
 
 def test_blend_validation_on_flat_tracks_picks_a_blend():
     layout = grid_layout(4, 2)
     chunks = [np.zeros((300, 8))]  # no signal: MSEs of 0, no correlation
-    validation = refine.choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4,
-                                     tensor=[np.zeros((300, 7))])
-    assert validation.blend in refine.BLENDS and validation.tensor in (0.0, *refine.TENSOR_SHARES)
-    assert len(validation.table) == len(refine.BLENDS) + len(refine.TENSOR_SHARES) + 1
+    validation = choose_blend(chunks, layout, np.arange(1, 8), ridge=1.0, limit=4,
+                              tensor=[np.zeros((300, 7))])
+    assert validation.blend in BLENDS and validation.tensor in (0.0, *TENSOR_SHARES)
+    assert len(validation.table) == len(BLENDS) + len(TENSOR_SHARES) + 1
 
 
 def test_the_sample_is_whole_chunks_or_middles_of_chunks_spread_over_the_genome(tmp_path, monkeypatch):
@@ -188,11 +193,11 @@ def test_the_sample_is_whole_chunks_or_middles_of_chunks_spread_over_the_genome(
                               chunk_bins=500, contigs=1)
     store = SignalStore.open(out.store)
     everything = np.concatenate([store.read_chunk(k) for k in range(store.n_chunks)])
-    stretches = refine.sample_stretches(store, 1000)  # 2 chunks' worth: whole chunks, but from 4 places
+    stretches = sample_stretches(store, 1000)  # 2 chunks' worth: whole chunks, but from 4 places
     assert [s.shape[0] for s in stretches] == [250] * 4
     starts = [0 + 125, 1000 + 125, 2500 + 125, 3500 + 125]  # chunks 0, 2, 5, 7 (evenly spread), their middles
     for stretch, start in zip(stretches, starts):
         assert np.array_equal(stretch, everything[start:start + 250], equal_nan=True)
-    assert [s.shape[0] for s in refine.sample_stretches(store, 4000)] == [500] * 8
-    monkeypatch.setattr(refine, "SAMPLE_VALUES", 6 * 400)  # 6 experiments: 400 bins at most
-    assert sum(s.shape[0] for s in refine.sample_stretches(store, 4000)) == 400
+    assert [s.shape[0] for s in sample_stretches(store, 4000)] == [500] * 8
+    monkeypatch.setattr(stage, "SAMPLE_VALUES", 6 * 400)  # 6 experiments: 400 bins at most
+    assert sum(s.shape[0] for s in sample_stretches(store, 4000)) == 400

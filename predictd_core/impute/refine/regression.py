@@ -1,0 +1,212 @@
+"""The refinement's regressions and the refiner that applies them: steps 3-6 of :mod:`predictd_core.impute.refine`.
+
+One ridge per assay on :class:`~predictd_core.impute.refine.features.ChunkFeatures`' design, fitted in
+closed form over the input cells that measure the assay (:func:`ridge_weights`), rearranged to predict
+all of a cell's assays at once (:class:`RidgeBlocks`); a :class:`Refiner` blends the ridge with the
+average, maps the result onto the cell's scale and mixes it with the tensor ensemble's imputation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, additive_scale, monotone_knots,
+                                                  monotone_map, n_features, quantile_tables)
+from predictd_core.model.factors import Layout
+
+if TYPE_CHECKING:  # a refiner records the validation that chose its blend; the validation fits refiners
+    from predictd_core.impute.refine.validation import BlendValidation
+
+
+@dataclass(frozen=True)
+class RidgeBlocks:
+    """Every assay's ridge rearranged to predict all assays of a cell with a few matrix products.
+
+    Attributes
+    ----------
+    average : ndarray of shape (n_windows, n_assays)
+        Weight of the assay's other-cell average at each window.
+    tracks : ndarray of shape (n_windows, n_assays, n_assays)
+        ``tracks[w, b, a]``: weight of the cell's assay ``b`` at window ``w`` in assay ``a``'s ridge (0 on
+        the diagonal: an assay's own track is never a feature of its imputation).
+    products : ndarray of shape (n_assays, n_assays)
+        ``products[b, a]``: weight of assay ``b`` times the average, in assay ``a``'s ridge.
+    intercept : ndarray of shape (n_assays,)
+    """
+
+    average: np.ndarray
+    tracks: np.ndarray
+    products: np.ndarray
+    intercept: np.ndarray
+
+    @classmethod
+    def from_weights(cls, weights: np.ndarray) -> "RidgeBlocks":
+        """From ``weights`` of shape (n_assays, n_features), ordered as :meth:`ChunkFeatures.design`'s
+        columns; an unfitted (NaN) assay predicts 0."""
+        weights = np.nan_to_num(weights)
+        n_assays, n_windows = weights.shape[0], len(WINDOWS)
+        tracks, products = np.zeros((n_windows, n_assays, n_assays)), np.zeros((n_assays, n_assays))
+        for a in range(n_assays):
+            others = np.flatnonzero(np.arange(n_assays) != a)
+            blocks = weights[a, n_windows:-1].reshape(n_windows + 1, n_assays - 1)
+            tracks[:, others, a] = blocks[:n_windows]
+            products[others, a] = blocks[n_windows]
+        return cls(weights[:, :n_windows].T, tracks, products, weights[:, -1])
+
+    def predict(self, averages: list[np.ndarray], tracks: list[np.ndarray]) -> np.ndarray:
+        """Every assay's ridge prediction for one cell, shape (n_bins, n_assays), from
+        :meth:`ChunkFeatures.cell_inputs`."""
+        out = self.intercept + averages[0] * (tracks[0] @ self.products)
+        for w in range(len(WINDOWS)):
+            out += averages[w] * self.average[w] + tracks[w] @ self.tracks[w]
+        return out
+
+
+@dataclass(frozen=True)
+class Refiner:
+    """The fitted stage for one set of input tracks (every pair imputed from those inputs).
+
+    Attributes
+    ----------
+    layout : Layout
+    inputs : ndarray of int
+        Store columns the stage reads.
+    tables : ndarray of shape (n_inputs, len(LEVELS))
+        Each input's quantile function (arcsinh).
+    reference : ndarray of shape (n_assays, len(LEVELS))
+        Each assay's mean quantile function over its inputs (NaN: no input).
+    scale : ndarray of shape (n_cells * n_assays, len(LEVELS))
+        Each pair's expected quantile function (cell-major), from the additive cell + assay model.
+    weights : ndarray of shape (n_assays, n_features)
+        The ridge of each assay; NaN where the assay has fewer than two input cells.
+    blend : float
+        Weight of the ridge against the average.
+    tensor : float
+        Share of the tensor ensemble's imputation in the result.
+    validation : BlendValidation or None
+        How ``blend`` and ``tensor`` were chosen (None: given).
+    """
+
+    layout: Layout
+    inputs: np.ndarray
+    tables: np.ndarray
+    reference: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray
+    blend: float
+    tensor: float = 0.0
+    validation: "BlendValidation | None" = None
+
+    @cached_property
+    def _normalizers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        assays = self.layout.assay_of[self.inputs]
+        return [monotone_knots(table, self.reference[a]) for table, a in zip(self.tables, assays)]
+
+    @cached_property
+    def _blocks(self) -> RidgeBlocks:
+        return RidgeBlocks.from_weights(self.weights)
+
+    def refinable(self, cell: int, assay: int) -> bool:
+        """Whether the pair has a ridge and at least one other input cell measuring its assay."""
+        others = (self.layout.assay_of[self.inputs] == assay) & (self.layout.cell_of[self.inputs] != cell)
+        return bool(np.isfinite(self.weights[assay]).all() and others.any())
+
+    def normalized(self, Y: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+        """The inputs' chunk ``Y[:, inputs]`` (arcsinh, NaN = no data, read as 0) on their assays'
+        reference scale; only the inputs at ``positions`` when given."""
+        positions = np.arange(self.inputs.size) if positions is None else positions
+        Z = np.empty((Y.shape[0], len(positions)))
+        for i, j in enumerate(positions):
+            Z[:, i] = np.interp(np.nan_to_num(Y[:, self.inputs[j]]), *self._normalizers[j])
+        return Z
+
+    def features(self, Y: np.ndarray) -> ChunkFeatures:
+        """The chunk ``Y`` (every store column) normalised, ready to assemble features."""
+        return ChunkFeatures(self.normalized(Y), self.layout, self.inputs)
+
+    def parts(self, features: ChunkFeatures, cell: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ridge's prediction and the other-cell average of every assay of ``cell``, each of shape
+        (n_bins, n_assays), reference scale."""
+        averages, tracks = features.cell_inputs(cell)
+        return self._blocks.predict(averages, tracks), averages[0]
+
+    def to_cell_scale(self, values: np.ndarray, cell: int, assay: int) -> np.ndarray:
+        """Reference-scale values of ``assay`` on the scale expected of ``cell``."""
+        pair = cell * len(self.layout.assays) + assay
+        return monotone_map(values, self.reference[assay], self.scale[pair])
+
+    def combine(self, ridge: np.ndarray, average: np.ndarray, tensor: np.ndarray, cell: int, assay: int,
+                blend: float, share: float) -> np.ndarray:
+        """Steps 4-6 for one pair: ``blend`` of the ridge and the average (reference scale), on ``cell``'s
+        scale, mixed with the tensor ensemble's imputation at ``share``. Arcsinh, the shape of ``ridge``."""
+        refined = self.to_cell_scale(blend * ridge + (1.0 - blend) * average, cell, assay)
+        return (1.0 - share) * refined + share * tensor
+
+    def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray) -> np.ndarray:
+        """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh, from the
+        tensor ensemble's imputation of the same pairs (``tensor``, same shape)."""
+        ridge, average = self.parts(features, cell)
+        return np.column_stack([self.combine(ridge[:, a], average[:, a], tensor[:, i], cell, int(a), self.blend,
+                                             self.tensor) for i, a in enumerate(assays)])
+
+
+def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
+                assays: np.ndarray | None = None, blend: float = 0.5, tensor: float = 0.0,
+                validation: BlendValidation | None = None, tables: np.ndarray | None = None) -> Refiner:
+    """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
+    (default all), blending at ``validation``'s blend and tensor share when given
+    (:func:`~predictd_core.impute.refine.validation.choose_blend`),
+    else at ``blend`` and ``tensor``; ``tables`` are the inputs' :func:`quantile_tables` when already computed."""
+    inputs = np.asarray(inputs)
+    if validation is not None:
+        blend, tensor = validation.blend, validation.tensor
+    prepared = prepared_refiner(layout, inputs, quantile_tables(chunks, inputs) if tables is None else tables,
+                                blend, tensor, validation)
+    features = [prepared.features(chunk) for chunk in chunks]
+    return replace(prepared, weights=ridge_weights(features, layout, inputs, ridge, assays))
+
+
+def prepared_refiner(layout: Layout, inputs: np.ndarray, tables: np.ndarray, blend: float = 0.5,
+                     tensor: float = 0.0, validation: BlendValidation | None = None) -> Refiner:
+    """A refiner's scales from its inputs' quantile ``tables`` (reference and additive cell scale),
+    before any ridge is fitted (weights NaN)."""
+    n_cells, n_assays = len(layout.cells), len(layout.assays)
+    input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    reference = np.full((n_assays, LEVELS.size), np.nan)
+    for a in np.unique(input_assays):
+        reference[a] = tables[input_assays == a].mean(axis=0)
+    scale = additive_scale(tables, input_cells, input_assays, n_cells, n_assays)
+    weights = np.full((n_assays, n_features(n_assays)), np.nan)
+    return Refiner(layout, inputs, tables, reference, scale, weights, blend, tensor, validation)
+
+
+def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndarray, ridge: float,
+                  assays: np.ndarray | None) -> np.ndarray:
+    """Each of ``assays``' ridge (default: every input assay), fitted over the cells that measure it, shape
+    (n_assays, n_features); NaN rows for the other assays and those with fewer than two input cells (a
+    row's average needs another cell's track)."""
+    n_assays = len(layout.assays)
+    input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    fitted = np.unique(input_assays) if assays is None else np.asarray(assays, dtype=np.int64)
+    fitted = fitted[np.bincount(input_assays, minlength=n_assays)[fitted] >= 2]
+    penalty = np.full(n_features(n_assays), ridge)
+    penalty[-1] = 0.0  # the intercept is not shrunk
+    grams = {int(a): np.diag(penalty) for a in fitted}
+    moments = {int(a): np.zeros(penalty.size) for a in fitted}
+    rows = np.flatnonzero(np.isin(input_assays, fitted))
+    for chunk in features:
+        for cell in np.unique(input_cells[rows]):  # a cell's inputs once, for all its rows
+            cell_inputs = chunk.cell_inputs(int(cell))
+            for j in rows[input_cells[rows] == cell]:
+                a = int(input_assays[j])
+                X = chunk.design(int(cell), a, cell_inputs)
+                grams[a] += X.T @ X
+                moments[a] += X.T @ chunk.Z[:, j]
+    weights = np.full((n_assays, n_features(n_assays)), np.nan)
+    for a in grams:
+        weights[a] = np.linalg.solve(grams[a], moments[a])
+    return weights

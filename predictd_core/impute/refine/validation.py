@@ -1,0 +1,168 @@
+"""The refinement's inner validation: step 4's blend and step 6's tensor share of :mod:`predictd_core.impute.refine`.
+
+Measured tracks are left out one at a time (:func:`inner_tracks`), refitted without, and scored against the
+other cells' average of their assay on the :data:`SCORED` measures at every candidate (:data:`BLENDS`, then
+:data:`TENSOR_SHARES`); :func:`choose_blend` keeps the candidate with the largest :func:`smallest_gain`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from predictd_core.evaluate.measures import lower_is_better, quality_measures
+from predictd_core.impute.refine.features import ChunkFeatures, quantile_tables
+from predictd_core.impute.refine.regression import Refiner, prepared_refiner, ridge_weights
+from predictd_core.model.factors import Layout
+
+BLENDS = np.round(np.linspace(0.0, 1.0, 11), 2)
+TENSOR_SHARES = np.round(np.linspace(0.1, 1.0, 10), 2)  # tried at the best blend (0: that blend's own row)
+SCORED = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "Match1", "Catch1obs", "Catch1imp", "AucObs1", "AucImp1")
+
+
+def inner_tracks(layout: Layout, inputs: np.ndarray, limit: int) -> np.ndarray:
+    """Positions in ``inputs`` of the tracks the blend is validated on: those whose assay has at least
+    three input cells (two remain to fit without it), at most ``limit``, taken round-robin over the assays."""
+    assays = layout.assay_of[inputs]
+    counts = np.bincount(assays, minlength=len(layout.assays))
+    eligible = [int(j) for j in np.flatnonzero(counts[assays] >= 3)]
+    turn = {j: sum(assays[k] == assays[j] for k in eligible if k < j) for j in eligible}
+    return np.array(sorted(eligible, key=lambda j: (turn[j], j))[:limit], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class BlendValidation:
+    """What :func:`choose_blend` measured.
+
+    Attributes
+    ----------
+    blend : float
+        The chosen weight of the ridge against the average.
+    tensor : float
+        The chosen share of the tensor ensemble's imputation.
+    tracks : tuple of int
+        Store columns of the tracks left out in turn.
+    table : tuple of dict
+        One row per candidate: ``blend``, ``tensor``, ``min_gain`` (the criterion) and the mean of each
+        :data:`SCORED` measure over the left-out tracks: every :data:`BLENDS` weight with no tensor share,
+        then the best of them with each of :data:`TENSOR_SHARES`; last a row ``blend: None, tensor: None``
+        with the baseline's means.
+    """
+
+    blend: float
+    tensor: float
+    tracks: tuple[int, ...]
+    table: tuple[dict, ...]
+
+
+@dataclass(frozen=True)
+class _LeftOutTrack:
+    """One validation track as :func:`choose_blend` scores it: observed where the baseline is defined (and
+    sorted once), the refit's ridge and average (reference scale), the tensor's left-out imputation."""
+
+    cell: int
+    assay: int
+    refiner: Refiner
+    observed: np.ndarray
+    order: np.ndarray
+    ridge: np.ndarray
+    average: np.ndarray
+    tensor: np.ndarray
+
+    def scores(self, blend: float, share: float) -> dict:
+        imputed = self.refiner.combine(self.ridge, self.average, self.tensor, self.cell, self.assay, blend, share)
+        return quality_measures(self.observed, imputed, observed_order=self.order)
+
+
+def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
+                 tensor: list[np.ndarray], tables: np.ndarray | None = None) -> BlendValidation:
+    """The blend, then the tensor share, with the largest smallest gain over the average baseline, and the
+    table behind them.
+
+    Each validation track is left out of everything (quantile reference, scale model, its assay's
+    ridge), predicted at every :data:`BLENDS` weight, and scored with :func:`quality_measures` on the
+    sample; the baseline is the raw average of its assay over the other input cells, as predictd reports.
+    The best blend is then mixed with the tensor's imputation of the track at each of
+    :data:`TENSOR_SHARES`. The criterion is :func:`smallest_gain` of the means over the validation tracks.
+    With no track to validate on, blend 0.5 and no tensor share.
+
+    Parameters
+    ----------
+    tensor : list of ndarray
+        Per chunk, shape (n_bins, len(inputs)): the tensor ensemble's imputation of each input from genome
+        factors solved without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`).
+    tables : ndarray, optional
+        The inputs' :func:`quantile_tables` when already computed.
+    """
+    held = inner_tracks(layout, inputs, limit)
+    if held.size == 0:
+        return BlendValidation(0.5, 0.0, (), ())
+    if tables is None:
+        tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
+    everyone = prepared_refiner(layout, inputs, tables)
+    normalized = [everyone.normalized(chunk) for chunk in chunks]
+    tracks, baseline = [], []
+    for j in held:
+        cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
+        rest = np.delete(inputs, j)
+        prepared = prepared_refiner(layout, rest, np.delete(tables, j, axis=0))
+        moved = np.flatnonzero(layout.assay_of[rest] == assay)  # without j only its assay's reference moves
+        features = []
+        for chunk, Z in zip(chunks, normalized):
+            Z = np.delete(Z, j, axis=1)
+            Z[:, moved] = prepared.normalized(chunk, moved)
+            features.append(ChunkFeatures(Z, layout, rest))
+        refiner = replace(prepared, weights=ridge_weights(features, layout, rest, ridge, np.array([assay])))
+        ridge_parts, averages = zip(*(refiner.parts(chunk, cell) for chunk in features))
+        observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
+        others = layout.same_assay_columns(rest, inputs[j])
+        with np.errstate(all="ignore"):
+            raw_average = np.concatenate([np.nanmean(chunk[:, others], axis=1) for chunk in chunks])
+        seen = ~np.isnan(observed) & ~np.isnan(raw_average)
+        order = np.argsort(observed[seen], kind="stable")  # sorted once, scored at every candidate
+        baseline.append(quality_measures(observed[seen], raw_average[seen], observed_order=order))
+        tracks.append(_LeftOutTrack(cell, assay, refiner, observed[seen], order,
+                                    np.concatenate(ridge_parts)[seen, assay], np.concatenate(averages)[seen, assay],
+                                    np.concatenate([part[:, j] for part in tensor])[seen]))
+    base = _mean_scores(baseline)
+
+    def row(blend: float, share: float) -> dict:
+        means = _mean_scores([track.scores(blend, share) for track in tracks])
+        return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, base), **means}
+
+    table = [row(blend, 0.0) for blend in BLENDS]
+    best_blend = max(table, key=lambda entry: entry["min_gain"])["blend"]
+    table += [row(best_blend, share) for share in TENSOR_SHARES]
+    best = max(table, key=lambda entry: entry["min_gain"])
+    return BlendValidation(best["blend"], best["tensor"], tuple(int(k) for k in inputs[held]),
+                           tuple(table) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},))
+
+
+def _mean_scores(rows: list[dict]) -> dict[str, float]:
+    """The mean of each :data:`SCORED` measure over ``rows``."""
+    return {m: float(np.mean([row[m] for row in rows])) for m in SCORED}
+
+
+def smallest_gain(scores: dict[str, float], baseline: dict[str, float]) -> float:
+    """The smallest share of the baseline's error that ``scores`` close, across :data:`SCORED`.
+
+    Every measure is read as an error: the MSEs as they are, the others (correlations, overlaps and AUCs,
+    at most 1) as ``1 - score``. A gain is ``(baseline error - error) / baseline error``: a tenth of the
+    error closed counts the same on an MSE and on an AUC near its ceiling, where a change relative to the
+    score itself would be tiny and every candidate would tie. A baseline error of 0 makes any change
+    infinite, any tie 0; a measure that is NaN on either side (a constant track has no correlation) is
+    left out; -inf when none is left."""
+    gains = []
+    for measure in SCORED:
+        if lower_is_better(measure):
+            before, after = baseline[measure], scores[measure]
+        else:
+            before, after = 1.0 - baseline[measure], 1.0 - scores[measure]
+        closed = before - after
+        if not np.isnan(closed):
+            if before:
+                gains.append(closed / abs(before))
+            else:
+                gains.append(0.0 if closed == 0 else float(np.copysign(np.inf, closed)))
+    return min(gains, default=-np.inf)
