@@ -19,10 +19,10 @@ import numpy as np
 
 from predictd_core.engine.local import LocalEngine
 from predictd_core.evaluate.measures import quality_measures
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import ModelSettings
-from predictd_core.model.split import choose_validation
+from predictd_core.train.split import choose_validation
 from predictd_core.store.signal_store import ingest
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.table import read_tracks_table

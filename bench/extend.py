@@ -85,7 +85,7 @@ def main() -> None:
     retrained = pipeline.publish(full, store, pipeline.trained_run(full, store), runner)
     runner.close()
 
-    ours, theirs = _newcomer_means(extended["rows"]), _newcomer_means(retrained["rows"])
+    ours, theirs = _newcomer_means(extended.rows), _newcomer_means(retrained.rows)
     print(f"engine {args.engine}; work folder {work}")
     print(f"fitting the 10 fold models: extend {extend_seconds:.1f} s, full retrain {full_seconds:.1f} s "
           f"-> extend takes {extend_seconds / full_seconds:.3f}x the time ({full_seconds / extend_seconds:.1f}x faster)")
@@ -94,7 +94,7 @@ def main() -> None:
     print("|---|" + "---|" * len(SHOWN))
     for label, means in (("extend", ours), ("full retrain", theirs)):
         print(f"| {label} | " + " | ".join(f"{means[m]:.4f}" for m in SHOWN) + " |")
-    baseline = [row for row in retrained["rows"] if row["cell_type"] == NEWCOMER]
+    baseline = [row for row in retrained.rows if row["cell_type"] == NEWCOMER]
     print("| baseline | " + " | ".join(f"{np.mean([r['baseline_' + m] for r in baseline]):.4f}" for m in SHOWN) + " |")
 
 

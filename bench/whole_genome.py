@@ -45,11 +45,11 @@ from jobs import HG19_BINS, compendium, write_config
 
 from predictd_core.config import load_config
 from predictd_core.engine.local import LocalEngine
+from predictd_core.impute.job import ImputeJob, impute_chunk
 from predictd_core.impute.parallel import computed_chunks
 from predictd_core.impute.write_tracks import SharedSlots
-from predictd_core.model.estimator import Predictd
-from predictd_core.pipeline import (TrainedRun, _impute_chunk, _ImputeJob, fit_run_refinement, run_impute,
-                                   single_model_ensemble)
+from predictd_core.train.estimator import Predictd
+from predictd_core.pipeline import TrainedRun, fit_run_refinement, run_impute, single_model_ensemble
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.table import read_tracks_table
@@ -70,19 +70,19 @@ def ingest_seconds(work: Path, bins: int, processes: list[int]) -> tuple[dict[in
     return seconds, len(tracks)
 
 
-def compute_seconds(store: SignalStore, job: _ImputeJob, chunks: int, processes: int) -> float:
+def compute_seconds(store: SignalStore, job: ImputeJob, chunks: int, processes: int) -> float:
     """Seconds to compute the first ``chunks`` chunks as ``run_impute`` does for its writers, nothing written:
     in this process (the numpy engine's ``map_chunks``) with 1 process, else by ``processes`` workers into
     shared-memory slots (their start-up included)."""
     started = time.perf_counter()
     if processes == 1:
-        for _ in islice(LocalEngine(store, cache=False).map_chunks(_impute_chunk, job), chunks):
+        for _ in islice(LocalEngine(store, cache=False).map_chunks(impute_chunk, job), chunks):
             pass
         return time.perf_counter() - started
     n_tracks = job.ensemble.n_pairs if job.pairs is None else len(job.pairs)
     slots = SharedSlots(processes + 1, (n_tracks, store.chunk_bins))
     try:
-        for chunk, _ in computed_chunks(store, _impute_chunk, job, slots, processes):
+        for chunk, _ in computed_chunks(store, impute_chunk, job, slots, processes):
             if chunk + 1 == chunks:  # the chunks still running when the loop is left are not counted
                 return time.perf_counter() - started
     finally:
@@ -150,7 +150,7 @@ def main() -> None:
     pairs = missing[np.linspace(0, missing.size - 1, args.tracks).astype(int)]  # spread over cells and assays
     chunks = min(args.compute_chunks, store.n_chunks)
     n_bins, timed_bins = store.bins.n_bins, store.chunk_bounds(chunks - 1)[1]
-    every_pair = _ImputeJob(run.ensemble, False, None)
+    every_pair = ImputeJob(run.ensemble, False, None)
     timings = {1: [], args.writers: []}
     for _ in range(args.repeats):
         for count in timings:
@@ -163,10 +163,10 @@ def main() -> None:
     refine_fit = time.perf_counter() - started
     refined_chunks = min(args.refine_chunks, store.n_chunks)
     refined_bins = store.chunk_bounds(refined_chunks - 1)[1]
-    refined = {count: compute_seconds(store, _ImputeJob(run.ensemble, False, None, refinement), refined_chunks, count)
+    refined = {count: compute_seconds(store, ImputeJob(run.ensemble, False, None, refinement), refined_chunks, count)
                / refined_bins * n_bins for count in timings}
     if not args.compute_only:
-        compute_subset = compute_seconds(store, _ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
+        compute_subset = compute_seconds(store, ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
         single, size = write_run(config_path, store, run, pairs, 1)
         parallel, _ = write_run(config_path, store, run, pairs, args.writers)
         if args.all_missing:

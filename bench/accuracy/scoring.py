@@ -1,8 +1,8 @@
 """Score every method's imputations with predictd's own measures, on one common set of bins.
 
-As ``predictd run`` scores a target (``pipeline.run_evaluate``): arcsinh scale, the bins where the
-observed track, the imputed one and the same-assay baseline all have data, and the region masks of
-the config's ``evaluation:`` BEDs; here the bins are those where *every* method has data, so all
+As ``predictd run`` scores a target (``predictd_core.evaluate.scoring.run_evaluate``): arcsinh scale, the
+bins where the observed track, the imputed one and the same-assay baseline all have data, and the region
+masks of the config's ``evaluation:`` BEDs; here the bins are those where *every* method has data, so all
 methods are scored on exactly the same bins.
 """
 

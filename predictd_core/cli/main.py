@@ -12,7 +12,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, TextIO
 
 import typer
 from rich.console import Console
@@ -21,6 +21,9 @@ from rich.table import Table
 
 from predictd_core.cli.status import cancel, status
 from predictd_core.errors import PredictdInputError
+
+if TYPE_CHECKING:  # the pipeline (numpy, zarr, ...) loads only when a command runs
+    from predictd_core.pipeline import RunOutputs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=(
     "Impute missing epigenomics experiments with PREDICTD's tensor model.\n\n"
@@ -294,42 +297,47 @@ def evaluate(config: str = ConfigArg) -> None:
 def cv(config: str = ConfigArg) -> None:
     """Cross-validate: ingest, folds, one model per (test fold, validation fold), ensemble imputation,
     metrics for every observed experiment, report.html and manifest.json (written last)."""
-    _whole_run(config, "run_cv")
+    from predictd_core.pipeline import run_cv
+
+    _whole_run(config, run_cv)
 
 
 @app.command()
 def run(config: str = ConfigArg) -> None:
     """ingest, train, impute and evaluate in one go; manifest.json is written last."""
-    _whole_run(config, "run_all")
+    from predictd_core.pipeline import run_all
+
+    _whole_run(config, run_all)
 
 
-def _whole_run(config: str | Path, step: str) -> None:
-    """Load the config, run ``pipeline.<step>`` with progress bars, print the outputs; an output folder
-    the failed run created is removed."""
-    from predictd_core import pipeline
-
+def _whole_run(config: str | Path, whole_run: Callable[..., RunOutputs]) -> None:
+    """Load the config, run ``whole_run(settings, progress)`` (``run_all``, ``run_cv`` or ``run_extend`` of
+    :mod:`predictd_core.pipeline`) with progress bars, print the outputs; an output folder the failed run
+    created is removed."""
     with _user_errors():
         settings = _load(config)
     with _user_errors(output=_local_output(settings)):
         with _progress() as progress:
-            result = getattr(pipeline, step)(settings, progress)
+            result = whole_run(settings, progress)
     _print_outputs(result)
 
 
-def _print_outputs(result: dict) -> None:
-    _print_metrics(result["rows"])
-    typer.echo(f"imputed tracks: {result['imputed']}")
-    if result["rows"]:
-        typer.echo(f"metrics:        {result['metrics']}")
-        typer.echo(f"report:         {result['report']}")
-    typer.echo(f"manifest:       {result['manifest']}")
+def _print_outputs(result: RunOutputs) -> None:
+    _print_metrics(result.rows)
+    typer.echo(f"imputed tracks: {result.imputed}")
+    if result.rows:
+        typer.echo(f"metrics:        {result.metrics}")
+        typer.echo(f"report:         {result.report}")
+    typer.echo(f"manifest:       {result.manifest}")
 
 
 @app.command()
 def extend(config: str = ConfigArg) -> None:
     """After new rows in the tracks table: fit only what they add to every fold model (new cell types' and
     assays' factors, the rest fixed), deal them into the folds, and publish the updated ensemble."""
-    _whole_run(config, "run_extend")
+    from predictd_core.pipeline import run_extend
+
+    _whole_run(config, run_extend)
 
 
 app.command()(status)  # a cloud run's ledger; boto3 loads only when the command runs
@@ -342,14 +350,14 @@ def demo(workdir: Path = typer.Option(Path("demo-output"), help="where a generat
     """Cross-validate examples/roadmap-pilot.yaml on the real pilot tracks (or a simulated compendium without them)."""
     if PILOT_DATA.is_dir() and PILOT_CONFIG.is_file():
         typer.echo(f"demo: real Roadmap pilot tracks from {PILOT_DATA}")
-        _whole_run(PILOT_CONFIG, "run_cv")
+        cv(PILOT_CONFIG)
         return
     from predictd_core.simulate import simulate_compendium, write_example_config
 
     typer.echo(f"demo: {PILOT_DATA} is absent, so the same pipeline runs on a generated compendium "
                "(planted low-rank structure, peaks, broad domains, noise)")
     compendium = simulate_compendium(workdir / "simulated", overwrite=True)
-    _whole_run(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)), "run_cv")
+    cv(write_example_config(workdir / "simulated", demo_holdout(compendium.observed)))
 
 
 @app.command()
@@ -377,12 +385,17 @@ def simulate(out: Path = typer.Argument(..., help="folder for tracks.tsv, chrom.
     with _user_errors():
         if signal_format not in ("bigwig", "store"):
             raise PredictdInputError("command line", "--format", f"expected bigwig or store, got {signal_format!r}")
-        with _progress() as progress:
-            compendium = simulate_compendium(
-                out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank, missing_fraction=missing_fraction,
-                layout=layout, seed=seed, overwrite=overwrite, signal_format=signal_format, dense_truth=False,
-                progress=lambda done, total: progress("simulate", done, total),
-                **({} if chunk_bins is None else {"chunk_bins": chunk_bins}))
+        try:
+            with _progress() as progress:
+                compendium = simulate_compendium(
+                    out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank, missing_fraction=missing_fraction,
+                    layout=layout, seed=seed, overwrite=overwrite, signal_format=signal_format, dense_truth=False,
+                    progress=lambda done, total: progress("simulate", done, total),
+                    **({} if chunk_bins is None else {"chunk_bins": chunk_bins}))
+        except PredictdInputError as error:
+            if error.field != "layout":
+                raise
+            raise PredictdInputError(error.source, "--layout", error.message) from None  # the option to fix
         config = write_example_config(out, demo_holdout(compendium.observed, count=1))
     signal = compendium.store or f"{len(compendium.observed)} bigWigs in {compendium.root}"
     typer.echo(f"compendium: {compendium.tracks_tsv} ({len(compendium.observed)} experiments of "

@@ -1,4 +1,4 @@
-"""What the cross-validation report shows: plain containers the pipeline fills from a finished run.
+"""What the cross-validation report shows: plain containers filled from a finished run (:mod:`.build`).
 
 All signal is on the model's arcsinh(-log10 p) scale. "Baseline" is the obvious guess PREDICTD is
 judged against: the average of the same assay in the other cell types.
@@ -12,44 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from predictd_core.evaluate.measures import lower_is_better
-
-
-@dataclass(frozen=True)
-class TrackPanel:
-    """One genome-browser window of one target: observed, imputed and baseline signal per bin.
-
-    Attributes
-    ----------
-    target : str
-        ``"CELL:ASSAY"``.
-    contig : str
-    start : int
-        Start (bp) of the first bin.
-    bin_size : int
-        Bin width in bp.
-    observed : ndarray of shape (n_bins,)
-        Measured signal, NaN where there is no data.
-    imputed : ndarray of shape (n_bins,)
-        predictd's ensemble imputation.
-    baseline : ndarray of shape (n_bins,)
-        Same-assay average over the other cell types.
-    spread : ndarray of shape (n_bins,) or None
-        Standard deviation of the ensemble's models per bin; drawn as a band around ``imputed``.
-    """
-
-    target: str
-    contig: str
-    start: int
-    bin_size: int
-    observed: np.ndarray
-    imputed: np.ndarray
-    baseline: np.ndarray
-    spread: np.ndarray | None = None
-
-    @property
-    def end(self) -> int:
-        """End (bp, exclusive) of the last bin."""
-        return self.start + self.bin_size * len(self.observed)
+from predictd_core.evaluate.panels import TrackPanel
 
 
 @dataclass(frozen=True)

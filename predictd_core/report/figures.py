@@ -18,7 +18,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
-from predictd_core.report.data import TrackPanel, direction
+from predictd_core.evaluate.panels import TrackPanel
+from predictd_core.report.data import direction
 
 DPI = 100
 OBSERVED = "#333333"

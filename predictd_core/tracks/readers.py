@@ -22,6 +22,7 @@ import pyBigWig
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.io import is_remote, storage_options
+from predictd_core.tracks.genome import GenomeBins
 
 BEDGRAPH_SUFFIXES = (".bedgraph", ".bdg", ".bedgraph.gz", ".bdg.gz")
 
@@ -209,3 +210,17 @@ def remove_cache(cache_dir: Path) -> None:
     """Delete downloads and conversions once ingest is done."""
     if cache_dir.exists() and os.path.isdir(cache_dir):
         shutil.rmtree(cache_dir)
+
+
+def read_track_bins(path: str | Path, bins: GenomeBins, lo: int = 0, hi: int | None = None) -> np.ndarray:
+    """A written track (local or at a URL) read back into ``bins`` ``[lo, hi)`` (default: all), arcsinh
+    scale, as the store holds signal."""
+    chrom_sizes = dict(bins.contigs)
+    with tempfile.TemporaryDirectory(prefix="predictd-track-") as cache:  # a remote track is downloaded here
+        track = SignalTrack(str(path), chrom_sizes, Path(cache))
+        try:
+            parts = [track.bin_means(contig, start, end, bins.bin_size)
+                     for contig, start, end, _, _ in bins.runs(lo, bins.n_bins if hi is None else hi)]
+        finally:
+            track.close()
+    return np.arcsinh(np.concatenate(parts))

@@ -32,7 +32,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 
 from handlers.azure.store import BlobStore
 from predictd_core.cli.main import main
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from tests.azure_support import azurite_environment, create_containers
 
 RUN_ID = "pilot-a2b3c4d5e6f7"

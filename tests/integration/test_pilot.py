@@ -18,7 +18,7 @@ def test_holding_out_e065_h3k4me3_beats_the_same_assay_average(pilot_dir, tmp_pa
         tmp_path, tracks=str(pilot_dir / "tracks.tsv"), chrom_sizes=str(pilot_dir / "chrom.sizes"),
         holdout=["E065:H3K4me3"], model={"solver": "als"}, engine={"kind": "spark", "master": "local[2]"}))
     result = pipeline.run_all(config)
-    (row,) = result["rows"]
+    (row,) = result.rows
     assert (row["cell_type"], row["assay"]) == ("E065", "H3K4me3")
     assert row["n_bins"] == 563_234
     assert row["MSEglobal"] < row["baseline_MSEglobal"]
@@ -49,8 +49,8 @@ def test_cv_on_the_pilot_scores_all_25_tracks_out_of_sample_and_reports_them(pil
         cv={"n_test": 5, "n_valid": 2, "spread": True}))
     result = pipeline.run_cv(config)
     output = tmp_path / "out"
-    assert len(result["models"]) == 10 and len(list((output / "models").iterdir())) == 10
-    assert len(result["rows"]) == 25 and {row["kind"] for row in result["rows"]} == {"test-fold"}
+    assert len(result.models) == 10 and len(list((output / "models").iterdir())) == 10
+    assert len(result.rows) == 25 and {row["kind"] for row in result.rows} == {"test-fold"}
     assert len(list((output / "imputed").glob("*.bigWig"))) == 25
     assert len(list((output / "spread").glob("*.bigWig"))) == 25
     summary = (output / "summary.tsv").read_text().splitlines()

@@ -18,8 +18,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from predictd_core.report import (ReportData, TrackPanel, assay_summary_png, better_side, convergence_png,
-                                  factor_heatmap_png, render_report, scatter_png, track_panel_png, write_report)
+from predictd_core.evaluate.panels import TrackPanel
+from predictd_core.report import (ReportData, assay_summary_png, better_side, convergence_png, factor_heatmap_png,
+                                  render_report, scatter_png, track_panel_png, write_report)
 
 MEASURES = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "GWcorrasinh", "GWspcorr", "Match1", "Catch1obs",
             "Catch1imp", "AucObs1", "AucImp1")

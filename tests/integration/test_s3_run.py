@@ -29,7 +29,7 @@ import yaml
 
 from predictd_core.cli.main import main
 from predictd_core.io import is_file, read_bytes, staged_folder, write_atomic
-from predictd_core.model.estimator import Predictd
+from predictd_core.train.estimator import Predictd
 from tests.integration.conftest import keys
 
 RUN_ID = "pilot-0123456789ab"

@@ -9,7 +9,7 @@ import pytest
 
 from predictd_core.config import load_config
 from predictd_core.errors import PredictdInputError
-from predictd_core.pipeline import read_refinement, refinement_path, write_refinement
+from predictd_core.impute.refine import read_refinement, refinement_path, write_refinement
 from tests.conftest import write_config
 
 

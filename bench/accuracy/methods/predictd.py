@@ -11,7 +11,9 @@ from pydantic import ValidationError
 
 from predictd_core import pipeline
 from predictd_core.errors import PredictdInputError
+from predictd_core.impute.outputs import imputed_path
 from predictd_core.model.settings import ModelSettings
+from predictd_core.tracks.readers import read_track_bins
 
 from bench.accuracy.problem import Problem, write_config
 
@@ -42,6 +44,6 @@ class PredictdRun:
         fields = {**problem.fields, "output": str(work / "output"), "model": self.model}
         config = write_config(work / "run.yaml", fields)
         pipeline.run_all(config)
-        return {target.name: pipeline.read_track_bins(
-                    pipeline.imputed_path(config.output, target.cell_type, target.assay), problem.store)
+        return {target.name: read_track_bins(imputed_path(config.output, target.cell_type, target.assay),
+                                             problem.store.bins)
                 for target in problem.targets}

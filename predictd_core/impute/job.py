@@ -1,0 +1,68 @@
+"""A run's imputation job: what each chunk computes (:func:`impute_chunk`, mapped over the store's chunks by
+the engines or :mod:`predictd_core.impute.parallel`'s worker processes) and the tracks it is written to
+(:func:`write_imputed_tracks`)."""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from predictd_core.config import RunConfig
+from predictd_core.engine import Engine
+from predictd_core.impute.ensemble import Ensemble, ensemble_chunk
+from predictd_core.impute.outputs import IMPUTED_FOLDER, imputed_folders, track_names
+from predictd_core.impute.parallel import compute_processes, write_chunks
+from predictd_core.impute.refine import Refinement
+from predictd_core.impute.write_tracks import ParallelTrackWriter
+from predictd_core.io import join_location, staged_folder
+from predictd_core.store.signal_store import SignalStore
+
+
+@dataclass(frozen=True)
+class ImputeJob:
+    """The ensemble that imputes, whether its spread is written too, the pairs imputed (None: every pair, else
+    indices into the ensemble's cell-major pairs) and the refinement stage applied on top (None: not refined)."""
+
+    ensemble: Ensemble
+    with_spread: bool
+    pairs: np.ndarray | None
+    refinement: Refinement | None = None
+
+
+def impute_chunk(Y: np.ndarray, job: ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
+    """The chunk's imputation (the ensemble mean, refined when the run refines) and the ensemble's spread,
+    arcsinh, float32 (half the bytes back to the driver); the writers turn the mean into -log10 p."""
+    mean, spread = ensemble_chunk(Y, job.ensemble, job.with_spread, job.pairs)
+    if job.refinement is not None:
+        pairs = np.arange(job.ensemble.n_pairs) if job.pairs is None else job.pairs
+        mean = job.refinement.apply(Y, mean, pairs)
+    return mean.astype(np.float32), None if spread is None else spread.astype(np.float32)
+
+
+def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, engine: Engine,
+                         progress: Callable[..., None]) -> None:
+    """Compute ``job`` chunk by chunk on ``engine`` and write its tracks under ``config.output``
+    (:mod:`predictd_core.impute.outputs`); ``progress("impute", done, total)`` hears of each chunk.
+
+    The tracks are written to local staging folders (:func:`predictd_core.io.staged_folder`) and published
+    only when every track is complete: locally each folder appears whole, on an object store each track is
+    uploaded as one object. They are written side by side by ``config.engine.processes`` processes
+    (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`); on the numpy engine as many processes
+    compute the chunks side by side (:mod:`predictd_core.impute.parallel`).
+    """
+    names = track_names(job.ensemble.layout, job.pairs)
+    with ExitStack() as stack:
+        paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: impute_chunk's order
+        for folder in imputed_folders(job.with_spread):
+            work = stack.enter_context(staged_folder(join_location(config.output, folder)))
+            paths += [work / name for name in names]
+            from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
+        processes = config.engine.processes_for(len(paths) * store.bins.n_bins)
+        computing = compute_processes(engine, processes, len(paths))
+        writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes, from_arcsinh,
+                                                         computing))
+        for chunk in write_chunks(engine, impute_chunk, job, writer, computing):
+            progress("impute", chunk + 1, store.n_chunks)
