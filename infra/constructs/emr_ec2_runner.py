@@ -65,44 +65,37 @@ def node_requirements() -> list[str]:
     return module.runtime_requirements(tomllib.loads((REPO / "pyproject.toml").read_text()))
 
 
-def _on_demand_fleet(role: Fleet.InstanceRoleType, units: int, name: str,
-                     types: tuple[str, ...]) -> Fleet.InstanceFleetConfigProperty:
-    """An on-demand fleet of ``units`` instances of ``types``, the cheapest available first."""
-    return Fleet.InstanceFleetConfigProperty(
-        name=name, instance_fleet_type=role, target_on_demand_capacity=units,
-        instance_type_configs=[Fleet.InstanceTypeConfigProperty(instance_type=kind, weighted_capacity=1)
-                               for kind in types],
-        launch_specifications=Fleet.InstanceFleetProvisioningSpecificationsProperty(
-            on_demand_specification=Fleet.OnDemandProvisioningSpecificationProperty(
-                allocation_strategy=Fleet.OnDemandAllocationStrategy.LOWEST_PRICE)))
-
-
-def _spot_fleet(role: Fleet.InstanceRoleType, units: int, name: str) -> Fleet.InstanceFleetConfigProperty:
-    """A spot fleet of ``units`` instances of WORKER_TYPES, price-capacity-optimised, on demand after SPOT_WAIT."""
-    return Fleet.InstanceFleetConfigProperty(
-        name=name, instance_fleet_type=role, target_spot_capacity=units,
-        instance_type_configs=[Fleet.InstanceTypeConfigProperty(instance_type=kind, weighted_capacity=1)
-                               for kind in WORKER_TYPES],
-        launch_specifications=Fleet.InstanceFleetProvisioningSpecificationsProperty(
+def _fleet(role: Fleet.InstanceRoleType, name: str, units: int, types: tuple[str, ...], *, spot: bool = False,
+           weighted: bool = True) -> Fleet.InstanceFleetConfigProperty:
+    """A fleet of ``units`` instances of ``types``: on demand, the cheapest available first, or spot,
+    price-capacity-optimised and on demand after SPOT_WAIT. ``weighted``: each instance counts one unit."""
+    if spot:
+        capacity = {"target_spot_capacity": units}
+        purchase = Fleet.InstanceFleetProvisioningSpecificationsProperty(
             spot_specification=Fleet.SpotProvisioningSpecificationProperty(
                 allocation_strategy=Fleet.SpotAllocationStrategy.PRICE_CAPACITY_OPTIMIZED,
-                timeout_action=Fleet.SpotTimeoutAction.SWITCH_TO_ON_DEMAND, timeout=SPOT_WAIT)))
+                timeout_action=Fleet.SpotTimeoutAction.SWITCH_TO_ON_DEMAND, timeout=SPOT_WAIT))
+    else:
+        capacity = {"target_on_demand_capacity": units}
+        purchase = Fleet.InstanceFleetProvisioningSpecificationsProperty(
+            on_demand_specification=Fleet.OnDemandProvisioningSpecificationProperty(
+                allocation_strategy=Fleet.OnDemandAllocationStrategy.LOWEST_PRICE))
+    weight = {"weighted_capacity": 1} if weighted else {}
+    return Fleet.InstanceFleetConfigProperty(
+        name=name, instance_fleet_type=role, **capacity,
+        instance_type_configs=[Fleet.InstanceTypeConfigProperty(instance_type=kind, **weight) for kind in types],
+        launch_specifications=purchase)
 
 
 def _primary_fleet() -> Fleet.InstanceFleetConfigProperty:
     """One on-demand primary node: losing it would lose the cluster and the run."""
-    return Fleet.InstanceFleetConfigProperty(
-        name="primary", instance_fleet_type=Fleet.InstanceRoleType.MASTER, target_on_demand_capacity=1,
-        instance_type_configs=[Fleet.InstanceTypeConfigProperty(instance_type=kind) for kind in PRIMARY_TYPES],
-        launch_specifications=Fleet.InstanceFleetProvisioningSpecificationsProperty(
-            on_demand_specification=Fleet.OnDemandProvisioningSpecificationProperty(
-                allocation_strategy=Fleet.OnDemandAllocationStrategy.LOWEST_PRICE)))
+    return _fleet(Fleet.InstanceRoleType.MASTER, "primary", 1, PRIMARY_TYPES, weighted=False)
 
 
 def _core_fleet() -> Fleet.InstanceFleetConfigProperty:
     """On-demand core nodes: they hold HDFS and YARN's application masters (the driver in cluster mode), whose
     loss to a spot interruption fails the step; the task nodes, executors only, are spot."""
-    return _on_demand_fleet(Fleet.InstanceRoleType.CORE, CORE_UNITS, "core", WORKER_TYPES)
+    return _fleet(Fleet.InstanceRoleType.CORE, "core", CORE_UNITS, WORKER_TYPES)
 
 
 class EmrEc2Runner(Construct):
@@ -257,7 +250,7 @@ class EmrEc2Runner(Construct):
                 ec2_subnet_ids=[subnet.subnet_id for subnet in self._network.public_subnets],
                 termination_protected=False,
                 instance_fleets=[_primary_fleet(), _core_fleet(),
-                                 _spot_fleet(Fleet.InstanceRoleType.TASK, TASK_UNITS, "task")]),
+                                 _fleet(Fleet.InstanceRoleType.TASK, "task", TASK_UNITS, WORKER_TYPES, spot=True)]),
             bootstrap_actions=[Fleet.BootstrapActionConfigProperty(
                 name="install-predictd", script_bootstrap_action=Fleet.ScriptBootstrapActionConfigProperty(
                     path=self._bootstrap.s3_object_url,
