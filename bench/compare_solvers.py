@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from predictd_core.engine.local import LocalEngine
-from predictd_core.evaluate.measures import quality_measures
+from predictd_core.model.measures import quality_measures
 from predictd_core.train.estimator import Predictd
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import ModelSettings

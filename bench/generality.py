@@ -29,6 +29,7 @@ from predictd_core.config import load_config
 from predictd_core.engine import make_engine
 from predictd_core.evaluate.tables import summary_rows
 from predictd_core.impute.refine import SCORED, read_refinement
+from predictd_core.impute.trained_run import single_model_run
 
 
 def test_split() -> list[str]:
@@ -69,8 +70,7 @@ def main() -> None:
         seconds = {"train": time.perf_counter() - started}
         results = {}
         for name, config in (("default", default), ("tensor-only", tensor)):
-            run = pipeline.TrainedRun(pipeline.single_model_ensemble(config, store, model), {"model": model},
-                                      pipeline.scored_targets(config, store), with_spread=False)
+            run = single_model_run(config, store, model)
             started = time.perf_counter()
             results[name] = pipeline.publish(config, store, run, engine).rows
             seconds[name] = time.perf_counter() - started

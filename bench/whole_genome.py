@@ -47,12 +47,13 @@ from predictd_core.config import load_config
 from predictd_core.engine.local import LocalEngine
 from predictd_core.impute.job import ImputeJob, impute_chunk
 from predictd_core.impute.parallel import computed_chunks
+from predictd_core.impute.trained_run import TrainedRun, single_model_ensemble
 from predictd_core.impute.write_tracks import SharedSlots
-from predictd_core.train.estimator import Predictd
-from predictd_core.pipeline import TrainedRun, fit_run_refinement, run_impute, single_model_ensemble
+from predictd_core.pipeline import fit_run_refinement, run_impute
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import read_chrom_sizes
 from predictd_core.tracks.table import read_tracks_table
+from predictd_core.train.estimator import Predictd
 
 
 def ingest_seconds(work: Path, bins: int, processes: list[int]) -> tuple[dict[int, float], int]:

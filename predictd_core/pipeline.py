@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -24,53 +23,30 @@ from predictd_core.engine import Engine, make_engine
 from predictd_core.errors import PredictdInputError
 from predictd_core.evaluate.scoring import run_evaluate
 from predictd_core.evaluate.tables import METRIC_FILES
-from predictd_core.impute.ensemble import Ensemble, EnsembleMember
+from predictd_core.impute.ensemble import Ensemble
 from predictd_core.impute.job import ImputeJob, write_imputed_tracks
 from predictd_core.impute.outputs import IMPUTED_FOLDER, imputed_outputs
 from predictd_core.impute.refine import (Refinement, fit_refinement, read_refinement, refinement_path,
                                          write_refinement)
+from predictd_core.impute.trained_run import TrainedRun, single_model_run
 from predictd_core.io import is_file, join_location
 from predictd_core.model.factors import Layout
+from predictd_core.progress import Progress, no_progress
 from predictd_core.publish import write_manifest
 from predictd_core.report import report_data, write_report
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regions
 from predictd_core.tracks.table import read_tracks_table
+from predictd_core.train.columns import holdout_columns, holdout_indices, input_columns
 from predictd_core.train.estimator import Predictd
+from predictd_core.train.run_step import model_identity, sweep_progress
 from predictd_core.train.split import choose_validation
 
-# progress(step, done, total, detail=""): ``detail`` is a short note for plain progress lines ("valid MSE 0.0913")
-Progress = Callable[..., None]
 
-
-def _quiet(_step: str, _done: int, _total: int, _detail: str = "") -> None:
-    pass
-
-
-def holdout_columns(config: RunConfig, store: SignalStore) -> np.ndarray:
-    """Store columns of the configured holdout targets; an unknown target is an error."""
-    return _holdout_indices(config, [e.name for e in store.experiments])
-
-
-def _holdout_indices(config: RunConfig, names: list[str]) -> np.ndarray:
-    columns = []
-    for index, target in enumerate(config.holdout):
-        if target not in names:
-            raise PredictdInputError(config.source, f"holdout[{index}]",
-                                     f"unknown holdout target {target!r}: not an experiment of {config.tracks}")
-        columns.append(names.index(target))
-    return np.array(columns, dtype=np.int64)
-
-
-def input_columns(config: RunConfig, store: SignalStore) -> np.ndarray:
-    """Store columns the model may see: every observed experiment but the held-out ones."""
-    return np.setdiff1d(np.arange(store.n_experiments), holdout_columns(config, store))
-
-
-def run_ingest(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
+def run_ingest(config: RunConfig, progress: Progress = no_progress) -> SignalStore:
     """Bin, transform and store the tracks of ``config``."""
     tracks = read_tracks_table(config.tracks)
-    _holdout_indices(config, [t.name for t in tracks])
+    holdout_indices(config, [t.name for t in tracks])
     chrom_sizes = read_chrom_sizes(config.chrom_sizes)
     regions = read_regions(config.regions, chrom_sizes) if config.regions else None
     n_bins = GenomeBins.build(chrom_sizes, config.bin_size, regions).n_bins
@@ -79,7 +55,7 @@ def run_ingest(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
                   processes=config.engine.processes_for(len(tracks) * n_bins))
 
 
-def prepare_store(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
+def prepare_store(config: RunConfig, progress: Progress = no_progress) -> SignalStore:
     """The store a whole run works on: a complete store at an explicit ``store:`` is used as it is (a
     shared or simulated store, or one a cluster job ingested); otherwise the tracks are ingested."""
     if config.store is not None:
@@ -87,7 +63,7 @@ def prepare_store(config: RunConfig, progress: Progress = _quiet) -> SignalStore
     return run_ingest(config, progress)
 
 
-def open_or_ingest(config: RunConfig, progress: Progress = _quiet) -> SignalStore:
+def open_or_ingest(config: RunConfig, progress: Progress = no_progress) -> SignalStore:
     """The complete store at ``config.store_path`` when there is one, else the tracks ingested there
     (``predictd folds``, the cloud's prepare job: a retried job reuses what an earlier attempt finished)."""
     try:
@@ -105,20 +81,15 @@ def open_store(config: RunConfig) -> SignalStore:
     return store
 
 
-def run_train(config: RunConfig, store: SignalStore, engine: Engine, progress: Progress = _quiet,
+def run_train(config: RunConfig, store: SignalStore, engine: Engine, progress: Progress = no_progress,
               folder: str | Path | None = None) -> Predictd:
     """Fit one model on every non-held-out experiment; save it to ``folder`` (default ``OUTPUT/model``)."""
     layout = Layout.from_experiments(store.experiments)
     train, valid = choose_validation(layout, input_columns(config, store), config.model.validation_fraction,
                                      config.model.seed)
     model = Predictd(config.model)
-    max_iters = config.model.max_iters
-    model.fit(engine, layout, train, valid,
-              progress=lambda row: progress("train", min(row["iteration"], max_iters), max_iters,
-                                            crossval.sweep_note(row)))
-    model.save(folder or single_model_folder(config), extra={"config_sha256": config.digest(),
-                                                     "training_sha256": config.training_digest(),
-                                                     "seed": config.model.seed})
+    model.fit(engine, layout, train, valid, progress=sweep_progress(progress, "train", config.model.max_iters))
+    model.save(folder or single_model_folder(config), extra=model_identity(config, model))
     return model
 
 
@@ -135,44 +106,15 @@ def load_single_model(config: RunConfig) -> Predictd:
     return Predictd.load(folder)
 
 
-def single_model_ensemble(config: RunConfig, store: SignalStore, model: Predictd) -> Ensemble:
-    """``predictd run``'s one model as an ensemble of one: it imputes every pair from the non-held-out tracks."""
-    layout = Layout.from_experiments(store.experiments)
-    n_pairs = len(layout.cells) * len(layout.assays)
-    member = EnsembleMember("model", model.factors_, input_columns(config, store))
-    return Ensemble(layout, model.ridge_, (member,), np.ones((1, n_pairs), dtype=bool))
-
-
-def scored_targets(config: RunConfig, store: SignalStore) -> list[tuple[int, str]]:
-    """``predictd run``'s scored experiments: the holdout targets, as (store column, kind)."""
-    return [(int(k), "holdout") for k in holdout_columns(config, store)]
-
-
-@dataclass(frozen=True)
-class TrainedRun:
-    """The fitted side of a run: the ensemble that imputes, its models by name, what gets scored."""
-
-    ensemble: Ensemble
-    models: dict[str, Predictd]
-    targets: list[tuple[int, str]]
-    with_spread: bool
-
-
 def trained_run(config: RunConfig, store: SignalStore) -> TrainedRun:
     """The run's saved models: the cross-validated set when ``OUTPUT/folds.json`` exists, else ``OUTPUT/model``."""
     if is_file(crossval.folds_path(config)):
-        folds = crossval.plan_folds(config, store)
-        models = crossval.load_fold_models(config, store, folds)
-        return TrainedRun(crossval.cv_ensemble(config, store, folds, models),
-                          {crossval.model_name(i, j): model for (i, j), model in models.items()},
-                          crossval.test_fold_targets(config, store, folds), config.cv.spread)
-    model = load_single_model(config)
-    return TrainedRun(single_model_ensemble(config, store, model), {"model": model}, scored_targets(config, store),
-                      with_spread=False)
+        return crossval.cv_run(config, store)
+    return single_model_run(config, store, load_single_model(config))
 
 
 def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble,
-                       progress: Progress = _quiet) -> Refinement | None:
+                       progress: Progress = no_progress) -> Refinement | None:
     """The refinement stage of ``config.model.refine`` for ``ensemble`` (None when disabled): each pair
     refined from the experiments its ensemble members were allowed to see, and mixed with their imputation."""
     if not config.model.refine.enabled:
@@ -182,7 +124,7 @@ def fit_run_refinement(config: RunConfig, store: SignalStore, ensemble: Ensemble
 
 
 def run_impute(config: RunConfig, store: SignalStore, run: TrainedRun, engine: Engine,
-               progress: Progress = _quiet, pairs: np.ndarray | None = None) -> list[str | Path]:
+               progress: Progress = no_progress, pairs: np.ndarray | None = None) -> list[str | Path]:
     """Write ``OUTPUT/imputed/CELL.ASSAY.bigWig`` (-log10 p) for every (cell, assay) pair of the grid
     (or for ``pairs``, indices into the ensemble's cell-major pairs) and, with ``run.with_spread``,
     ``OUTPUT/spread/CELL.ASSAY.bigWig``: the per-bin standard deviation of the ensemble members' predictions
@@ -202,9 +144,44 @@ def run_impute(config: RunConfig, store: SignalStore, run: TrainedRun, engine: E
 
 @dataclass(frozen=True)
 class RunOutputs:
-    """What a finished run published: the ``imputed`` folder; ``metrics`` (``metrics.tsv``) and ``report``
-    (``report.html``), written when ``rows`` (one per scored experiment, :mod:`predictd_core.evaluate.tables`)
-    is not empty; the ``manifest``, written last; the fitted ``models`` by name."""
+    """What a finished run published, what it scored and what it fitted.
+
+    Attributes
+    ----------
+    imputed : str or Path
+        The ``imputed`` folder: a bigWig (-log10 p) for every (cell type, assay) pair of the grid.
+    metrics, report : str or Path
+        ``metrics.tsv`` and ``report.html``, written when ``rows`` is not empty.
+    manifest : str or Path
+        ``manifest.json``, written last.
+    rows : list of dict
+        One per scored experiment (:mod:`predictd_core.evaluate.tables`): ``cell_type``, ``assay``, ``kind``,
+        ``n_bins``, the measures by name and the baseline's as ``baseline_<measure>``.
+    models : dict of str to Predictd
+        The fitted models by name: ``"model"`` (:func:`run_all`), ``"test{i}-valid{j}"`` (:func:`run_cv`).
+
+    Examples
+    --------
+    >>> import csv, os, tempfile
+    >>> from predictd_core import RunConfig, run_all, simulate_compendium
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name + "/sim", n_cells=3, n_assays=3, n_bins=400, signal_format="store")
+    >>> config = RunConfig(tracks=str(simulated.tracks_tsv), chrom_sizes=str(simulated.chrom_sizes),
+    ...                    store=str(simulated.store), holdout=["E001:H3K4me3"], output=tmp.name + "/run",
+    ...                    engine={"kind": "numpy"}, model={"max_iters": 10})
+    >>> result = run_all(config)
+    >>> sorted(os.listdir(config.output))  # doctest: +NORMALIZE_WHITESPACE
+    ['imputed', 'manifest.json', 'metrics.parquet', 'metrics.tsv', 'model', 'refinement.json',
+     'report.html', 'summary.tsv']
+    >>> len(os.listdir(result.imputed))   # every (cell type, assay) pair of the grid
+    9
+    >>> with open(result.metrics) as handle:
+    ...     table = list(csv.DictReader(handle, dialect="excel-tab"))
+    >>> table[0]["assay"], table[0]["kind"], table[0]["MSEglobal"], round(result.rows[0]["MSEglobal"], 6)
+    ('H3K4me3', 'holdout', '0.117804', 0.117804)
+    >>> result.models["model"].best_iteration_
+    8
+    """
 
     imputed: str | Path
     metrics: str | Path
@@ -215,13 +192,13 @@ class RunOutputs:
 
 
 def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine: Engine,
-            progress: Progress = _quiet) -> RunOutputs:
+            progress: Progress = no_progress) -> RunOutputs:
     """impute, then :func:`finish`."""
     run_impute(config, store, run, engine, progress)
     return finish(config, store, run, progress)
 
 
-def finish(config: RunConfig, store: SignalStore, run: TrainedRun, progress: Progress = _quiet) -> RunOutputs:
+def finish(config: RunConfig, store: SignalStore, run: TrainedRun, progress: Progress = no_progress) -> RunOutputs:
     """evaluate -> report -> manifest, from the imputed tracks already written (and the refinement stage's
     record, :func:`~predictd_core.impute.refine.read_refinement`, which the report shows and the manifest lists)."""
     evaluation = run_evaluate(config, store, run.ensemble, run.targets, progress)
@@ -240,40 +217,86 @@ def finish(config: RunConfig, store: SignalStore, run: TrainedRun, progress: Pro
                       models=run.models)
 
 
-def run_all(config: RunConfig, progress: Progress = _quiet) -> RunOutputs:
-    """ingest, train one model, impute, evaluate the holdout targets, report and the manifest."""
+def run_all(config: RunConfig, progress: Progress = no_progress) -> RunOutputs:
+    """``predictd run``: ingest, train one model, impute, evaluate the holdout targets, report and the manifest.
+
+    Parameters
+    ----------
+    config : RunConfig
+    progress : callable, optional
+        ``progress(step, done, total, detail="")`` as each step advances (``"ingest"``, ``"train"``, ...).
+
+    Returns
+    -------
+    RunOutputs
+        A row per holdout target, and the one model, ``"model"``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from predictd_core import RunConfig, run_all, simulate_compendium
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name + "/sim", n_cells=3, n_assays=3, n_bins=400, signal_format="store")
+    >>> config = RunConfig(tracks=str(simulated.tracks_tsv), chrom_sizes=str(simulated.chrom_sizes),
+    ...                    store=str(simulated.store), holdout=["E001:H3K4me3"], output=tmp.name + "/run",
+    ...                    engine={"kind": "numpy"}, model={"max_iters": 10})
+    >>> result = run_all(config)
+    >>> list(result.models)
+    ['model']
+    >>> row = result.rows[0]
+    >>> row["cell_type"], row["assay"], row["kind"], round(row["MSEglobal"], 3), round(row["baseline_MSEglobal"], 3)
+    ('E001', 'H3K4me3', 'holdout', 0.118, 0.12)
+    """
     store = prepare_store(config, progress)
-    engine = make_engine(config.engine, store)
-    try:
+    with make_engine(config.engine, store) as engine:
         model = run_train(config, store, engine, progress)
-        run = TrainedRun(single_model_ensemble(config, store, model), {"model": model},
-                         scored_targets(config, store), with_spread=False)
-        return publish(config, store, run, engine, progress)
-    finally:
-        engine.close()
+        return publish(config, store, single_model_run(config, store, model), engine, progress)
 
 
-def run_cv(config: RunConfig, progress: Progress = _quiet) -> RunOutputs:
-    """ingest, folds, every fold model not yet trained for this config, then the ensemble's outputs."""
+def run_cv(config: RunConfig, progress: Progress = no_progress) -> RunOutputs:
+    """``predictd cv``: ingest, folds, every fold model not yet trained for this config, then the ensemble's
+    outputs: every observed experiment imputed by the models that never saw it, and scored.
+
+    Parameters
+    ----------
+    config : RunConfig
+    progress : callable, optional
+        ``progress(step, done, total, detail="")`` as each step advances (``"ingest"``, each fold model, ...).
+
+    Returns
+    -------
+    RunOutputs
+        A row per scored experiment (``kind`` ``"test-fold"``, or ``"holdout"`` for the holdout targets), and
+        the fold models, ``"test{i}-valid{j}"``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from predictd_core import RunConfig, run_cv, simulate_compendium
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name + "/sim", n_cells=3, n_assays=3, n_bins=400, signal_format="store")
+    >>> config = RunConfig(tracks=str(simulated.tracks_tsv), chrom_sizes=str(simulated.chrom_sizes),
+    ...                    store=str(simulated.store), holdout=["E001:H3K4me3"], output=tmp.name + "/run",
+    ...                    engine={"kind": "numpy"}, model={"max_iters": 10}, cv={"n_test": 2, "n_valid": 2})
+    >>> result = run_cv(config)
+    >>> list(result.models)
+    ['test0-valid0', 'test0-valid1', 'test1-valid0', 'test1-valid1']
+    >>> len(result.rows), sorted({row["kind"] for row in result.rows})
+    (6, ['holdout', 'test-fold'])
+    >>> sum(row["MSEglobal"] < row["baseline_MSEglobal"] for row in result.rows)   # better than the baseline
+    5
+    """
     store = prepare_store(config, progress)
     folds = crossval.plan_folds(config, store)
-    engine = make_engine(config.engine, store)
-    try:
-        for i, j in folds.models():
-            if not crossval.is_trained(config, store, i, j):
-                crossval.train_fold(config, store, engine, folds, i, j, progress)
-        return publish(config, store, trained_run(config, store), engine, progress)
-    finally:
-        engine.close()
+    with make_engine(config.engine, store) as engine:
+        crossval.train_missing(config, store, engine, folds, progress)
+        return publish(config, store, crossval.cv_run(config, store), engine, progress)
 
 
-def run_extend(config: RunConfig, progress: Progress = _quiet) -> RunOutputs:
+def run_extend(config: RunConfig, progress: Progress = no_progress) -> RunOutputs:
     """ingest the grown tracks table, extend every fold model with what is new, then publish the ensemble."""
     crossval.require_folds(config)  # before ingest: a run that cannot extend writes nothing
     store = run_ingest(config, progress)
-    engine = make_engine(config.engine, store)
-    try:
+    with make_engine(config.engine, store) as engine:
         crossval.extend_fold_models(config, store, engine, progress)
-        return publish(config, store, trained_run(config, store), engine, progress)
-    finally:
-        engine.close()
+        return publish(config, store, crossval.cv_run(config, store), engine, progress)

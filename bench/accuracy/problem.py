@@ -18,6 +18,7 @@ from predictd_core.config import RunConfig, load_config
 from predictd_core.model.factors import Layout
 from predictd_core.store.signal_store import SignalStore
 from predictd_core.tracks.genome import read_chrom_sizes
+from predictd_core.train.columns import holdout_columns, input_columns
 
 from bench.accuracy.latin_square import PILOT_TARGETS, check_latin_square
 
@@ -111,6 +112,6 @@ def prepare_problem(work: Path, pilot: Path = PILOT, n_bins: int | None = None,
     store = pipeline.prepare_store(config)
     layout = Layout.from_experiments(store.experiments)
     check_latin_square(config.holdout, layout.cells, layout.assays, config.source)
-    columns = pipeline.holdout_columns(config, store)
+    columns = holdout_columns(config, store)
     chosen = tuple(Target(int(k), store.experiments[k].cell_type, store.experiments[k].assay) for k in columns)
-    return Problem(fields, config, store, chosen, pipeline.input_columns(config, store))
+    return Problem(fields, config, store, chosen, input_columns(config, store))

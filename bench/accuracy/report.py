@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from predictd_core.evaluate.measures import lower_is_better
 from predictd_core.evaluate.tables import measure_names
 from predictd_core.io import write_atomic
+from predictd_core.model.measures import lower_is_better
 
 ROWS_FILE = "per_target.tsv"
 TABLE_FILE = "accuracy.md"

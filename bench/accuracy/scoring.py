@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from predictd_core.evaluate.measures import quality_measures
 from predictd_core.evaluate.regions import read_bed_mask
+from predictd_core.model.measures import quality_measures
 
 from bench.accuracy.problem import Problem
 
@@ -27,7 +27,7 @@ def common_bins(observed: np.ndarray, tracks: list[np.ndarray]) -> np.ndarray:
 def score(problem: Problem, imputations: dict[str, dict[str, np.ndarray]], baseline: dict[str, np.ndarray]
           ) -> list[dict]:
     """One row per (method, target): ``method``, ``cell_type``, ``assay``, ``n_bins``, then
-    :func:`~predictd_core.evaluate.measures.quality_measures`.
+    :func:`~predictd_core.model.measures.quality_measures`.
 
     ``imputations`` maps method name -> target name -> arcsinh track; ``baseline`` is the same-assay
     baseline of every target, which only narrows the bins (as in predictd's own evaluation).

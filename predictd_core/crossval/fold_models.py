@@ -1,4 +1,4 @@
-"""A run's cross-validation: its folds file, one model per (test fold, validation fold), and their ensemble.
+"""A run's fold models: its folds file, and one model per (test fold, validation fold), trained, found and extended.
 
 Layout under ``config.output`` (a local folder or a URL: every read and write goes through
 ``predictd_core.io``)::
@@ -16,7 +16,6 @@ for the same training digest.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -26,18 +25,18 @@ from predictd_core.crossval.folds import Folds
 from predictd_core.crossval.folds_file import load_folds, save_folds
 from predictd_core.engine.base import Engine
 from predictd_core.errors import PredictdInputError
-from predictd_core.impute.ensemble import Ensemble, EnsembleMember
 from predictd_core.io import is_file, join_location
 from predictd_core.model.factors import Layout
 from predictd_core.model.settings import ModelSettings
+from predictd_core.progress import Progress
 from predictd_core.store.signal_store import SignalStore
+from predictd_core.train.columns import input_columns
 from predictd_core.train.estimator import Predictd
 from predictd_core.train.extend import extend_model
+from predictd_core.train.run_step import model_identity, sweep_progress
 
 FOLDS_FILE = "folds.json"
 MODELS_FOLDER = "models"
-
-ProgressFn = Callable[..., None]  # progress(step, done, total, detail=""), as pipeline.Progress
 
 
 def model_name(test_fold: int, valid_fold: int) -> str:
@@ -55,13 +54,6 @@ def folds_path(config: RunConfig) -> str | Path:
     return join_location(config.output, FOLDS_FILE)
 
 
-def fold_experiments(config: RunConfig, store: SignalStore) -> np.ndarray:
-    """Store columns the folds deal: every observed experiment but the configured holdout targets."""
-    names = [e.name for e in store.experiments]
-    held = {names.index(target) for target in config.holdout if target in names}
-    return np.array([k for k in range(len(names)) if k not in held], dtype=np.int64)
-
-
 def plan_folds(config: RunConfig, store: SignalStore) -> Folds:
     """The run's folds: read ``OUTPUT/folds.json`` when it exists, else deal them and save the file.
 
@@ -69,7 +61,7 @@ def plan_folds(config: RunConfig, store: SignalStore) -> Folds:
     n_valid, seed); anything else is an error naming it, because fold models trained on other
     folds cannot be mixed.
     """
-    columns = fold_experiments(config, store)
+    columns = input_columns(config, store)
     layout = _sub_layout(store, columns)
     path = folds_path(config)
     if is_file(path):
@@ -101,17 +93,12 @@ def _sub_layout(store: SignalStore, columns: np.ndarray) -> Layout:
 def model_columns(config: RunConfig, store: SignalStore, folds: Folds, test_fold: int, valid_fold: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Store columns (train, valid, test) of model (i, j): the folds' indices mapped onto the store."""
-    columns = fold_experiments(config, store)
+    columns = input_columns(config, store)
     try:
         train, valid, test = folds.columns(test_fold, valid_fold)
     except IndexError as error:
         raise PredictdInputError(folds_path(config), "test_fold/valid_fold", str(error)) from None
     return columns[train], columns[valid], columns[test]
-
-
-def sweep_note(row: dict) -> str:
-    """What a plain progress line says about a training sweep (a model's history row)."""
-    return f"valid MSE {row['valid_mse']:.4f}"
 
 
 def fold_settings(config: RunConfig, test_fold: int, valid_fold: int) -> ModelSettings:
@@ -120,7 +107,7 @@ def fold_settings(config: RunConfig, test_fold: int, valid_fold: int) -> ModelSe
 
 
 def train_fold(config: RunConfig, store: SignalStore, engine: Engine, folds: Folds, test_fold: int, valid_fold: int,
-               progress: ProgressFn | None = None, folder: str | Path | None = None) -> Predictd:
+               progress: Progress | None = None, folder: str | Path | None = None) -> Predictd:
     """Fit model (i, j) on its training columns, stop on its validation fold, save it as an artifact in
     ``folder`` (local or a URL; default :func:`model_folder`, where ``predictd cv`` finds it; a cloud
     fold job writes each attempt to a folder of its own, and the succeeded one is copied there)."""
@@ -129,21 +116,27 @@ def train_fold(config: RunConfig, store: SignalStore, engine: Engine, folds: Fol
     name = model_name(test_fold, valid_fold)
     model = Predictd(settings)
     model.fit(engine, Layout.from_experiments(store.experiments), train, valid,
-              progress=None if progress is None else
-              lambda row: progress(name, min(row["iteration"], settings.max_iters), settings.max_iters,
-                                   sweep_note(row)))
+              progress=None if progress is None else sweep_progress(progress, name, settings.max_iters))
     _save_fold_model(config, model, test_fold, valid_fold, test, folder=folder)
     return model
 
 
+def train_missing(config: RunConfig, store: SignalStore, engine: Engine, folds: Folds,
+                  progress: Progress | None = None) -> None:
+    """Train, one after another, every model of ``folds`` not yet trained for this config (:func:`is_trained`);
+    those already fitted are kept."""
+    for i, j in folds.models():
+        if not is_trained(config, store, i, j):
+            train_fold(config, store, engine, folds, i, j, progress)
+
+
 def _save_fold_model(config: RunConfig, model: Predictd, test_fold: int, valid_fold: int, test_columns: np.ndarray,
                      *, folder: str | Path | None = None, **extra) -> None:
-    """Write model (i, j) with what identifies it: config digests, folds, test columns and seed, into
-    ``folder`` (default :func:`model_folder`)."""
-    model.save(folder or model_folder(config, test_fold, valid_fold), extra={
-        "config_sha256": config.digest(), "training_sha256": config.training_digest(),
-        "test_fold": test_fold, "valid_fold": valid_fold, "test_columns": test_columns.tolist(),
-        "seed": model.settings.seed, **extra})
+    """Write model (i, j) with what identifies it (:func:`~predictd_core.train.run_step.model_identity`: config
+    digests, folds, test columns and seed) and ``extra``, into ``folder`` (default :func:`model_folder`)."""
+    identity = model_identity(config, model, test_fold=test_fold, valid_fold=valid_fold,
+                              test_columns=test_columns.tolist())
+    model.save(folder or model_folder(config, test_fold, valid_fold), extra={**identity, **extra})
 
 
 def is_trained(config: RunConfig, store: SignalStore, test_fold: int, valid_fold: int) -> bool:
@@ -178,36 +171,6 @@ def load_fold_models(config: RunConfig, store: SignalStore, folds: Folds) -> dic
     return models
 
 
-def cv_ensemble(config: RunConfig, store: SignalStore, folds: Folds,
-                models: dict[tuple[int, int], Predictd]) -> Ensemble:
-    """PREDICTD's ensemble: test-fold experiments from their fold's models, every other pair from all.
-
-    Each member's genome factors come from the experiments it may see: all but its test fold and the
-    holdout targets.
-    """
-    layout = Layout.from_experiments(store.experiments)
-    fold_of_pair = np.full(len(layout.cells) * len(layout.assays), -1)
-    columns = fold_experiments(config, store)
-    fold_of_pair[layout.cell_of[columns] * len(layout.assays) + layout.assay_of[columns]] = folds.test_fold
-    members, weights = [], []
-    for (i, j), model in sorted(models.items()):
-        _, _, test = model_columns(config, store, folds, i, j)
-        members.append(EnsembleMember(model_name(i, j), model.factors_, np.setdiff1d(columns, test)))
-        weights.append((fold_of_pair == i) | (fold_of_pair == -1))
-    ridges = {model.ridge_ for model in models.values()}
-    if len(ridges) != 1:
-        raise ValueError(f"fold models disagree on the genome ridge: {sorted(ridges)}")
-    return Ensemble(layout, ridges.pop(), tuple(members), np.array(weights))
-
-
-def test_fold_targets(config: RunConfig, store: SignalStore, folds: Folds) -> list[tuple[int, str]]:
-    """Scored experiments: every test-fold experiment, then the holdout targets, as (store column, kind)."""
-    columns = fold_experiments(config, store)
-    names = [e.name for e in store.experiments]
-    return ([(int(k), "test-fold") for k in columns[folds.test_fold >= 0]]
-            + [(names.index(target), "holdout") for target in config.holdout])
-
-
 def require_folds(config: RunConfig) -> str | Path:
     """The folds file of a cross-validated output; without one there is nothing to extend."""
     path = folds_path(config)
@@ -216,7 +179,7 @@ def require_folds(config: RunConfig) -> str | Path:
     return path
 
 
-def extend_fold_models(config: RunConfig, store: SignalStore, engine: Engine, progress: ProgressFn | None = None
+def extend_fold_models(config: RunConfig, store: SignalStore, engine: Engine, progress: Progress | None = None
                        ) -> tuple[Folds, dict[tuple[int, int], Predictd]]:
     """Fit what the store's new experiments add to every fold model, without retraining the rest.
 
@@ -228,7 +191,7 @@ def extend_fold_models(config: RunConfig, store: SignalStore, engine: Engine, pr
     """
     path = require_folds(config)
     old = load_folds(path)
-    columns = fold_experiments(config, store)
+    columns = input_columns(config, store)
     names = [store.experiments[k].name for k in columns]
     try:
         folds = extend_folds(old, names)

@@ -13,13 +13,13 @@ import numpy as np
 
 from predictd_core.config import RunConfig
 from predictd_core.errors import PredictdInputError
-from predictd_core.evaluate.measures import quality_measures
 from predictd_core.evaluate.panels import MAX_PANELS, TrackPanel, browser_windows, scatter_sample, track_panel
 from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.tables import write_metrics
 from predictd_core.impute.ensemble import Ensemble
 from predictd_core.impute.outputs import imputed_path
 from predictd_core.io import is_file
+from predictd_core.model.measures import quality_measures
 from predictd_core.store.signal_store import SignalStore
 from predictd_core.tracks.readers import read_track_bins
 

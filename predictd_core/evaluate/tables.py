@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from predictd_core.evaluate.measures import MEASURES, REGION_MEASURES, lower_is_better
 from predictd_core.io import join_location, write_atomic
+from predictd_core.model.measures import MEASURES, REGION_MEASURES, lower_is_better
 
 ID_COLUMNS = ("cell_type", "assay", "kind", "n_bins")
 SUMMARY_COLUMNS = ("scope", "measure", "n", "predictd_mean", "baseline_mean", "wins", "losses", "ties")

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from predictd_core.evaluate.measures import lower_is_better
 from predictd_core.evaluate.panels import TrackPanel
+from predictd_core.model.measures import lower_is_better
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from html import escape
 from pathlib import Path
 
 from predictd_core.io import write_atomic
+from predictd_core.model.measures import lower_is_better
 from predictd_core.report import figures
-from predictd_core.report.data import (ReportData, better_side, direction, lower_is_better, mean_record,
-                                       measure_value)
+from predictd_core.report.data import ReportData, better_side, direction, mean_record, measure_value
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; font-size: 14px;

@@ -37,6 +37,28 @@ class Predictd:
     best_iteration_ : int
     ridge_ : float
         The genome-factor ridge used by every G step (PREDICTD's ri2).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from predictd_core import Predictd, simulate_compendium
+    >>> from predictd_core.engine import LocalEngine
+    >>> from predictd_core.model.factors import Layout
+    >>> from predictd_core.model.settings import ModelSettings
+    >>> from predictd_core.store.signal_store import SignalStore
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name, n_cells=4, n_assays=3, n_bins=1000, signal_format="store")
+    >>> store = SignalStore.open(simulated.store)
+    >>> layout = Layout.from_experiments(store.experiments)   # cell type and assay of each store column
+    >>> model = Predictd(ModelSettings(rank=3, max_iters=20)).fit(LocalEngine(store), layout,
+    ...                                                           train_columns=range(10), valid_columns=[10, 11])
+    >>> model.rank_, len(model.history_), model.best_iteration_
+    (3, 13, 3)
+    >>> round(min(row["valid_mse"] for row in model.history_), 4)
+    0.1882
+    >>> model.save(tmp.name + "/model")
+    >>> Predictd.load(tmp.name + "/model").factors_.C.shape   # cell types x rank
+    (4, 3)
     """
 
     def __init__(self, settings: ModelSettings | None = None) -> None:

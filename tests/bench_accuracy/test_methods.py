@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.evaluate.measures import MEASURES
+from predictd_core.model.measures import MEASURES
 
 from bench.accuracy.methods import METHODS, make_method
 from bench.accuracy.methods.baseline import SameAssayAverage

@@ -14,9 +14,10 @@ from predictd_core.engine.local import LocalEngine
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember
 from predictd_core.impute.parallel import compute_processes, computed_chunks, write_chunks
+from predictd_core.impute.trained_run import TrainedRun
 from predictd_core.impute.write_tracks import ParallelTrackWriter, SharedSlots
 from predictd_core.model.factors import Layout, initial_factors
-from predictd_core.pipeline import TrainedRun, run_impute
+from predictd_core.pipeline import run_impute
 from predictd_core.simulate import simulate_compendium
 from predictd_core.solvers import als
 from predictd_core.store.signal_store import SignalStore

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from predictd_core.evaluate.measures import MEASURES, REGION_MEASURES, quality_measures, rank_average, roc_auc
+from predictd_core.model.measures import MEASURES, REGION_MEASURES, quality_measures, rank_average, roc_auc
 
 
 def test_hand_computed_measures_on_100_bins():

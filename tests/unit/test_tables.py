@@ -8,10 +8,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from predictd_core.evaluate.measures import MEASURES, quality_measures
-from predictd_core.evaluate.measures import lower_is_better
 from predictd_core.evaluate.tables import (METRIC_FILES, measure_names, metrics_tsv, summary_rows, summary_tsv,
                                            write_metrics)
+from predictd_core.model.measures import MEASURES, lower_is_better, quality_measures
 
 NAN = float("nan")
 

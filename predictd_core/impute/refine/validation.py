@@ -11,10 +11,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from predictd_core.evaluate.measures import lower_is_better, quality_measures
 from predictd_core.impute.refine.features import ChunkFeatures, quantile_tables
 from predictd_core.impute.refine.regression import Refiner, prepared_refiner, ridge_weights
 from predictd_core.model.factors import Layout
+from predictd_core.model.measures import lower_is_better, quality_measures
 
 BLENDS = np.round(np.linspace(0.0, 1.0, 11), 2)
 TENSOR_SHARES = np.round(np.linspace(0.1, 1.0, 10), 2)  # tried at the best blend (0: that blend's own row)
