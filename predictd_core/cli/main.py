@@ -6,19 +6,17 @@ naming the file and field, exit code 2, and no partial output.
 
 from __future__ import annotations
 
-import math
 import shutil
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from predictd_core.cli.progress import progress_display
 from predictd_core.cli.status import cancel, status
 from predictd_core.errors import PredictdInputError
 
@@ -35,121 +33,6 @@ ConfigArg = typer.Argument(..., help="run config YAML, a path or an s3:// URL (t
 REPO = Path(__file__).resolve().parents[2]
 PILOT_CONFIG = REPO / "examples" / "roadmap-pilot.yaml"
 PILOT_DATA = REPO.parent / "shared" / "data" / "roadmap-pilot"
-
-
-@contextmanager
-def _progress() -> Iterator:
-    """Progress of the pipeline's steps, fed by its ``progress(step, done, total, detail="")``: a rich bar
-    per step on a terminal; plain lines on stdout when it is not one (a file, a pipe, a cloud job's log),
-    where bars would show nothing until the command ends (:class:`ProgressLines`)."""
-    if not _is_terminal(sys.stdout):
-        lines = ProgressLines(sys.stdout)
-        yield lines
-        lines.close()  # not after a failure: its one error line is the last word
-        return
-    bars = Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
-    tasks: dict[str, int] = {}
-
-    def update(step: str, done: int, total: int, detail: str = "") -> None:
-        if step not in tasks:
-            tasks[step] = bars.add_task(step, total=total)
-        bars.update(tasks[step], completed=done, total=total)
-
-    bars.start()
-    try:
-        yield update
-    except BaseException:
-        # A failed step leaves only its one error line on stderr: erase the bars (terminal) or skip their
-        # final render and the blank line Progress.stop() prints (file, pipe).
-        bars.live.transient = True
-        bars.live.stop()
-        raise
-    bars.stop()
-
-
-def _is_terminal(stream: TextIO) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    try:
-        return bool(isatty and isatty())
-    except ValueError:  # a closed stream
-        return False
-
-
-PROGRESS_SECONDS = 30.0  # in a long loop, a line at least this often (a cloud job's log shows it is alive)...
-PROGRESS_FRACTION = 0.1  # ...and one per tenth of the loop, whichever comes first
-# What one unit of a step is; every other step is a model fit ("train", or a fold model's name).
-STEP_UNITS = {"ingest": "chunk", "refine": "pair", "impute": "chunk", "evaluate": "track", "extend": "model",
-              "simulate": "block"}
-
-
-class ProgressLines:
-    """The pipeline's progress as plain lines, for a log::
-
-        predictd: ingest: chunk 1/40, 2 s
-        predictd: train test0-valid1: sweep 3/30, valid MSE 0.0913, 41 s
-        predictd: train test0-valid1: done, sweep 12/30, valid MSE 0.0901, 2 min 41 s
-
-    A step prints its first report, then a line per ``PROGRESS_FRACTION`` of its total or per
-    ``PROGRESS_SECONDS``, whichever comes first, and a ``done`` line when it reaches its total or, for a
-    fit that stops early, when the next step begins (steps run one after another) or the command ends
-    (:meth:`close`). Times count from the end of the previous step. Each line is flushed.
-
-    Parameters
-    ----------
-    out : text stream
-        Where the lines go.
-    clock : callable
-        Seconds, monotonic (a test passes a fake one).
-    """
-
-    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic) -> None:
-        self.out, self.clock = out, clock
-        self.steps: dict[str, dict] = {}
-        self.mark = clock()  # when the previous step ended: where the next one starts
-
-    def __call__(self, step: str, done: int, total: int, detail: str = "") -> None:
-        now = self.clock()
-        state = self.steps.get(step)
-        if state is None:
-            for other in list(self.steps):
-                self._end(other)
-            state = self.steps[step] = {"started": self.mark, "printed_at": None, "printed_done": 0}
-        state.update(done=done, total=total, detail=detail, at=now)
-        if total and done >= total:
-            self._end(step)
-        elif (state["printed_at"] is None or now - state["printed_at"] >= PROGRESS_SECONDS
-              or done - state["printed_done"] >= max(1, math.ceil(total * PROGRESS_FRACTION))):
-            self._print(step, state, "")
-            state.update(printed_at=now, printed_done=done)
-
-    def close(self) -> None:
-        """End the steps still open (a fit that stopped before its last sweep)."""
-        for step in list(self.steps):
-            self._end(step)
-
-    def _end(self, step: str) -> None:
-        state = self.steps.pop(step)
-        self._print(step, state, "done, ")
-        self.mark = state["at"]
-
-    def _print(self, step: str, state: dict, prefix: str) -> None:
-        unit = STEP_UNITS.get(step, "sweep")
-        label = step if step in STEP_UNITS or step == "train" else f"train {step}"
-        detail = f", {state['detail']}" if state["detail"] else ""
-        self.out.write(f"predictd: {label}: {prefix}{unit} {state['done']}/{state['total']}{detail}, "
-                       f"{_duration(state['at'] - state['started'])}\n")
-        self.out.flush()
-
-
-def _duration(seconds: float) -> str:
-    """``41 s``, ``2 min 41 s``, ``1 h 02 min``."""
-    seconds = max(0, round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 @contextmanager
@@ -204,7 +87,7 @@ def ingest(config: str = ConfigArg) -> None:
     with _user_errors():
         settings = _load(config)
     with _user_errors(output=_local_output(settings)):
-        with _progress() as progress:
+        with progress_display(console) as progress:
             store = pipeline.run_ingest(settings, progress)
     typer.echo(f"store: {store.path} ({store.bins.n_bins} bins x {store.n_experiments} experiments)")
 
@@ -218,7 +101,7 @@ def folds(config: str = ConfigArg) -> None:
     with _user_errors():
         settings = _load(config)
     with _user_errors(output=_local_output(settings)):
-        with _progress() as progress:
+        with progress_display(console) as progress:
             plan = crossval.plan_folds(settings, pipeline.open_or_ingest(settings, progress))
     typer.echo(f"folds: {crossval.folds_path(settings)} ({plan.n_test} test x {plan.n_valid} validation folds, "
                f"{len(plan.models())} models; {plan.pinned.size} experiments pinned to training)")
@@ -245,18 +128,13 @@ def train(config: str = ConfigArg,
             raise PredictdInputError("command line", "--test-fold/--valid-fold", "give both or neither")
         store = pipeline.open_store(settings)
         plan = None if test_fold is None else crossval.plan_folds(settings, store)
-        engine = make_engine(settings.engine, store)
-        try:
-            with _progress() as progress:
-                if plan is None:
-                    folder = model_dir or pipeline.single_model_folder(settings)
-                    model = pipeline.run_train(settings, store, engine, progress, folder)
-                else:
-                    folder = model_dir or crossval.model_folder(settings, test_fold, valid_fold)
-                    model = crossval.train_fold(settings, store, engine, plan, test_fold, valid_fold, progress,
-                                                folder)
-        finally:
-            engine.close()
+        with make_engine(settings.engine, store) as engine, progress_display(console) as progress:
+            if plan is None:
+                folder = model_dir or pipeline.single_model_folder(settings)
+                model = pipeline.run_train(settings, store, engine, progress, folder)
+            else:
+                folder = model_dir or crossval.model_folder(settings, test_fold, valid_fold)
+                model = crossval.train_fold(settings, store, engine, plan, test_fold, valid_fold, progress, folder)
     typer.echo(f"model: {folder} (rank {model.rank_}, best sweep {model.best_iteration_} of {len(model.history_)})")
 
 
@@ -270,12 +148,8 @@ def impute(config: str = ConfigArg) -> None:
         settings = _load(config)
         store = pipeline.open_store(settings)
         trained = pipeline.trained_run(settings, store)
-        engine = make_engine(settings.engine, store)
-        try:
-            with _progress() as progress:
-                paths = pipeline.run_impute(settings, store, trained, engine, progress)
-        finally:
-            engine.close()
+        with make_engine(settings.engine, store) as engine, progress_display(console) as progress:
+            paths = pipeline.run_impute(settings, store, trained, engine, progress)
     typer.echo(f"imputed: {len(paths)} bigWigs under {settings.output} ({len(trained.models)} model(s))")
 
 
@@ -288,7 +162,7 @@ def evaluate(config: str = ConfigArg) -> None:
         settings = _load(config)
         store = pipeline.open_store(settings)
         trained = pipeline.trained_run(settings, store)
-        with _progress() as progress:
+        with progress_display(console) as progress:
             result = pipeline.finish(settings, store, trained, progress)
     _print_outputs(result)
 
@@ -317,7 +191,7 @@ def _whole_run(config: str | Path, whole_run: Callable[..., RunOutputs]) -> None
     with _user_errors():
         settings = _load(config)
     with _user_errors(output=_local_output(settings)):
-        with _progress() as progress:
+        with progress_display(console) as progress:
             result = whole_run(settings, progress)
     _print_outputs(result)
 
@@ -386,7 +260,7 @@ def simulate(out: Path = typer.Argument(..., help="folder for tracks.tsv, chrom.
         if signal_format not in ("bigwig", "store"):
             raise PredictdInputError("command line", "--format", f"expected bigwig or store, got {signal_format!r}")
         try:
-            with _progress() as progress:
+            with progress_display(console) as progress:
                 compendium = simulate_compendium(
                     out, n_cells=cells, n_assays=assays, n_bins=bins, rank=rank, missing_fraction=missing_fraction,
                     layout=layout, seed=seed, overwrite=overwrite, signal_format=signal_format, dense_truth=False,

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from predictd_core.cli import main as cli
-from predictd_core.cli.main import ProgressLines
+from predictd_core.cli.progress import ProgressLines, progress_display
 from tests.conftest import write_config
 
 LINE = re.compile(r"^predictd: (?P<label>[\w -]+): (?P<done>done, )?(?P<unit>\w+) (?P<n>\d+)/(?P<total>\d+)"
@@ -99,10 +99,10 @@ def test_a_slow_loop_prints_every_30_seconds():
 
 def test_a_terminal_keeps_the_bars(monkeypatch):
     monkeypatch.setattr(sys, "stdout", io.StringIO())
-    with cli._progress() as progress:
+    with progress_display(cli.console) as progress:
         assert isinstance(progress, ProgressLines)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
-    with cli._progress() as progress:
+    with progress_display(cli.console) as progress:
         assert not isinstance(progress, ProgressLines)  # the rich bars' updater, on stderr as before
         progress("ingest", 1, 2, "a detail the bars do not show")
     assert sys.stdout.getvalue() == ""
