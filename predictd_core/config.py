@@ -121,7 +121,7 @@ class EvaluationSettings(BaseModel):
         return regions
 
     def region_beds(self) -> dict[str, str]:
-        """The BEDs given, keyed as ``evaluate.measures.REGION_MEASURES``."""
+        """The BEDs given, keyed as ``model.measures.REGION_MEASURES``."""
         return {name: path for name in ("promoters", "genes", "enhancers")
                 if (path := getattr(self, name)) is not None}
 
@@ -136,7 +136,26 @@ def parse_region(region: str) -> tuple[str, int, int]:
 
 
 class RunConfig(BaseModel):
-    """Everything ``predictd run`` needs."""
+    """Everything ``predictd run`` and ``predictd cv`` need: the fields of the run YAML (this module's
+    docstring), validated.
+
+    :func:`load_config` reads one from a YAML and resolves its relative paths against the YAML's folder;
+    built in code, it takes the same fields as keyword arguments (the nested settings as dicts) and
+    leaves relative paths relative to the working directory.
+
+    Examples
+    --------
+    >>> from predictd_core import RunConfig
+    >>> config = RunConfig(tracks="tracks.tsv", chrom_sizes="chrom.sizes", holdout=["E001:H3K4me3"],
+    ...                    engine={"kind": "numpy"}, cv={"n_test": 2, "n_valid": 2})
+    >>> config.model.solver, config.model.max_iters, config.engine.kind, config.store_path
+    ('als', 60, 'numpy', 'output/store.zarr')
+    >>> try:
+    ...     RunConfig(tracks="tracks.tsv", chrom_sizes="chrom.sizes", holdout=["E001"])
+    ... except ValueError as error:
+    ...     print(error.errors()[0]["msg"])
+    Value error, holdout targets are 'CELL:ASSAY', got 'E001'
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -202,6 +221,24 @@ def load_config(path: str | Path) -> RunConfig:
     ------
     PredictdInputError
         Naming the file and the field, for a missing file, bad YAML or an invalid field.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from predictd_core import load_config, simulate_compendium, write_example_config
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name, n_cells=3, n_assays=2, n_bins=100)
+    >>> path = write_example_config(simulated.root, holdout=["E001:H3K4me3"])
+    >>> config = load_config(path)
+    >>> config.holdout, config.model.solver, config.cv.n_test, config.cv.n_valid
+    (['E001:H3K4me3'], 'als', 5, 2)
+    >>> config.tracks == str(simulated.tracks_tsv)   # relative to the YAML's folder
+    True
+    >>> _ = path.write_text(path.read_text().replace("bin_size: 25", "bin_size: 0"))
+    >>> load_config(path)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    predictd_core.errors.PredictdInputError: .../run.yaml: bin_size: Input should be greater than or equal to 1 (got 0)
     """
     source = str(path)
     return parse_config(read_text(source, "config", "config file not found"), source)

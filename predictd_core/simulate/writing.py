@@ -232,6 +232,19 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int | None = None, 
     b_assay + b_bin + C A G), the noiseless truth of every pair, and ``observed`` = max(0, that
     before clipping + noise), NaN for unmeasured pairs (``arcsinh`` of the written values, up to
     float32 rounding).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from predictd_core import simulate_compendium
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name, n_cells=3, n_assays=3, n_bins=100, missing_fraction=0.2)
+    >>> simulated.cells, simulated.assays
+    (('E001', 'E002', 'E003'), ('H3K4me3', 'H3K27me3', 'H3K36me3'))
+    >>> len(simulated.observed), simulated.missing
+    (7, (('E001', 'H3K36me3'), ('E003', 'H3K4me3')))
+    >>> sorted(path.name for path in simulated.root.iterdir() if path.suffix != ".bigWig")
+    ['chrom.sizes', 'tracks.tsv', 'truth.npz']
     """
     for name, value, low in (("n_cells", n_cells, 1), ("n_assays", n_assays, 1), ("rank", rank, 1),
                              ("bin_size", bin_size, 1), ("contigs", contigs, 1), ("chunk_bins", chunk_bins, 1),
@@ -302,6 +315,28 @@ def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path
     there is one (25 otherwise). Each held-out name must be an observed experiment of
     ``tracks.tsv`` when that file exists. A compendium written as a store gets ``store:``
     pointing at it, so the steps after ingest (folds, train, impute, evaluate) read it directly.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from predictd_core import simulate_compendium, write_example_config
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> simulated = simulate_compendium(tmp.name, n_cells=3, n_assays=2, n_bins=100)
+    >>> path = write_example_config(simulated.root, holdout=["E001:H3K4me3"])
+    >>> print(path.read_text(), end="")
+    tracks: tracks.tsv
+    chrom_sizes: chrom.sizes
+    bin_size: 25
+    holdout:
+    - E001:H3K4me3
+    model:
+      solver: als
+    cv:
+      n_test: 5
+      n_valid: 2
+    engine:
+      master: local[*]
+    output: output
     """
     root = Path(out_dir)
     if not root.is_dir():
