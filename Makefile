@@ -50,8 +50,12 @@ ifeq ($(CHROMIUM),)
 	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core
 endif
 
+# The suite in TEST_WORKERS processes (pytest-xdist), each test file whole on one of them (its module fixtures
+# run once), the longest files handed out first (tests/conftest.py); `make test TEST_WORKERS=auto`: one per core.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) chromium $(NODE_STAMP) $(CHECKOV_STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The Roadmap-scale benchmarks of BENCHMARKS.md on small sizes (about two minutes): the scripts work, the
 # tables have their shape; the full commands and their numbers are in BENCHMARKS.md.

@@ -18,6 +18,32 @@ from tests.azure_support import azurite, azurite_env  # noqa: E402,F401  (fixtur
 REPO = Path(__file__).resolve().parents[1]
 PILOT = REPO.parent / "shared" / "data" / "roadmap-pilot"
 
+# The files that take a minute or more on 2 cores, longest first. `make test` runs the suite in 2 processes
+# (pytest-xdist, each file whole on one of them), handing out files in collection order: these come first,
+# so that neither process starts one of them while the other is nearly done.
+LONGEST_FIRST = (
+    "tests/bench/test_quick.py",
+    "tests/cloud/test_azure_end_to_end.py",
+    "tests/integration/test_pilot.py",
+    "tests/integration/test_cli.py",
+    "tests/handlers/test_end_to_end.py",
+    "tests/integration/test_cv.py",
+    "tests/integration/test_s3_run.py",
+    "tests/integration/test_azure_run.py",
+    "tests/azure/test_batch.py",
+    "tests/handlers/test_on_data.py",
+    "tests/cloud/test_faults.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """In a pytest-xdist worker, put the files of :data:`LONGEST_FIRST` first, in its order (a plain run
+    keeps the collection's order)."""
+    if not hasattr(config, "workerinput"):
+        return
+    rank = {path: index for index, path in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable: files stay whole
+
 
 @pytest.fixture(scope="session")
 def spark_session():

@@ -395,22 +395,30 @@ def _resource_starts(text: str) -> list[int]:
     return starts
 
 
-def run_checkov(template: dict, path: Path) -> dict[str, set[tuple[str, int]]]:
-    """checkov on ``template``: (check id, resource index) of its failed and skipped checks."""
+def run_checkov(templates: dict[str, dict], folder: Path) -> dict[str, dict[str, set[tuple[str, int]]]]:
+    """One checkov scan of ``templates`` (name -> document, written to ``folder/NAME.json``): per name, the
+    (check id, resource index) of its failed and skipped checks. One process for all of them: checkov's
+    start costs more than a scan."""
     if not CHECKOV.is_file():
         pytest.fail(f"{CHECKOV} is missing: `make test` and `make synth` create it (checkov in its own venv)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(template, indent=2) + "\n")
-    starts = _resource_starts(path.read_text())
-    assert len(starts) == len(template["resources"])
-    result = subprocess.run([str(CHECKOV), "--framework", "arm", "--file", str(path), "--skip-download",
-                             "--output", "json"], capture_output=True, text=True, timeout=300)
+    folder.mkdir(parents=True, exist_ok=True)
+    starts, files = {}, []
+    for name, template in templates.items():
+        path = folder / f"{name}.json"
+        path.write_text(json.dumps(template, indent=2) + "\n")
+        starts[str(path)] = _resource_starts(path.read_text())
+        assert len(starts[str(path)]) == len(template["resources"])
+        files += ["--file", str(path)]
+    result = subprocess.run([str(CHECKOV), "--framework", "arm", *files, "--skip-download", "--output", "json"],
+                            capture_output=True, text=True, timeout=300)
     report = json.loads(result.stdout)
-    assert report["summary"]["parsing_errors"] == 0 and report["summary"]["resource_count"] > 30
-    found = {}
+    assert report["summary"]["parsing_errors"] == 0
+    assert report["summary"]["resource_count"] == sum(len(t["resources"]) for t in templates.values())
+    found = {name: {"failed_checks": set(), "skipped_checks": set()} for name in templates}
     for kind in ("failed_checks", "skipped_checks"):
-        found[kind] = {(check["check_id"], starts.index(check["file_line_range"][0]))
-                       for check in report["results"].get(kind, [])}
+        for check in report["results"].get(kind, []):
+            path = check["file_abs_path"]
+            found[Path(path).stem][kind].add((check["check_id"], starts[path].index(check["file_line_range"][0])))
     return found
 
 
@@ -424,22 +432,41 @@ def suppressions(template: dict) -> dict[tuple[str, int], str]:
     return found
 
 
-def test_checkov_finds_nothing_unsuppressed(template, tmp_path):
-    results = run_checkov(template, tmp_path / "predictd.json")
-    assert results["failed_checks"] == set()
-    assert results["skipped_checks"] == set(suppressions(template))
-    assert all(len(reason) > 40 for reason in suppressions(template).values())  # a reason, not a label
-
-
-def test_every_suppression_answers_a_finding(template, tmp_path):
-    """Without its suppressions the template fails exactly the suppressed checks, on the same resources."""
+def without_suppressions(template: dict) -> dict:
+    """A copy of ``template`` with every resource's checkov suppressions removed."""
     bare = json.loads(json.dumps(template))
     for body in bare["resources"]:
         body.get("metadata", {}).pop("checkov", None)
         if body.get("metadata") == {}:
             del body["metadata"]
-    assert not suppressions(bare)
-    results = run_checkov(bare, tmp_path / "bare.json")
+    return bare
+
+
+def with_plain_http(template: dict) -> dict:
+    """A copy of ``template`` whose storage account allows plain HTTP (a finding)."""
+    opened = json.loads(json.dumps(template))
+    one_of_type(opened, "Microsoft.Storage/storageAccounts")["properties"]["supportsHttpsTrafficOnly"] = False
+    return opened
+
+
+@pytest.fixture(scope="module")
+def scans(template, tmp_path_factory) -> dict[str, dict[str, set[tuple[str, int]]]]:
+    """checkov's findings on the template as built, without its suppressions, and with plain HTTP allowed."""
+    return run_checkov({"predictd": template, "bare": without_suppressions(template),
+                        "open": with_plain_http(template)}, tmp_path_factory.mktemp("checkov"))
+
+
+def test_checkov_finds_nothing_unsuppressed(template, scans):
+    results = scans["predictd"]
+    assert results["failed_checks"] == set()
+    assert results["skipped_checks"] == set(suppressions(template))
+    assert all(len(reason) > 40 for reason in suppressions(template).values())  # a reason, not a label
+
+
+def test_every_suppression_answers_a_finding(template, scans):
+    """Without its suppressions the template fails exactly the suppressed checks, on the same resources."""
+    assert suppressions(template) and not suppressions(without_suppressions(template))
+    results = scans["bare"]
     assert results["skipped_checks"] == set()
     assert results["failed_checks"] == set(suppressions(template))
 
@@ -452,12 +479,10 @@ def test_no_resource_name_hides_findings_from_checkov(template):
         assert not any(function in body["name"] for function in hiding), body["name"]
 
 
-def test_a_new_finding_fails_the_scan(tmp_path):
+def test_a_new_finding_fails_the_scan(template, scans):
     """The scan is live: allowing plain HTTP to the storage account is a finding."""
-    template = build_template()
-    one_of_type(template, "Microsoft.Storage/storageAccounts")["properties"]["supportsHttpsTrafficOnly"] = False
-    results = run_checkov(template, tmp_path / "open.json")
-    assert ("CKV_AZURE_3", 0) in results["failed_checks"]
+    assert ("CKV_AZURE_3", 0) in scans["open"]["failed_checks"]
+    assert ("CKV_AZURE_3", 0) not in scans["predictd"]["failed_checks"]  # the same check, passed as built
 
 
 def test_make_synth_path(tmp_path):

@@ -12,20 +12,15 @@ through ``predictd_core.cli.main.main(argv)``:
   (``handlers.azure.store.BlobStore.copy``), as the job-state handler does;
 * ``cv CONFIG_URL`` (the finish job).
 
-Everything is read back from Azurite and compared with ``predictd cv`` of the same settings on local files.
-The refinement stage is off here (it is the same numpy code on every cloud and costs most of a run's time;
-test_s3_run.py runs it on an object store): this module checks where the files go, not the model.
+Everything is read back from Azurite and compared with ``predictd cv`` of the same settings on local files: the
+reference run test_s3_run.py compares with too (tests/integration/pilot_cv_reference.py), run once per session.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from pathlib import Path
 
 import numpy as np
-import pyBigWig
 import pytest
 import yaml
 from azure.core.credentials import AzureNamedKeyCredential
@@ -34,15 +29,10 @@ from handlers.azure.store import BlobStore
 from predictd_core.cli.main import main
 from predictd_core.train.estimator import Predictd
 from tests.azure_support import azurite_environment, create_containers
+from tests.integration.pilot_cv_reference import (MODELS, N_TEST, N_VALID, PROMOTERS, REGIONS, SETTINGS, intervals,
+                                                 tsv)
 
 RUN_ID = "pilot-a2b3c4d5e6f7"
-N_TEST, N_VALID = 5, 2
-REGIONS = "pilotA\t0\t1500000\npilotA\t7000000\t7500000\n"  # 80,000 of the pilot's 563,234 bins, two spans
-PROMOTERS = "".join(f"pilotA\t{start}\t{start + 2000}\n" for start in range(10_000, 7_500_000, 50_000))
-SETTINGS = {"bin_size": 25, "chunk_bins": 16384,
-            "model": {"solver": "als", "rank": 6, "max_iters": 3, "refine": {"enabled": False}},
-            "cv": {"n_test": N_TEST, "n_valid": N_VALID, "spread": True}, "engine": {"kind": "numpy"}}
-MODELS = [(i, j) for i in range(N_TEST) for j in range(N_VALID)]
 RUN = f"runs/{RUN_ID}"
 CONFIG = "az://configs/pilot.yaml"
 
@@ -106,31 +96,6 @@ def cloud_run(service, store, uploaded):
     return trained
 
 
-@pytest.fixture(scope="module")
-def local_run(pilot_dir, tmp_path_factory) -> Path:
-    """``predictd cv`` of the same settings on local files: the reference."""
-    root = tmp_path_factory.mktemp("local-azure-run")
-    (root / "regions.bed").write_text(REGIONS)
-    (root / "promoters.bed").write_text(PROMOTERS)
-    config = {"tracks": str(pilot_dir / "tracks.tsv"), "chrom_sizes": str(pilot_dir / "chrom.sizes"),
-              "regions": "regions.bed", "evaluation": {"promoters": "promoters.bed"}, **SETTINGS, "output": "out"}
-    (root / "run.yaml").write_text(yaml.safe_dump(config))
-    assert _run(["cv", root / "run.yaml"]) == 0
-    return root / "out"
-
-
-def _tsv(payload: bytes) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(payload.decode()), delimiter="\t"))
-
-
-def _intervals(path: Path) -> dict[str, np.ndarray]:
-    handle = pyBigWig.open(str(path))
-    try:
-        return {contig: np.array(handle.intervals(contig) or [], dtype=np.float64) for contig in handle.chroms()}
-    finally:
-        handle.close()
-
-
 # ------------------------------------------------------------------------------------------------- tests
 
 
@@ -167,14 +132,14 @@ def test_imputed_and_spread_tracks_in_blob_storage_equal_the_local_run(store, cl
         for name in names:
             download = tmp_path / f"{folder}-{name}"
             download.write_bytes(_get(store, f"{RUN}/{folder}/{name}"))
-            ours, theirs = _intervals(download), _intervals(local_run / folder / name)
+            ours, theirs = intervals(download), intervals(local_run / folder / name)
             assert ours.keys() == theirs.keys() == {"pilotA"}
             assert ours["pilotA"].shape == theirs["pilotA"].shape == (80_000, 3)
             np.testing.assert_allclose(ours["pilotA"], theirs["pilotA"], rtol=1e-6, atol=1e-7, err_msg=name)
 
 
 def test_metrics_report_and_manifest_are_in_blob_storage(service, store, cloud_run, local_run):
-    ours, theirs = _tsv(_get(store, f"{RUN}/metrics.tsv")), _tsv((local_run / "metrics.tsv").read_bytes())
+    ours, theirs = tsv(_get(store, f"{RUN}/metrics.tsv")), tsv((local_run / "metrics.tsv").read_bytes())
     assert len(ours) == 25
     assert [(r["cell_type"], r["assay"]) for r in ours] == [(r["cell_type"], r["assay"]) for r in theirs]
     for column in ("MSEglobal", "MSEprom", "baseline_MSEglobal", "GWcorr"):  # MSEprom: the promoters BED blob
@@ -184,7 +149,7 @@ def test_metrics_report_and_manifest_are_in_blob_storage(service, store, cloud_r
 
     manifest = json.loads(_get(store, f"{RUN}/manifest.json"))
     assert manifest["outputs"] == json.loads((local_run / "manifest.json").read_text())["outputs"]
-    assert len(manifest["outputs"]) == 25 * 2 + 4  # imputed, spread, metrics (2), report, summary; no refinement
+    assert len(manifest["outputs"]) == 25 * 2 + 5  # imputed, spread, metrics (2), report, summary, refinement
     assert manifest["store"] == f"az://{RUN}/store.zarr"
     assert [m["name"] for m in manifest["models"]] == [f"test{i}-valid{j}" for i, j in MODELS]
     container = service.get_container_client("runs")

@@ -47,8 +47,10 @@ def _two_member_run(store: SignalStore) -> TrainedRun:
 
 
 def _config(store: SignalStore, output: Path, processes: int) -> RunConfig:
+    # the workers apply the refinement too; fitted on a sample with 2 inner tracks (its defaults cost minutes)
     return RunConfig(tracks="tracks.tsv", chrom_sizes="chrom.sizes", store=store.path, output=str(output),
-                     chunk_bins=CHUNK_BINS, engine={"kind": "numpy", "processes": processes})
+                     chunk_bins=CHUNK_BINS, engine={"kind": "numpy", "processes": processes},
+                     model={"refine": {"sample_bins": 16_384, "inner_tracks": 2}})
 
 
 def _values(path: Path) -> np.ndarray:

@@ -11,19 +11,15 @@ paths, and the run's outputs and store go to ``s3://BUCKET/runs/RUN_ID``. Then, 
 * ``cv CONFIG_URL`` (the finish job: finds every model trained, ensembles, imputes, evaluates, reports).
 
 Everything is read back from the bucket and compared with ``predictd cv`` of the same settings run on local
-files. The numpy engine keeps it fast; the Spark path under spark-submit is tested in tests/containers/.
+files (tests/integration/pilot_cv_reference.py: the reference test_azure_run.py compares with too). The numpy engine keeps it fast; the Spark path under spark-submit is tested in tests/containers/.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import uuid
-from pathlib import Path
 
 import numpy as np
-import pyBigWig
 import pytest
 import yaml
 
@@ -31,14 +27,10 @@ from predictd_core.cli.main import main
 from predictd_core.io import is_file, read_bytes, staged_folder, write_atomic
 from predictd_core.train.estimator import Predictd
 from tests.integration.conftest import keys
+from tests.integration.pilot_cv_reference import (MODELS, N_TEST, N_VALID, PROMOTERS, REGIONS, SETTINGS, intervals,
+                                                 tsv)
 
 RUN_ID = "pilot-0123456789ab"
-N_TEST, N_VALID = 5, 2
-REGIONS = "pilotA\t0\t1500000\npilotA\t7000000\t7500000\n"  # 80,000 of the pilot's 563,234 bins, two spans
-PROMOTERS = "".join(f"pilotA\t{start}\t{start + 2000}\n" for start in range(10_000, 7_500_000, 50_000))
-SETTINGS = {"bin_size": 25, "chunk_bins": 16384, "model": {"solver": "als", "rank": 6, "max_iters": 3},
-            "cv": {"n_test": N_TEST, "n_valid": N_VALID, "spread": True}, "engine": {"kind": "numpy"}}
-MODELS = [(i, j) for i in range(N_TEST) for j in range(N_VALID)]
 
 
 @pytest.fixture(scope="module")
@@ -112,33 +104,8 @@ def cloud_run(client, bucket):
     return run, trained
 
 
-@pytest.fixture(scope="module")
-def local_run(pilot_dir, tmp_path_factory) -> Path:
-    """``predictd cv`` of the same settings on local files: the reference."""
-    root = tmp_path_factory.mktemp("local-run")
-    (root / "regions.bed").write_text(REGIONS)
-    (root / "promoters.bed").write_text(PROMOTERS)
-    config = {"tracks": str(pilot_dir / "tracks.tsv"), "chrom_sizes": str(pilot_dir / "chrom.sizes"),
-              "regions": "regions.bed", "evaluation": {"promoters": "promoters.bed"}, **SETTINGS, "output": "out"}
-    (root / "run.yaml").write_text(yaml.safe_dump(config))
-    assert _run(["cv", root / "run.yaml"]) == 0
-    return root / "out"
-
-
 def _get(client, bucket: str, key: str) -> bytes:
     return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def _tsv(payload: bytes) -> list[dict]:
-    return list(csv.DictReader(io.StringIO(payload.decode()), delimiter="\t"))
-
-
-def _intervals(path: Path) -> dict[str, np.ndarray]:
-    handle = pyBigWig.open(str(path))
-    try:
-        return {contig: np.array(handle.intervals(contig) or [], dtype=np.float64) for contig in handle.chroms()}
-    finally:
-        handle.close()
 
 
 # ------------------------------------------------------------------------------------------------- tests
@@ -181,7 +148,7 @@ def test_imputed_and_spread_tracks_on_s3_equal_the_local_run(client, bucket, clo
         for name in names:
             download = tmp_path / f"{folder}-{name}"
             client.download_file(bucket, f"{run}/{folder}/{name}", str(download))
-            ours, theirs = _intervals(download), _intervals(local_run / folder / name)
+            ours, theirs = intervals(download), intervals(local_run / folder / name)
             assert ours.keys() == theirs.keys() == {"pilotA"}
             assert ours["pilotA"].shape == theirs["pilotA"].shape == (80_000, 3)
             np.testing.assert_allclose(ours["pilotA"], theirs["pilotA"], rtol=1e-6, atol=1e-7, err_msg=name)
@@ -189,7 +156,7 @@ def test_imputed_and_spread_tracks_on_s3_equal_the_local_run(client, bucket, clo
 
 def test_metrics_report_and_manifest_are_on_s3(client, bucket, cloud_run, local_run):
     run, _ = cloud_run
-    ours, theirs = _tsv(_get(client, bucket, f"{run}/metrics.tsv")), _tsv((local_run / "metrics.tsv").read_bytes())
+    ours, theirs = tsv(_get(client, bucket, f"{run}/metrics.tsv")), tsv((local_run / "metrics.tsv").read_bytes())
     assert len(ours) == 25
     assert [(r["cell_type"], r["assay"]) for r in ours] == [(r["cell_type"], r["assay"]) for r in theirs]
     for column in ("MSEglobal", "MSEprom", "baseline_MSEglobal", "GWcorr"):  # MSEprom: the promoters BED on S3
