@@ -39,7 +39,7 @@ def impute_chunk(Y: np.ndarray, job: ImputeJob) -> tuple[np.ndarray, np.ndarray 
     if job.refinement is not None:
         pairs = np.arange(job.ensemble.n_pairs) if job.pairs is None else job.pairs
         mean = job.refinement.apply(Y, mean, pairs)
-    return mean.astype(np.float32), None if spread is None else spread.astype(np.float32)
+    return mean.astype(np.float32, copy=False), None if spread is None else spread.astype(np.float32, copy=False)
 
 
 def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, engine: Engine,

@@ -71,6 +71,25 @@ def solve_shared_design(rhs: np.ndarray, design: np.ndarray, penalty: np.ndarray
     return rhs @ gram_inverse(design, penalty)
 
 
+def solution_operator(design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
+    """``D (D'D + diag(penalty))^-1``: the matrix that takes a row's observations ``y`` (as a row) to its ridge
+    solution ``y D (D'D + diag(penalty))^-1`` (prior 0).
+
+    Rows that share ``design`` are solved by one product with it; operators of several designs side by side
+    solve every design's rows from one read of the observations.
+
+    Parameters
+    ----------
+    design : ndarray of shape (n_observations, n_columns)
+    penalty : ndarray of shape (n_columns,)
+
+    Returns
+    -------
+    ndarray of shape (n_observations, n_columns)
+    """
+    return design @ gram_inverse(design, penalty)
+
+
 def leverages(design: np.ndarray, penalty: np.ndarray) -> np.ndarray:
     """The diagonal of ``D (D'D + diag(penalty))^-1 D'``: each observation's weight on its own fit."""
     return np.einsum("ij,jk,ik->i", design, gram_inverse(design, penalty), design)

@@ -121,3 +121,109 @@ def test_left_out_imputation_refits_every_bin_without_the_column(grid):
     in_sample = ensemble_chunk(Y, ensemble, pairs=np.array([0, 2, 4]))[0]
     observed = np.nan_to_num(Y[:, columns])
     assert np.mean((in_sample - observed) ** 2) < np.mean((left_out - observed) ** 2)
+
+
+def _per_bin_prediction(y, f, cells, assays, ridge, out_cells, out_assays):
+    """Independent reference for one bin: ridge on [z, 1] over its non-NaN inputs (bias unpenalised), solved
+    with numpy.linalg.solve; a bin with none of them has G = 0 and b_i = 0, so only the offsets."""
+    K = f.C.shape[1]
+    seen = ~np.isnan(y)
+    w = np.zeros(K + 1)
+    if seen.any():
+        X = np.column_stack([f.C[cells[seen]] * f.A[assays[seen]], np.ones(seen.sum())])
+        offset = f.mu + f.b_c[cells[seen]] + f.b_a[assays[seen]]
+        w = np.linalg.solve(X.T @ X + np.diag([ridge] * K + [0.0]), X.T @ (y[seen] - offset))
+    return f.mu + f.b_c[out_cells] + f.b_a[out_assays] + w[K] + (f.C[out_cells] * f.A[out_assays]) @ w[:K]
+
+
+@pytest.fixture
+def holey_grid():
+    """4 cells x 3 assays, 9 experiments; 4 rank-3 members with different inputs and pairs; column 8 (a holdout
+    target) seen by no member; holes of many patterns, some crossing the 16-row blocks the test sets."""
+    rng = np.random.default_rng(11)
+    cell_of = np.array([0, 0, 0, 1, 1, 2, 2, 3, 3])
+    assay_of = np.array([0, 1, 2, 0, 2, 1, 2, 0, 1])
+    layout = Layout(("c0", "c1", "c2", "c3"), ("a0", "a1", "a2"), cell_of, assay_of)
+    factors = [CellAssayFactors(1.2, rng.normal(0, 0.6, (4, 3)), rng.normal(0, 0.6, (3, 3)), rng.normal(0, 0.2, 4),
+                                rng.normal(0, 0.2, 3)) for _ in range(4)]
+    truth = factors[0]
+    G = rng.gamma(0.5, 1.0, (70, 3))
+    Y = truth.mu + truth.b_c[cell_of] + truth.b_a[assay_of] + G @ (truth.C[cell_of] * truth.A[assay_of]).T
+    Y += rng.normal(0, 0.2, Y.shape)
+    Y[3, 1] = np.nan  # seen by m0 and m1 only
+    Y[5, :8] = np.nan  # no input at all: the offsets alone
+    Y[7, 8] = np.nan  # only the column no member sees: a complete bin
+    Y[14:19, [0, 2]] = np.nan  # one pattern across a block boundary
+    Y[30, [2, 3, 4, 5, 6]] = np.nan  # m2 keeps nothing of its inputs
+    Y[31, 6] = np.nan
+    Y[40:43, 8] = np.nan
+    Y[41, 0] = np.nan
+    members = (EnsembleMember("m0", factors[0], np.array([0, 1, 2, 3, 4, 5, 6, 7])),
+               EnsembleMember("m1", factors[1], np.array([0, 1, 3, 5, 7])),
+               EnsembleMember("m2", factors[2], np.array([2, 4, 6])),
+               EnsembleMember("m3", factors[3], np.array([7, 0, 5, 3])))  # unsorted inputs
+    weights = rng.random((4, 12)) < 0.6
+    weights[0, ~weights.any(axis=0)] = True
+    return layout, Y, Ensemble(layout, 0.7, members, weights)
+
+
+@pytest.mark.parametrize("composed", [False, True], ids=["stacked", "composed"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_mean_and_spread_are_per_bin_ridge_solves_averaged(holey_grid, monkeypatch, composed, dtype):
+    """Both ways of imputing a chunk (the members' solutions stacked, or composed with their outputs), in the
+    chunk's precision, against per-bin numpy.linalg.solve: holes of every kind, members with different (and
+    unsorted) inputs, masked weights, a subset of pairs in any order, several blocks of rows."""
+    from predictd_core.impute import ensemble as module
+    monkeypatch.setattr(module, "_composing_is_cheaper", lambda *_: composed)
+    monkeypatch.setattr(module, "ROW_BLOCK", 16)
+    monkeypatch.setattr(module, "SPREAD_ROWS", 8)
+    layout, Y, ensemble = holey_grid
+    pairs = np.array([11, 0, 4, 7, 2, 9])
+    cells, assays = layout.all_pairs()
+    per_member = np.array([[_per_bin_prediction(y[m.input_columns], m.factors, layout.cell_of[m.input_columns],
+                                                layout.assay_of[m.input_columns], 0.7, cells[pairs], assays[pairs])
+                            for y in Y] for m in ensemble.members])  # (members, bins, pairs)
+    used = ensemble.weights[:, pairs]
+    counts = used.sum(axis=0)
+    expected_mean = np.einsum("mbp,mp->bp", per_member, used) / counts
+    expected_spread = np.sqrt(np.einsum("mbp,mp->bp", np.square(per_member - expected_mean), used) / counts)
+
+    mean, spread = ensemble_chunk(Y.astype(dtype), ensemble, with_spread=True, pairs=pairs)
+    assert mean.dtype == dtype and spread.dtype == dtype and mean.shape == (70, 6)
+    scale = np.abs(expected_mean).max()
+    tolerance = 1e-9 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(mean, expected_mean, rtol=tolerance, atol=tolerance * scale)
+    np.testing.assert_allclose(spread, expected_spread, rtol=10 * tolerance, atol=10 * tolerance * scale)
+    assert np.all(spread[:, counts == 1] == 0)
+    assert not np.isnan(mean).any()
+    np.testing.assert_array_equal(ensemble_chunk(Y.astype(dtype), ensemble, pairs=pairs)[0], mean)
+
+
+def test_a_float32_chunk_is_imputed_as_the_float64_one_to_float32_precision(holey_grid):
+    """The store's float32 chunks run in float32; their mean and spread agree with the float64 chunk's."""
+    _, Y, ensemble = holey_grid
+    mean64, spread64 = ensemble_chunk(Y, ensemble, with_spread=True)
+    mean32, spread32 = ensemble_chunk(Y.astype(np.float32), ensemble, with_spread=True)
+    assert mean64.dtype == np.float64 and mean32.dtype == np.float32
+    scale = np.abs(mean64).max()
+    # the float32 chunk's own rounding (relative 6e-8 per value) passes through the ridge: 1e-5 is ample
+    np.testing.assert_allclose(mean32, mean64, rtol=1e-5, atol=1e-5 * scale)
+    np.testing.assert_allclose(spread32, spread64, atol=1e-5 * scale)
+
+
+def test_bins_missing_only_other_members_inputs_are_complete_for_a_pair_of_one_member(holey_grid):
+    """A pair of one member is that member's prediction alone: bins that miss every input of the other members
+    (all of them here) are solved from this member's inputs as if nothing were missing."""
+    layout, Y, ensemble = holey_grid
+    pair = int(np.flatnonzero(ensemble.weights.sum(axis=0) == 1)[0])
+    member = ensemble.members[int(np.flatnonzero(ensemble.weights[:, pair])[0])]
+    poisoned = Y.copy()
+    others = np.setdiff1d(np.arange(9), member.input_columns)
+    poisoned[:, others] = np.nan
+    mean, spread = ensemble_chunk(poisoned, ensemble, with_spread=True, pairs=np.array([pair]))
+    cells, assays = layout.all_pairs()
+    columns = member.input_columns
+    expected = [_per_bin_prediction(y[columns], member.factors, layout.cell_of[columns], layout.assay_of[columns],
+                                    0.7, cells[[pair]], assays[[pair]])[0] for y in Y]
+    np.testing.assert_allclose(mean[:, 0], expected, rtol=1e-9, atol=1e-9)
+    assert np.all(spread == 0)
