@@ -23,6 +23,7 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
     small = work / "roadmap-20000"
     return [
         ("One ALS sweep against its matrix products", ["sweep_limit.py", "--chunk-bins", "4096", "--repeats", "2"]),
+        ("Imputation compute against its matrix products", ["impute_compute.py", "--bins", "2048", "--repeats", "2"]),
         ("NAdam-SGD against ALS to the same validation MSE",
          ["time_to_mse.py", "--bins", "4096", "--nadam-rounds", "4", "--als-sweeps", "4", "--repeats", "1"]),
         ("Training to convergence", ["convergence.py", "--data", str(small), "--bins", "20000", "--patience", "2"]),
@@ -30,7 +31,11 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
          ["memory_scale.py", "--work", str(work), "--bins", "20000", "40000", "--sweeps", "1"]),
         ("Whole genome", ["whole_genome.py", "--data", str(work / "roadmap-60000"), "--bins", "60000",
                           "--model", str(small / "bench-train-numpy" / "model"), "--tracks", "70",
-                          "--ingest-bins", "2000", "--all-missing", "--batch-tracks", "1017"]),
+                          "--ingest-bins", "2000", "--all-missing", "--batch-tracks", "1017",
+                          "--chunk-bins", "16384", "--refine-chunks", "0"]),
+        ("Writing a bigWig of 25 bp bins", ["bigwig_write.py", "--quick"]),
+        ("Spark sweep against the numpy engine", ["spark_sweep.py", "--data", str(work / "roadmap-8192"),
+                                                  "--bins", "8192", "--chunk-bins", "2048", "--repeats", "1"]),
     ]
 
 

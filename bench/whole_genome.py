@@ -26,6 +26,7 @@ It then projects ingest and imputation of hg19 (124 M bins) on one EMR on EC2 in
 
     .venv/bin/python bench/whole_genome.py --data /tmp/roadmap-10M --model MODEL_DIR [--bins 10000000]
         [--compute-only: skip ingest and writing] [--all-missing --batch-tracks 509]
+        [--chunk-bins N: the simulated store's chunk] [--refine-sample BINS TRACKS: the refinement's fit]
 
 The load average at the end of the run is printed with the tables: the machine may be shared.
 """
@@ -129,17 +130,21 @@ def main() -> None:
     parser.add_argument("--compute-chunks", type=int, default=16, help="chunks timed for the compute-only figures")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved compute timings (medians)")
     parser.add_argument("--refine-chunks", type=int, default=2,
-                        help="chunks timed for the compute figures with the default refinement stage")
+                        help="chunks timed for the compute figures with the default refinement stage (0: the "
+                             "refinement is not measured)")
     parser.add_argument("--compute-only", action="store_true", help="skip ingest and writing")
     parser.add_argument("--all-missing", action="store_true",
                         help="also write all the never-measured pairs, --batch-tracks at a time, with --writers")
     parser.add_argument("--batch-tracks", type=int, default=509, help="pairs per run_impute call with --all-missing")
+    parser.add_argument("--chunk-bins", type=int, default=None, help="the simulated store's chunk (default: simulate's)")
+    parser.add_argument("--refine-sample", type=int, nargs=2, default=None, metavar=("BINS", "TRACKS"),
+                        help="fit the refinement on BINS sampled bins and TRACKS inner tracks (default: the model's)")
     args = parser.parse_args()
     ingested, n_tracks = {}, 1014
     if not args.compute_only:
         with tempfile.TemporaryDirectory(dir=args.data.parent) as work:
             ingested, n_tracks = ingest_seconds(Path(work), args.ingest_bins, [1, args.writers])
-    data = compendium(args.data, args.bins)
+    data = compendium(args.data, args.bins, args.chunk_bins)
     store = SignalStore.open(data / "store.zarr")
     # the write runs impute with the tensor ensemble alone, as PREDICTD: the refinement's cost is measured apart
     config_path = write_config(data, data / "bench-impute", {"kind": "numpy"}, {"refine": {"enabled": False}})
@@ -157,15 +162,19 @@ def main() -> None:
         for count in timings:
             timings[count].append(compute_seconds(store, every_pair, chunks, count) / timed_bins * n_bins)
     compute = {count: float(np.median(seconds)) for count, seconds in timings.items()}
-    # the default imputation: the refinement stage fitted in the driver, then applied to every chunk
-    started = time.perf_counter()
-    refinement = fit_run_refinement(load_config(write_config(data, data / "bench-refine", {"kind": "numpy"})),
-                                     store, run.ensemble)
-    refine_fit = time.perf_counter() - started
     refined_chunks = min(args.refine_chunks, store.n_chunks)
-    refined_bins = store.chunk_bounds(refined_chunks - 1)[1]
-    refined = {count: compute_seconds(store, ImputeJob(run.ensemble, False, None, refinement), refined_chunks, count)
-               / refined_bins * n_bins for count in timings}
+    refine_fit, refined = float("nan"), {count: float("nan") for count in timings}
+    if refined_chunks:
+        # the default imputation: the refinement stage fitted in the driver, then applied to every chunk
+        started = time.perf_counter()
+        refine = {} if args.refine_sample is None else {"refine": dict(zip(("sample_bins", "inner_tracks"),
+                                                                           args.refine_sample))}
+        refinement = fit_run_refinement(load_config(write_config(data, data / "bench-refine", {"kind": "numpy"},
+                                                                 refine)), store, run.ensemble)
+        refine_fit = time.perf_counter() - started
+        refined_bins = store.chunk_bounds(refined_chunks - 1)[1]
+        refined = {count: compute_seconds(store, ImputeJob(run.ensemble, False, None, refinement), refined_chunks,
+                                          count) / refined_bins * n_bins for count in timings}
     if not args.compute_only:
         compute_subset = compute_seconds(store, ImputeJob(run.ensemble, False, pairs), chunks, 1) / timed_bins * n_bins
         single, size = write_run(config_path, store, run, pairs, 1)
@@ -188,11 +197,14 @@ def main() -> None:
         print(f"| compute (read, solve G, predict all {run.ensemble.n_pairs:,} pairs), {count} process(es); "
               f"{chunks} chunks timed, median of {args.repeats}, scaled to {n_bins:,} bins | {seconds:.0f} s | "
               f"{seconds / n_bins * 1e6:.1f} s per M bins |")
-    print(f"| refinement stage fitted in the driver (default settings: blend and tensor share validated on 20 tracks) | "
-          f"{refine_fit:.0f} s | once per run (per input set) |")
-    for count, seconds in refined.items():
-        print(f"| compute as above and refine every pair (the default), {count} process(es); {refined_chunks} chunks "
-              f"timed, scaled | {seconds:.0f} s | {seconds / n_bins * 1e6:.1f} s per M bins |")
+    fitted_on = ("default settings: blend and tensor share validated on 20 tracks" if args.refine_sample is None else
+                 f"on {args.refine_sample[0]:,} bins, validated on {args.refine_sample[1]} tracks")
+    if refined_chunks:
+        print(f"| refinement stage fitted in the driver ({fitted_on}) | "
+              f"{refine_fit:.0f} s | once per run (per input set) |")
+        for count, seconds in refined.items():
+            print(f"| compute as above and refine every pair (the default), {count} process(es); {refined_chunks} "
+                  f"chunks timed, scaled | {seconds:.0f} s | {seconds / n_bins * 1e6:.1f} s per M bins |")
     if args.compute_only:
         print(f"\nParallel speed-up with {args.writers} processes: compute **{compute[1] / compute[args.writers]:.2f}x**, "
               f"refined compute **{refined[1] / refined[args.writers]:.2f}x**. Projection inputs: compute "
