@@ -93,22 +93,24 @@ def first_bins_bed(chrom_sizes: dict[str, int], n_bins: int, bin_size: int = BIN
 
 
 def prepare_problem(work: Path, pilot: Path = PILOT, n_bins: int | None = None,
-                    targets: tuple[str, ...] = PILOT_TARGETS) -> Problem:
-    """Ingest the pilot (or its first ``n_bins`` bins) into ``work`` and split it for the Latin square.
+                    targets: tuple[str, ...] = PILOT_TARGETS, folder: Path | None = None) -> Problem:
+    """Ingest the pilot (or its first ``n_bins`` bins) into ``work`` and split it for one Latin square.
 
-    The store is ingested once per slice (``work/store-N.zarr``) and reused by later runs with the same
-    ``work`` folder.
+    The store is ingested once per slice (``work/store-N.zarr``) and reused by every later square and
+    every later run with the same ``work`` folder; the hold-out's own config goes to
+    ``folder/problem.yaml`` (default ``work``), so that each square has its own.
     """
     work = Path(work).resolve()
+    folder = work if folder is None else Path(folder).resolve()
     fields = {"tracks": str(pilot / "tracks.tsv"), "chrom_sizes": str(pilot / "chrom.sizes"),
               "bin_size": BIN_SIZE, "holdout": list(targets), "engine": {"kind": "numpy"},
-              "output": str(work / "predictd"), "store": str(work / f"store-{n_bins or 'all'}.zarr")}
+              "output": str(folder / "predictd"), "store": str(work / f"store-{n_bins or 'all'}.zarr")}
     if n_bins is not None:
         bed = work / f"first-{n_bins}-bins.bed"
         bed.parent.mkdir(parents=True, exist_ok=True)
         bed.write_text(first_bins_bed(read_chrom_sizes(pilot / "chrom.sizes"), n_bins))
         fields["regions"] = str(bed)
-    config = write_config(work / "problem.yaml", fields)
+    config = write_config(folder / "problem.yaml", fields)
     store = pipeline.prepare_store(config)
     layout = Layout.from_experiments(store.experiments)
     check_latin_square(config.holdout, layout.cells, layout.assays, config.source)
