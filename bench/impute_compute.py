@@ -31,10 +31,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import numpy as np
-from jobs import LAYOUT
+from jobs import LAYOUT, timed
 from sweep_limit import punch_holes
 
 from predictd_core.impute.ensemble import Ensemble, EnsembleMember, ensemble_chunk
@@ -121,12 +120,6 @@ def bound_products(Y: np.ndarray, solve: np.ndarray, outputs: np.ndarray) -> Non
     """One model's products on float32 arrays of their shapes, nothing else."""
     W = Y @ solve
     np.hstack([W, np.ones((W.shape[0], 1), np.float32)]) @ outputs
-
-
-def timed(fn, *args) -> float:
-    started = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - started
 
 
 def main() -> None:

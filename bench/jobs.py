@@ -25,6 +25,13 @@ HG19_BINS = 124_000_000
 PLANTED_RANK = 10
 
 
+def timed(fn, *args) -> float:
+    """Seconds of one call of ``fn(*args)`` in this process (its result dropped)."""
+    started = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - started
+
+
 def compendium(folder: Path, bins: int, chunk_bins: int | None = None, signal_format: str = "store") -> Path:
     """``folder`` holding a Roadmap-shaped simulated compendium of ``bins`` bins, as a store (simulated once,
     then reused) or as bigWigs."""

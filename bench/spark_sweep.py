@@ -23,11 +23,10 @@ import argparse
 import pickle
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from jobs import compendium
+from jobs import compendium, timed
 from threadpoolctl import threadpool_limits
 
 from predictd_core.engine.local import LocalEngine
@@ -38,12 +37,6 @@ from predictd_core.store.signal_store import SignalStore
 
 RANK = 100
 RIDGE = 2.9
-
-
-def timed(fn, *args) -> float:
-    started = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - started
 
 
 def in_process_chunk(store: SignalStore, inputs: als.SweepInputs, repeats: int) -> dict[str, float]:

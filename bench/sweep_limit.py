@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from jobs import timed
 from roadmap_scale import RANK, build_store
 
 from predictd_core.model.factors import Layout, initial_factors
@@ -61,12 +61,6 @@ def matrix_products(R: np.ndarray, design: np.ndarray, design_all: np.ndarray, g
     W = (R @ design) @ np.linalg.inv(gram)
     W @ design_all.T
     W.T @ R
-
-
-def timed(fn, *args) -> float:
-    started = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - started
 
 
 def main() -> None:
