@@ -120,20 +120,20 @@ def ensemble_chunk(Y: np.ndarray, ensemble: Ensemble, with_spread: bool = False,
     Y = Y.astype(dtype, copy=False)
     with _small_solves():
         maps = _ensemble_maps(ensemble, pairs)
-    solve, outputs = _stacked_operators(maps)
+    solve, outputs = (operator.astype(dtype, copy=False) for operator in _stacked_operators(maps))
     mean = np.empty((Y.shape[0], maps.counts.size), dtype)
     if _composing_is_cheaper(Y.shape[0], maps.inputs.size, solve.shape[1], maps.counts.size):
         holey = _impute_composed(Y, maps.inputs, solve, outputs, mean)
     else:
-        holey = _impute_stacked(Y, maps.inputs, solve.astype(dtype), outputs.astype(dtype), mean)
+        holey = _impute_stacked(Y, maps.inputs, solve, outputs, mean)
     with _small_solves():
         solutions = _holey_solutions(Y, holey, maps, ensemble.ridge)
     if holey.size:
         width = solutions.shape[1]
-        mean[holey] = solutions.astype(dtype) @ outputs[:width].astype(dtype) + maps.constant.astype(dtype)
+        mean[holey] = solutions.astype(dtype) @ outputs[:width] + maps.constant.astype(dtype)
     if not with_spread:
         return mean, None
-    return mean, _spread(Y, maps, solve.astype(dtype), mean, holey, solutions)
+    return mean, _spread(Y, maps, solve, mean, holey, solutions)
 
 
 def _small_solves():
@@ -276,8 +276,8 @@ def _impute_composed(Y: np.ndarray, inputs: np.ndarray, solve: np.ndarray, outpu
     round as the chunk's own products do, at half the time of float64.
     """
     width = solve.shape[1] - 1
-    composed = solve[:, :width].astype(mean.dtype) @ outputs[:width].astype(mean.dtype)
-    constant = outputs[width].astype(mean.dtype)
+    composed = solve[:, :width] @ outputs[:width]
+    constant = outputs[width]
     ones = np.ones(inputs.size, mean.dtype)
     holey = []
     for lo, rows in _row_blocks(Y, inputs):
