@@ -41,6 +41,7 @@ from predictd_core.train.columns import holdout_columns, holdout_indices, input_
 from predictd_core.train.estimator import Predictd
 from predictd_core.train.run_step import model_identity, sweep_progress
 from predictd_core.train.split import choose_validation
+from predictd_core.train.sample import training_engine
 
 
 def run_ingest(config: RunConfig, progress: Progress = no_progress) -> SignalStore:
@@ -248,8 +249,9 @@ def run_all(config: RunConfig, progress: Progress = no_progress) -> RunOutputs:
     ('E001', 'H3K4me3', 'holdout', 0.118, 0.12)
     """
     store = prepare_store(config, progress)
-    with make_engine(config.engine, store) as engine:
+    with training_engine(config, store) as engine:
         model = run_train(config, store, engine, progress)
+    with make_engine(config.engine, store) as engine:
         return publish(config, store, single_model_run(config, store, model), engine, progress)
 
 
@@ -288,8 +290,9 @@ def run_cv(config: RunConfig, progress: Progress = no_progress) -> RunOutputs:
     """
     store = prepare_store(config, progress)
     folds = crossval.plan_folds(config, store)
-    with make_engine(config.engine, store) as engine:
+    with training_engine(config, store) as engine:
         crossval.train_missing(config, store, engine, folds, progress)
+    with make_engine(config.engine, store) as engine:
         return publish(config, store, crossval.cv_run(config, store), engine, progress)
 
 
@@ -297,6 +300,7 @@ def run_extend(config: RunConfig, progress: Progress = no_progress) -> RunOutput
     """ingest the grown tracks table, extend every fold model with what is new, then publish the ensemble."""
     crossval.require_folds(config)  # before ingest: a run that cannot extend writes nothing
     store = run_ingest(config, progress)
-    with make_engine(config.engine, store) as engine:
+    with training_engine(config, store) as engine:
         crossval.extend_fold_models(config, store, engine, progress)
+    with make_engine(config.engine, store) as engine:
         return publish(config, store, crossval.cv_run(config, store), engine, progress)

@@ -120,7 +120,7 @@ def train(config: str = ConfigArg,
     """Fit one model: on the stored tracks minus the holdout (OUTPUT/model), or fold model (i, j)
     (OUTPUT/models/test{i}-valid{j}), the job predictd cv runs for each fold."""
     from predictd_core import crossval, pipeline
-    from predictd_core.engine import make_engine
+    from predictd_core.train.sample import training_engine
 
     with _user_errors():
         settings = _load(config)
@@ -128,7 +128,7 @@ def train(config: str = ConfigArg,
             raise PredictdInputError("command line", "--test-fold/--valid-fold", "give both or neither")
         store = pipeline.open_store(settings)
         plan = None if test_fold is None else crossval.plan_folds(settings, store)
-        with make_engine(settings.engine, store) as engine, progress_display(console) as progress:
+        with training_engine(settings, store) as engine, progress_display(console) as progress:
             if plan is None:
                 folder = model_dir or pipeline.single_model_folder(settings)
                 model = pipeline.run_train(settings, store, engine, progress, folder)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from predictd_core.config import EngineSettings
 from predictd_core.engine.base import Engine
 from predictd_core.engine.local import LocalEngine
 from predictd_core.store.signal_store import SignalStore
 
 
-def make_engine(settings: EngineSettings, store: SignalStore) -> Engine:
-    """The engine named by ``settings.kind`` over ``store``."""
+def make_engine(settings: EngineSettings, store: SignalStore, chunks: Sequence[int] | None = None) -> Engine:
+    """The engine named by ``settings.kind`` over ``store``: over every chunk, or over ``chunks``."""
     if settings.kind == "numpy":
-        return LocalEngine(store)
+        return LocalEngine(store, chunks=chunks)
     from predictd_core.engine.spark import SparkEngine  # Spark starts a JVM: only when asked for
 
-    return SparkEngine(store, master=settings.master, conf=settings.spark_conf)
+    return SparkEngine(store, master=settings.master, conf=settings.spark_conf, chunks=chunks)
 
 
 __all__ = ["Engine", "LocalEngine", "make_engine"]

@@ -26,16 +26,23 @@ class Engine(Protocol):
         ``"numpy"`` or ``"spark"``.
     store : SignalStore
         The store whose chunks are mapped.
+    chunks : tuple of int
+        The chunks mapped, in genome order: every chunk of the store, or those an engine was made for
+        (training on a sample of the genome).
+    n_bins : int
+        Bins in :attr:`chunks`.
     """
 
     name: str
     store: SignalStore
+    chunks: tuple[int, ...]
+    n_bins: int
 
     def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
-        """Sum of ``fn(chunk signal, payload)`` over every chunk."""
+        """Sum of ``fn(chunk signal, payload)`` over every chunk of :attr:`chunks`."""
 
     def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
-        """``(chunk, fn(chunk signal, payload))`` for every chunk, in genome order."""
+        """``(chunk, fn(chunk signal, payload))`` for every chunk of :attr:`chunks`, in genome order."""
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state, ``fn(chunk, signal, state or None, payload) -> (state, result)``; the sum of
@@ -56,3 +63,19 @@ class Engine(Protocol):
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  traceback: TracebackType | None) -> None:
         self.close()
+
+
+def mapped_chunks(store: SignalStore, chunks=None) -> tuple[int, ...]:
+    """The chunks an engine maps: ``chunks`` in genome order, or every chunk of ``store`` when ``None``.
+
+    Raises
+    ------
+    ValueError
+        When ``chunks`` is empty or names a chunk the store does not have.
+    """
+    if chunks is None:
+        return tuple(range(store.n_chunks))
+    picked = tuple(sorted({int(k) for k in chunks}))
+    if not picked or picked[0] < 0 or picked[-1] >= store.n_chunks:
+        raise ValueError(f"chunks must be a non-empty subset of the store's {store.n_chunks}: got {list(chunks)}")
+    return picked

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import reduce
 from operator import add
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from predictd_core.engine.base import Engine
+from predictd_core.engine.base import Engine, mapped_chunks
 from predictd_core.store.signal_store import SignalStore
 
 
@@ -20,12 +20,16 @@ class LocalEngine(Engine):
     store : SignalStore
     cache : bool
         Keep decoded chunks in memory between sweeps (the default; turn off for stores larger than RAM).
+    chunks : sequence of int, optional
+        Map only these chunks (default: every chunk of the store).
     """
 
     name = "numpy"
 
-    def __init__(self, store: SignalStore, cache: bool = True) -> None:
+    def __init__(self, store: SignalStore, cache: bool = True, chunks: Sequence[int] | None = None) -> None:
         self.store = store
+        self.chunks = mapped_chunks(store, chunks)
+        self.n_bins = store.n_bins_of(self.chunks)
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
         self._state: dict[int, Any] = {}
 
@@ -38,7 +42,7 @@ class LocalEngine(Engine):
 
     def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
         """Sum of ``fn(chunk signal, payload)`` over every chunk."""
-        return reduce(add, (fn(self._chunk(k), payload) for k in range(self.store.n_chunks)))
+        return reduce(add, (fn(self._chunk(k), payload) for k in self.chunks))
 
     def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
         """``(chunk, fn(chunk signal, payload))`` for every chunk, in genome order.
@@ -46,7 +50,7 @@ class LocalEngine(Engine):
         A single pass (imputation, evaluation): chunks are read, not added to the cache, so its memory
         follows the chunk size, not the genome.
         """
-        for k in range(self.store.n_chunks):
+        for k in self.chunks:
             cached = None if self._cache is None else self._cache.get(k)
             yield k, fn(self.store.read_chunk(k) if cached is None else cached, payload)
 
@@ -55,8 +59,8 @@ class LocalEngine(Engine):
 
         Returns the sum of the results; the new states replace the old ones only when every chunk is done.
         """
-        outputs = [fn(k, self._chunk(k), self._state.get(k), payload) for k in range(self.store.n_chunks)]
-        self._state = {k: state for k, (state, _) in enumerate(outputs)}
+        outputs = [fn(k, self._chunk(k), self._state.get(k), payload) for k in self.chunks]
+        self._state = {k: state for k, (state, _) in zip(self.chunks, outputs)}
         return reduce(add, (result for _, result in outputs))
 
     def reset_state(self, states: dict[int, Any] | None = None) -> None:

@@ -26,12 +26,12 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from predictd_core.config import SPARK_SUBMIT_MASTER
-from predictd_core.engine.base import Engine
+from predictd_core.engine.base import Engine, mapped_chunks
 from predictd_core.errors import PredictdInputError
 from predictd_core.io import is_remote, storage_options
 from predictd_core.store.signal_store import SignalStore, chunk_bounds, read_signal_rows
@@ -240,6 +240,8 @@ class SparkEngine(Engine):
         Spark settings; :data:`CHUNK_CACHE_CONF` sets the decoded-chunk cache's budget per host.
     cache_bytes : int, optional
         The cache budget per host in bytes, over ``conf`` (0: read the store every pass).
+    chunks : sequence of int, optional
+        Map only these chunks (default: every chunk of the store).
 
     Attributes
     ----------
@@ -251,8 +253,10 @@ class SparkEngine(Engine):
     name = "spark"
 
     def __init__(self, store: SignalStore, master: str = "local[*]", conf: dict[str, str] | None = None,
-                 cache_bytes: int | None = None) -> None:
+                 cache_bytes: int | None = None, chunks: Sequence[int] | None = None) -> None:
         self.store = store
+        self.chunks = mapped_chunks(store, chunks)
+        self.n_bins = store.n_bins_of(self.chunks)
         self.session = get_session(master, conf)
         sc = self.session.sparkContext
         if cache_bytes is None:
@@ -271,7 +275,7 @@ class SparkEngine(Engine):
             return signal
 
         self._read = read
-        self._chunk_ids = sc.parallelize(range(store.n_chunks), store.n_chunks).cache()
+        self._chunk_ids = sc.parallelize(self.chunks, len(self.chunks)).cache()
         self._chunks = self._chunk_ids.map(lambda chunk: (chunk, read(chunk)))
         # a single pass (imputation) uses the cache the sweeps filled but adds nothing to it, as the numpy engine
         self._chunks_once = self._chunk_ids.map(lambda chunk: (chunk, read(chunk, insert=False)))
@@ -289,7 +293,7 @@ class SparkEngine(Engine):
         """Sum of ``fn(chunk signal, payload)`` over every chunk (payload broadcast once)."""
         shared = self.session.sparkContext.broadcast(payload)
         try:
-            depth = 2 if self.store.n_chunks > 16 else 1
+            depth = 2 if len(self.chunks) > 16 else 1
             return (self._chunks.map(lambda item: fn(item[1], shared.value))
                     .treeAggregate(None, _merge, _merge, depth=depth))
         finally:
@@ -342,8 +346,7 @@ class SparkEngine(Engine):
             self._states = None
             return
         sc = self.session.sparkContext
-        n = self.store.n_chunks
-        self._states = sc.parallelize(sorted(states.items()), n).cache()
+        self._states = sc.parallelize(sorted(states.items()), len(self.chunks)).cache()
 
     def close(self) -> None:
         """Release the cached RDDs (the SparkSession stays up for reuse)."""

@@ -52,7 +52,15 @@ def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, 
     uploaded as one object. They are written side by side by ``config.engine.processes`` processes
     (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`); on the numpy engine as many processes
     compute the chunks side by side (:mod:`predictd_core.impute.parallel`).
+
+    Raises
+    ------
+    ValueError
+        When ``engine`` maps only some of the store's chunks (a training engine): tracks cover every bin.
     """
+    if len(engine.chunks) != store.n_chunks:
+        raise ValueError(f"imputation writes every bin: the engine maps {len(engine.chunks)} of the store's "
+                         f"{store.n_chunks} chunks")
     names = track_names(job.ensemble.layout, job.pairs)
     with ExitStack() as stack:
         paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: impute_chunk's order

@@ -7,6 +7,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PENALTY_NAMES = ("rc", "ra", "ri", "ri2", "rbc", "rba", "rbi")
+# PREDICTD trained each model on ~1.31 M bins (the ENCODE pilot regions, ~1% of hg19) and solved the rest of the
+# genome's factors afterwards. What training fits genome-wide is C and A (151 rows of K = 100 at Roadmap scale); on
+# 1.31 M bins each row still rests on millions of entries, while every sweep costs in proportion to the bins.
+# 20 chunks of 65,536 bins.
+TRAIN_BINS = 1_310_720
 
 # ``preset: predictd-2018``: the original's training (Durham et al. 2018; ../shared/docs/predictd-reference.md):
 # NAdam-SGD at rank 100 with its penalties (the field defaults), cell factors shrunk toward 0, stopping after
@@ -80,6 +85,9 @@ class ModelSettings(BaseModel):
     validation_fraction: float = Field(0.125, gt=0, lt=1,
                                        description="share of training experiments used to stop (one of 8 folds)")
     inner_iters: int = Field(3, ge=1, description="C/A/bias alternations per ALS sweep (driver only)")
+    train_bins: int = Field(TRAIN_BINS, ge=1, description=(
+        "bins a model trains on, at most: whole chunks spread evenly over the genome (all bins of a smaller "
+        "store); imputation still solves every bin's genome factors. PREDICTD trained on ~1.31 M bins (~1% of hg19)"))
     refine: RefineSettings = RefineSettings()
     # nadam-sgd only (PREDICTD's flags)
     learning_rate: float = Field(0.005, gt=0)

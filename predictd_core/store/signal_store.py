@@ -76,10 +76,27 @@ class SignalStore:
         """Signal of one chunk, ndarray of shape (chunk bins, n_experiments), float32, NaN = no data."""
         return read_signal_rows(self.path, *self.chunk_bounds(chunk))
 
+    def spread_chunks(self, max_bins: int) -> tuple[int, ...]:
+        """Whole chunks spread evenly over the genome, as many as hold at most ``max_bins`` bins (at least
+        one): every chunk when the store is no larger. In genome order."""
+        if self.bins.n_bins <= max_bins:
+            return tuple(range(self.n_chunks))
+        return tuple(int(k) for k in evenly_spread(self.n_chunks, max(1, max_bins // self.chunk_bins)))
+
+    def n_bins_of(self, chunks) -> int:
+        """Bins in ``chunks``."""
+        return sum(hi - lo for lo, hi in map(self.chunk_bounds, chunks))
+
     def read_columns(self, experiments) -> np.ndarray:
         """Some experiments over every bin, in one pass over the chunks: shape (n_bins, len(experiments))."""
         columns = np.asarray(experiments, dtype=np.int64)
         return np.concatenate([self.read_chunk(k)[:, columns] for k in range(self.n_chunks)])
+
+
+def evenly_spread(n_chunks: int, count: int) -> np.ndarray:
+    """``count`` chunk numbers of ``0 .. n_chunks - 1`` (fewer when ``count`` > ``n_chunks``) spread evenly,
+    the first and the last among them: a sample of the genome's stretches that no one region dominates."""
+    return np.unique(np.linspace(0, n_chunks - 1, min(count, n_chunks)).round().astype(int))
 
 
 def chunk_bounds(chunk: int, chunk_bins: int, n_bins: int) -> tuple[int, int]:

@@ -89,7 +89,7 @@ class Predictd:
         self.ridge_ = self.settings.penalties.ri2
         self.layout_ = layout
         moments = engine.map_reduce(als.column_moments, None)
-        self.n_bins_ = int(engine.store.bins.n_bins)
+        self.n_bins_ = int(engine.n_bins)
         start = initial_factors(layout, self.rank_, self.settings.seed, moments[0], moments[1], train_columns)
         if self.settings.solver == "als":
             fitted = fit_als(engine, start, layout, train_columns, valid_columns, self.settings, progress)

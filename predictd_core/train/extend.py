@@ -90,7 +90,7 @@ def extend_model(model: Predictd, engine: Engine, layout: Layout, train_columns:
     start, new_cells, new_assays = extended_start(model, layout)
     extended = Predictd(model.settings)
     extended.rank_, extended.ridge_, extended.layout_ = model.rank_, model.ridge_, layout
-    extended.n_bins_ = int(engine.store.bins.n_bins)
+    extended.n_bins_ = int(engine.n_bins)
     extended.train_columns_, extended.valid_columns_ = train_columns, valid_columns
     extended.best_iteration_ = model.best_iteration_
     if new_cells.size == 0 and new_assays.size == 0:

@@ -36,12 +36,16 @@ class ArrayStore:
     def read_chunk(self, chunk: int) -> np.ndarray:
         return self.Y[chunk * self.chunk_bins:(chunk + 1) * self.chunk_bins]
 
+    def n_bins_of(self, chunks) -> int:
+        return sum(self.read_chunk(k).shape[0] for k in chunks)
+
 
 class CountingEngine:
     """A local engine that counts passes and sends every function and payload through pickle, as Spark does."""
 
     def __init__(self, store: ArrayStore) -> None:
         self.engine, self.store, self.passes = LocalEngine(store), store, 0
+        self.chunks, self.n_bins = self.engine.chunks, self.engine.n_bins
 
     def map_reduce(self, fn, payload):
         self.passes += 1

@@ -13,7 +13,7 @@ from predictd_core.impute.refine.features import quantile_tables
 from predictd_core.impute.refine.regression import Refiner, fit_refiner
 from predictd_core.impute.refine.validation import BlendValidation, choose_blend
 from predictd_core.model.settings import RefineSettings
-from predictd_core.store.signal_store import SignalStore, read_signal_rows
+from predictd_core.store.signal_store import SignalStore, evenly_spread, read_signal_rows
 
 SAMPLE_VALUES = 1 << 24  # input values (bins x inputs) the stage is fitted on at most: a ridge of ~100 features
 # per assay needs no more, and at Roadmap scale (1,014 inputs) ``sample_bins`` alone would hold gigabytes
@@ -77,7 +77,7 @@ def sample_stretches(store: SignalStore, sample_bins: int) -> list[np.ndarray]:
     :data:`SAMPLE_STRETCHES` or more chunks when the sample is smaller than that many chunks."""
     sample_bins = max(1, min(sample_bins, SAMPLE_VALUES // store.n_experiments))
     count = min(store.n_chunks, max(SAMPLE_STRETCHES, -(-sample_bins // store.chunk_bins)))
-    picks = np.unique(np.linspace(0, store.n_chunks - 1, count).round().astype(int))
+    picks = evenly_spread(store.n_chunks, count)
     length = -(-sample_bins // picks.size)
     stretches = []
     for chunk in picks:
