@@ -6,9 +6,21 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pyBigWig
-import pytest
+# `make test` runs the suite in 2 processes on 2 cores, so each process gets one BLAS thread (as
+# `engine.processes` gives each worker its share of the CPUs; Spark sets its Python workers' to 1). Two threads
+# in each oversubscribe the cores, and OpenBLAS's threads then wait on each other in every small product: under
+# load a 20,000-value dot product averaged 600 us instead of 12, and the simulated demo's refinement took 126 s
+# instead of 22. The processes the tests start inherit the variables; this one may have loaded OpenBLAS already
+# (a pytest plugin imports numpy), so it is limited through threadpoolctl as well.
+for _threads in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+import numpy as np  # noqa: E402
+import pyBigWig  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+threadpool_limits(int(os.environ["OPENBLAS_NUM_THREADS"]))
 
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
