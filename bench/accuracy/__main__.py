@@ -68,6 +68,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--block-bins", type=int, default=BLOCK_BINS,
                         help=f"bins per bootstrap block (default %(default)s: {BLOCK_BINS * BIN_SIZE // 1000} kb)")
     parser.add_argument("--seed", type=int, default=SEED, help="of the block draws (default %(default)s)")
+    parser.add_argument("--reference", choices=METHODS, default=REFERENCE,
+                        help="the method whose margins over every other are drawn (default %(default)s; e.g. "
+                             "predictd-gbt to bound a variant against the default and the peers)")
     args = parser.parse_args(argv)
     if args.bins is not None and args.bins < 1:
         parser.error("--bins must be positive")
@@ -88,7 +91,8 @@ def run(args: argparse.Namespace, work: Path) -> str:
     methods = [make_method(name, args.avocado_epochs) for name in dict.fromkeys(args.methods)]
     for method in methods:  # before any work: a missing peer or a bad setting stops the run at once
         method.check()
-    with_margins = args.resamples > 0 and REFERENCE in {m.name for m in methods} and len(methods) > 1
+    reference = args.reference
+    with_margins = args.resamples > 0 and reference in {m.name for m in methods} and len(methods) > 1
     log("squares: " + ", ".join(f"{square.name} ({square.role})" for square in squares))
     rows, timings, resampled, means, headings = [], {}, {}, {}, {}
     counts, measures, preparing, bootstrapping = None, [], [], []
@@ -120,7 +124,7 @@ def run(args: argparse.Namespace, work: Path) -> str:
             means[square.name] = {method.name: np.array([np.mean([row[m] for row in square_rows
                                                                   if row["method"] == method.name]) for m in measures])
                                   for method in methods}
-    margins = margin_rows(resampled, means, measures) if with_margins else None
+    margins = margin_rows(resampled, means, measures, reference) if with_margins else None
     kept_back = any(square.role == KEPT_BACK for square in squares)
     notes = [f"Squares: {', '.join(f'{square.name} ({square.role})' for square in squares)}"
              + (" -- THE KEPT-BACK SQUARES: the final check." if kept_back else "; no kept-back square was scored."),
@@ -138,13 +142,13 @@ def run(args: argparse.Namespace, work: Path) -> str:
                      f"{sum(bootstrapping):.0f} s wall for all squares."
                      + (" With so few blocks the intervals are rough: a quick run's margins check the "
                         "machinery, not predictd." if n_blocks < 30 else ""))
-        margin_note = (f"{REFERENCE} minus each peer: the difference of the means on the data, then in brackets "
+        margin_note = (f"{reference} minus each peer: the difference of the means on the data, then in brackets "
                        f"the 95% interval of that difference over {args.resamples} paired block-bootstrap "
                        f"resamples of the genome (each measure recomputed on the resampled bins for both methods); "
-                       f"'win' where the interval excludes 0 in {REFERENCE}'s favour (below 0 for the ↓ "
+                       f"'win' where the interval excludes 0 in {reference}'s favour (below 0 for the ↓ "
                        f"measures, above 0 for the ↑ ones), 'loss' where it excludes 0 in the peer's.")
     elif args.resamples > 0:
-        notes.append(f"No margins: they need {REFERENCE} and at least one peer among the methods.")
+        notes.append(f"No margins: they need {reference} and at least one peer among the methods.")
     markdown = accuracy_markdown(rows, timings, notes, headings, margins, margin_note)
     write_results(args.out, rows, markdown, margins)
     return markdown

@@ -117,7 +117,8 @@ def margins_table(margins: list[dict], scope: str) -> pd.DataFrame:
             cells.setdefault(row["measure"], {})[row["peer"]] = \
                 f"{row['difference']:+.4f} [{row['low']:+.4f}, {row['high']:+.4f}]{mark}"
     table = pd.DataFrame(cells)
-    table.index.name = "predictd minus"
+    references = {row["reference"] for row in margins if row["scope"] == scope}
+    table.index.name = f"{references.pop() if len(references) == 1 else 'predictd'} minus"
     return table
 
 

@@ -56,6 +56,11 @@ class RefineSettings(BaseModel):
                                                        "would exceed 16.8 M values (Roadmap: ~16,500 bins)")
     inner_tracks: int = Field(20, ge=0, description="measured tracks left out, one at a time, to choose the blend "
                                                    "of regression and average and the tensor model's share")
+    regressor: Literal["ridge", "gbt", "auto"] = Field(
+        "ridge", description="each assay's regression: a ridge on the window features; 'gbt', gradient-boosted "
+                             "trees (LightGBM) on the same features and the tensor ensemble's imputation; 'auto', "
+                             "whichever the inner validation prefers (it then fits both). The trees need the extra `trees` (LightGBM), "
+                             "which the cloud images leave out")
 
 
 class ModelSettings(BaseModel):

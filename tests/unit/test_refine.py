@@ -201,3 +201,96 @@ def test_the_sample_is_whole_chunks_or_middles_of_chunks_spread_over_the_genome(
     assert [s.shape[0] for s in sample_stretches(store, 4000)] == [500] * 8
     monkeypatch.setattr(stage, "SAMPLE_VALUES", 6 * 400)  # 6 experiments: 400 bins at most
     assert sum(s.shape[0] for s in sample_stretches(store, 4000)) == 400
+
+
+def stepped_chunks(n_cells: int = 5, n_bins: int = 6000, seed: int = 5) -> list[np.ndarray]:
+    """Every cell's assays are steps of one latent value x of the cell's own (uniform on [0, 4], unrelated
+    between cells): assay 0 jumps by 3 where x > 2, assay 1 is x, assay 2 jumps by 3 where x < 1. No line
+    through the ridge's features draws a step; a tree's first split does."""
+    rng = np.random.default_rng(seed)
+    own = rng.uniform(0.0, 4.0, size=(n_bins, n_cells))
+    columns = []
+    for c in range(n_cells):
+        x = own[:, c]
+        columns += [3.0 * (x > 2.0) + 0.3 * x, x, 3.0 * (x < 1.0) + 0.3 * x]
+    signal = np.column_stack(columns)
+    return [signal[:n_bins // 2], signal[n_bins // 2:]]
+
+
+def test_validation_prefers_trees_where_the_cells_own_assay_acts_through_a_step():
+    layout = grid_layout(5, 3)
+    chunks = stepped_chunks()
+    inputs = np.arange(1, 15)  # (cell 0, assay 0) held out
+    tensor = average_tensor(chunks, layout, inputs)
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor, regressors=("ridge", "gbt"))
+    assert set(validation.gains) == {"ridge", "gbt"}
+    assert validation.regressor == "gbt" and validation.gains["gbt"] > validation.gains["ridge"]
+    assert validation.gains["gbt"] == pytest.approx(max(row["min_gain"] for row in validation.table[:-1]))
+    ridge_only = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor)
+    assert ridge_only.regressor == "ridge" and ridge_only.gains["ridge"] == pytest.approx(validation.gains["ridge"])
+    trees = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation, left_out=tensor)
+    ridge = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=1.0)
+    assert trees.regressor == "gbt" and trees.refinable(0, 0) and trees.blend == validation.blend
+    observed = np.concatenate([chunk[:, 0] for chunk in chunks])
+    errors = {}
+    for name, refiner in (("gbt", trees), ("ridge", ridge)):
+        predicted = [refiner.regression(refiner.features(chunk), 0, np.array([0]), chunk[:, [3, 6, 9, 12]].mean(
+            axis=1, keepdims=True))[0][:, 0] for chunk in chunks]
+        normalized = np.concatenate([refiner.to_cell_scale(p, 0, 0) for p in predicted])
+        errors[name] = np.mean((normalized - observed) ** 2)
+    assert errors["gbt"] < 0.5 * errors["ridge"]  # the step; the ridge's line misses it (both read through the
+    # cell scale of an unmeasured pair, which costs each the same)
+
+
+def test_trees_stack_the_tensor_imputation_where_only_the_tensor_knows_the_cell():
+    """Assay 2 carries a cell-specific part no other track of the cell has; the tensor's (left-out)
+    imputation is that track, blurred. The trees read it as a feature; the ridge cannot."""
+    layout = grid_layout(5, 3)
+    rng = np.random.default_rng(8)
+    chunks = planted_chunks()
+    for chunk in chunks:
+        chunk[:, 2::3] += np.arcsinh(rng.exponential(1.0, size=(len(chunk), 5)) * (rng.random((len(chunk), 5)) < 0.1) * 20)
+    inputs = np.arange(1, 15)
+    tensor = [chunk[:, inputs] + 0.05 * rng.normal(size=(len(chunk), inputs.size)) for chunk in chunks]
+    trees = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=1.0, regressor="gbt", left_out=tensor)
+    ridge = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=1.0)
+    target = 14  # (cell 4, assay 2), an input, predicted from its blurred left-out tensor imputation
+    truth = np.concatenate([chunk[:, target] for chunk in chunks])
+    correlation = {}
+    for name, refiner in (("gbt", trees), ("ridge", ridge)):
+        predicted = np.concatenate([refiner.regression(refiner.features(chunk), 4, np.array([2]),
+                                                       part[:, [target - 1]])[0][:, 0]
+                                    for chunk, part in zip(chunks, tensor)])
+        correlation[name] = np.corrcoef(predicted, truth)[0, 1]
+    assert correlation["gbt"] > 0.95 and correlation["ridge"] < 0.8
+
+
+def test_tree_refiner_applies_and_records_its_regressor_and_needs_the_tensor_to_fit():
+    layout = grid_layout(5, 3)
+    chunks = stepped_chunks(n_bins=2000)
+    inputs = np.arange(1, 15)
+    tensor = average_tensor(chunks, layout, inputs)
+    with pytest.raises(ValueError, match="left-out"):
+        fit_refiner(chunks, layout, inputs, ridge=1.0, regressor="gbt")
+    with pytest.raises(ValueError, match="regressor 'forest'"):
+        fit_refiner(chunks, layout, inputs, ridge=1.0, regressor="forest")
+    refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=0.7, tensor=0.25, regressor="gbt", left_out=tensor)
+    refinement = Refinement((refiner,), np.array([0 if refiner.refinable(*divmod(p, 3)) else -1 for p in range(15)]))
+    block = np.full((chunks[0].shape[0], 1), 1.5)
+    out = refinement.apply(chunks[0], block.copy(), np.array([0]))
+    regression, average = refiner.regression(refiner.features(chunks[0]), 0, np.array([0]), block)
+    expected = 0.75 * refiner.to_cell_scale(0.7 * regression[:, 0] + 0.3 * average[:, 0], 0, 0) + 0.25 * 1.5
+    assert out[:, 0] == pytest.approx(expected)
+    record = refinement.record()[0]
+    assert record["regressor"] == "gbt" and record["regressors"] == {} and (record["blend"], record["tensor"]) == (0.7, 0.25)
+
+
+def test_refine_settings_take_a_regressor_and_refuse_an_unknown_one():
+    from pydantic import ValidationError
+
+    from predictd_core.model.settings import RefineSettings
+
+    assert RefineSettings().regressor == "ridge"
+    assert RefineSettings(regressor="auto").regressor == "auto"
+    with pytest.raises(ValidationError, match="regressor"):
+        RefineSettings(regressor="forest")

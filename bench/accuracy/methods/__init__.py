@@ -31,8 +31,10 @@ class Method(Protocol):
 
 
 # predictd-2018: the faithful PREDICTD mode (model preset predictd-2018: NAdam-SGD at rank 100).
-METHODS = ("predictd", "predictd-2018", "baseline", "avocado", "chromimpute")
-DEFAULT_METHODS = METHODS
+# predictd-gbt / predictd-auto: predictd with the refinement's trees (model.refine.regressor gbt), or with the
+# regressor its inner validation prefers (auto); variants of the default, not run unless named.
+METHODS = ("predictd", "predictd-2018", "baseline", "avocado", "chromimpute", "predictd-gbt", "predictd-auto")
+DEFAULT_METHODS = METHODS[:5]
 
 
 def make_method(name: str, avocado_epochs: int = AvocadoMethod.epochs) -> Method:
@@ -40,6 +42,8 @@ def make_method(name: str, avocado_epochs: int = AvocadoMethod.epochs) -> Method
     factories = {
         "predictd": lambda: PredictdRun(),
         "predictd-2018": lambda: PredictdRun("predictd-2018", {"preset": "predictd-2018"}),
+        "predictd-gbt": lambda: PredictdRun("predictd-gbt", {"refine": {"regressor": "gbt"}}),
+        "predictd-auto": lambda: PredictdRun("predictd-auto", {"refine": {"regressor": "auto"}}),
         "baseline": lambda: SameAssayAverage(),
         "avocado": lambda: AvocadoMethod(epochs=avocado_epochs),
         "chromimpute": lambda: ChromImputeMethod(),

@@ -13,7 +13,9 @@ that idea, small and closed-form:
    value and its mean over 9 and 81 bins, plus each other assay times the average (peaks shared by
    the cell's marks and the other cells). Windows stay inside the store's chunk.
 3. One ridge per assay, fitted over the cells where the assay is measured, each cell's rows built
-   without its own track in the average.
+   without its own track in the average. Or (``model.refine.regressor: gbt``) gradient-boosted trees per
+   assay (LightGBM) on the same window features and the tensor ensemble's imputation of the pair; with
+   ``auto`` the inner validation below fits both and keeps the one with the larger smallest gain.
 4. The refined value is ``blend * ridge + (1 - blend) * average``: the ridge wins the errors and the
    average keeps the peaks' ranks.
 5. Back to the cell's own scale through the expected quantile function of (c, m): an additive
@@ -23,7 +25,7 @@ that idea, small and closed-form:
    On a small grid the tensor model flattens peaks and gets no share; on a grid of Roadmap's size it
    knows more than the other cells' average and the cell's few marks, and keeps the share it earns.
 
-``blend`` and then ``tensor`` are chosen by inner validation: every measured track refitted without
+``blend`` and then ``tensor`` (and, with ``auto``, the regressor) are chosen by inner validation: every measured track refitted without
 itself (at most ``inner_tracks`` of them), its tensor imputation from genome factors solved without it
 (:func:`~predictd_core.impute.ensemble.left_out_chunk`), to maximise the smallest share of the average
 baseline's error that is closed, across the quality measures: the product's goal is to win every column.
@@ -34,7 +36,7 @@ only when its assay is measured in at least two input cells other than itself, e
 value stands.
 
 Modules: ``features`` (steps 1, 2 and 5: quantile normalisation, the cell scale, window-mean features),
-``regression`` (steps 3-6: the ridges and the :class:`Refiner` that applies them), ``validation`` (the inner
+``regression`` (steps 3-6: the ridges or trees and the :class:`Refiner` that applies them), ``validation`` (the inner
 validation that chooses ``blend`` and ``tensor``), ``stage`` (one refiner per set of ensemble members:
 :func:`fit_refinement`, :class:`Refinement`) and ``record`` (``OUTPUT/refinement.json``).
 """

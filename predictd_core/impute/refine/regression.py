@@ -2,8 +2,10 @@
 
 One ridge per assay on :class:`~predictd_core.impute.refine.features.ChunkFeatures`' design, fitted in
 closed form over the input cells that measure the assay (:func:`ridge_weights`), rearranged to predict
-all of a cell's assays at once (:class:`RidgeBlocks`); a :class:`Refiner` blends the ridge with the
-average, maps the result onto the cell's scale and mixes it with the tensor ensemble's imputation.
+all of a cell's assays at once (:class:`RidgeBlocks`); or, as an alternative regression, gradient-boosted
+trees per assay (LightGBM, :func:`tree_models`) on the same window features and the tensor ensemble's
+imputation of the pair (stacking). A :class:`Refiner` blends the regression with the average, maps the
+result onto the cell's scale and mixes it with the tensor ensemble's imputation.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ import numpy as np
 from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, additive_scale, monotone_knots,
                                                   monotone_map, n_features, quantile_tables)
 from predictd_core.model.factors import Layout
+
+REGRESSORS = ("ridge", "gbt")
+TREE_ROWS = 1 << 18  # training rows per assay's trees at most, spread evenly over its cells' sample bins: the
+# trees' fit is linear in rows, and a quarter million already pins ~30 features' splits
+TREE_PARAMS = {  # LightGBM's squared error on the reference scale, shallow-ish trees, no bagging (deterministic)
+    "objective": "regression", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 200,
+    "lambda_l2": 1.0, "max_bin": 63, "num_threads": 1, "deterministic": True, "force_row_wise": True,
+    "seed": 0, "verbosity": -1}
+TREE_ROUNDS = 100
 
 if TYPE_CHECKING:  # a refiner records the validation that chose its blend; the validation fits refiners
     from predictd_core.impute.refine.validation import BlendValidation
@@ -82,13 +93,19 @@ class Refiner:
     scale : ndarray of shape (n_cells * n_assays, len(LEVELS))
         Each pair's expected quantile function (cell-major), from the additive cell + assay model.
     weights : ndarray of shape (n_assays, n_features)
-        The ridge of each assay; NaN where the assay has fewer than two input cells.
+        The ridge of each assay; NaN where the assay has fewer than two input cells (or the regressor is
+        not the ridge).
     blend : float
-        Weight of the ridge against the average.
+        Weight of the regression against the average.
     tensor : float
         Share of the tensor ensemble's imputation in the result.
     validation : BlendValidation or None
         How ``blend`` and ``tensor`` were chosen (None: given).
+    regressor : str
+        One of :data:`REGRESSORS`: which regression predicts a pair, the ridge (``weights``) or the trees.
+    trees : tuple
+        With the ``gbt`` regressor, each assay's LightGBM booster (:func:`tree_models`), None where the
+        assay has fewer than two input cells.
     """
 
     layout: Layout
@@ -100,6 +117,8 @@ class Refiner:
     blend: float
     tensor: float = 0.0
     validation: "BlendValidation | None" = None
+    regressor: str = "ridge"
+    trees: tuple = ()
 
     @cached_property
     def _normalizers(self) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -111,9 +130,13 @@ class Refiner:
         return RidgeBlocks.from_weights(self.weights)
 
     def refinable(self, cell: int, assay: int) -> bool:
-        """Whether the pair has a ridge and at least one other input cell measuring its assay."""
+        """Whether the pair has a regression and at least one other input cell measuring its assay."""
         others = (self.layout.assay_of[self.inputs] == assay) & (self.layout.cell_of[self.inputs] != cell)
-        return bool(np.isfinite(self.weights[assay]).all() and others.any())
+        if self.regressor == "gbt":
+            fitted = assay < len(self.trees) and self.trees[assay] is not None
+        else:
+            fitted = bool(np.isfinite(self.weights[assay]).all())
+        return bool(fitted and others.any())
 
     def normalized(self, Y: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
         """The inputs' chunk ``Y[:, inputs]`` (arcsinh, NaN = no data, read as 0) on their assays'
@@ -128,11 +151,26 @@ class Refiner:
         """The chunk ``Y`` (every store column) normalised, ready to assemble features."""
         return ChunkFeatures(self.normalized(Y), self.layout, self.inputs)
 
-    def parts(self, features: ChunkFeatures, cell: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ridge's prediction and the other-cell average of every assay of ``cell``, each of shape
-        (n_bins, n_assays), reference scale."""
+    def regression(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The regression's prediction and the other-cell average of ``cell``'s ``assays``, each of shape
+        (n_bins, len(assays)), reference scale; ``tensor`` (same shape, arcsinh) is the tensor ensemble's
+        imputation of the same pairs, a feature of the trees (the ridge ignores it)."""
+        assays = np.asarray(assays, dtype=np.int64)
         averages, tracks = features.cell_inputs(cell)
-        return self._blocks.predict(averages, tracks), averages[0]
+        if self.regressor != "gbt":
+            return self._blocks.predict(averages, tracks)[:, assays], averages[0][:, assays]
+        out = np.empty((features.Z.shape[0], assays.size))
+        for i, assay in enumerate(assays):
+            X = tree_design(averages, tracks, int(assay), self.tensor_reference(tensor[:, i], cell, int(assay)))
+            out[:, i] = self.trees[assay].predict(X, num_threads=TREE_PARAMS["num_threads"])
+        return out, averages[0][:, assays]
+
+    def tensor_reference(self, values: np.ndarray, cell: int, assay: int) -> np.ndarray:
+        """The tensor ensemble's imputation of (``cell``, ``assay``) on the assay's reference scale: the
+        inverse of :meth:`to_cell_scale`, so that the trees read one scale whatever the cell's depth."""
+        pair = cell * len(self.layout.assays) + assay
+        return monotone_map(np.nan_to_num(values), self.scale[pair], self.reference[assay])
 
     def to_cell_scale(self, values: np.ndarray, cell: int, assay: int) -> np.ndarray:
         """Reference-scale values of ``assay`` on the scale expected of ``cell``."""
@@ -149,24 +187,34 @@ class Refiner:
     def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray) -> np.ndarray:
         """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh, from the
         tensor ensemble's imputation of the same pairs (``tensor``, same shape)."""
-        ridge, average = self.parts(features, cell)
-        return np.column_stack([self.combine(ridge[:, a], average[:, a], tensor[:, i], cell, int(a), self.blend,
-                                             self.tensor) for i, a in enumerate(assays)])
+        regression, average = self.regression(features, cell, assays, tensor)
+        return np.column_stack([self.combine(regression[:, i], average[:, i], tensor[:, i], cell, int(a),
+                                             self.blend, self.tensor) for i, a in enumerate(assays)])
 
 
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
                 assays: np.ndarray | None = None, blend: float = 0.5, tensor: float = 0.0,
-                validation: BlendValidation | None = None, tables: np.ndarray | None = None) -> Refiner:
+                validation: BlendValidation | None = None, tables: np.ndarray | None = None,
+                regressor: str = "ridge", left_out: list[np.ndarray] | None = None) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
-    (default all), blending at ``validation``'s blend and tensor share when given
+    (default all), with ``validation``'s regressor, blend and tensor share when given
     (:func:`~predictd_core.impute.refine.validation.choose_blend`),
-    else at ``blend`` and ``tensor``; ``tables`` are the inputs' :func:`quantile_tables` when already computed."""
+    else ``regressor`` (one of :data:`REGRESSORS`) at ``blend`` and ``tensor``; ``tables`` are the inputs'
+    :func:`quantile_tables` when already computed. The trees need ``left_out``: per chunk, shape
+    (n_bins, len(inputs)), the tensor ensemble's imputation of each input from genome factors solved
+    without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`), the feature an unmeasured pair has."""
     inputs = np.asarray(inputs)
     if validation is not None:
-        blend, tensor = validation.blend, validation.tensor
+        blend, tensor, regressor = validation.blend, validation.tensor, validation.regressor
+    if regressor not in REGRESSORS:
+        raise ValueError(f"regressor {regressor!r}: expected one of {', '.join(REGRESSORS)}")
     prepared = prepared_refiner(layout, inputs, quantile_tables(chunks, inputs) if tables is None else tables,
                                 blend, tensor, validation)
     features = [prepared.features(chunk) for chunk in chunks]
+    if regressor == "gbt":
+        if left_out is None:
+            raise ValueError("the gbt regressor needs the tensor ensemble's left-out imputation of the inputs")
+        return replace(prepared, regressor="gbt", trees=tree_models(features, prepared, left_out, assays))
     return replace(prepared, weights=ridge_weights(features, layout, inputs, ridge, assays))
 
 
@@ -210,3 +258,60 @@ def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndar
     for a in grams:
         weights[a] = np.linalg.solve(grams[a], moments[a])
     return weights
+
+
+def tree_design(averages: list[np.ndarray], tracks: list[np.ndarray], assay: int, tensor: np.ndarray) -> np.ndarray:
+    """The trees' features of one pair, shape (n_bins, n_windows * n_assays + 1): the other-cell average of
+    ``assay`` and the cell's other assays at each window (:meth:`ChunkFeatures.cell_inputs`), and the
+    tensor ensemble's imputation of the pair on the reference scale (stacking). No products: trees find
+    interactions themselves."""
+    others = np.arange(averages[0].shape[1]) != assay
+    return np.column_stack([average[:, assay] for average in averages] + [track[:, others] for track in tracks]
+                           + [tensor])
+
+
+def tree_models(features: list[ChunkFeatures], prepared: Refiner, left_out: list[np.ndarray],
+                assays: np.ndarray | None = None, rows: int = TREE_ROWS) -> tuple:
+    """Each of ``assays``' gradient-boosted trees (default every input assay), one LightGBM booster per
+    assay fitted over the input cells that measure it, ``None`` for the other assays and those with fewer
+    than two input cells; at most ``rows`` training rows per assay, every k-th of its cells' sample bins.
+
+    Parameters
+    ----------
+    features : list of ChunkFeatures
+        The sample chunks normalised by ``prepared`` (its inputs, reference and cell scale).
+    prepared : Refiner
+        Gives the inputs and the scales the tensor feature is read on (:meth:`Refiner.tensor_reference`).
+    left_out : list of ndarray
+        Per chunk, shape (n_bins, len(prepared.inputs)): each input's tensor imputation without it.
+    """
+    try:
+        import lightgbm  # only this regressor needs it: the extra `trees`
+    except ImportError:
+        raise ImportError("model.refine.regressor 'gbt' or 'auto' needs LightGBM: pip install 'predictd[trees]'") from None
+
+    layout, inputs = prepared.layout, prepared.inputs
+    n_assays = len(layout.assays)
+    input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    fitted = np.unique(input_assays) if assays is None else np.asarray(assays, dtype=np.int64)
+    fitted = fitted[np.bincount(input_assays, minlength=n_assays)[fitted] >= 2]
+    members = np.flatnonzero(np.isin(input_assays, fitted))
+    n_bins = sum(chunk.Z.shape[0] for chunk in features)
+    step = {int(a): max(1, -(-n_bins * int((input_assays == a).sum()) // rows)) for a in fitted}
+    X_rows, y_rows, seen = {a: [] for a in step}, {a: [] for a in step}, {a: 0 for a in step}
+    for chunk, tensor in zip(features, left_out):
+        n = chunk.Z.shape[0]
+        for cell in np.unique(input_cells[members]):  # a cell's inputs once, for all its rows
+            averages, tracks = chunk.cell_inputs(int(cell))
+            for j in members[input_cells[members] == cell]:
+                a = int(input_assays[j])
+                keep = np.arange((-seen[a]) % step[a], n, step[a])  # evenly over the assay's rows, end to end
+                seen[a] += n
+                reference = prepared.tensor_reference(tensor[keep, j], int(cell), a)
+                X_rows[a].append(tree_design([x[keep] for x in averages], [x[keep] for x in tracks], a, reference))
+                y_rows[a].append(chunk.Z[keep, j])
+    trees = [None] * n_assays
+    for a in step:
+        data = lightgbm.Dataset(np.vstack(X_rows[a]), np.concatenate(y_rows[a]), params={"verbosity": -1})
+        trees[a] = lightgbm.train(TREE_PARAMS, data, num_boost_round=TREE_ROUNDS)
+    return tuple(trees)

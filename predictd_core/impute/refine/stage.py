@@ -10,7 +10,7 @@ import numpy as np
 
 from predictd_core.impute.ensemble import Ensemble, left_out_chunk
 from predictd_core.impute.refine.features import quantile_tables
-from predictd_core.impute.refine.regression import Refiner, fit_refiner
+from predictd_core.impute.refine.regression import REGRESSORS, Refiner, fit_refiner
 from predictd_core.impute.refine.validation import BlendValidation, choose_blend
 from predictd_core.model.settings import RefineSettings
 from predictd_core.store.signal_store import SignalStore, evenly_spread, read_signal_rows
@@ -37,14 +37,18 @@ class Refinement:
 
     def record(self) -> list[dict]:
         """One JSON-ready entry per refiner: its ``inputs`` and ``validated`` experiments (``"CELL:ASSAY"``),
-        the ``blend`` and ``tensor`` share it uses, the ``validation`` table (:class:`BlendValidation`; empty
-        when they were given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
+        the ``regressor``, ``blend`` and ``tensor`` share it uses, the largest smallest gain of each regressor
+        tried (``regressors``), the ``validation`` table (:class:`BlendValidation`; empty when they were
+        given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
         entries = []
         for r, refiner in enumerate(self.refiners):
             layout = refiner.layout
-            validation = refiner.validation or BlendValidation(refiner.blend, refiner.tensor, (), ())
+            validation = refiner.validation or BlendValidation(refiner.blend, refiner.tensor, (), (),
+                                                               refiner.regressor)
             entries.append({
                 "inputs": list(layout.column_names(refiner.inputs)),
+                "regressor": refiner.regressor,
+                "regressors": dict(validation.gains),
                 "blend": refiner.blend,
                 "tensor": refiner.tensor,
                 "validated": list(layout.column_names(validation.tracks)),
@@ -93,6 +97,7 @@ def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSetti
     members' :meth:`~predictd_core.impute.ensemble.Ensemble.seen_columns`) on a sample of ``store``;
     ``progress(pairs done, pairs)`` after each pair (minutes on a large ensemble)."""
     chunks = sample_stretches(store, settings.sample_bins)
+    regressors = REGRESSORS if settings.regressor == "auto" else (settings.regressor,)
     layout, n_assays = ensemble.layout, len(ensemble.layout.assays)
     refiners, index = [], {}
     refiner_of_pair = np.full(ensemble.n_pairs, -1)
@@ -103,9 +108,11 @@ def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSetti
             inputs = ensemble.seen_columns(*divmod(pair, n_assays))
             tables = quantile_tables(chunks, inputs)
             tensor = [left_out_chunk(chunk, ensemble, members, inputs) for chunk in chunks]
-            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, tensor, tables)
+            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, tensor, tables,
+                                      regressors)
             index[key] = len(refiners)
-            refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables))
+            refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables,
+                                        left_out=tensor))
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]

@@ -1,18 +1,20 @@
-"""The refinement's inner validation: step 4's blend and step 6's tensor share of :mod:`predictd_core.impute.refine`.
+"""The refinement's inner validation: step 4's blend and step 6's tensor share of :mod:`predictd_core.impute.refine`,
+and, when more than one is offered, the regression (ridge or trees).
 
 Measured tracks are left out one at a time (:func:`inner_tracks`), refitted without, and scored against the
-other cells' average of their assay on the :data:`SCORED` measures at every candidate (:data:`BLENDS`, then
-:data:`TENSOR_SHARES`); :func:`choose_blend` keeps the candidate with the largest :func:`smallest_gain`.
+other cells' average of their assay on the :data:`SCORED` measures at every candidate (per regressor:
+:data:`BLENDS`, then :data:`TENSOR_SHARES`); :func:`choose_blend` keeps the candidate with the largest
+:func:`smallest_gain`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from predictd_core.impute.refine.features import ChunkFeatures, quantile_tables
-from predictd_core.impute.refine.regression import Refiner, prepared_refiner, ridge_weights
+from predictd_core.impute.refine.regression import Refiner, prepared_refiner, ridge_weights, tree_models
 from predictd_core.model.factors import Layout
 from predictd_core.model.measures import lower_is_better, quality_measures
 
@@ -38,7 +40,7 @@ class BlendValidation:
     Attributes
     ----------
     blend : float
-        The chosen weight of the ridge against the average.
+        The chosen weight of the regression against the average.
     tensor : float
         The chosen share of the tensor ensemble's imputation.
     tracks : tuple of int
@@ -47,38 +49,47 @@ class BlendValidation:
         One row per candidate: ``blend``, ``tensor``, ``min_gain`` (the criterion) and the mean of each
         :data:`SCORED` measure over the left-out tracks: every :data:`BLENDS` weight with no tensor share,
         then the best of them with each of :data:`TENSOR_SHARES`; last a row ``blend: None, tensor: None``
-        with the baseline's means.
+        with the baseline's means. With more than one regressor, the chosen regressor's rows.
+    regressor : str
+        The chosen regression (:data:`~predictd_core.impute.refine.regression.REGRESSORS`).
+    gains : dict
+        Each regressor tried and the largest smallest gain of its candidates.
     """
 
     blend: float
     tensor: float
     tracks: tuple[int, ...]
     table: tuple[dict, ...]
+    regressor: str = "ridge"
+    gains: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class _LeftOutTrack:
     """One validation track as :func:`choose_blend` scores it: observed where the baseline is defined (and
-    sorted once), the refit's ridge and average (reference scale), the tensor's left-out imputation."""
+    sorted once), the refit's regression and average (reference scale), the tensor's left-out imputation."""
 
     cell: int
     assay: int
     refiner: Refiner
     observed: np.ndarray
     order: np.ndarray
-    ridge: np.ndarray
+    regression: np.ndarray
     average: np.ndarray
     tensor: np.ndarray
 
     def scores(self, blend: float, share: float) -> dict:
-        imputed = self.refiner.combine(self.ridge, self.average, self.tensor, self.cell, self.assay, blend, share)
+        imputed = self.refiner.combine(self.regression, self.average, self.tensor, self.cell, self.assay, blend,
+                                       share)
         return quality_measures(self.observed, imputed, observed_order=self.order)
 
 
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
-                 tensor: list[np.ndarray], tables: np.ndarray | None = None) -> BlendValidation:
+                 tensor: list[np.ndarray], tables: np.ndarray | None = None,
+                 regressors: tuple[str, ...] = ("ridge",)) -> BlendValidation:
     """The blend, then the tensor share, with the largest smallest gain over the average baseline, and the
-    table behind them.
+    table behind them; with several ``regressors``, each is refitted and scored so, and the one whose best
+    candidate has the largest smallest gain is kept (the first on a tie).
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
     ridge), predicted at every :data:`BLENDS` weight, and scored with :func:`quality_measures` on the
@@ -94,15 +105,17 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         factors solved without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`).
     tables : ndarray, optional
         The inputs' :func:`quantile_tables` when already computed.
+    regressors : tuple of str
+        Of :data:`~predictd_core.impute.refine.regression.REGRESSORS`; the trees also read ``tensor``.
     """
     held = inner_tracks(layout, inputs, limit)
     if held.size == 0:
-        return BlendValidation(0.5, 0.0, (), ())
+        return BlendValidation(0.5, 0.0, (), (), regressors[0])
     if tables is None:
         tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
     everyone = prepared_refiner(layout, inputs, tables)
     normalized = [everyone.normalized(chunk) for chunk in chunks]
-    tracks, baseline = [], []
+    tracks, baseline = {regressor: [] for regressor in regressors}, []
     for j in held:
         cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
         rest = np.delete(inputs, j)
@@ -113,8 +126,6 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
             Z = np.delete(Z, j, axis=1)
             Z[:, moved] = prepared.normalized(chunk, moved)
             features.append(ChunkFeatures(Z, layout, rest))
-        refiner = replace(prepared, weights=ridge_weights(features, layout, rest, ridge, np.array([assay])))
-        ridge_parts, averages = zip(*(refiner.parts(chunk, cell) for chunk in features))
         observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
         others = layout.same_assay_columns(rest, inputs[j])
         with np.errstate(all="ignore"):
@@ -122,21 +133,36 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         seen = ~np.isnan(observed) & ~np.isnan(raw_average)
         order = np.argsort(observed[seen], kind="stable")  # sorted once, scored at every candidate
         baseline.append(quality_measures(observed[seen], raw_average[seen], observed_order=order))
-        tracks.append(_LeftOutTrack(cell, assay, refiner, observed[seen], order,
-                                    np.concatenate(ridge_parts)[seen, assay], np.concatenate(averages)[seen, assay],
-                                    np.concatenate([part[:, j] for part in tensor])[seen]))
+        left_out = np.concatenate([part[:, j] for part in tensor])
+        for regressor in regressors:
+            if regressor == "gbt":
+                trees = tree_models(features, prepared, [np.delete(part, j, axis=1) for part in tensor],
+                                    np.array([assay]))
+                refiner = replace(prepared, regressor="gbt", trees=trees)
+            else:
+                refiner = replace(prepared, weights=ridge_weights(features, layout, rest, ridge, np.array([assay])))
+            predicted, averages = zip(*(refiner.regression(chunk, cell, np.array([assay]), part[:, [j]])
+                                        for chunk, part in zip(features, tensor)))
+            tracks[regressor].append(_LeftOutTrack(cell, assay, refiner, observed[seen], order,
+                                                   np.concatenate(predicted)[seen, 0],
+                                                   np.concatenate(averages)[seen, 0], left_out[seen]))
     base = _mean_scores(baseline)
 
-    def row(blend: float, share: float) -> dict:
-        means = _mean_scores([track.scores(blend, share) for track in tracks])
+    def row(left_out: list[_LeftOutTrack], blend: float, share: float) -> dict:
+        means = _mean_scores([track.scores(blend, share) for track in left_out])
         return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, base), **means}
 
-    table = [row(blend, 0.0) for blend in BLENDS]
-    best_blend = max(table, key=lambda entry: entry["min_gain"])["blend"]
-    table += [row(best_blend, share) for share in TENSOR_SHARES]
-    best = max(table, key=lambda entry: entry["min_gain"])
+    tables = {}
+    for regressor, left_out in tracks.items():
+        table = [row(left_out, blend, 0.0) for blend in BLENDS]
+        best_blend = max(table, key=lambda entry: entry["min_gain"])["blend"]
+        tables[regressor] = table + [row(left_out, best_blend, share) for share in TENSOR_SHARES]
+    gains = {regressor: max(entry["min_gain"] for entry in table) for regressor, table in tables.items()}
+    chosen = max(regressors, key=lambda regressor: (gains[regressor], -regressors.index(regressor)))
+    best = max(tables[chosen], key=lambda entry: entry["min_gain"])
     return BlendValidation(best["blend"], best["tensor"], tuple(int(k) for k in inputs[held]),
-                           tuple(table) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},))
+                           tuple(tables[chosen]) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},),
+                           chosen, {regressor: float(gain) for regressor, gain in gains.items()})
 
 
 def _mean_scores(rows: list[dict]) -> dict[str, float]:
