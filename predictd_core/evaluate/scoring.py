@@ -7,7 +7,7 @@ and keeps what the report draws of the targets (:mod:`predictd_core.evaluate.pan
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -22,6 +22,12 @@ from predictd_core.io import is_file
 from predictd_core.model.measures import quality_measures
 from predictd_core.store.signal_store import SignalStore
 from predictd_core.tracks.readers import read_track_bins
+
+
+# Signal read at once for scoring (float32 columns over every bin): one pass over the store serves every target
+# whose columns fit together, so a Roadmap-sized grid of 65,536 bins (1,014 columns, 265 MB) is decoded once rather
+# than once per target; on the whole genome a column alone is ~0.5 GB and a pass serves a few targets.
+SCORING_BYTES = 2 * 2**30
 
 
 @dataclass
@@ -40,8 +46,26 @@ def baseline_columns(ensemble: Ensemble, column: int) -> np.ndarray:
     return layout.same_assay_columns(ensemble.seen_columns(layout.cell_of[column], layout.assay_of[column]), column)
 
 
+def scoring_passes(targets: list[tuple[int, str]], columns: list[np.ndarray], n_bins: int,
+                   budget: int = SCORING_BYTES) -> Iterator[tuple[list[int], np.ndarray]]:
+    """Consecutive runs of ``targets`` (as indices into it) and the store columns they read together
+    (``columns[t]``: target ``t``'s), each run's columns at most ``budget`` bytes of float32 over ``n_bins``
+    (a target that alone needs more is a run of its own)."""
+    run: list[int] = []
+    held: set[int] = set()
+    for t, needed in enumerate(columns):
+        merged = held | {int(k) for k in needed}
+        if run and len(merged) * n_bins * 4 > budget:
+            yield run, np.array(sorted(held), dtype=np.int64)
+            run, merged = [], {int(k) for k in needed}
+        run.append(t)
+        held = merged
+    if run:
+        yield run, np.array(sorted(held), dtype=np.int64)
+
+
 def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targets: list[tuple[int, str]],
-                 progress: Callable[..., None]) -> Evaluation:
+                 progress: Callable[..., None], budget: int = SCORING_BYTES) -> Evaluation:
     """Score each target's imputed track against the observed one, beside the baseline.
 
     The baseline is the average (arcsinh) of the same assay in the other cells (see
@@ -49,6 +73,7 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
     one and the baseline all have data. Region MSEs are added for the configured BEDs. Writes
     ``OUTPUT/metrics.tsv``, ``metrics.parquet`` and ``summary.tsv`` (means and win counts).
     ``targets`` are (store column, kind) pairs; ``progress(step, done, total)`` hears of each one scored.
+    The store is read in passes of at most ``budget`` bytes (:func:`scoring_passes`).
     """
     masks = {name: read_bed_mask(path, store.bins, f"evaluation.{name}")
              for name, path in config.evaluation.region_beds().items()}
@@ -56,32 +81,47 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
     panel_assays: set[int] = set()
     rng = np.random.default_rng(0)
     result = Evaluation(rows=[])
-    for column, kind in targets:
-        experiment = store.experiments[column]
-        path = imputed_path(config.output, experiment.cell_type, experiment.assay)
-        if not is_file(path):
+    for column, _ in targets:
+        path = imputed_path(config.output, store.experiments[column].cell_type, store.experiments[column].assay)
+        if not is_file(path):  # before any pass over the store
             raise PredictdInputError(path, "imputed", "imputed track missing; run impute first")
-        inputs = baseline_columns(ensemble, column)
-        signal = store.read_columns([column, *inputs])  # the target and its baseline's inputs, one pass
-        observed, imputed = signal[:, 0], read_track_bins(path, store.bins)
-        with np.errstate(all="ignore"):  # a bin no input covers is NaN, and left out below
-            baseline = np.nanmean(signal[:, 1:], axis=1) if inputs.size else np.full(observed.shape, np.nan)
-        seen = ~np.isnan(observed) & ~np.isnan(imputed) & ~np.isnan(baseline)
-        target_masks = {name: mask[seen] for name, mask in masks.items()}
-        row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "kind": kind, "n_bins": int(seen.sum())}
-        if not seen.any():
-            raise PredictdInputError(path, experiment.name, "no bin where the observed track, the imputed one "
-                                     "and the same-assay baseline all have data; nothing to score")
-        row.update(quality_measures(observed[seen], imputed[seen], target_masks))
-        row.update({f"baseline_{k}": v
-                    for k, v in quality_measures(observed[seen], baseline[seen], target_masks).items()})
-        result.rows.append(row)
-        result.scatter[experiment.name] = scatter_sample(rng, seen, observed, imputed)
-        assay = int(ensemble.layout.assay_of[column])
-        if len(result.panels) < MAX_PANELS and assay not in panel_assays:
-            panel_assays.add(assay)
-            result.panels.append(track_panel(config, store, experiment, observed, imputed, baseline, windows))
-        progress("evaluate", len(result.rows), len(targets))
+    inputs_of = [baseline_columns(ensemble, column) for column, _ in targets]
+    for run, read in scoring_passes(targets, [[c, *inputs] for (c, _), inputs in zip(targets, inputs_of)],
+                                    store.bins.n_bins, budget):
+        block, position = store.read_columns(read), {int(k): p for p, k in enumerate(read)}
+        for t in run:
+            _score_target(config, store, ensemble, targets[t], inputs_of[t],
+                          block[:, [position[int(k)] for k in (targets[t][0], *inputs_of[t])]], masks, windows,
+                          panel_assays, rng, result)
+            progress("evaluate", len(result.rows), len(targets))
     if result.rows:
         write_metrics(config.output, result.rows)
     return result
+
+
+def _score_target(config: RunConfig, store: SignalStore, ensemble: Ensemble, target: tuple[int, str],
+                  inputs: np.ndarray, signal: np.ndarray, masks: dict, windows, panel_assays: set[int],
+                  rng: np.random.Generator, result: Evaluation) -> None:
+    """Score one target from ``signal`` (its observed column, then its baseline's inputs) into ``result``."""
+    column, kind = target
+    experiment = store.experiments[column]
+    path = imputed_path(config.output, experiment.cell_type, experiment.assay)
+    observed, imputed = signal[:, 0], read_track_bins(path, store.bins)
+    with np.errstate(all="ignore"):  # a bin no input covers is NaN, and left out below
+        baseline = np.nanmean(signal[:, 1:], axis=1) if inputs.size else np.full(observed.shape, np.nan)
+    seen = ~np.isnan(observed) & ~np.isnan(imputed) & ~np.isnan(baseline)
+    target_masks = {name: mask[seen] for name, mask in masks.items()}
+    row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "kind": kind,
+           "n_bins": int(seen.sum())}
+    if not seen.any():
+        raise PredictdInputError(path, experiment.name, "no bin where the observed track, the imputed one "
+                                 "and the same-assay baseline all have data; nothing to score")
+    row.update(quality_measures(observed[seen], imputed[seen], target_masks))
+    row.update({f"baseline_{k}": v
+                for k, v in quality_measures(observed[seen], baseline[seen], target_masks).items()})
+    result.rows.append(row)
+    result.scatter[experiment.name] = scatter_sample(rng, seen, observed, imputed)
+    assay = int(ensemble.layout.assay_of[column])
+    if len(result.panels) < MAX_PANELS and assay not in panel_assays:
+        panel_assays.add(assay)
+        result.panels.append(track_panel(config, store, experiment, observed, imputed, baseline, windows))
