@@ -36,6 +36,8 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
         ("Writing a bigWig of 25 bp bins", ["bigwig_write.py", "--quick"]),
         ("Spark sweep against the numpy engine", ["spark_sweep.py", "--data", str(work / "roadmap-8192"),
                                                   "--bins", "8192", "--chunk-bins", "2048", "--repeats", "1"]),
+        ("The whole protocol", ["protocol.py", "--work", str(work / "protocol"), "--bins", "4096", "--chunk-bins",
+                                "2048", "--folds", "2", "2", "--max-iters", "2", "--refine-sample", "2048", "2"]),
     ]
 
 

@@ -30,7 +30,7 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
                               "Imputation compute against its matrix products",
                               "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
                               "Memory against genome length", "Whole genome", "Writing a bigWig of 25 bp bins",
-                              "Spark sweep against the numpy engine"]
+                              "Spark sweep against the numpy engine", "The whole protocol"]
     number = re.compile(r"^\d[\d,.]*( |$)")  # a number, alone or with its unit
     for title, text in sections.items():
         rows = _table_rows(text)
@@ -49,3 +49,14 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
     # The 70-track run and the batches write the same signal with the same writer: sizes per value agree.
     some_size = float(re.search(r"bigWig size ([\d.]+) bytes per value", sections["Whole genome"]).group(1))
     assert 0.5 < some_size / all_missing_size < 2
+    # The protocol: the cloud's jobs in order (prepare, the 2 x 2 fold jobs, finish split at its progress lines),
+    # then the hg19 projection for each engine the handlers can submit to.
+    protocol = _table_rows(sections["The whole protocol"])
+    jobs = [row[0] for row in protocol]
+    assert jobs[0].startswith("prepare: `predictd folds`") and jobs[1].startswith("4 fold jobs")
+    assert jobs[2].startswith("finish: `predictd cv`") and "refinement fitted" in jobs[4] and "score the" in jobs[6]
+    assert float(protocol[0][2]) > 0 and float(protocol[1][2]) > 0  # CPU seconds of the jobs' process trees
+    # the finish job's phases, cut at its progress lines, add up to its CPU seconds measured as a whole (rusage)
+    assert abs(sum(float(row[2]) for row in protocol[3:8]) - float(protocol[2][2])) < 0.5
+    assert jobs[-4:] == ["EMR Serverless (default)", "EMR on EC2 (-c engine=emr-ec2)", "Azure Batch (spot)",
+                         "Azure Batch (on demand)"]
