@@ -43,14 +43,17 @@ def compendium(folder: Path, bins: int, chunk_bins: int | None = None, signal_fo
     return folder
 
 
-def write_config(data: Path, output: Path, engine: dict, model: dict | None = None, chunk_bins: int | None = None
-                 ) -> Path:
-    """A run config over compendium ``data`` (its store, no holdout) writing to ``output``."""
+def write_config(data: Path, output: Path, engine: dict, model: dict | None = None, chunk_bins: int | None = None,
+                 store: Path | None = None, cv: dict | None = None) -> Path:
+    """``output/config.yaml``: a run config over compendium ``data`` (its store, or ``store``; no holdout) writing
+    to ``output``, with ``cv`` settings when given."""
     config = {"tracks": str(data / "tracks.tsv"), "chrom_sizes": str(data / "chrom.sizes"),
-              "store": str(data / "store.zarr"), "model": {"solver": "als", **(model or {})},
+              "store": str(store or data / "store.zarr"), "model": {"solver": "als", **(model or {})},
               "engine": engine, "output": str(output)}
     if chunk_bins:
         config["chunk_bins"] = chunk_bins
+    if cv:
+        config["cv"] = cv
     output.mkdir(parents=True, exist_ok=True)
     path = output / "config.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -53,8 +53,7 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
-import yaml
-from jobs import HG19_BINS, LAYOUT, PLANTED_RANK
+from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, write_config
 
 N_TRACKS, N_PAIRS = 1014, 127 * 24  # the Roadmap layout's observed experiments, and its grid
 CHUNK_BINS = 65_536  # the default chunk (config.DEFAULT_CHUNK_BINS), which the hg19 store has
@@ -181,14 +180,8 @@ def run_config(data: Path, output: Path, folds: tuple[int, int], model: dict, pr
                store: Path | None = None) -> Path:
     """``output/config.yaml``: the run config as the cloud's (output, ``store: OUTPUT/store.zarr`` or
     ``store``), on the numpy engine with ``processes``."""
-    config = {"tracks": str(data / "tracks.tsv"), "chrom_sizes": str(data / "chrom.sizes"),
-              "store": str(store or output / "store.zarr"), "chunk_bins": chunk_bins,
-              "model": {"solver": "als", **model}, "engine": {"kind": "numpy", "processes": processes},
-              "cv": {"n_test": folds[0], "n_valid": folds[1]}, "output": str(output)}
-    output.mkdir(parents=True, exist_ok=True)
-    path = output / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return write_config(data, output, {"kind": "numpy", "processes": processes}, model, chunk_bins,
+                        store=store or output / "store.zarr", cv={"n_test": folds[0], "n_valid": folds[1]})
 
 
 @dataclass
@@ -457,7 +450,7 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     rows.append((f"finish: write {N_PAIRS:,} bigWigs ({WRITE_NS_PER_VALUE:.0f} ns a value)",
                  f"driver, {layout.driver_vcpu} writer processes, beside the compute", write / 3600, 0.0, 0.0))
     score = rates.score_core_s_per_track_m * N_TRACKS * m
-    rows.append((f"finish: score {N_TRACKS:,} experiments (each reads the whole store)", "driver, 1 process",
+    rows.append((f"finish: score {N_TRACKS:,} experiments (shared passes over the store)", "driver, 1 process",
                  score / 3600, score, hour(0) * score / 3600))
     rows.append(("finish: report + manifest", "driver", rates.report_core_s / 3600, rates.report_core_s,
                  hour(0) * rates.report_core_s / 3600))

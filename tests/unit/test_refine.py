@@ -122,10 +122,10 @@ def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
     assert np.corrcoef(refined, observed)[0, 1] > 0.9
 
 
-def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
-    """Assay 2 of every cell is shared noise plus a cell-specific part that none of the cell's other tracks
-    carries: only a tensor model that knows the cell (here its left-out imputation is the track itself,
-    slightly blurred) can supply it, and the validation hands it the result."""
+def cell_specific_assay():
+    """5 cells x 3 assays where assay 2 of every cell is shared signal plus sparse peaks of its own that none of
+    the cell's other tracks carries, and a tensor model's left-out imputation that is each input, slightly
+    blurred: (layout, chunks, inputs, tensor)."""
     layout = grid_layout(5, 3)
     rng = np.random.default_rng(8)
     chunks = planted_chunks()
@@ -133,6 +133,14 @@ def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
         chunk[:, 2::3] += np.arcsinh(rng.exponential(1.0, size=(len(chunk), 5)) * (rng.random((len(chunk), 5)) < 0.1) * 20)
     inputs = np.arange(1, 15)
     tensor = [chunk[:, inputs] + 0.05 * rng.normal(size=(len(chunk), inputs.size)) for chunk in chunks]
+    return layout, chunks, inputs, tensor
+
+
+def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
+    """Assay 2 of every cell is shared noise plus a cell-specific part that none of the cell's other tracks
+    carries: only a tensor model that knows the cell (here its left-out imputation is the track itself,
+    slightly blurred) can supply it, and the validation hands it the result."""
+    layout, chunks, inputs, tensor = cell_specific_assay()
     validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor)
     assert validation.tensor >= 0.8
     chosen = next(row for row in validation.table if (row["blend"], row["tensor"]) == (validation.blend, validation.tensor))
@@ -245,13 +253,7 @@ def test_validation_prefers_trees_where_the_cells_own_assay_acts_through_a_step(
 def test_trees_stack_the_tensor_imputation_where_only_the_tensor_knows_the_cell():
     """Assay 2 carries a cell-specific part no other track of the cell has; the tensor's (left-out)
     imputation is that track, blurred. The trees read it as a feature; the ridge cannot."""
-    layout = grid_layout(5, 3)
-    rng = np.random.default_rng(8)
-    chunks = planted_chunks()
-    for chunk in chunks:
-        chunk[:, 2::3] += np.arcsinh(rng.exponential(1.0, size=(len(chunk), 5)) * (rng.random((len(chunk), 5)) < 0.1) * 20)
-    inputs = np.arange(1, 15)
-    tensor = [chunk[:, inputs] + 0.05 * rng.normal(size=(len(chunk), inputs.size)) for chunk in chunks]
+    layout, chunks, inputs, tensor = cell_specific_assay()
     trees = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=1.0, regressor="gbt", left_out=tensor)
     ridge = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=1.0)
     target = 14  # (cell 4, assay 2), an input, predicted from its blurred left-out tensor imputation
