@@ -308,8 +308,9 @@ def simulate_compendium(out_dir: str | os.PathLike, n_cells: int | None = None, 
         n_bins=int(n_bins), bin_size=int(bin_size), store=out_dir / STORE_DIR if to_store else None)
 
 
-def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path:
-    """Write ``run.yaml`` beside a compendium's tracks, holding out ``holdout`` (``CELL:ASSAY``).
+def write_example_config(out_dir: str | os.PathLike, holdout: list[str], engine: dict | None = None) -> Path:
+    """Write ``run.yaml`` beside a compendium's tracks, holding out ``holdout`` (``CELL:ASSAY``), computed on
+    ``engine`` (the config's ``engine`` section; default Spark ``local[*]``).
 
     Paths in it are relative to the YAML's folder. ``bin_size`` is read from ``truth.npz`` when
     there is one (25 otherwise). Each held-out name must be an observed experiment of
@@ -369,7 +370,7 @@ def write_example_config(out_dir: str | os.PathLike, holdout: list[str]) -> Path
         "holdout": names,
         "model": {"solver": "als"},
         "cv": {"n_test": 5, "n_valid": 2},  # predictd cv: 10 fold models (PREDICTD's full scheme is 5 x 8)
-        "engine": {"master": "local[*]"},
+        "engine": dict(engine) if engine is not None else {"master": "local[*]"},
         "output": "output",
     }
     if (root / STORE_DIR).is_dir():

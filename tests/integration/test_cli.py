@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pyBigWig
+import yaml
 from typer.testing import CliRunner
 
 from predictd_core.cli.main import app
@@ -131,7 +132,7 @@ def test_installed_script_help():
     assert "Usage:" in done.stdout and "run" in done.stdout
 
 
-def test_demo_without_the_pilot_runs_on_a_simulated_compendium(tmp_path, monkeypatch, spark_session):
+def test_demo_without_the_pilot_runs_on_a_simulated_compendium(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from predictd_core.cli import main as cli
@@ -141,6 +142,7 @@ def test_demo_without_the_pilot_runs_on_a_simulated_compendium(tmp_path, monkeyp
     assert result.exit_code == 0, result.output
     assert "absent" in result.output and "generated compendium" in result.output
     output = tmp_path / "demo" / "simulated" / "output"
+    assert yaml.safe_load((output.parent / "run.yaml").read_text())["engine"] == {"kind": "numpy"}  # one chunk
     metrics = (output / "metrics.tsv").read_text().splitlines()
     kinds = [line.split("\t")[2] for line in metrics[1:]]
     assert kinds.count("holdout") == 2 and kinds.count("test-fold") == 28  # 30 tracks: 2 held out, 28 in folds
