@@ -29,7 +29,7 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
         ("Training to convergence", ["convergence.py", "--data", str(small), "--bins", "20000", "--patience", "2"]),
         ("Memory against genome length",
          ["memory_scale.py", "--work", str(work), "--bins", "20000", "40000", "--sweeps", "1"]),
-        ("Whole genome", ["whole_genome.py", "--data", str(work / "roadmap-60000"), "--bins", "60000",
+        ("Whole genome", ["whole_genome.py", "--data", str(work / "roadmap-32768"), "--bins", "32768",
                           "--model", str(small / "bench-train-numpy" / "model"), "--tracks", "70",
                           "--ingest-bins", "2000", "--all-missing", "--batch-tracks", "1017",
                           "--chunk-bins", "16384", "--refine-chunks", "0"]),
