@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from predictd_core.tracks.bigwig_writer import FixedStepBigWigWriter
+from predictd_core.tracks.bigwig_parts import BigWigPart, assemble
+from predictd_core.tracks.bigwig_writer import FixedStepBigWigWriter, FixedStepRuns
 from predictd_core.tracks.genome import GenomeBins
 
 
@@ -16,6 +17,65 @@ def to_pvalue_scale(arcsinh_signal: np.ndarray) -> np.ndarray:
     values = np.empty(np.shape(arcsinh_signal), dtype=np.float32)
     np.maximum(arcsinh_signal, 0.0, out=values, casting="same_kind")
     return np.sinh(values, out=values)
+
+
+def as_written(values: np.ndarray, from_arcsinh: bool) -> np.ndarray:
+    """The float32 -log10 p values a bigWig holds: ``values`` converted from arcsinh (:func:`to_pvalue_scale`)
+    when ``from_arcsinh``, else as given."""
+    return to_pvalue_scale(values) if from_arcsinh else np.asarray(values, dtype=np.float32)
+
+
+def add_bins(target: FixedStepRuns, bins: GenomeBins, lo: int, hi: int, values: np.ndarray) -> None:
+    """Append bins ``[lo, hi)`` of ``bins`` with ``values`` (float32, shape (hi - lo,)) to a bigWig writer or
+    part: each run of full-width adjacent bins as one piece (:meth:`~FixedStepRuns.add`), a region's shorter
+    last bin as an interval of its own width (:meth:`~FixedStepRuns.add_interval`), so the file has exactly
+    the bins' layout."""
+    size = bins.bin_size
+    for contig, start, end, first, last in bins.runs(lo, hi):
+        n_full = (end - start) // size
+        if n_full:
+            target.add(contig, start, values[first - lo:first - lo + n_full])
+        if first + n_full < last:
+            target.add_interval(contig, start + n_full * size, end, values[last - 1 - lo])
+
+
+def run_origin(bins: GenomeBins, lo: int) -> int | None:
+    """Where (base, on its contig) the run of adjacent bins holding bin ``lo`` started, if before bin ``lo``;
+    None when bin ``lo`` starts a run (or is past the last bin).
+
+    A bigWig writer continues a run while bins are full-width and adjacent: a span (whole contig or region)
+    starts a run unless the span before it is on the same contig, ends where it starts and has no shorter
+    last bin (:func:`add_bins` then continues the run across them). Zoom records are aligned to run starts, so
+    a part beginning at ``lo`` needs this (:class:`~predictd_core.tracks.bigwig_parts.BigWigPart`).
+    """
+    size = bins.bin_size
+    first, origin, previous = 0, 0, None
+    for contig, start, end in bins.spans:
+        if not (previous is not None and previous[0] == contig and previous[2] == start
+                and (previous[2] - previous[1]) % size == 0):
+            origin = start
+        count = -(-(end - start) // size)
+        if lo < first + count:
+            position = start + (lo - first) * size
+            return origin if origin < position else None
+        first, previous = first + count, (contig, start, end)
+    return None
+
+
+def write_track_part(path: Path, bins: GenomeBins, lo: int, hi: int, values: np.ndarray,
+                     from_arcsinh: bool = False) -> None:
+    """Write bins ``[lo, hi)`` of one track (``values``, shape (hi - lo,): -log10 p, or arcsinh with
+    ``from_arcsinh``; finite) as a bigWig part (:class:`~predictd_core.tracks.bigwig_parts.BigWigPart`):
+    the expensive share of writing the track (deflate, zoom records), done where the chunk is computed.
+    :func:`assemble_track` puts the parts together into the file :class:`BigWigWriter` would write."""
+    with BigWigPart(path, list(bins.contigs), bins.bin_size, run_origin=run_origin(bins, lo)) as part:
+        add_bins(part, bins, lo, hi, as_written(values, from_arcsinh))
+
+
+def assemble_track(part_paths: list[Path], path: Path, bins: GenomeBins) -> None:
+    """Write the bigWig at ``path`` from the parts :func:`write_track_part` wrote for consecutive bin ranges,
+    in genome order (:func:`~predictd_core.tracks.bigwig_parts.assemble`: blocks copied as bytes)."""
+    assemble(part_paths, path, list(bins.contigs), bins.bin_size)
 
 
 class BigWigWriter:
@@ -37,14 +97,7 @@ class BigWigWriter:
     def add(self, lo: int, hi: int, values: np.ndarray) -> None:
         """Write bins ``[lo, hi)`` with ``values`` (shape (hi - lo,), -log10 p scale, or arcsinh with
         ``from_arcsinh``; finite)."""
-        values = to_pvalue_scale(values) if self.from_arcsinh else np.asarray(values, dtype=np.float32)
-        size = self.bins.bin_size
-        for contig, start, end, first, last in self.bins.runs(lo, hi):
-            n_full = (end - start) // size
-            if n_full:
-                self._file.add(contig, start, values[first - lo:first - lo + n_full])
-            if first + n_full < last:
-                self._file.add_interval(contig, start + n_full * size, end, values[last - 1 - lo])
+        add_bins(self._file, self.bins, lo, hi, as_written(values, self.from_arcsinh))
 
     def close(self) -> None:
         """Complete the file (index, zoom levels, header) and put it at ``path``."""

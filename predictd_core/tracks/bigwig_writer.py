@@ -22,6 +22,12 @@ blocks go to the file as they fill; the zoom levels' compressed blocks, which be
 index, wait in a side file (``<path>.zooms.partial``) once they pass :data:`ZOOM_BYTES_IN_MEMORY`; what grows
 is the data index, 32 bytes a block. The file is written as
 ``<path>.partial`` and renamed to ``path`` when complete.
+
+The pieces are shared with :mod:`predictd_core.tracks.bigwig_parts`, which writes a track in parts (one per
+range of bins, deflated where the range is computed) and assembles them by copying: :class:`FixedStepRuns`
+lays appended bins into runs, data blocks (:func:`data_blocks`) and level-0 records; :func:`summarise_bins`,
+:func:`coarsen` and :func:`zoom_blocks` make the zoom levels; :class:`BigWigFile` writes the header, trees and
+zoom levels around the blocks.
 """
 
 from __future__ import annotations
@@ -94,6 +100,20 @@ def zoom_reductions(contigs: list[tuple[str, int]], bin_size: int) -> list[int]:
     return reductions
 
 
+def check_contigs(path: str | os.PathLike, contigs: list[tuple[str, int]]) -> tuple[list[str], list[int]]:
+    """The names and lengths of ``contigs`` (the file's contig ids are their places), checked for what the format
+    needs: at least one, no name twice, lengths in [1, 2**32). Errors name ``path``, the file being written."""
+    names = [str(name) for name, _ in contigs]
+    lengths = [int(length) for _, length in contigs]
+    if not names:
+        raise PredictdInputError(str(path), "contigs", "no contigs given")
+    if len(set(names)) < len(names):
+        raise PredictdInputError(str(path), "contigs", "a contig is listed twice")
+    if not all(0 < length < 2 ** 32 for length in lengths):
+        raise PredictdInputError(str(path), "contigs", "contig lengths must be in [1, 2**32)")
+    return names, lengths
+
+
 class Summaries(NamedTuple):
     """Zoom records in the making, one entry per record, as columns.
 
@@ -160,6 +180,77 @@ def coarsen(summaries: Summaries, factor: int) -> Summaries:
                      np.add.reduceat(summaries.bases, cuts), np.minimum.reduceat(summaries.low, cuts),
                      np.maximum.reduceat(summaries.high, cuts), np.add.reduceat(summaries.total, cuts),
                      np.add.reduceat(summaries.squares, cuts))
+
+
+class Blocks(NamedTuple):
+    """Compressed blocks meant to lie one after another in a file, with their R-tree leaf entries
+    (:data:`LEAF_ITEM`; offsets counted from the first block's start) and the largest block's size before
+    compression (the header's buffer size must hold any block)."""
+
+    data: list[bytes]
+    items: np.ndarray
+    largest: int
+
+
+def join_items(tables: list[np.ndarray]) -> np.ndarray:
+    """R-tree leaf entries (:data:`LEAF_ITEM` arrays) one after another, as one array (joined as bytes:
+    numpy's concatenate of structured arrays costs ~40 us a table in dtype promotion)."""
+    return np.frombuffer(b"".join(table.tobytes() for table in tables), LEAF_ITEM).copy()
+
+
+def _leaf_items(start_chrom, start, end_chrom, end, data: list[bytes]) -> np.ndarray:
+    """R-tree leaf entries of ``data``'s blocks laid one after another from offset 0, bounded as given."""
+    items = np.zeros(len(data), LEAF_ITEM)
+    items["start_chrom"], items["start"], items["end_chrom"], items["end"] = start_chrom, start, end_chrom, end
+    items["size"] = [len(block) for block in data]
+    items["offset"] = np.cumsum(items["size"]) - items["size"]
+    return items
+
+
+def data_blocks(values: np.ndarray, chrom: int, start: int, bin_size: int, span: int,
+                compress: Callable[[bytes], bytes]) -> Blocks:
+    """Fixed-step data blocks of adjacent bins of one contig from ``start``: ``values`` (float32) are either
+    whole blocks of :data:`VALUES_PER_BLOCK` or one block of fewer; bins are ``bin_size`` apart and ``span``
+    wide (narrower than a bin only for a single last bin)."""
+    per = min(VALUES_PER_BLOCK, len(values))
+    count = len(values) // per
+    starts = start + np.arange(count, dtype=np.int64) * (per * bin_size)
+    ends = starts + (per - 1) * bin_size + span
+    words = np.empty((count, BLOCK_HEADER.size // 4 + per), "<u4")  # each row: header, then values
+    words[:, 0] = chrom
+    words[:, 1] = starts
+    words[:, 2] = ends
+    words[:, 3] = bin_size
+    words[:, 4] = span
+    words[:, 5] = FIXED_STEP | per << 16  # type, reserved byte, item count
+    words[:, 6:] = values.astype("<f4", copy=False).view("<u4").reshape(count, per)
+    data = [compress(row) for row in words]
+    return Blocks(data, _leaf_items(chrom, starts, chrom, ends, data), words.shape[1] * 4)
+
+
+def zoom_blocks(summaries: Summaries, reduction: int, compress: Callable[[bytes], bytes],
+                firsts: np.ndarray | None = None) -> Blocks:
+    """The zoom blocks of finished records of a level of ``reduction`` bases, :data:`RECORDS_PER_BLOCK` a block
+    (the last one shorter), or cut before the records ``firsts`` (increasing, from 0; at most
+    :data:`RECORDS_PER_BLOCK` apart): each record's float64 sums are rounded once, to the format's float32."""
+    n = len(summaries.record)
+    records = np.empty(n, ZOOM_RECORD)
+    starts = summaries.origin + summaries.record * reduction
+    records["chrom"] = summaries.chrom
+    records["start"] = starts
+    records["end"] = starts + summaries.bases  # a run's bins are adjacent: a record ends where its data do
+    records["valid"] = summaries.bases
+    records["min"] = summaries.low
+    records["max"] = summaries.high
+    records["sum"] = summaries.total
+    records["squares"] = summaries.squares
+    if firsts is None:
+        firsts = np.arange(0, n, RECORDS_PER_BLOCK)
+    ends = np.append(firsts[1:], n)[:len(firsts)]  # no records: no blocks
+    data = [compress(records[first:end]) for first, end in zip(firsts.tolist(), ends.tolist())]
+    items = _leaf_items(records["chrom"][firsts], records["start"][firsts], records["chrom"][ends - 1],
+                        records["end"][ends - 1], data)
+    return Blocks(data, items, int((ends - firsts).max(initial=0)) * ZOOM_RECORD.itemsize)
 
 
 def rtree_bytes(items: np.ndarray, offset: int, data_end: int, items_per_slot: int) -> bytes:
@@ -251,6 +342,110 @@ def chrom_tree_bytes(names: list[str], lengths: list[int], offset: int) -> bytes
     return b"".join(parts)
 
 
+class AtomicFile:
+    """A file written front to back as ``<path>.partial``, renamed to ``path`` by :meth:`commit` (so a reader
+    never sees it incomplete); :meth:`discard` removes it instead.
+
+    ``offset`` is where the next :meth:`write` goes; ``crc``, when set to an int, is the running CRC-32 of
+    what is written from then on (parts check their blocks with it).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self._file = open(self.partial, "wb")
+        self.offset = 0
+        self.crc: int | None = None
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``."""
+        self._file.write(data)
+        self.offset += len(data)
+        if self.crc is not None:
+            self.crc = isal_zlib.crc32(data, self.crc)
+
+    def patch(self, offset: int, data: bytes) -> None:
+        """Overwrite bytes written before (a header completed at the end), leaving :attr:`offset` as it is."""
+        self._file.seek(offset)
+        self._file.write(data)
+        self._file.seek(self.offset)
+
+    def commit(self) -> None:
+        """Close the file and rename it to ``path``."""
+        self._file.close()
+        self.closed = True
+        os.replace(self.partial, self.path)
+
+    def discard(self) -> None:
+        """Close and remove the partial file (nothing appears at ``path``)."""
+        if not self.closed:
+            self._file.close()
+            self.closed = True
+        self.partial.unlink(missing_ok=True)
+
+
+class BigWigFile(AtomicFile):
+    """A bigWig laid out in file order by its writer: header, zoom headers and total summary (left blank until
+    :meth:`finish`), the contig tree and the data's block count are written on opening; then the caller writes
+    the data blocks (from :attr:`offset`), :meth:`write_data_index`, :meth:`write_zoom_level` for each level
+    and :meth:`finish`. Both the one-pass writer and the assembly of parts write through it.
+
+    Parameters
+    ----------
+    path : path-like
+        Where the file appears when finished (``<path>.partial`` until then).
+    names, lengths : lists
+        The contigs (:func:`check_contigs`), in the order of their ids.
+    n_levels : int
+        Zoom headers to make room for: at most this many levels are written.
+    """
+
+    def __init__(self, path: str | os.PathLike, names: list[str], lengths: list[int], n_levels: int) -> None:
+        super().__init__(path)
+        self._summary_offset = HEADER.size + ZOOM_HEADER.size * n_levels
+        self._chrom_tree_offset = self._summary_offset + TOTAL_SUMMARY.size
+        chrom_tree = chrom_tree_bytes(names, lengths, self._chrom_tree_offset)
+        self._data_offset = self._chrom_tree_offset + len(chrom_tree)
+        self.write(bytes(self._chrom_tree_offset) + chrom_tree + bytes(8))  # the data blocks follow
+        self._index_offset = 0
+        self._zooms: list[tuple[int, int, int]] = []  # (reduction, data offset, index offset) per level written
+
+    def write_data_index(self, items: np.ndarray) -> None:
+        """Write the R-tree of the data blocks (:data:`LEAF_ITEM`, in genome order, offsets in this file)."""
+        self._index_offset = self.offset
+        self.write(rtree_bytes(items, self.offset, self.offset, 1))
+
+    def write_zoom_level(self, reduction: int, chunks, items: np.ndarray) -> None:
+        """Write a zoom level: its block count, its blocks (the bytes of ``chunks``, an iterable of bytes, one
+        after another) and their R-tree (``items``: one per block, offsets counted from the first block)."""
+        data_offset = self.offset
+        self.write(struct.pack("<I", len(items)))
+        for chunk in chunks:
+            self.write(chunk)
+        if self.offset - data_offset - 4 != int(items["size"].sum()):
+            raise RuntimeError(f"{self.path}: zoom level {reduction}: blocks and index disagree on their size")
+        items = items.copy()
+        items["offset"] += data_offset + 4
+        index_offset = self.offset
+        self.write(rtree_bytes(items, index_offset, index_offset, RECORDS_PER_BLOCK))
+        self._zooms.append((reduction, data_offset, index_offset))
+
+    def finish(self, n_blocks: int, summary: tuple[int, float, float, float, float], largest: int) -> None:
+        """Complete the header (``n_blocks`` data blocks; ``summary``: bases covered, min, max, sum, sum of
+        squares; ``largest``: the largest block uncompressed) and rename the file into place."""
+        self.write(struct.pack("<I", BIGWIG_MAGIC))
+        summary_offset = self._summary_offset if n_blocks else 0
+        self.patch(0, HEADER.pack(BIGWIG_MAGIC, VERSION, len(self._zooms), self._chrom_tree_offset,
+                                  self._data_offset, self._index_offset, 0, 0, 0, summary_offset, largest, 0)
+                   + b"".join(ZOOM_HEADER.pack(reduction, 0, data_offset, index_offset)
+                              for reduction, data_offset, index_offset in self._zooms))
+        if n_blocks:
+            self.patch(self._summary_offset, TOTAL_SUMMARY.pack(*summary))
+        self.patch(self._data_offset, struct.pack("<Q", n_blocks))
+        self.commit()
+
+
 class _ZoomLevel:
     """One zoom level being written: its open record, finished records waiting for a block, and its
     compressed blocks (in memory, then in the side file).
@@ -269,7 +464,7 @@ class _ZoomLevel:
         self.blocks: list[bytes] = []  # compressed blocks in memory, after those in the side file
         self.spilled: list[tuple[int, int]] = []  # (offset, size) of blocks in the side file, in order
         self.sizes: list[int] = []  # every block's compressed size, in order
-        self.bounds: list[np.ndarray] = []  # LEAF_ITEM of every block (offsets and sizes filled at close)
+        self.bounds: list[np.ndarray] = []  # LEAF_ITEM of every block (offsets set at close)
         self.largest = 0  # largest uncompressed block, bytes
 
     def extend(self, summaries: Summaries) -> None:
@@ -307,80 +502,40 @@ class _ZoomLevel:
         blocked = finished.take(slice(0, n))
         rest = finished.take(slice(n, None))
         self.finished, self.n_finished = ([rest], len(rest.record)) if len(rest.record) else ([], 0)
-        records = np.empty(n, ZOOM_RECORD)
-        starts = blocked.origin + blocked.record * self.reduction
-        records["chrom"] = blocked.chrom
-        records["start"] = starts
-        records["end"] = starts + blocked.bases  # a run's bins are adjacent: a record ends where its data do
-        records["valid"] = blocked.bases
-        records["min"] = blocked.low
-        records["max"] = blocked.high
-        records["sum"] = blocked.total
-        records["squares"] = blocked.squares
-        firsts = np.arange(0, n, RECORDS_PER_BLOCK)
-        bounds = np.zeros(len(firsts), LEAF_ITEM)
-        bounds["start_chrom"], bounds["start"] = records["chrom"][firsts], records["start"][firsts]
-        lasts = np.minimum(firsts + RECORDS_PER_BLOCK, n) - 1
-        bounds["end_chrom"], bounds["end"] = records["chrom"][lasts], records["end"][lasts]
-        self.bounds.append(bounds)
-        for first in firsts:
-            data = compress(records[first:first + RECORDS_PER_BLOCK])
-            self.blocks.append(data)
-            self.sizes.append(len(data))
-        self.largest = max(self.largest, min(n, RECORDS_PER_BLOCK) * ZOOM_RECORD.itemsize)
+        blocks = zoom_blocks(blocked, self.reduction, compress)
+        self.blocks += blocks.data
+        self.sizes += blocks.items["size"].tolist()
+        self.bounds.append(blocks.items)
+        self.largest = max(self.largest, blocks.largest)
         return blocked
 
 
-class FixedStepBigWigWriter:
-    """A bigWig of fixed-size bins, appended run by run in genome order.
+class FixedStepRuns:
+    """Bins of one track appended in genome order, laid into runs of adjacent bins, fixed-step data blocks,
+    level-0 zoom records and the total summary: what a bigWig writer (:class:`FixedStepBigWigWriter`) and a
+    part of one (:class:`predictd_core.tracks.bigwig_parts.BigWigPart`) share.
 
-    Parameters
-    ----------
-    path : path-like
-        The file to write; it appears only when :meth:`close` has completed it (``<path>.partial`` until then).
-    contigs : list of (name, length)
-        Every contig of the genome, in the order the data will come (the file's contig ids); contigs given no
-        data are listed too, as genome browsers expect.
-    bin_size : int
-        Bases per bin: every value written by :meth:`add` covers this many.
-    compress : callable, bytes -> bytes
-        The zlib-format deflate of every block (:data:`DEFAULT_COMPRESS`).
-
-    Values are float32 as the format stores them and must be finite (imputed signal is): a NaN or infinity
-    raises. Use as a context manager to have the partial files removed if the block raises.
+    A subclass opens ``self._out`` (an :class:`AtomicFile`, at the offset where data blocks go) and says where
+    each piece's level-0 records go (:meth:`_take_summaries`) and what a run's end means for them
+    (:meth:`_end_zoom_run`), then completes the file in ``close``. Values are float32 as the format stores
+    them and must be finite (imputed signal is): a NaN or infinity raises. Use as a context manager to have
+    the partial files removed if the block raises.
     """
 
+    _out: AtomicFile
+
     def __init__(self, path: str | os.PathLike, contigs: list[tuple[str, int]], bin_size: int,
-                 compress: Callable[[bytes], bytes] = DEFAULT_COMPRESS) -> None:
+                 compress: Callable[[bytes], bytes]) -> None:
         self.path = Path(path)
         self.bin_size, self.compress = int(bin_size), compress
-        self._names = [str(name) for name, _ in contigs]
-        self._lengths = [int(length) for _, length in contigs]
-        if not self._names:
-            raise PredictdInputError(str(self.path), "contigs", "no contigs given")
-        if len(set(self._names)) < len(self._names):
-            raise PredictdInputError(str(self.path), "contigs", "a contig is listed twice")
-        if not all(0 < length < 2 ** 32 for length in self._lengths):
-            raise PredictdInputError(str(self.path), "contigs", "contig lengths must be in [1, 2**32)")
+        self._names, self._lengths = check_contigs(self.path, contigs)
         if self.bin_size <= 0:
             raise PredictdInputError(str(self.path), "bin_size", f"must be positive, got {bin_size}")
         self._ids = {name: k for k, name in enumerate(self._names)}
-        self._partial = self.path.with_name(self.path.name + ".partial")
-        self._side = self.path.with_name(self.path.name + ".zooms.partial")
-        self._levels = [_ZoomLevel(reduction, self.bin_size)
-                        for reduction in zoom_reductions(list(zip(self._names, self._lengths)), self.bin_size)]
-        self._file = open(self._partial, "wb")
-        self._summary_offset = HEADER.size + ZOOM_HEADER.size * len(self._levels)
-        self._chrom_tree_offset = self._summary_offset + TOTAL_SUMMARY.size
-        chrom_tree = chrom_tree_bytes(self._names, self._lengths, self._chrom_tree_offset)
-        self._data_offset = self._chrom_tree_offset + len(chrom_tree)
-        self._file.write(bytes(self._chrom_tree_offset) + chrom_tree + bytes(8))  # header, summary: at close
-        self._offset = self._data_offset + 8  # after the data's block count
-        self._block_items: list[np.ndarray] = []  # LEAF_ITEM of the data blocks written, in batches
+        self._reductions = zoom_reductions(list(zip(self._names, self._lengths)), self.bin_size)
+        self._block_items: list[np.ndarray] = []  # LEAF_ITEM of the data blocks written (offsets in the file)
         self._n_blocks = 0
         self._largest_block = 0
-        self._spilled_bytes = 0  # size of the side file
-        self._zoom_bytes = 0  # compressed zoom blocks held in memory
         # the run of adjacent bins being written, and its values not yet in a block
         self._run, self._run_chrom, self._run_start, self._run_bins, self._run_open = -1, -1, 0, 0, False
         self._waiting = np.zeros(0, np.float32)
@@ -389,7 +544,7 @@ class FixedStepBigWigWriter:
         self._low, self._high = np.inf, -np.inf
         self._closed = False
 
-    def __enter__(self) -> "FixedStepBigWigWriter":
+    def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
@@ -397,6 +552,19 @@ class FixedStepBigWigWriter:
             self.close()
         else:
             self.discard()
+
+    def close(self) -> None:  # pragma: no cover - every subclass completes its own file
+        raise NotImplementedError
+
+    def discard(self) -> None:
+        """Stop writing and remove the partial file (nothing appears at ``path``)."""
+        self._closed = True
+        self._out.discard()
+
+    @property
+    def summary(self) -> tuple[int, float, float, float, float]:
+        """Bases covered, min, max, sum and sum of squares (sums weighted by bases) of the data so far."""
+        return self._bases, float(self._low), float(self._high), self._sum, self._squares
 
     def add(self, contig: str, start: int, values: np.ndarray) -> None:
         """Write bins of :attr:`bin_size` from ``start`` on ``contig``, one per value (1-D, float32 or
@@ -443,7 +611,7 @@ class FixedStepBigWigWriter:
         """Values of the current run's next bins, each ``width`` bases (the bin size, or narrower for a last
         bin)."""
         summaries = summarise_bins(values, self._run, self._run_chrom, self._run_start, self._run_bins,
-                                   self._levels[0].bins_per_record, width)
+                                   self._reductions[0] // self.bin_size, width)
         low, high = float(summaries.low.min()), float(summaries.high.max())
         if not (np.isfinite(low) and np.isfinite(high)):
             bad = int(np.flatnonzero(~np.isfinite(values))[0])
@@ -457,25 +625,14 @@ class FixedStepBigWigWriter:
         self._low, self._high = min(self._low, low), max(self._high, high)
         self._run_bins += len(values)
         self._last = (self._run_chrom, self._run_start + (self._run_bins - 1) * self.bin_size + width)
-        self._levels[0].extend(summaries)
-        self._make_zoom_blocks(everything=False)
+        self._take_summaries(summaries)
 
-    def _make_zoom_blocks(self, everything: bool) -> None:
-        """Put the zoom levels' finished records into blocks, level by level, each level's blocked records
-        going up to the next (``everything``: the file is complete, every record is finished)."""
-        for index, level in enumerate(self._levels):
-            if everything:
-                level.end_run()
-            blocked = level.make_blocks(self.compress, everything)
-            if blocked is None:
-                if everything:
-                    continue
-                break
-            self._zoom_bytes += sum(level.sizes[-len(level.bounds[-1]):])
-            if index + 1 < len(self._levels):
-                self._levels[index + 1].extend(coarsen(blocked, ZOOM_FACTOR))
-        if self._zoom_bytes > ZOOM_BYTES_IN_MEMORY and not everything:
-            self._spill()
+    def _take_summaries(self, summaries: Summaries) -> None:  # pragma: no cover - subclasses say
+        """Level-0 zoom records of the piece just appended (the first may continue the last one taken)."""
+        raise NotImplementedError
+
+    def _end_zoom_run(self) -> None:
+        """The current run has ended: no record taken later continues its last one."""
 
     def _write_data(self, values: np.ndarray, width: int) -> None:
         """Put the run's next values into fixed-step blocks of :data:`VALUES_PER_BLOCK` and write the full ones
@@ -501,39 +658,78 @@ class FixedStepBigWigWriter:
             self._waiting = np.zeros(0, np.float32)
 
     def _write_blocks(self, values: np.ndarray, start: int, span: int) -> None:
-        """Compress and write the run's next values from ``start`` as fixed-step blocks, ``span`` wide: either
-        whole blocks of :data:`VALUES_PER_BLOCK`, or one block of fewer."""
-        per = min(VALUES_PER_BLOCK, len(values))
-        count = len(values) // per
-        starts = start + np.arange(count, dtype=np.int64) * (per * self.bin_size)
-        ends = starts + (per - 1) * self.bin_size + span
-        words = np.empty((count, BLOCK_HEADER.size // 4 + per), "<u4")  # each row: header, then values
-        words[:, 0] = self._run_chrom
-        words[:, 1] = starts
-        words[:, 2] = ends
-        words[:, 3] = self.bin_size
-        words[:, 4] = span
-        words[:, 5] = FIXED_STEP | per << 16  # type, reserved byte, item count
-        words[:, 6:] = values.astype("<f4", copy=False).view("<u4").reshape(count, per)
-        compressed = [self.compress(row) for row in words]
-        items = np.zeros(count, LEAF_ITEM)
-        items["start_chrom"] = items["end_chrom"] = self._run_chrom
-        items["start"], items["end"] = starts, ends
-        items["size"] = [len(data) for data in compressed]
-        items["offset"] = self._offset + np.concatenate(([0], np.cumsum(items["size"][:-1])))
-        self._file.write(b"".join(compressed))
-        self._offset += int(items["size"].sum())
-        self._block_items.append(items)
-        self._n_blocks += count
-        self._largest_block = max(self._largest_block, words.shape[1] * 4)
+        """Compress and write the run's next values from ``start`` (:func:`data_blocks`)."""
+        blocks = data_blocks(values, self._run_chrom, start, self.bin_size, span, self.compress)
+        blocks.items["offset"] += self._out.offset
+        self._out.write(b"".join(blocks.data))
+        self._block_items.append(blocks.items)
+        self._n_blocks += len(blocks.items)
+        self._largest_block = max(self._largest_block, blocks.largest)
 
     def _end_run(self) -> None:
         """End the current run: its waiting values are written and its last zoom record is finished."""
         if not self._run_open:
             return
         self._flush_waiting()
-        self._levels[0].end_run()
+        self._end_zoom_run()
         self._run_open = False
+
+    def _data_items(self) -> np.ndarray:
+        """The R-tree leaf entries of every data block written, in order."""
+        return join_items(self._block_items)
+
+
+class FixedStepBigWigWriter(FixedStepRuns):
+    """A bigWig of fixed-size bins, appended run by run in genome order.
+
+    Parameters
+    ----------
+    path : path-like
+        The file to write; it appears only when :meth:`close` has completed it (``<path>.partial`` until then).
+    contigs : list of (name, length)
+        Every contig of the genome, in the order the data will come (the file's contig ids); contigs given no
+        data are listed too, as genome browsers expect.
+    bin_size : int
+        Bases per bin: every value written by :meth:`add` covers this many.
+    compress : callable, bytes -> bytes
+        The zlib-format deflate of every block (:data:`DEFAULT_COMPRESS`).
+
+    Values are float32 as the format stores them and must be finite (imputed signal is): a NaN or infinity
+    raises. Use as a context manager to have the partial files removed if the block raises.
+    """
+
+    def __init__(self, path: str | os.PathLike, contigs: list[tuple[str, int]], bin_size: int,
+                 compress: Callable[[bytes], bytes] = DEFAULT_COMPRESS) -> None:
+        super().__init__(path, contigs, bin_size, compress)
+        self._side = self.path.with_name(self.path.name + ".zooms.partial")
+        self._levels = [_ZoomLevel(reduction, self.bin_size) for reduction in self._reductions]
+        self._out = BigWigFile(self.path, self._names, self._lengths, len(self._levels))
+        self._spilled_bytes = 0  # size of the side file
+        self._zoom_bytes = 0  # compressed zoom blocks held in memory
+
+    def _take_summaries(self, summaries: Summaries) -> None:
+        self._levels[0].extend(summaries)
+        self._make_zoom_blocks(everything=False)
+
+    def _end_zoom_run(self) -> None:
+        self._levels[0].end_run()
+
+    def _make_zoom_blocks(self, everything: bool) -> None:
+        """Put the zoom levels' finished records into blocks, level by level, each level's blocked records
+        going up to the next (``everything``: the file is complete, every record is finished)."""
+        for index, level in enumerate(self._levels):
+            if everything:
+                level.end_run()
+            blocked = level.make_blocks(self.compress, everything)
+            if blocked is None:
+                if everything:
+                    continue
+                break
+            self._zoom_bytes += sum(level.sizes[-len(level.bounds[-1]):])
+            if index + 1 < len(self._levels):
+                self._levels[index + 1].extend(coarsen(blocked, ZOOM_FACTOR))
+        if self._zoom_bytes > ZOOM_BYTES_IN_MEMORY and not everything:
+            self._spill()
 
     def _spill(self) -> None:
         """Move the zoom blocks held in memory to the side file."""
@@ -553,56 +749,26 @@ class FixedStepBigWigWriter:
         self._end_run()
         self._make_zoom_blocks(everything=True)
         levels = self._levels if self._n_blocks else []  # no data: no zoom levels
-        index_offset = self._offset
-        items = np.concatenate(self._block_items) if self._block_items else np.zeros(0, LEAF_ITEM)
-        self._write(rtree_bytes(items, index_offset, index_offset, 1))
-        zoom_offsets = [self._write_zoom_level(level) for level in levels]
-        self._write(struct.pack("<I", BIGWIG_MAGIC))
+        self._out.write_data_index(self._data_items())
+        for level in levels:
+            items = join_items(level.bounds)
+            items["offset"] = np.cumsum(items["size"]) - items["size"]
+            self._out.write_zoom_level(level.reduction, self._zoom_chunks(level), items)
         largest = max([self._largest_block] + [level.largest for level in levels])
-        summary_offset = self._summary_offset if self._n_blocks else 0
-        self._file.seek(0)
-        self._file.write(HEADER.pack(BIGWIG_MAGIC, VERSION, len(levels), self._chrom_tree_offset,
-                                     self._data_offset, index_offset, 0, 0, 0, summary_offset, largest, 0))
-        for level, (data_offset, level_index_offset) in zip(levels, zoom_offsets):
-            self._file.write(ZOOM_HEADER.pack(level.reduction, 0, data_offset, level_index_offset))
-        if self._n_blocks:
-            self._file.seek(self._summary_offset)
-            self._file.write(TOTAL_SUMMARY.pack(self._bases, self._low, self._high, self._sum, self._squares))
-        self._file.seek(self._data_offset)
-        self._file.write(struct.pack("<Q", self._n_blocks))
-        self._file.close()
+        self._out.finish(self._n_blocks, self.summary, largest)
         self._closed = True
         self._side.unlink(missing_ok=True)
-        os.replace(self._partial, self.path)
 
     def discard(self) -> None:
         """Stop writing and remove the partial files (the file at ``path`` is not made)."""
-        if not self._closed:
-            self._file.close()
-            self._closed = True
-        self._partial.unlink(missing_ok=True)
+        super().discard()
         self._side.unlink(missing_ok=True)
 
-    def _write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._offset += len(data)
-
-    def _write_zoom_level(self, level: _ZoomLevel) -> tuple[int, int]:
-        """Write a zoom level's block count, blocks (from the side file, then memory) and index; returns the
-        offsets of its data and its index."""
-        data_offset = self._offset
-        self._write(struct.pack("<I", len(level.sizes)))
+    def _zoom_chunks(self, level: _ZoomLevel):
+        """A zoom level's compressed blocks in order: those in the side file, then those in memory."""
         if level.spilled:
             with open(self._side, "rb") as side:
                 for offset, size in level.spilled:
                     side.seek(offset)
-                    self._write(side.read(size))
-        for data in level.blocks:
-            self._write(data)
-        items = np.concatenate(level.bounds) if level.bounds else np.zeros(0, LEAF_ITEM)
-        sizes = np.array(level.sizes, dtype=np.int64)
-        items["size"] = sizes
-        items["offset"] = data_offset + 4 + np.cumsum(sizes) - sizes
-        index_offset = self._offset
-        self._write(rtree_bytes(items, index_offset, index_offset, RECORDS_PER_BLOCK))
-        return data_offset, index_offset
+                    yield side.read(size)
+        yield from level.blocks
