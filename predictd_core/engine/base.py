@@ -2,7 +2,10 @@
 
 An engine maps pure functions of a chunk's signal over a store's chunks and adds their results
 (``fn(signal, payload)``, the sum by ``+``), streams per-chunk results in genome order, and keeps a
-state per chunk between passes (NAdam's genome rows). :class:`~predictd_core.engine.local.LocalEngine`
+state per chunk between passes (NAdam's genome rows). A *distributed* engine also runs work where its
+executors are (:meth:`Engine.map_chunks_remote`, :meth:`Engine.run_tasks`): functions that write what they
+make to shared storage themselves and send the driver only small results, so that a whole-genome imputation
+is not one driver writing every file while the executors idle. :class:`~predictd_core.engine.local.LocalEngine`
 runs them in this process, :class:`~predictd_core.engine.spark.SparkEngine` on Spark; both are
 context managers that close on exit.
 """
@@ -10,7 +13,7 @@ context managers that close on exit.
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any, Callable, Iterator, Protocol, Self
+from typing import Any, Callable, Iterator, Protocol, Self, Sequence
 
 import numpy as np
 
@@ -31,18 +34,40 @@ class Engine(Protocol):
         (training on a sample of the genome).
     n_bins : int
         Bins in :attr:`chunks`.
+    distributed : bool
+        True when :meth:`map_chunks_remote` and :meth:`run_tasks` run their functions elsewhere than this
+        process, side by side (Spark's executors): worth writing outputs from there; False when they are plain
+        loops here (the numpy engine, whose imputation has processes of its own).
+    parallelism : int
+        Tasks the engine runs at once (Spark's default parallelism; 1 for the numpy engine): what work is
+        divided by.
     """
 
     name: str
     store: SignalStore
     chunks: tuple[int, ...]
     n_bins: int
+    distributed: bool
+    parallelism: int
 
     def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
         """Sum of ``fn(chunk signal, payload)`` over every chunk of :attr:`chunks`."""
 
     def map_chunks(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Iterator[tuple[int, Any]]:
         """``(chunk, fn(chunk signal, payload))`` for every chunk of :attr:`chunks`, in genome order."""
+
+    def map_chunks_remote(self, fn: Callable[[int, np.ndarray, Any], Any], payload: Any,
+                          progress: Callable[[int], None] | None = None) -> list[tuple[int, Any]]:
+        """``[(chunk, fn(chunk, chunk signal, payload))]`` for every chunk of :attr:`chunks`, in genome order, each
+        computed where the engine runs its tasks (all at once, as many side by side as it can); for functions
+        whose results are small (they write what they make themselves). ``progress(done)`` hears, in this
+        process, how many chunks are done as they finish. A :class:`~predictd_core.errors.PredictdInputError`
+        of ``fn`` is raised here as it was raised."""
+
+    def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``, each call a task of its own where the engine runs its tasks, side
+        by side; results in the order of ``items`` (small: they come back to this process). A
+        :class:`~predictd_core.errors.PredictdInputError` of ``fn`` is raised here as it was raised."""
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state, ``fn(chunk, signal, state or None, payload) -> (state, result)``; the sum of

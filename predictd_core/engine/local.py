@@ -25,6 +25,8 @@ class LocalEngine(Engine):
     """
 
     name = "numpy"
+    distributed = False
+    parallelism = 1
 
     def __init__(self, store: SignalStore, cache: bool = True, chunks: Sequence[int] | None = None) -> None:
         self.store = store
@@ -53,6 +55,22 @@ class LocalEngine(Engine):
         for k in self.chunks:
             cached = None if self._cache is None else self._cache.get(k)
             yield k, fn(self.store.read_chunk(k) if cached is None else cached, payload)
+
+    def map_chunks_remote(self, fn: Callable[[int, np.ndarray, Any], Any], payload: Any,
+                          progress: Callable[[int], None] | None = None) -> list[tuple[int, Any]]:
+        """``[(chunk, fn(chunk, chunk signal, payload))]`` for every chunk, one after another in this process
+        (read as :meth:`map_chunks` reads them); ``progress(done)`` after each."""
+        results = []
+        for k in self.chunks:
+            cached = None if self._cache is None else self._cache.get(k)
+            results.append((k, fn(k, self.store.read_chunk(k) if cached is None else cached, payload)))
+            if progress is not None:
+                progress(len(results))
+        return results
+
+    def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``, in this process."""
+        return [fn(item) for item in items]
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state: ``fn(chunk, signal, state or None, payload) -> (state, result)``.

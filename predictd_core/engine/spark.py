@@ -25,8 +25,9 @@ import os
 import re
 import shutil
 import sys
+import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -51,6 +52,83 @@ def _merge(left: Any, right: Any) -> Any:
     if right is None:
         return left
     return left + right
+
+
+class _ChunkSet:
+    """The accumulator (``sc.accumulator(frozenset(), _ChunkSet())``) of the chunks whose tasks are done, read
+    on the driver while the job runs: a set, so a chunk computed twice (a retried or speculative task) counts
+    once; Spark adds only the updates of tasks that succeeded."""
+
+    def zero(self, value: frozenset) -> frozenset:
+        return frozenset()
+
+    def addInPlace(self, left: frozenset, right: frozenset) -> frozenset:
+        return left | right
+
+
+class _RaisedInput(NamedTuple):
+    """A task's :class:`~predictd_core.errors.PredictdInputError`, sent back as its result and raised on the
+    driver: bad input fails the same way on every try (Spark's retries would only repeat it), and the user
+    needs its file and field, not a Java stack trace."""
+
+    error: PredictdInputError
+
+
+def _guarded(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)``, or its input error as a :class:`_RaisedInput` (other errors fail the task: Spark retries
+    those, a lost executor or a storage hiccup)."""
+    try:
+        return fn(*args)
+    except PredictdInputError as error:
+        return _RaisedInput(error)
+
+
+def _raise_input_error(results: list[Any]) -> None:
+    """Raise the first input error among task results (:func:`_guarded`)."""
+    for result in results:
+        if isinstance(result, _RaisedInput):
+            raise result.error
+
+
+# Seconds between looks at a running job's progress (the chunks done reach the driver as tasks finish).
+PROGRESS_POLL_SECONDS = 0.5
+
+
+def _collect_reporting(sc, rdd, done: Callable[[], int], progress: Callable[[int], None]) -> list[Any]:
+    """``rdd.collect()``, run in a thread of its own while this one calls ``progress(done())`` whenever more
+    tasks are done (so the caller's callback runs in the caller's thread); leaving early (an interrupt)
+    cancels the job."""
+    from pyspark import InheritableThread
+
+    group = f"predictd-{uuid.uuid4().hex[:12]}"
+    outcome: dict[str, Any] = {}
+
+    def collect() -> None:
+        sc.setJobGroup(group, "predictd: tasks writing their own outputs", interruptOnCancel=True)
+        try:
+            outcome["results"] = rdd.collect()
+        except BaseException as error:  # raised in the caller's thread below
+            outcome["error"] = error
+
+    thread = InheritableThread(target=collect, daemon=True)
+    thread.start()
+    reported = 0
+    try:
+        while True:
+            thread.join(PROGRESS_POLL_SECONDS)
+            ended = not thread.is_alive()  # then a last look: tasks' updates reach the driver before their job ends
+            if (count := done()) > reported:
+                progress(count)
+                reported = count
+            if ended:
+                break
+    except BaseException:
+        sc.cancelJobGroup(group)
+        thread.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["results"]
 
 
 def parse_bytes(text: str, field: str = CHUNK_CACHE_CONF) -> int:
@@ -251,6 +329,7 @@ class SparkEngine(Engine):
     """
 
     name = "spark"
+    distributed = True
 
     def __init__(self, store: SignalStore, master: str = "local[*]", conf: dict[str, str] | None = None,
                  cache_bytes: int | None = None, chunks: Sequence[int] | None = None) -> None:
@@ -282,6 +361,11 @@ class SparkEngine(Engine):
         self._states = None
 
     @property
+    def parallelism(self) -> int:
+        """Tasks Spark runs at once (its default parallelism: the cores of the executors)."""
+        return int(self.session.sparkContext.defaultParallelism)
+
+    @property
     def cache_hits(self) -> int:
         return self._hits.value
 
@@ -311,6 +395,44 @@ class SparkEngine(Engine):
                         .toLocalIterator(prefetchPartitions=True))
         finally:
             shared.unpersist()
+
+    def map_chunks_remote(self, fn: Callable[[int, np.ndarray, Any], Any], payload: Any,
+                          progress: Callable[[int], None] | None = None) -> list[tuple[int, Any]]:
+        """``[(chunk, fn(chunk, chunk signal, payload))]`` in genome order, a task per chunk on the executors,
+        all of them one job (as many side by side as there are cores; ``map_chunks`` computes two at a time,
+        to stream results to the driver in genome order). Each task reads its own chunk, without adding it to
+        the cache (a single pass); only ``fn``'s results, which should be small, reach the driver.
+        ``progress(done)`` is called in this thread as tasks finish (every :data:`PROGRESS_POLL_SECONDS`).
+        """
+        sc = self.session.sparkContext
+        shared = sc.broadcast(payload)
+        finished = sc.accumulator(frozenset(), _ChunkSet())
+
+        def task(item: tuple[int, np.ndarray]) -> tuple[int, Any]:
+            chunk, signal = item
+            result = _guarded(fn, chunk, signal, shared.value)
+            if not isinstance(result, _RaisedInput):
+                finished.add(frozenset((chunk,)))
+            return chunk, result
+
+        try:
+            rdd = self._chunks_once.map(task)
+            results = rdd.collect() if progress is None else \
+                _collect_reporting(sc, rdd, lambda: len(finished.value), progress)
+        finally:
+            shared.unpersist()
+        _raise_input_error([result for _, result in results])
+        return results
+
+    def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``, a task per item on the executors (one job), results in order."""
+        items = list(items)
+        if not items:
+            return []
+        tasks = self.session.sparkContext.parallelize(items, len(items))
+        results = tasks.map(lambda item: _guarded(fn, item)).collect()
+        _raise_input_error(results)
+        return results
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state kept in a cached RDD; returns the sum of the per-chunk results.

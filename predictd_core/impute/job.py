@@ -1,23 +1,26 @@
 """A run's imputation job: what each chunk computes (:func:`impute_chunk`, mapped over the store's chunks by
-the engines or :mod:`predictd_core.impute.parallel`'s worker processes) and the tracks it is written to
-(:func:`write_imputed_tracks`)."""
+the engines, :mod:`predictd_core.impute.parallel`'s worker processes or a distributed engine's executors,
+:mod:`predictd_core.impute.distributed`) and the tracks it is written to (:func:`write_imputed_tracks`)."""
 
 from __future__ import annotations
 
+import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from predictd_core.config import RunConfig
 from predictd_core.engine import Engine
+from predictd_core.impute.distributed import write_tracks_distributed
 from predictd_core.impute.ensemble import Ensemble, ensemble_chunk
 from predictd_core.impute.outputs import IMPUTED_FOLDER, imputed_folders, track_names
 from predictd_core.impute.parallel import compute_processes, write_chunks
 from predictd_core.impute.refine import Refinement
 from predictd_core.impute.write_tracks import ParallelTrackWriter
-from predictd_core.io import join_location, staged_folder
+from predictd_core.io import is_remote, join_location, staged_folder
 from predictd_core.store.signal_store import SignalStore
 
 
@@ -30,6 +33,11 @@ class ImputeJob:
     with_spread: bool
     pairs: np.ndarray | None
     refinement: Refinement | None = None
+
+
+# The folder under a run's output where a distributed imputation keeps its chunk bundles while it runs (a
+# subfolder per imputation, deleted when it ends).
+SCRATCH_FOLDER = ".parts"
 
 
 def impute_chunk(Y: np.ndarray, job: ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
@@ -53,6 +61,13 @@ def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, 
     (:class:`~predictd_core.impute.write_tracks.ParallelTrackWriter`); on the numpy engine as many processes
     compute the chunks side by side (:mod:`predictd_core.impute.parallel`).
 
+    On a distributed engine (``engine.distributed``: Spark) the executors compute the chunks and write the
+    tracks (:func:`~predictd_core.impute.distributed.write_tracks_distributed`), through chunk bundles in
+    ``OUTPUT/.parts/<id>/`` (deleted at the end): nothing is carried to or written by this process. Locally
+    the tracks are assembled into the staging folders, published whole as above; on an object store each
+    track is uploaded as one object by the task that assembles it, once every chunk is computed (an error in
+    computing publishes nothing; one while assembling may leave some tracks published, each one whole).
+
     Raises
     ------
     ValueError
@@ -62,6 +77,9 @@ def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, 
         raise ValueError(f"imputation writes every bin: the engine maps {len(engine.chunks)} of the store's "
                          f"{store.n_chunks} chunks")
     names = track_names(job.ensemble.layout, job.pairs)
+    if engine.distributed:
+        _write_on_executors(config, store, job, engine, names, progress)
+        return
     with ExitStack() as stack:
         paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: impute_chunk's order
         for folder in imputed_folders(job.with_spread):
@@ -74,3 +92,26 @@ def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, 
                                                          computing))
         for chunk in write_chunks(engine, impute_chunk, job, writer, computing):
             progress("impute", chunk + 1, store.n_chunks)
+
+
+def _write_on_executors(config: RunConfig, store: SignalStore, job: ImputeJob, engine: Engine, names: list[str],
+                        progress: Callable[..., None]) -> None:
+    """:func:`write_imputed_tracks` on a distributed engine: staging folders locally, the final objects on an
+    object store, and a scratch folder of this imputation's own under ``OUTPUT/.parts``."""
+    scratch = join_location(config.output, SCRATCH_FOLDER, uuid.uuid4().hex[:12])
+    with ExitStack() as stack:
+        targets, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: impute_chunk's order
+        for folder in imputed_folders(job.with_spread):
+            location = join_location(config.output, folder)
+            work = location if is_remote(location) else stack.enter_context(staged_folder(location))
+            targets += [join_location(work, name) for name in names]
+            from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
+        try:
+            write_tracks_distributed(engine, impute_chunk, job, targets, from_arcsinh, scratch,
+                                     lambda done: progress("impute", done, store.n_chunks))
+        finally:
+            if not is_remote(scratch):
+                try:
+                    Path(scratch).parent.rmdir()  # .parts/, unless another imputation is using it
+                except OSError:
+                    pass

@@ -1,0 +1,337 @@
+"""Imputed tracks written by a distributed engine's executors (Spark), in two stages, through chunk bundles.
+
+The engines' ``map_chunks`` brings every chunk's values (65,536 bins x 3,048 pairs float32: 800 MB on the
+Roadmap grid) to the driver, which then writes every bigWig while the executors idle. Here the driver only
+hands out work:
+
+1. a task per chunk (:meth:`~predictd_core.engine.base.Engine.map_chunks_remote`) computes the chunk, writes
+   each track's bins of it as a bigWig part (:class:`~predictd_core.tracks.bigwig_parts.BigWigPart`: the
+   deflate and the zoom records, the expensive share of writing a track) and stores the chunk's parts of every
+   track as one *bundle*, one object (a part per track per chunk would be 5.8 M objects for hg19 at 65,536-bin
+   chunks x 3,048 tracks: $29 of S3 PUTs alone), in a scratch folder both the executors and the driver reach;
+   it sends back only the bundle's index;
+2. a task per group of consecutive tracks (:meth:`~predictd_core.engine.base.Engine.run_tasks`) reads the
+   group's byte range of every bundle, one read per bundle (the tracks' parts lie one after another), feeds
+   each part to its track's :class:`~predictd_core.tracks.bigwig_parts.Assembly` (blocks copied as bytes, not
+   deflated again) and puts the finished bigWig in place. The scratch folder is deleted at the end, whatever
+   happened.
+
+Bundle layout (little-endian): :data:`BUNDLE_HEADER`; the index, uint64 offsets from the bundle's first byte
+of each track's part and of the bundle's end (tracks + 1 of them: part t is bytes ``[offset[t],
+offset[t + 1])``); then the parts in track order. The header holds the CRC-32 of the index; each part checks
+its own blocks and index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import tempfile
+import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Sequence
+
+import numpy as np
+from isal import isal_zlib
+
+from predictd_core.engine.base import Engine
+from predictd_core.errors import PredictdInputError
+from predictd_core.impute.parallel import result_blocks
+from predictd_core.impute.write_tracks import add_bins, as_written, copy_columns, run_origin
+from predictd_core.io import Location, is_remote, join_location, storage_options, temporary_sibling
+from predictd_core.store.signal_store import chunk_bounds
+from predictd_core.tracks.bigwig_parts import Assembly, BigWigPart
+from predictd_core.tracks.genome import GenomeBins
+
+BUNDLE_MAGIC = b"PDBUNDL1"
+BUNDLE_HEADER = struct.Struct("<8sIIQQ")  # magic, tracks, CRC-32 of the index, the chunk's first bin and end bin
+# Tracks laid out bin after bin at a time from a chunk's (bins, tracks) values: one (track, bins) row is what a
+# part takes, and a block-wise transpose of a few hundred tracks beats a strided column copy per track.
+TRANSPOSE_TRACKS = 256
+# Tracks per assembly task at most: each holds its bigWig and a spool per zoom level open (11 files for hg19),
+# and its share of every bundle in memory, while the task runs.
+MAX_GROUP_TRACKS = 64
+# Assembly tasks per task slot of the engine: a few, so that slow ones are made up for.
+GROUPS_PER_SLOT = 4
+# Bundle ranges an assembly task reads ahead, in threads: hg19 has ~1,900 bundles, and one ranged GET at a
+# time (tens of milliseconds each on an object store) would leave the task waiting most of its time.
+READS_AHEAD = 8
+
+
+def bundle_name(chunk: int) -> str:
+    """A new name for a bundle of chunk ``chunk``: each attempt at a chunk writes its own, and the driver reads
+    the one whose index it was sent (a retried or speculative task's bundle may differ: BLAS on another CPU)."""
+    return f"chunk-{chunk:07d}-{uuid.uuid4().hex[:12]}.bundle"
+
+
+def write_bundle(file: BinaryIO, bins: GenomeBins, lo: int, hi: int, values: Sequence[np.ndarray],
+                 from_arcsinh: Sequence[bool]) -> np.ndarray:
+    """Write the bundle of bins ``[lo, hi)`` into the open binary ``file`` (writable, seekable, from its
+    current position, which is the bundle's first byte); returns its index (uint64, tracks + 1 offsets).
+
+    Parameters
+    ----------
+    file : binary file
+        Where the bundle goes; left at its end.
+    bins : GenomeBins
+        The genome's bins (the parts' contigs and run origins).
+    lo, hi : int
+        The chunk's bins.
+    values : sequence of arrays, shape (hi - lo, k)
+        The tracks' values, blocks of columns side by side: track t is column t of them all (-log10 p, or
+        arcsinh for the tracks ``from_arcsinh`` names; finite).
+    from_arcsinh : sequence of bool
+        Per track: convert its values from arcsinh to -log10 p (:func:`~predictd_core.impute.write_tracks.as_written`).
+    """
+    n_tracks = sum(block.shape[1] for block in values)
+    if n_tracks != len(from_arcsinh) or any(block.shape[0] != hi - lo for block in values):
+        raise ValueError(f"bundle of bins [{lo}, {hi}): values of shapes {[block.shape for block in values]} for "
+                         f"{len(from_arcsinh)} tracks")
+    start = file.tell()
+    file.write(bytes(BUNDLE_HEADER.size + 8 * (n_tracks + 1)))  # completed at the end
+    offsets = np.zeros(n_tracks + 1, "<u8")
+    contigs, origin, track = list(bins.contigs), run_origin(bins, lo), 0
+    for block in values:
+        for first in range(0, block.shape[1], TRANSPOSE_TRACKS):
+            columns = block[:, first:first + TRANSPOSE_TRACKS]
+            rows = np.empty((columns.shape[1], hi - lo), np.float32)
+            copy_columns(rows, columns)
+            for row in rows:
+                offsets[track] = file.tell() - start
+                with BigWigPart(file, contigs, bins.bin_size, run_origin=origin) as part:
+                    add_bins(part, bins, lo, hi, as_written(row, from_arcsinh[track]))
+                track += 1
+    offsets[track] = file.tell() - start
+    index = offsets.tobytes()
+    file.seek(start)
+    file.write(BUNDLE_HEADER.pack(BUNDLE_MAGIC, n_tracks, isal_zlib.crc32(index), lo, hi) + index)
+    file.seek(start + int(offsets[-1]))
+    return offsets
+
+
+def read_bundle_index(data: bytes, name: str) -> tuple[int, int, np.ndarray]:
+    """The chunk's bins ``(lo, hi)`` and the index of the bundle whose first bytes are ``data`` (at least its
+    header and index); ``name`` names it in errors."""
+    if len(data) < BUNDLE_HEADER.size or data[:8] != BUNDLE_MAGIC:
+        raise PredictdInputError(name, "header", "no bundle header: not a chunk bundle of bigWig parts")
+    _, n_tracks, crc, lo, hi = BUNDLE_HEADER.unpack_from(data)
+    index = data[BUNDLE_HEADER.size:BUNDLE_HEADER.size + 8 * (n_tracks + 1)]
+    if len(index) < 8 * (n_tracks + 1) or isal_zlib.crc32(index) != crc:
+        raise PredictdInputError(name, "index", "damaged or cut short: not a complete chunk bundle")
+    return lo, hi, np.frombuffer(index, "<u8").copy()
+
+
+def read_range(location: Location, start: int, end: int) -> bytes:
+    """Bytes ``[start, end)`` of the file or object at ``location`` (one ranged GET on an object store); an
+    error names it when fewer come back."""
+    if is_remote(location):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(str(location), **(storage_options(location) or {}))
+        data = fs.cat_file(path, start=start, end=end)
+    else:
+        with open(location, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+    if len(data) != end - start:
+        raise PredictdInputError(str(location), f"bytes {start}-{end}", f"only {len(data)} bytes could be read: "
+                                                                        "the bundle is incomplete")
+    return data
+
+
+def read_ahead(ranges: Sequence[tuple[Location, int, int]], ahead: int = READS_AHEAD) -> Iterator[bytes]:
+    """The bytes of each ``(location, start, end)`` of ``ranges`` (:func:`read_range`), in order, with up to
+    ``ahead`` reads under way in threads at once (memory: ``ahead`` ranges)."""
+    with ThreadPoolExecutor(max(1, ahead)) as pool:
+        pending: deque = deque()
+        try:
+            for location, start, end in ranges:
+                pending.append(pool.submit(read_range, location, start, end))
+                if len(pending) > ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:  # left early (an error): what has not started never will
+                future.cancel()
+
+
+def _local_temporary_folder() -> str | None:
+    """Where a task keeps files on its own machine: Spark's local folder on an executor, else the default."""
+    local = os.environ.get("SPARK_LOCAL_DIRS")
+    return local.split(",")[0] if local else None
+
+
+def _put(file: str | os.PathLike, location: Location) -> None:
+    """Upload the local ``file`` as the object ``location``: one complete upload (visible only once whole)."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(str(location), **(storage_options(location) or {}))
+    fs.put_file(str(file), path)
+
+
+def _write_whole(location: Location, write: Callable[[BinaryIO], Any]) -> Any:
+    """``write(file)`` into a new file that becomes ``location`` only when complete (locally a hidden sibling,
+    renamed; remotely a local temporary file, then one upload); returns what ``write`` returns."""
+    if is_remote(location):
+        with tempfile.NamedTemporaryFile(dir=_local_temporary_folder(), prefix="predictd-bundle-") as file:
+            result = write(file)
+            file.flush()
+            _put(file.name, location)
+        return result
+    unfinished = temporary_sibling(location)
+    try:
+        with open(unfinished, "w+b") as file:
+            result = write(file)
+        os.replace(unfinished, location)
+    except BaseException:
+        unfinished.unlink(missing_ok=True)
+        raise
+    return result
+
+
+@dataclass(frozen=True)
+class BundleTask:
+    """What a stage-1 task needs besides the chunk function (shipped with the task, this is broadcast): the
+    function's payload, each track's scale, the bins and chunking of the store, and the scratch folder."""
+
+    payload: Any
+    from_arcsinh: tuple[bool, ...]
+    bins: GenomeBins
+    chunk_bins: int
+    scratch: str
+
+
+def bundle_chunk(fn: Callable[[np.ndarray, Any], Any], chunk: int, signal: np.ndarray, task: BundleTask
+                 ) -> tuple[str, np.ndarray]:
+    """Stage 1, in a task: compute chunk ``chunk`` from its ``signal`` (``fn(signal, task.payload)``: the
+    chunk's values, blocks of columns side by side as :func:`~predictd_core.impute.parallel.result_blocks`
+    takes them) and write its bundle (:func:`write_bundle`) to the scratch folder; returns the bundle's
+    location and index."""
+    lo, hi = chunk_bounds(chunk, task.chunk_bins, task.bins.n_bins)
+    values = result_blocks(fn(signal, task.payload))
+    location = join_location(task.scratch, bundle_name(chunk))
+    return str(location), _write_whole(location, lambda file: write_bundle(file, task.bins, lo, hi, values,
+                                                                             task.from_arcsinh))
+
+
+@dataclass(frozen=True)
+class GroupTask:
+    """What a stage-2 task needs: its tracks' destinations (local paths or URLs, in track order, the first
+    being track ``first`` of the bundles), every chunk's bundle in genome order, the group's rows of their
+    indexes (shape (chunks, tracks + 1): where each track's part starts in each bundle, and where the group's
+    range ends) and the genome's contigs and bin size."""
+
+    targets: tuple[str, ...]
+    first: int
+    bundles: tuple[str, ...]
+    offsets: np.ndarray
+    contigs: tuple[tuple[str, int], ...]
+    bin_size: int
+
+
+def assemble_group(task: GroupTask) -> int:
+    """Stage 2, in a task: read the group's range of each bundle in turn (:func:`read_ahead`), add each track's
+    part to its assembly, complete the bigWigs and put them in place (a local destination is written as
+    ``<path>.partial`` and renamed; a remote one is assembled in a local temporary folder and uploaded as one
+    object, :data:`READS_AHEAD` uploads at a time). On an error no bigWig of the group is left incomplete.
+    Returns the tracks written."""
+    contigs, local = list(task.contigs), Path()
+    with ExitStack() as stack:
+        if any(is_remote(target) for target in task.targets):
+            local = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=_local_temporary_folder(),
+                                                                         prefix="predictd-assemble-")))
+        files = [local / f"{k}.bigWig" if is_remote(target) else Path(target) for k, target in enumerate(task.targets)]
+        assemblies = [stack.enter_context(Assembly(file, contigs, task.bin_size)) for file in files]
+        rows = task.offsets.tolist()
+        ranges = [(bundle, row[0], row[-1]) for bundle, row in zip(task.bundles, rows)]
+        reads = stack.enter_context(closing(read_ahead(ranges)))
+        for bundle, row, read in zip(task.bundles, rows, reads):
+            data = memoryview(read)
+            for k, assembly in enumerate(assemblies):
+                assembly.add(data[row[k] - row[0]:row[k + 1] - row[0]], name=f"{bundle} (track {task.first + k})")
+        for assembly in assemblies:
+            assembly.close()
+        uploads = [(file, target) for file, target in zip(files, task.targets) if is_remote(target)]
+        with ThreadPoolExecutor(READS_AHEAD) as pool:
+            for future in [pool.submit(_put, file, target) for file, target in uploads]:
+                future.result()
+    return len(task.targets)
+
+
+def group_tracks(n_tracks: int, parallelism: int) -> int:
+    """Tracks per assembly task: :data:`GROUPS_PER_SLOT` tasks per task slot of the engine, at most
+    :data:`MAX_GROUP_TRACKS` tracks each, at least one."""
+    return max(1, min(MAX_GROUP_TRACKS, -(-n_tracks // (GROUPS_PER_SLOT * max(1, parallelism)))))
+
+
+def remove_folder(location: Location) -> None:
+    """Delete the folder ``location`` and everything in it (gone already: nothing to do)."""
+    if is_remote(location):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(str(location), **(storage_options(location) or {}))
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        return
+    shutil.rmtree(location, ignore_errors=True)
+
+
+def write_tracks_distributed(engine: Engine, fn: Callable[[np.ndarray, Any], Any], payload: Any,
+                             targets: Sequence[Location], from_arcsinh: Sequence[bool], scratch: Location,
+                             progress: Callable[[int], None] | None = None) -> None:
+    """Write the tracks of ``fn(chunk signal, payload)`` (track t: column t of its blocks side by side) of every
+    chunk of ``engine.store`` at ``targets``, computed and written by the engine's tasks (stage 1 then stage
+    2, see the module's docstring). ``progress(done)`` hears of every chunk done, in this process.
+
+    Parameters
+    ----------
+    engine : Engine
+        A distributed engine over every chunk of its store (``map_chunks_remote``, ``run_tasks``).
+    fn, payload :
+        The chunk function (picklable, as the engine ships it) and what it takes.
+    targets : sequence of locations
+        Where each track's bigWig goes: local paths the executors reach (a staging folder), or object-store
+        URLs (each track one object, uploaded whole by the task that assembles it).
+    from_arcsinh : sequence of bool
+        Per track: values come as arcsinh, written as -log10 p.
+    scratch : location
+        A folder of this call's own, beside the outputs (the executors and this process reach it); the
+        bundles go there, and it is deleted at the end, whether the writing succeeded or not.
+    """
+    store = engine.store
+    if len(targets) != len(from_arcsinh):
+        raise ValueError(f"{len(targets)} tracks but {len(from_arcsinh)} scales")
+    if not targets:
+        return
+    reported = 0
+
+    def chunks_done(count: int) -> None:  # every chunk is heard of, even when several finished together
+        nonlocal reported
+        for done in range(reported + 1, count + 1):
+            progress(done)
+        reported = max(reported, count)
+
+    if not is_remote(scratch):
+        Path(scratch).mkdir(parents=True)
+    try:
+        task = BundleTask(payload, tuple(bool(flag) for flag in from_arcsinh), store.bins, store.chunk_bins,
+                          str(scratch))
+        written = engine.map_chunks_remote(partial(bundle_chunk, fn), task, None if progress is None else chunks_done)
+        bundles = tuple(location for _, (location, _) in written)
+        offsets = np.stack([index for _, (_, index) in written])  # (chunks, tracks + 1)
+        size = group_tracks(len(targets), engine.parallelism)
+        groups = [GroupTask(tuple(str(target) for target in targets[first:first + size]), first, bundles,
+                            offsets[:, first:first + size + 1].copy(), tuple(store.bins.contigs), store.bins.bin_size)
+                  for first in range(0, len(targets), size)]
+        engine.run_tasks(assemble_group, groups)
+    finally:
+        remove_folder(scratch)
