@@ -7,7 +7,7 @@ this process, one core. The writers are:
 - ``pyBigWig``: libBigWig through pyBigWig, fixed-step entries, ``maxZooms=10`` (predictd's writer
   before issue 19); its time is split into the ``addEntries`` calls and ``close`` (which reads the
   data back to build the zoom levels);
-- ``predictd``: :class:`predictd_core.tracks.bigwig_writer.FixedStepBigWigWriter` with its default deflate
+- ``predictd``: :class:`predictd_core.tracks.bigwig.FixedStepBigWigWriter` with its default deflate
   (ISA-L, Intel's zlib-compatible deflate, level 1) and with zlib at levels 1 and 6, split into the ``add``
   calls and ``close``.
 
@@ -37,7 +37,7 @@ import pyBigWig
 from isal import isal_zlib
 
 from predictd_core.simulate.truth import plant
-from predictd_core.tracks.bigwig_writer import DEFAULT_COMPRESS, VALUES_PER_BLOCK, FixedStepBigWigWriter
+from predictd_core.tracks.bigwig import DEFAULT_COMPRESS, VALUES_PER_BLOCK, FixedStepBigWigWriter
 
 PILOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "roadmap-pilot"
 PILOT_TRACK = PILOT / "E065.H3K4me3.bigWig"

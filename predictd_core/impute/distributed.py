@@ -5,14 +5,14 @@ Roadmap grid) to the driver, which then writes every bigWig while the executors 
 hands out work:
 
 1. a task per chunk (:meth:`~predictd_core.engine.base.Engine.map_chunks_remote`) computes the chunk, writes
-   each track's bins of it as a bigWig part (:class:`~predictd_core.tracks.bigwig_parts.BigWigPart`: the
+   each track's bins of it as a bigWig part (:class:`~predictd_core.tracks.bigwig.BigWigPart`: the
    deflate and the zoom records, the expensive share of writing a track) and stores the chunk's parts of every
    track as one *bundle*, one object (a part per track per chunk would be 5.8 M objects for hg19 at 65,536-bin
    chunks x 3,048 tracks: $29 of S3 PUTs alone), in a scratch folder both the executors and the driver reach;
    it sends back only the bundle's index;
 2. a task per group of consecutive tracks (:meth:`~predictd_core.engine.base.Engine.run_tasks`) reads the
    group's byte range of every bundle, one read per bundle (the tracks' parts lie one after another), feeds
-   each part to its track's :class:`~predictd_core.tracks.bigwig_parts.Assembly` (blocks copied as bytes, not
+   each part to its track's :class:`~predictd_core.tracks.bigwig.Assembly` (blocks copied as bytes, not
    deflated again) and puts the finished bigWig in place. The scratch folder is deleted at the end, whatever
    happened.
 
@@ -46,7 +46,7 @@ from predictd_core.impute.parallel import result_blocks
 from predictd_core.impute.write_tracks import add_bins, as_written, copy_columns, run_origin
 from predictd_core.io import Location, is_remote, join_location, storage_options, temporary_sibling
 from predictd_core.store.signal_store import chunk_bounds
-from predictd_core.tracks.bigwig_parts import Assembly, BigWigPart
+from predictd_core.tracks.bigwig import Assembly, BigWigPart
 from predictd_core.tracks.genome import GenomeBins
 
 BUNDLE_MAGIC = b"PDBUNDL1"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from predictd_core.tracks.bigwig_parts import BigWigPart, assemble
-from predictd_core.tracks.bigwig_writer import FixedStepBigWigWriter, FixedStepRuns
+from predictd_core.tracks.bigwig import BigWigPart, FixedStepBigWigWriter, FixedStepRuns, assemble
 from predictd_core.tracks.genome import GenomeBins
 
 
@@ -46,7 +45,7 @@ def run_origin(bins: GenomeBins, lo: int) -> int | None:
     A bigWig writer continues a run while bins are full-width and adjacent: a span (whole contig or region)
     starts a run unless the span before it is on the same contig, ends where it starts and has no shorter
     last bin (:func:`add_bins` then continues the run across them). Zoom records are aligned to run starts, so
-    a part beginning at ``lo`` needs this (:class:`~predictd_core.tracks.bigwig_parts.BigWigPart`).
+    a part beginning at ``lo`` needs this (:class:`~predictd_core.tracks.bigwig.BigWigPart`).
     """
     size = bins.bin_size
     first, origin, previous = 0, 0, None
@@ -65,7 +64,7 @@ def run_origin(bins: GenomeBins, lo: int) -> int | None:
 def write_track_part(path: Path, bins: GenomeBins, lo: int, hi: int, values: np.ndarray,
                      from_arcsinh: bool = False) -> None:
     """Write bins ``[lo, hi)`` of one track (``values``, shape (hi - lo,): -log10 p, or arcsinh with
-    ``from_arcsinh``; finite) as a bigWig part (:class:`~predictd_core.tracks.bigwig_parts.BigWigPart`):
+    ``from_arcsinh``; finite) as a bigWig part (:class:`~predictd_core.tracks.bigwig.BigWigPart`):
     the expensive share of writing the track (deflate, zoom records), done where the chunk is computed.
     :func:`assemble_track` puts the parts together into the file :class:`BigWigWriter` would write."""
     with BigWigPart(path, list(bins.contigs), bins.bin_size, run_origin=run_origin(bins, lo)) as part:
@@ -74,7 +73,7 @@ def write_track_part(path: Path, bins: GenomeBins, lo: int, hi: int, values: np.
 
 def assemble_track(part_paths: list[Path], path: Path, bins: GenomeBins) -> None:
     """Write the bigWig at ``path`` from the parts :func:`write_track_part` wrote for consecutive bin ranges,
-    in genome order (:func:`~predictd_core.tracks.bigwig_parts.assemble`: blocks copied as bytes)."""
+    in genome order (:func:`~predictd_core.tracks.bigwig.assemble`: blocks copied as bytes)."""
     assemble(part_paths, path, list(bins.contigs), bins.bin_size)
 
 
@@ -83,7 +82,7 @@ class BigWigWriter:
 
     Runs of full-width adjacent bins are written as fixed-step blocks; a shorter last bin of a
     region is written as an interval of its own width, so the file has exactly the input's bin
-    layout (:class:`~predictd_core.tracks.bigwig_writer.FixedStepBigWigWriter`: numpy and ISA-L's
+    layout (:class:`~predictd_core.tracks.bigwig.FixedStepBigWigWriter`: numpy and ISA-L's
     deflate, ~10x faster than pyBigWig's writer). With ``from_arcsinh``, values are given on the arcsinh
     scale and written as -log10 p (:func:`to_pvalue_scale`): the conversion then runs where the
     file is written, in parallel when the writers are (:class:`ParallelTrackWriter`). The file
@@ -193,7 +192,7 @@ class ParallelTrackWriter:
     conversion to -log10 p is shared among the processes too. With ``processes <= 1`` tracks are written in
     this process (no slots). Use as a context manager: leaving it normally closes every file (errors of a
     writer process are raised here); leaving it on an exception stops the processes and leaves no file under
-    its name (at most ``<path>.partial`` ones, :class:`~predictd_core.tracks.bigwig_writer.FixedStepBigWigWriter`).
+    its name (at most ``<path>.partial`` ones, :class:`~predictd_core.tracks.bigwig.FixedStepBigWigWriter`).
     """
 
     def __init__(self, paths: list[Path], bins: GenomeBins, chunk_bins: int, processes: int,

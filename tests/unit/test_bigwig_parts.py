@@ -15,8 +15,7 @@ import pytest
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.write_tracks import BigWigWriter, assemble_track, run_origin, write_track_part
-from predictd_core.tracks.bigwig_parts import Assembly, BigWigPart, assemble
-from predictd_core.tracks.bigwig_writer import FixedStepBigWigWriter
+from predictd_core.tracks.bigwig import Assembly, BigWigPart, FixedStepBigWigWriter, assemble
 from predictd_core.tracks.genome import GenomeBins
 
 BIN = 25

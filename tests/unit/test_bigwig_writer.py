@@ -6,10 +6,10 @@ import numpy as np
 import pyBigWig
 import pytest
 
-import predictd_core.tracks.bigwig_writer as bigwig_writer
+import predictd_core.tracks.bigwig.writer as bigwig_writer
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.write_tracks import BigWigWriter
-from predictd_core.tracks.bigwig_writer import FixedStepBigWigWriter, zoom_reductions
+from predictd_core.tracks.bigwig import FixedStepBigWigWriter, zoom_reductions
 from predictd_core.tracks.genome import GenomeBins
 
 BIN = 25
