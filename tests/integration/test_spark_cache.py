@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from predictd_core.engine.local import LocalEngine
-from predictd_core.engine.spark import CHUNK_CACHE_CONF, SparkEngine, parse_bytes
+from predictd_core.engine.chunk_cache import CHUNK_CACHE_CONF, parse_bytes
+from predictd_core.engine.spark import SparkEngine
 from predictd_core.errors import PredictdInputError
 from predictd_core.store.signal_store import SignalStore, ingest, write_store
 from predictd_core.tracks.genome import read_chrom_sizes
