@@ -116,9 +116,11 @@ def _score_target(config: RunConfig, store: SignalStore, ensemble: Ensemble, tar
     if not seen.any():
         raise PredictdInputError(path, experiment.name, "no bin where the observed track, the imputed one "
                                  "and the same-assay baseline all have data; nothing to score")
-    row.update(quality_measures(observed[seen], imputed[seen], target_masks))
-    row.update({f"baseline_{k}": v
-                for k, v in quality_measures(observed[seen], baseline[seen], target_masks).items()})
+    truth = observed[seen]
+    order = np.argsort(truth, kind="stable")  # one sort of the observed track serves both scorings
+    row.update(quality_measures(truth, imputed[seen], target_masks, observed_order=order))
+    row.update({f"baseline_{k}": v for k, v in
+                quality_measures(truth, baseline[seen], target_masks, observed_order=order).items()})
     result.rows.append(row)
     result.scatter[experiment.name] = scatter_sample(rng, seen, observed, imputed)
     assay = int(ensemble.layout.assay_of[column])
