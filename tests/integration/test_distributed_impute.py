@@ -17,15 +17,13 @@ from predictd_core.engine.spark import SparkEngine
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.distributed import (group_tracks, read_ahead, read_bundle_index, read_range, write_bundle,
                                               write_tracks_distributed)
-from predictd_core.impute.ensemble import Ensemble, EnsembleMember
 from predictd_core.impute.job import ImputeJob, write_imputed_tracks
 from predictd_core.impute.outputs import track_names
 from predictd_core.impute.write_tracks import write_track_part
-from predictd_core.model.factors import Layout, initial_factors
-from predictd_core.solvers import als
 from predictd_core.store.signal_store import SignalStore, write_store
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.table import Track
+from tests.integration.test_parallel_impute import two_member_run
 
 pytestmark = pytest.mark.spark
 
@@ -56,14 +54,8 @@ def store(tmp_path_factory) -> SignalStore:
 def job(store) -> ImputeJob:
     """Two members (the second imputes a third of the pairs), with the spread, for all pairs but the first: 22
     tracks, so the assembly tasks' groups of 3 (local[2]) straddle imputed/ and spread/."""
-    layout = Layout.from_experiments(store.experiments)
-    moments = LocalEngine(store).map_reduce(als.column_moments, None)
-    columns = np.arange(store.n_experiments)
-    members = tuple(EnsembleMember(f"m{seed}", initial_factors(layout, 2, seed, *moments, inputs), inputs)
-                    for seed, inputs in ((0, columns), (1, columns[1:])))
-    n_pairs = len(layout.cells) * len(layout.assays)
-    weights = np.array([np.ones(n_pairs, bool), np.arange(n_pairs) % 3 == 0])
-    return ImputeJob(Ensemble(layout, 2.9, members, weights), True, np.arange(1, n_pairs))
+    ensemble = two_member_run(store).ensemble
+    return ImputeJob(ensemble, True, np.arange(1, ensemble.n_pairs))
 
 
 def _config(store: SignalStore, output) -> RunConfig:

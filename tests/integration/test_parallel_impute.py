@@ -34,7 +34,7 @@ def store(tmp_path_factory) -> SignalStore:
     return SignalStore.open(root / "store.zarr")
 
 
-def _two_member_run(store: SignalStore) -> TrainedRun:
+def two_member_run(store: SignalStore) -> TrainedRun:
     """Two members (different factors and inputs; the second imputes a third of the pairs), with the spread."""
     layout = Layout.from_experiments(store.experiments)
     moments = LocalEngine(store).map_reduce(als.column_moments, None)
@@ -62,7 +62,7 @@ def _values(path: Path) -> np.ndarray:
 
 
 def test_chunks_computed_in_two_processes_write_the_serial_paths_tracks(store, tmp_path):
-    run = _two_member_run(store)
+    run = two_member_run(store)
     assert compute_processes(LocalEngine(store), 2, 2 * run.ensemble.n_pairs) == 2  # the workers do compute
     serial = run_impute(_config(store, tmp_path / "serial", 1), store, run, LocalEngine(store))
     shared = run_impute(_config(store, tmp_path / "shared", 2), store, run, LocalEngine(store, cache=False))
@@ -81,7 +81,7 @@ def test_a_store_chunk_that_cannot_be_read_in_a_worker_fails_the_run_and_publish
     bad = SignalStore.open(broken)
     output = tmp_path / "out"
     with pytest.raises(RuntimeError, match="decompression"):  # the worker's error, as it was raised there
-        run_impute(_config(bad, output, 2), bad, _two_member_run(bad), LocalEngine(bad))
+        run_impute(_config(bad, output, 2), bad, two_member_run(bad), LocalEngine(bad))
     assert not output.exists() or list(output.iterdir()) == []  # no imputed/, no staging folder left
 
 

@@ -26,7 +26,7 @@ from isal import isal_zlib
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.tracks.bigwig.format import (
-    DEFAULT_COMPRESS, LEAF_ITEM, RECORDS_PER_BLOCK, BigWigFile, check_contigs, join_items)
+    DEFAULT_COMPRESS, LEAF_ITEM, RECORDS_PER_BLOCK, BigWigFile, CloseOrDiscard, check_contigs, join_items)
 from predictd_core.tracks.bigwig.parts import IN_MEMORY, LEFT, RIGHT, contigs_checksum, read_part_index
 from predictd_core.tracks.bigwig.zoom import Summaries, zoom_blocks, zoom_reductions
 
@@ -173,7 +173,7 @@ def _open_part(source: PartSource, name: str | None):
         raise PredictdInputError(name, "part", f"cannot be read: {error.strerror}") from None
 
 
-class Assembly:
+class Assembly(CloseOrDiscard):
     """The bigWig at ``path`` put together from :class:`~predictd_core.tracks.bigwig.parts.BigWigPart` parts
     given one at a time, in genome order (:meth:`add`), and completed by :meth:`close`: :func:`assemble` for parts
     that arrive while others are still read (many tracks assembled side by side from one read of each chunk's
@@ -218,15 +218,6 @@ class Assembly:
         self._data_items: list[np.ndarray] = []
         self._bases, self._low, self._high, self._total, self._squares, self._largest = 0, np.inf, -np.inf, 0.0, 0.0, 0
         self._last = (0, 0)  # (contig id, end) of the data so far
-
-    def __enter__(self) -> "Assembly":
-        return self
-
-    def __exit__(self, kind, error, traceback) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.discard()
 
     def add(self, source: PartSource, name: str | None = None) -> None:
         """Append the part ``source`` (:data:`PartSource`; a part without data is skipped), after the parts

@@ -20,7 +20,7 @@ import os
 import struct
 from functools import partial
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import BinaryIO, Callable, NamedTuple
 
 import numpy as np
 from isal import isal_zlib
@@ -185,18 +185,27 @@ def chrom_tree_bytes(names: list[str], lengths: list[int], offset: int) -> bytes
     return b"".join(parts)
 
 
-class AtomicFile:
-    """A file written front to back as ``<path>.partial``, renamed to ``path`` by :meth:`commit` (so a reader
-    never sees it incomplete); :meth:`discard` removes it instead.
+class CloseOrDiscard:
+    """As a context manager: :meth:`close` when the block ends normally, :meth:`discard` when it raises (so a
+    failed write leaves no file behind)."""
 
-    ``offset`` is where the next :meth:`write` goes; ``crc``, when set to an int, is the running CRC-32 of
-    what is written from then on (parts check their blocks with it).
-    """
+    def __enter__(self):
+        return self
 
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.partial = self.path.with_name(self.path.name + ".partial")
-        self._file = open(self.partial, "wb")
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.discard()
+
+
+class ByteSink:
+    """Bytes appended to an open binary file from position ``start`` on: ``offset`` is where the next
+    :meth:`write` goes, counted from ``start``; ``crc``, when set to an int, is the running CRC-32 of what is
+    written from then on (parts check their blocks with it)."""
+
+    def __init__(self, file: BinaryIO, start: int = 0) -> None:
+        self._file, self._start = file, start
         self.offset = 0
         self.crc: int | None = None
         self.closed = False
@@ -210,9 +219,19 @@ class AtomicFile:
 
     def patch(self, offset: int, data: bytes) -> None:
         """Overwrite bytes written before (a header completed at the end), leaving :attr:`offset` as it is."""
-        self._file.seek(offset)
+        self._file.seek(self._start + offset)
         self._file.write(data)
-        self._file.seek(self.offset)
+        self._file.seek(self._start + self.offset)
+
+
+class AtomicFile(ByteSink):
+    """A file written front to back as ``<path>.partial``, renamed to ``path`` by :meth:`commit` (so a reader
+    never sees it incomplete); :meth:`discard` removes it instead."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        super().__init__(open(self.partial, "wb"))
 
     def commit(self) -> None:
         """Close the file and rename it to ``path``."""

@@ -36,7 +36,7 @@ import numpy as np
 from isal import isal_zlib
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.tracks.bigwig.format import DEFAULT_COMPRESS, LEAF_ITEM, AtomicFile
+from predictd_core.tracks.bigwig.format import DEFAULT_COMPRESS, LEAF_ITEM, AtomicFile, ByteSink
 from predictd_core.tracks.bigwig.writer import FixedStepRuns
 from predictd_core.tracks.bigwig.zoom import ZOOM_FACTOR, Summaries, coarsen, zoom_blocks
 
@@ -79,30 +79,14 @@ def contigs_checksum(names: list[str], lengths: list[int], bin_size: int) -> int
     return isal_zlib.crc32(text.encode())
 
 
-class _PartStream:
+class _PartStream(ByteSink):
     """What :class:`BigWigPart` writes through when given an open file: the part is written from the file's
     position at opening (offsets counted from there), the file is left open at the part's end by
     :meth:`commit` and cut back to where the part began by :meth:`discard`. The interface of
     :class:`~predictd_core.tracks.bigwig.format.AtomicFile`."""
 
     def __init__(self, file: BinaryIO) -> None:
-        self._file, self._start = file, file.tell()
-        self.offset = 0
-        self.crc: int | None = None
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        """Append ``data``."""
-        self._file.write(data)
-        self.offset += len(data)
-        if self.crc is not None:
-            self.crc = isal_zlib.crc32(data, self.crc)
-
-    def patch(self, offset: int, data: bytes) -> None:
-        """Overwrite bytes of the part written before, leaving :attr:`offset` as it is."""
-        self._file.seek(self._start + offset)
-        self._file.write(data)
-        self._file.seek(self._start + self.offset)
+        super().__init__(file, file.tell())
 
     def commit(self) -> None:
         """The part is complete; the file stays open (the caller's) at its end."""

@@ -32,7 +32,8 @@ import numpy as np
 
 from predictd_core.errors import PredictdInputError
 from predictd_core.tracks.bigwig.format import (
-    BLOCK_HEADER, DEFAULT_COMPRESS, FIXED_STEP, AtomicFile, BigWigFile, Blocks, check_contigs, join_items, leaf_items)
+    BLOCK_HEADER, DEFAULT_COMPRESS, FIXED_STEP, AtomicFile, BigWigFile, Blocks, CloseOrDiscard, check_contigs,
+    join_items, leaf_items)
 from predictd_core.tracks.bigwig.zoom import (
     ZOOM_FACTOR, Summaries, ZoomLevel, coarsen, summarise_bins, zoom_reductions)
 
@@ -65,7 +66,7 @@ def data_blocks(values: np.ndarray, chrom: int, start: int, bin_size: int, span:
     return Blocks(data, leaf_items(chrom, starts, chrom, ends, data), words.shape[1] * 4)
 
 
-class FixedStepRuns:
+class FixedStepRuns(CloseOrDiscard):
     """Bins of one track appended in genome order, laid into runs of adjacent bins, fixed-step data blocks,
     level-0 zoom records and the total summary: what a bigWig writer (:class:`FixedStepBigWigWriter`) and a
     part of one (:class:`~predictd_core.tracks.bigwig.parts.BigWigPart`) share.
@@ -98,15 +99,6 @@ class FixedStepRuns:
         self._bases, self._sum, self._squares = 0, 0.0, 0.0
         self._low, self._high = np.inf, -np.inf
         self._closed = False
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.discard()
 
     def close(self) -> None:  # pragma: no cover - every subclass completes its own file
         raise NotImplementedError
