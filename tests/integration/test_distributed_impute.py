@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from predictd_core.impute.write_tracks import write_track_part
 from predictd_core.store.signal_store import SignalStore, write_store
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.table import Track
-from tests.integration.test_parallel_impute import two_member_run
+from tests.integration.test_parallel_impute import store_with_a_broken_chunk, two_member_run
 
 pytestmark = pytest.mark.spark
 
@@ -99,12 +98,7 @@ def test_spark_writes_the_numpy_engines_tracks_bin_for_bin(store, job, tmp_path,
 
 
 def test_a_failing_chunk_publishes_nothing_and_leaves_no_scratch(store, job, tmp_path, spark_session):
-    broken = tmp_path / "broken.zarr"
-    shutil.copytree(store.path, broken)
-    chunk_file = broken / "signal" / "c" / "5" / "0"  # bins 27,775-33,329
-    assert chunk_file.is_file()
-    chunk_file.write_bytes(b"not a blosc frame")
-    bad = SignalStore.open(broken)
+    bad = store_with_a_broken_chunk(store, tmp_path, 5)  # bins 27,775-33,329
     output = tmp_path / "out"
     output.mkdir()
     (output / "keep.txt").write_text("a run's other output")

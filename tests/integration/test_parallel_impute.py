@@ -46,6 +46,16 @@ def two_member_run(store: SignalStore) -> TrainedRun:
     return TrainedRun(Ensemble(layout, 2.9, members, weights), {}, [], with_spread=True)
 
 
+def store_with_a_broken_chunk(store: SignalStore, folder: Path, chunk: int) -> SignalStore:
+    """A copy of ``store`` in ``folder`` whose chunk ``chunk`` holds bytes no codec decodes."""
+    broken = folder / "broken.zarr"
+    shutil.copytree(store.path, broken)
+    chunk_file = broken / "signal" / "c" / str(chunk) / "0"
+    assert chunk_file.is_file()
+    chunk_file.write_bytes(b"not a blosc frame")
+    return SignalStore.open(broken)
+
+
 def _config(store: SignalStore, output: Path, processes: int) -> RunConfig:
     # the workers apply the refinement too; fitted on a sample with 2 inner tracks (its defaults cost minutes)
     return RunConfig(tracks="tracks.tsv", chrom_sizes="chrom.sizes", store=store.path, output=str(output),
@@ -73,12 +83,7 @@ def test_chunks_computed_in_two_processes_write_the_serial_paths_tracks(store, t
 
 
 def test_a_store_chunk_that_cannot_be_read_in_a_worker_fails_the_run_and_publishes_nothing(store, tmp_path):
-    broken = tmp_path / "broken.zarr"
-    shutil.copytree(store.path, broken)
-    chunk_file = broken / "signal" / "c" / "4" / "0"  # bins 32,768-40,959
-    assert chunk_file.is_file()
-    chunk_file.write_bytes(b"not a blosc frame")
-    bad = SignalStore.open(broken)
+    bad = store_with_a_broken_chunk(store, tmp_path, 4)  # bins 32,768-40,959
     output = tmp_path / "out"
     with pytest.raises(RuntimeError, match="decompression"):  # the worker's error, as it was raised there
         run_impute(_config(bad, output, 2), bad, two_member_run(bad), LocalEngine(bad))
