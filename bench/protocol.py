@@ -31,7 +31,7 @@ It then projects the protocol on hg19 (124 M bins) from these rates, for the job
 
     .venv/bin/python bench/protocol.py --work /tmp/protocol [--bins 65536] [--chunk-bins 16384] [--parallel 1]
         [--unrefined] [--folds 5 8] [--max-iters N] [--patience N] [--refine-sample BINS TRACKS] [--processes P]
-    .venv/bin/python bench/protocol.py --rates /tmp/protocol/protocol-65536/rates.json   # the projection again
+    .venv/bin/python bench/protocol.py --rates bench/results/protocol-65536-rates.json   # the projection again
 """
 
 from __future__ import annotations
@@ -64,7 +64,9 @@ TRAIN_BINS = 1_310_720
 
 # Rates measured by other benchmarks (BENCHMARKS.md), used where this run cannot separate a cost:
 WRITE_NS_PER_VALUE = 30.0  # "bigWig writing": predictd's writer, 29-32 ns a value all in, one process
-SPARK_SWEEP_FACTOR = 19.9 / 12.0  # "One model trained to convergence": Spark local[2] / numpy s per sweep
+# "bigWig parts": a track written as parts of 65,536-bin chunks (where the chunks are computed) and assembled
+PARTS_NS_PER_VALUE = 56.1  # 49.1 writing the parts, 7.1 assembling; one pass: 35.2 in the same run
+SPARK_SWEEP_FACTOR = 235 / 233  # "Spark sweeps against the numpy engine": one model to convergence, Spark / numpy
 CHUNK_DECODE_CORE_S = 0.7  # "Spark sweeps against the numpy engine": zstd decode of a 65,536-bin chunk
 # "One model trained to convergence": the default model at 1,126,469 bins, numpy engine, 2 cores
 CONVERGED_BINS, CONVERGED_SWEEPS, CONVERGED_BEST, CONVERGED_SWEEP_CORE_S = 1_126_469, 15, 5, 2 * 12.0
@@ -389,28 +391,29 @@ class CloudLayout:
     fold_concurrency: int  # fold jobs running at once
     start_seconds: float  # a job's start before its command runs (not measured here)
     job_hour: Callable[[int], float]  # $ per hour of a job holding that many executors
-    executors_at_impute: int
+    executors_at_impute: int  # executors the finish job holds while its chunk and assembly tasks run
+    impute_vcpu: int  # the vCPUs those tasks run on
 
 
 def emr_serverless_layout(fold_executors: int) -> CloudLayout:
     worker = 4 * EMR_SERVERLESS_VCPU_HOUR + 16 * EMR_SERVERLESS_GB_HOUR  # the default 4 vCPU / 16 GB worker
     per_job = 4 * (1 + fold_executors)
     return CloudLayout("EMR Serverless (default)", 4, 4, fold_executors, min(40, 400 // per_job), 60.0,
-                       lambda executors: worker * (1 + executors), 1)
+                       lambda executors: worker * (1 + executors), 99, 396)  # 400 vCPU less the driver's 4
 
 
 def emr_ec2_layout() -> CloudLayout:
     # one transient cluster per job: 1 primary, 2 on-demand core and 14 spot task nodes of 8 vCPU; the driver runs
     # on a core node (spark-submit --deploy-mode cluster); every node is held for the whole step
     return CloudLayout("EMR on EC2 (-c engine=emr-ec2)", 8, 8, 16, 40, 600.0,
-                       lambda executors: EMR_EC2_PRIMARY_HOUR + 16 * EMR_EC2_WORKER_HOUR, 16)
+                       lambda executors: EMR_EC2_PRIMARY_HOUR + 16 * EMR_EC2_WORKER_HOUR, 16, 15 * 8)
 
 
 def azure_layout(spot: bool) -> CloudLayout:
     # one Standard_D4as_v5 node per job (cloud.nodes: 1), Spark local[*]; at most 20 nodes (maxNodes)
     price = AZURE_NODE_HOUR_SPOT if spot else AZURE_NODE_HOUR_ON_DEMAND
     return CloudLayout(f"Azure Batch ({'spot' if spot else 'on demand'})", 4, 0, 0, 20, 300.0,
-                       lambda executors: price, 0)
+                       lambda executors: price, 0, 4)
 
 
 def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m: float
@@ -438,17 +441,19 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     fixed = rates.setup_core_s + rates.refine_fit_core_s
     wall = layout.start_seconds + fixed / driver
     rows.append(("finish: setup + refinement fit", "driver", fixed / 3600, wall, hour(0) * wall / 3600))
-    # imputation: chunks computed by map_chunks' toLocalIterator (the current and next partition: 2 tasks of one
-    # core each at a time), streamed to the driver, written there by the driver's processes
-    write = WRITE_NS_PER_VALUE * 1e-9 * N_PAIRS * HG19_BINS
+    # imputation on Spark (impute/distributed.py): a task per chunk computes and refines it and writes its bundle of
+    # bigWig parts, then tasks of consecutive tracks assemble the bigWigs: every executor core works, the driver waits
+    write = WRITE_NS_PER_VALUE * 1e-9 * N_PAIRS * HG19_BINS  # the one-pass writing inside this run's rate
     compute = max(rates.impute_core_s_per_m * m - write, 0.0) + CHUNK_DECODE_CORE_S * HG19_CHUNKS
-    tasks = 2 if layout.executor_vcpu else min(2, layout.driver_vcpu)
-    wall = max(compute / tasks, write / driver)
+    parts = PARTS_NS_PER_VALUE * 1e-9 * N_PAIRS * HG19_BINS
+    cores = layout.impute_vcpu * VCPU_EFFICIENCY
+    where = f"executors, {layout.impute_vcpu} vCPU" if layout.executor_vcpu else f"the node, {layout.impute_vcpu} vCPU"
     rows.append((f"finish: impute {N_PAIRS:,} pairs x {HG19_CHUNKS:,} chunks (compute + refine)",
-                 "executors via toLocalIterator: <= 2 chunks at a time", compute / 3600, compute / tasks,
-                 hour(layout.executors_at_impute) * wall / 3600))
-    rows.append((f"finish: write {N_PAIRS:,} bigWigs ({WRITE_NS_PER_VALUE:.0f} ns a value)",
-                 f"driver, {layout.driver_vcpu} writer processes, beside the compute", write / 3600, 0.0, 0.0))
+                 f"{where}: a task per chunk", compute / 3600, compute / cores,
+                 hour(layout.executors_at_impute) * compute / cores / 3600))
+    rows.append((f"finish: write {N_PAIRS:,} bigWigs as chunk parts, then assemble ({PARTS_NS_PER_VALUE:.0f} ns a value)",
+                 f"{where}: the chunk tasks, then a task per group of tracks", parts / 3600, parts / cores,
+                 hour(layout.executors_at_impute) * parts / cores / 3600))
     score = rates.score_core_s_per_track_m * N_TRACKS * m
     rows.append((f"finish: score {N_TRACKS:,} experiments (shared passes over the store)", "driver, 1 process",
                  score / 3600, score, hour(0) * score / 3600))
@@ -480,9 +485,10 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
           f"{TRAIN_BINS:,} bins (`model.train_bins`); sweeps per model from {source}, at {rate_source}. "
           f"Other core-hours from this run's "
           f"CPU rates (one core of this machine = one vCPU at {VCPU_EFFICIENCY:.0%}); training x "
-          f"{SPARK_SWEEP_FACTOR:.2f} (Spark / numpy per sweep, BENCHMARKS); bigWig writing "
+          f"{SPARK_SWEEP_FACTOR:.2f} (Spark / numpy to convergence, BENCHMARKS); bigWig writing "
           f"{WRITE_NS_PER_VALUE:.0f} ns a value (BENCHMARKS 'bigWig writing') taken out of this run's imputation "
-          f"rate to leave the compute; chunk decoding {CHUNK_DECODE_CORE_S} core-s a chunk on the executors. "
+          f"rate to leave the compute, and the tracks written as chunk parts and assembled at {PARTS_NS_PER_VALUE:.0f} ns a "
+          f"value (BENCHMARKS 'bigWig parts'); chunk decoding {CHUNK_DECODE_CORE_S} core-s a chunk on the executors. "
           "Job start-up not measured: 1 min (EMR Serverless), 10 min (an EMR cluster), 5 min (a Batch node).\n")
     layout = layouts[0]
     print(f"**{layout.name}**: every job a driver of 4 vCPU / 16 GB (the default worker; the handlers set no "
@@ -511,7 +517,7 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
               f"imputation would take {hours(tensor[3])} ({tensor[2]:.1f} core-hours of compute).", end="")
     print()
     print("\nEvery engine's total (the same jobs and rates; the finish job's phases one after another, its "
-          "imputation as long as the longer of its compute and its writing):\n")
+          "imputation and writing on the finish job's executors):\n")
     print("| engine | prepare | 40 folds | finish | the protocol | cost |")
     print("|---|---|---|---|---|---|")
     for layout in layouts:

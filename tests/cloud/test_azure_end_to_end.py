@@ -45,10 +45,10 @@ pytestmark = pytest.mark.spark  # each task is a spark-submit of its own
 
 CONFIG = """\
 # the pilot tracks, cross-validated 2 x 2 (paths relative to this file); the finish job on 2 nodes; the
-# refinement fitted on a small sample (16 s instead of 2 minutes, in the finish job and the local run alike)
+# refinement fitted on a small sample (1 s instead of 2 minutes, in the finish job and the local run alike)
 tracks: ../data/pilot/tracks.tsv
 chrom_sizes: ../data/pilot/chrom.sizes
-model: {rank: 4, solver: als, max_iters: 3, refine: {sample_bins: 65536, inner_tracks: 5}}
+model: {rank: 4, solver: als, max_iters: 3, refine: {sample_bins: 32768, inner_tracks: 2}}
 cv: {n_test: 2, n_valid: 2}
 cloud: {nodes: 2, stages: [finish]}
 output: ignored-the-run-writes-under-runs

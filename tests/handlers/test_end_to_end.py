@@ -29,10 +29,10 @@ ENTRY_POINT_SOURCE = REPO_ROOT / "containers" / "emr-serverless" / "entrypoint.p
 
 CONFIG = """\
 # the pilot tracks, cross-validated 2 x 2 (paths relative to this file); the finish job's refinement fitted on
-# a small sample (16 s instead of 2 minutes: this test checks the jobs and their outputs, not the blend)
+# a small sample (1 s instead of 2 minutes: this test checks the jobs and their outputs, not the blend)
 tracks: ../data/pilot/tracks.tsv
 chrom_sizes: ../data/pilot/chrom.sizes
-model: {rank: 4, solver: als, max_iters: 3, refine: {sample_bins: 65536, inner_tracks: 5}}
+model: {rank: 4, solver: als, max_iters: 3, refine: {sample_bins: 32768, inner_tracks: 2}}
 cv: {n_test: 2, n_valid: 2}
 output: ignored-the-run-writes-under-runs
 """
