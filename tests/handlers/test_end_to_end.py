@@ -27,11 +27,14 @@ pytestmark = pytest.mark.spark  # each job is a spark-submit of its own
 IMAGE_ENTRY_POINT = "local:///opt/predictd/entrypoint.py"
 ENTRY_POINT_SOURCE = REPO_ROOT / "containers" / "emr-serverless" / "entrypoint.py"
 
+# 2 Mb of the pilot contig (80,000 bins of its 563,234): this test checks the jobs and their outputs, not the model
+REGIONS = "pilotA\t0\t1500000\npilotA\t7000000\t7500000\n"
 CONFIG = """\
-# the pilot tracks, cross-validated 2 x 2 (paths relative to this file); the finish job's refinement fitted on
-# a small sample (1 s instead of 2 minutes: this test checks the jobs and their outputs, not the blend)
+# the pilot tracks on two regions, cross-validated 2 x 2 (paths relative to this file); the finish job's
+# refinement fitted on a small sample (1 s instead of 2 minutes: this test checks the jobs, not the blend)
 tracks: ../data/pilot/tracks.tsv
 chrom_sizes: ../data/pilot/chrom.sizes
+regions: ../data/pilot/regions.bed
 model: {rank: 4, solver: als, max_iters: 3, refine: {sample_bins: 32768, inner_tracks: 2}}
 cv: {n_test: 2, n_valid: 2}
 output: ignored-the-run-writes-under-runs
@@ -68,6 +71,7 @@ def upload_pilot(cloud, pilot_dir: Path) -> None:
     for path in sorted(pilot_dir.iterdir()):
         if path.suffix in (".bigWig", ".tsv", ".sizes"):
             cloud.put(f"data/pilot/{path.name}", path.read_bytes())
+    cloud.put("data/pilot/regions.bed", REGIONS.encode())
     cloud.s3_events()  # no config uses the data yet: nothing to reprocess
 
 
