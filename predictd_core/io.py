@@ -107,7 +107,7 @@ def storage_options(location: Location, environ: Mapping[str, str] | None = None
     return {**options, "account_name": account}
 
 
-def _filesystem(url: str):
+def filesystem(url: str):
     """The fsspec filesystem serving ``url`` and the path inside it (s3fs for ``s3://``, adlfs for ``az://``)."""
     import fsspec  # object stores (s3fs, adlfs) are optional extras
 
@@ -153,7 +153,7 @@ def write_atomic(location: Location, payload: bytes) -> None:
     (S3: one PUT; Azure: one Put Blob, or staged blocks committed by one Put Block List for a large one).
     """
     if is_remote(location):
-        fs, path = _filesystem(str(location))
+        fs, path = filesystem(str(location))
         fs.pipe_file(path, payload)
         return
     path = Path(location)
@@ -173,7 +173,7 @@ def write_atomic(location: Location, payload: bytes) -> None:
 def read_bytes(location: Location) -> bytes:
     """The bytes of a local file or remote object; FileNotFoundError when there is none."""
     if is_remote(location):
-        fs, path = _filesystem(str(location))
+        fs, path = filesystem(str(location))
         return fs.cat_file(path)
     return Path(location).read_bytes()
 
@@ -181,9 +181,43 @@ def read_bytes(location: Location) -> bytes:
 def is_file(location: Location) -> bool:
     """True when a local file or remote object exists at ``location``."""
     if is_remote(location):
-        fs, path = _filesystem(str(location))
+        fs, path = filesystem(str(location))
         return fs.isfile(path)
     return Path(location).is_file()
+
+
+def read_range(location: Location, start: int, end: int) -> bytes:
+    """Bytes ``[start, end)`` of the local file or remote object at ``location`` (one ranged GET on an object
+    store); a short read is an input error naming it."""
+    if is_remote(location):
+        fs, path = filesystem(str(location))
+        data = fs.cat_file(path, start=start, end=end)
+    else:
+        with open(location, "rb") as handle:
+            handle.seek(start)
+            data = handle.read(end - start)
+    if len(data) != end - start:
+        raise PredictdInputError(str(location), f"bytes {start}-{end}", f"only {len(data)} bytes could be read: "
+                                                                        "the file is incomplete")
+    return data
+
+
+def upload_file(file: str | Path, location: str) -> None:
+    """Upload the local ``file`` as the object at the URL ``location``: one complete upload, visible only whole."""
+    fs, path = filesystem(location)
+    fs.put_file(str(file), path)
+
+
+def remove_folder(location: Location) -> None:
+    """Delete the folder ``location`` (local or under a URL) and everything in it; gone already: nothing to do."""
+    if is_remote(location):
+        fs, path = filesystem(str(location))
+        try:
+            fs.rm(path, recursive=True)
+        except FileNotFoundError:
+            pass
+        return
+    shutil.rmtree(location, ignore_errors=True)
 
 
 @contextmanager
@@ -199,7 +233,7 @@ def staged_folder(location: Location) -> Iterator[Path]:
         work = Path(tempfile.mkdtemp(prefix="predictd-stage-"))
         try:
             yield work
-            fs, path = _filesystem(str(location))
+            fs, path = filesystem(str(location))
             for file in sorted(work.iterdir()):
                 fs.put_file(str(file), f"{path.rstrip('/')}/{file.name}")
         finally:

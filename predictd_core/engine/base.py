@@ -12,12 +12,20 @@ context managers that close on exit.
 
 from __future__ import annotations
 
+import os
 from types import TracebackType
 from typing import Any, Callable, Iterator, Protocol, Self, Sequence
 
 import numpy as np
 
 from predictd_core.store.signal_store import SignalStore
+
+
+def task_local_folder() -> str | None:
+    """The local folder of the machine a task runs on, as Spark gives it to its Python workers (the first of
+    ``SPARK_LOCAL_DIRS``); None outside Spark's executors."""
+    local = os.environ.get("SPARK_LOCAL_DIRS")
+    return local.split(",")[0] if local else None
 
 
 class Engine(Protocol):

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from predictd_core.errors import PredictdInputError
-from predictd_core.io import is_remote, storage_options
+from predictd_core.engine.base import task_local_folder
+from predictd_core.io import filesystem, is_remote
 from predictd_core.store.signal_store import read_signal_rows
 
 # Spark setting (``engine.spark_conf``) for the decoded-chunk cache's budget per host, in bytes ("8g" style
@@ -50,9 +51,7 @@ def store_identity(path: str) -> str:
     """What tells this store apart from another written later at the same ``path``: the size, inode and
     modification time (or an object store's ETag) of its root and signal metadata files, which every
     write of a store rewrites."""
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(str(path), **(storage_options(str(path)) or {}))
+    fs, root = filesystem(str(path))
     marks = []
     for name in ("zarr.json", "signal/zarr.json"):
         info = fs.info(f"{root.rstrip('/')}/{name}")
@@ -63,10 +62,10 @@ def store_identity(path: str) -> str:
 
 def _cache_folder() -> Path | None:
     """This executor's cache folder, inside the local folder Spark gives its Python workers (None outside Spark)."""
-    local = os.environ.get("SPARK_LOCAL_DIRS")
-    if not local:
+    local = task_local_folder()
+    if local is None:
         return None
-    folder = Path(local.split(",")[0]) / _CACHE_FOLDER
+    folder = Path(local) / _CACHE_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

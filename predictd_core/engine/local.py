@@ -42,6 +42,11 @@ class LocalEngine(Engine):
             self._cache[chunk] = self.store.read_chunk(chunk)
         return self._cache[chunk]
 
+    def _chunk_once(self, chunk: int) -> np.ndarray:
+        """A chunk for a single pass: from the cache when a sweep put it there, else read without adding it."""
+        cached = None if self._cache is None else self._cache.get(chunk)
+        return self.store.read_chunk(chunk) if cached is None else cached
+
     def map_reduce(self, fn: Callable[[np.ndarray, Any], Any], payload: Any) -> Any:
         """Sum of ``fn(chunk signal, payload)`` over every chunk."""
         return reduce(add, (fn(self._chunk(k), payload) for k in self.chunks))
@@ -53,8 +58,7 @@ class LocalEngine(Engine):
         follows the chunk size, not the genome.
         """
         for k in self.chunks:
-            cached = None if self._cache is None else self._cache.get(k)
-            yield k, fn(self.store.read_chunk(k) if cached is None else cached, payload)
+            yield k, fn(self._chunk_once(k), payload)
 
     def map_chunks_remote(self, fn: Callable[[int, np.ndarray, Any], Any], payload: Any,
                           progress: Callable[[int], None] | None = None) -> list[tuple[int, Any]]:
@@ -62,8 +66,7 @@ class LocalEngine(Engine):
         (read as :meth:`map_chunks` reads them); ``progress(done)`` after each."""
         results = []
         for k in self.chunks:
-            cached = None if self._cache is None else self._cache.get(k)
-            results.append((k, fn(k, self.store.read_chunk(k) if cached is None else cached, payload)))
+            results.append((k, fn(k, self._chunk_once(k), payload)))
             if progress is not None:
                 progress(len(results))
         return results

@@ -90,7 +90,7 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
                                     store.bins.n_bins, budget):
         block, position = store.read_columns(read), {int(k): p for p, k in enumerate(read)}
         for t in run:
-            _score_target(config, store, ensemble, targets[t], inputs_of[t],
+            _score_target(config, store, ensemble, targets[t],
                           block[:, [position[int(k)] for k in (targets[t][0], *inputs_of[t])]], masks, windows,
                           panel_assays, rng, result)
             progress("evaluate", len(result.rows), len(targets))
@@ -100,7 +100,7 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
 
 
 def _score_target(config: RunConfig, store: SignalStore, ensemble: Ensemble, target: tuple[int, str],
-                  inputs: np.ndarray, signal: np.ndarray, masks: dict, windows, panel_assays: set[int],
+                  signal: np.ndarray, masks: dict, windows, panel_assays: set[int],
                   rng: np.random.Generator, result: Evaluation) -> None:
     """Score one target from ``signal`` (its observed column, then its baseline's inputs) into ``result``."""
     column, kind = target
@@ -108,7 +108,7 @@ def _score_target(config: RunConfig, store: SignalStore, ensemble: Ensemble, tar
     path = imputed_path(config.output, experiment.cell_type, experiment.assay)
     observed, imputed = signal[:, 0], read_track_bins(path, store.bins)
     with np.errstate(all="ignore"):  # a bin no input covers is NaN, and left out below
-        baseline = np.nanmean(signal[:, 1:], axis=1) if inputs.size else np.full(observed.shape, np.nan)
+        baseline = np.nanmean(signal[:, 1:], axis=1) if signal.shape[1] > 1 else np.full(observed.shape, np.nan)
     seen = ~np.isnan(observed) & ~np.isnan(imputed) & ~np.isnan(baseline)
     target_masks = {name: mask[seen] for name, mask in masks.items()}
     row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "kind": kind,

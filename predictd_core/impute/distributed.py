@@ -25,7 +25,6 @@ its own blocks and index.
 from __future__ import annotations
 
 import os
-import shutil
 import struct
 import tempfile
 import uuid
@@ -40,11 +39,12 @@ from typing import Any, BinaryIO, Callable, Iterator, Sequence
 import numpy as np
 from isal import isal_zlib
 
-from predictd_core.engine.base import Engine
+from predictd_core.engine.base import Engine, task_local_folder
 from predictd_core.errors import PredictdInputError
 from predictd_core.impute.parallel import result_blocks
 from predictd_core.impute.write_tracks import add_bins, as_written, copy_columns, run_origin
-from predictd_core.io import Location, is_remote, join_location, storage_options, temporary_sibling
+from predictd_core.io import (Location, is_remote, join_location, read_range, remove_folder, temporary_sibling,
+                              upload_file)
 from predictd_core.store.signal_store import chunk_bounds
 from predictd_core.tracks.bigwig import Assembly, BigWigPart
 from predictd_core.tracks.genome import GenomeBins
@@ -127,27 +127,9 @@ def read_bundle_index(data: bytes, name: str) -> tuple[int, int, np.ndarray]:
     return lo, hi, np.frombuffer(index, "<u8").copy()
 
 
-def read_range(location: Location, start: int, end: int) -> bytes:
-    """Bytes ``[start, end)`` of the file or object at ``location`` (one ranged GET on an object store); an
-    error names it when fewer come back."""
-    if is_remote(location):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(str(location), **(storage_options(location) or {}))
-        data = fs.cat_file(path, start=start, end=end)
-    else:
-        with open(location, "rb") as handle:
-            handle.seek(start)
-            data = handle.read(end - start)
-    if len(data) != end - start:
-        raise PredictdInputError(str(location), f"bytes {start}-{end}", f"only {len(data)} bytes could be read: "
-                                                                        "the bundle is incomplete")
-    return data
-
-
 def read_ahead(ranges: Sequence[tuple[Location, int, int]], ahead: int = READS_AHEAD) -> Iterator[bytes]:
-    """The bytes of each ``(location, start, end)`` of ``ranges`` (:func:`read_range`), in order, with up to
-    ``ahead`` reads under way in threads at once (memory: ``ahead`` ranges)."""
+    """The bytes of each ``(location, start, end)`` of ``ranges`` (:func:`~predictd_core.io.read_range`), in
+    order, with up to ``ahead`` reads under way in threads at once (memory: ``ahead`` ranges)."""
     with ThreadPoolExecutor(max(1, ahead)) as pool:
         pending: deque = deque()
         try:
@@ -162,28 +144,14 @@ def read_ahead(ranges: Sequence[tuple[Location, int, int]], ahead: int = READS_A
                 future.cancel()
 
 
-def _local_temporary_folder() -> str | None:
-    """Where a task keeps files on its own machine: Spark's local folder on an executor, else the default."""
-    local = os.environ.get("SPARK_LOCAL_DIRS")
-    return local.split(",")[0] if local else None
-
-
-def _put(file: str | os.PathLike, location: Location) -> None:
-    """Upload the local ``file`` as the object ``location``: one complete upload (visible only once whole)."""
-    import fsspec
-
-    fs, path = fsspec.core.url_to_fs(str(location), **(storage_options(location) or {}))
-    fs.put_file(str(file), path)
-
-
 def _write_whole(location: Location, write: Callable[[BinaryIO], Any]) -> Any:
     """``write(file)`` into a new file that becomes ``location`` only when complete (locally a hidden sibling,
     renamed; remotely a local temporary file, then one upload); returns what ``write`` returns."""
     if is_remote(location):
-        with tempfile.NamedTemporaryFile(dir=_local_temporary_folder(), prefix="predictd-bundle-") as file:
+        with tempfile.NamedTemporaryFile(dir=task_local_folder(), prefix="predictd-bundle-") as file:
             result = write(file)
             file.flush()
-            _put(file.name, location)
+            upload_file(file.name, str(location))
         return result
     unfinished = temporary_sibling(location)
     try:
@@ -245,7 +213,7 @@ def assemble_group(task: GroupTask) -> int:
     contigs, local = list(task.contigs), Path()
     with ExitStack() as stack:
         if any(is_remote(target) for target in task.targets):
-            local = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=_local_temporary_folder(),
+            local = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=task_local_folder(),
                                                                          prefix="predictd-assemble-")))
         files = [local / f"{k}.bigWig" if is_remote(target) else Path(target) for k, target in enumerate(task.targets)]
         assemblies = [stack.enter_context(Assembly(file, contigs, task.bin_size)) for file in files]
@@ -260,7 +228,7 @@ def assemble_group(task: GroupTask) -> int:
             assembly.close()
         uploads = [(file, target) for file, target in zip(files, task.targets) if is_remote(target)]
         with ThreadPoolExecutor(READS_AHEAD) as pool:
-            for future in [pool.submit(_put, file, target) for file, target in uploads]:
+            for future in [pool.submit(upload_file, file, target) for file, target in uploads]:
                 future.result()
     return len(task.targets)
 
@@ -269,20 +237,6 @@ def group_tracks(n_tracks: int, parallelism: int) -> int:
     """Tracks per assembly task: :data:`GROUPS_PER_SLOT` tasks per task slot of the engine, at most
     :data:`MAX_GROUP_TRACKS` tracks each, at least one."""
     return max(1, min(MAX_GROUP_TRACKS, -(-n_tracks // (GROUPS_PER_SLOT * max(1, parallelism)))))
-
-
-def remove_folder(location: Location) -> None:
-    """Delete the folder ``location`` and everything in it (gone already: nothing to do)."""
-    if is_remote(location):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(str(location), **(storage_options(location) or {}))
-        try:
-            fs.rm(path, recursive=True)
-        except FileNotFoundError:
-            pass
-        return
-    shutil.rmtree(location, ignore_errors=True)
 
 
 def write_tracks_distributed(engine: Engine, fn: Callable[[np.ndarray, Any], Any], payload: Any,

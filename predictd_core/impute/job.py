@@ -50,6 +50,22 @@ def impute_chunk(Y: np.ndarray, job: ImputeJob) -> tuple[np.ndarray, np.ndarray 
     return mean.astype(np.float32, copy=False), None if spread is None else spread.astype(np.float32, copy=False)
 
 
+def _track_destinations(config: RunConfig, job: ImputeJob, names: list[str], stack: ExitStack, stage_remote: bool
+                        ) -> tuple[list, list[bool]]:
+    """Where each of ``job``'s tracks is written, in :func:`impute_chunk`'s order (imputed/, the means written as
+    -log10 p, then spread/), and which come as arcsinh. Each folder is a staging folder entered on ``stack``
+    (published whole when it closes), except a remote one when not ``stage_remote``: then its tracks' URLs
+    themselves, each uploaded whole by whoever writes it."""
+    targets, from_arcsinh = [], []
+    for folder in imputed_folders(job.with_spread):
+        location = join_location(config.output, folder)
+        staged = stage_remote or not is_remote(location)
+        work = stack.enter_context(staged_folder(location)) if staged else location
+        targets += [join_location(work, name) for name in names]
+        from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
+    return targets, from_arcsinh
+
+
 def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, engine: Engine,
                          progress: Callable[..., None]) -> None:
     """Compute ``job`` chunk by chunk on ``engine`` and write its tracks under ``config.output``
@@ -81,11 +97,7 @@ def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, 
         _write_on_executors(config, store, job, engine, names, progress)
         return
     with ExitStack() as stack:
-        paths, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: impute_chunk's order
-        for folder in imputed_folders(job.with_spread):
-            work = stack.enter_context(staged_folder(join_location(config.output, folder)))
-            paths += [work / name for name in names]
-            from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
+        paths, from_arcsinh = _track_destinations(config, job, names, stack, stage_remote=True)
         processes = config.engine.processes_for(len(paths) * store.bins.n_bins)
         computing = compute_processes(engine, processes, len(paths))
         writer = stack.enter_context(ParallelTrackWriter(paths, store.bins, store.chunk_bins, processes, from_arcsinh,
@@ -100,12 +112,7 @@ def _write_on_executors(config: RunConfig, store: SignalStore, job: ImputeJob, e
     object store, and a scratch folder of this imputation's own under ``OUTPUT/.parts``."""
     scratch = join_location(config.output, SCRATCH_FOLDER, uuid.uuid4().hex[:12])
     with ExitStack() as stack:
-        targets, from_arcsinh = [], []  # imputed/ (means, written as -log10 p), then spread/: impute_chunk's order
-        for folder in imputed_folders(job.with_spread):
-            location = join_location(config.output, folder)
-            work = location if is_remote(location) else stack.enter_context(staged_folder(location))
-            targets += [join_location(work, name) for name in names]
-            from_arcsinh += [folder == IMPUTED_FOLDER] * len(names)
+        targets, from_arcsinh = _track_destinations(config, job, names, stack, stage_remote=False)
         try:
             write_tracks_distributed(engine, impute_chunk, job, targets, from_arcsinh, scratch,
                                      lambda done: progress("impute", done, store.n_chunks))

@@ -100,7 +100,7 @@ def test_without_a_connection_string_the_account_signs_in_with_default_azure_cre
     """What a Batch node does: the account from the environment, the managed identity (AZURE_CLIENT_ID)
     through azure-identity; no key. Built offline (no request is made until the first read)."""
     from tests.azure_support import clear_adlfs_cache
-    from predictd_core.io import _filesystem
+    from predictd_core.io import filesystem
 
     for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN",
                  "AZURE_STORAGE_CLIENT_ID", "AZURE_STORAGE_CLIENT_SECRET"):
@@ -110,7 +110,7 @@ def test_without_a_connection_string_the_account_signs_in_with_default_azure_cre
     monkeypatch.setenv("AZURE_STORAGE_ANON", "true")  # ignored: a deployment never reads anonymously
     clear_adlfs_cache()
     try:
-        fs, path = _filesystem("az://data/pilot/tracks.tsv")
+        fs, path = filesystem("az://data/pilot/tracks.tsv")
         assert path == "data/pilot/tracks.tsv" and fs.anon is False
         assert fs.account_url == "https://predictdstore.blob.core.windows.net"
         assert type(fs.credential).__name__ == "DefaultAzureCredential" and fs.account_key is None
