@@ -233,9 +233,8 @@ def staged_folder(location: Location) -> Iterator[Path]:
         work = Path(tempfile.mkdtemp(prefix="predictd-stage-"))
         try:
             yield work
-            fs, path = filesystem(str(location))
             for file in sorted(work.iterdir()):
-                fs.put_file(str(file), f"{path.rstrip('/')}/{file.name}")
+                upload_file(file, str(join_location(location, file.name)))
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return
