@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
-from jobs import compendium
+from jobs import compendium, process_tree
 
 WAYS = ("stream", "bundles")
 
@@ -85,13 +85,6 @@ def impute_once(data: Path, output: Path, way: str, pairs: int, rank: int, sprea
     engine.close()
 
 
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
 def _kind(process: psutil.Process, root_pid: int) -> str:
     """``driver`` (the child itself), ``jvm``, ``spark-python`` (a Python process under the JVM) or
     ``writer`` (a driver-side Python process: ParallelTrackWriter's)."""
@@ -124,7 +117,7 @@ def measure(data: Path, way: str, pairs: int, rank: int, spread: bool) -> dict:
             if line.startswith("START"):
                 started = time.perf_counter()
             sums = dict.fromkeys(peaks, 0)
-            for process in _tree(child):
+            for process in process_tree(child):
                 try:
                     with process.oneshot():
                         times, rss = process.cpu_times(), process.memory_info().rss

@@ -95,6 +95,14 @@ def train(data: Path, output: Path, engine: dict, model: dict | None = None) -> 
     return Trained(measured, description["history"], description["best_iteration"])
 
 
+def process_tree(root: psutil.Process) -> list[psutil.Process]:
+    """``root`` and its descendants (just ``root`` once it has exited)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return [root]
+
+
 def run_measured(args: list[str]) -> Measured:
     """Run ``predictd ARGS`` in a fresh process, sampling its process tree's memory until it exits."""
     started = time.perf_counter()

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
-from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, write_config
+from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, process_tree, write_config
 
 N_TRACKS, N_PAIRS = 1014, 127 * 24  # the Roadmap layout's observed experiments, and its grid
 CHUNK_BINS = 65_536  # the default chunk (config.DEFAULT_CHUNK_BINS), which the hg19 store has
@@ -100,14 +100,6 @@ class Job:
         if not found:
             raise ValueError(f"{self.name}: no progress line matches {pattern!r}")
         return found[0]
-
-
-def process_tree(root: psutil.Process) -> list[psutil.Process]:
-    """``root`` and its descendants (just ``root`` once it has exited)."""
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return [root]
 
 
 def tree_cpu_seconds(root: psutil.Process) -> float:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from jobs import LAYOUT
+from jobs import HG19_BINS, LAYOUT
 
 from predictd_core.model.factors import Layout, initial_factors
 from predictd_core.model.settings import ModelSettings
@@ -28,7 +28,6 @@ from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.table import Track
 
 RANK = 100
-HG19_BINS = 124_000_000  # 25 bp bins of hg19, as in PREDICTD's whole-genome runs
 
 
 def build_store(folder: Path, n_chunks: int, chunk_bins: int) -> SignalStore:

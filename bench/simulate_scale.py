@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from jobs import LAYOUT
+from jobs import HG19_BINS, LAYOUT
 
 SIMULATE = """
 import resource, sys
@@ -26,7 +26,6 @@ from predictd_core.cli.main import main
 code = main(sys.argv[1:])
 print(code, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
-HG19_BINS = 124_000_000  # 25 bp bins of hg19
 
 
 def run(out: Path, bins: int, layout: Path, chunk_bins: int, signal_format: str) -> tuple[float, float, int]:
