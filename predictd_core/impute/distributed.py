@@ -2,55 +2,41 @@
 
 The engines' ``map_chunks`` brings every chunk's values (65,536 bins x 3,048 pairs float32: 800 MB on the
 Roadmap grid) to the driver, which then writes every bigWig while the executors idle. Here the driver only
-hands out work:
+hands out work (:mod:`predictd_core.engine.bundles`):
 
 1. a task per chunk (:meth:`~predictd_core.engine.base.Engine.map_chunks_remote`) computes the chunk, writes
    each track's bins of it as a bigWig part (:class:`~predictd_core.tracks.bigwig.BigWigPart`: the
    deflate and the zoom records, the expensive share of writing a track) and stores the chunk's parts of every
-   track as one *bundle*, one object (a part per track per chunk would be 5.8 M objects for hg19 at 65,536-bin
-   chunks x 3,048 tracks: $29 of S3 PUTs alone), in a scratch folder both the executors and the driver reach;
-   it sends back only the bundle's index;
+   track as one bundle in a scratch folder; it sends back only the bundle's index;
 2. a task per group of consecutive tracks (:meth:`~predictd_core.engine.base.Engine.run_tasks`) reads the
-   group's byte range of every bundle, one read per bundle (the tracks' parts lie one after another), feeds
-   each part to its track's :class:`~predictd_core.tracks.bigwig.Assembly` (blocks copied as bytes, not
-   deflated again) and puts the finished bigWig in place. The scratch folder is deleted at the end, whatever
-   happened.
+   group's byte range of every bundle, feeds each part to its track's
+   :class:`~predictd_core.tracks.bigwig.Assembly` (blocks copied as bytes, not deflated again) and puts the
+   finished bigWig in place. The scratch folder is deleted at the end, whatever happened.
 
-Bundle layout (little-endian): :data:`BUNDLE_HEADER`; the index, uint64 offsets from the bundle's first byte
-of each track's part and of the bundle's end (tracks + 1 of them: part t is bytes ``[offset[t],
-offset[t + 1])``); then the parts in track order. The header holds the CRC-32 of the index; each part checks
-its own blocks and index.
+Each part checks its own blocks and index.
 """
 
 from __future__ import annotations
 
-import os
-import struct
 import tempfile
-import uuid
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
-from isal import isal_zlib
 
 from predictd_core.engine.base import Engine, task_local_folder
-from predictd_core.errors import PredictdInputError
+from predictd_core.engine.bundles import READS_AHEAD, BundleWriter, bundle_name, read_ahead, write_whole
 from predictd_core.impute.parallel import result_blocks
 from predictd_core.impute.write_tracks import add_bins, as_written, copy_columns, run_origin
-from predictd_core.io import (Location, is_remote, join_location, read_range, remove_folder, temporary_sibling,
-                              upload_file)
+from predictd_core.io import Location, is_remote, join_location, remove_folder, upload_file
 from predictd_core.store.signal_store import chunk_bounds
 from predictd_core.tracks.bigwig import Assembly, BigWigPart
 from predictd_core.tracks.genome import GenomeBins
 
-BUNDLE_MAGIC = b"PDBUNDL1"
-BUNDLE_HEADER = struct.Struct("<8sIIQQ")  # magic, tracks, CRC-32 of the index, the chunk's first bin and end bin
 # Tracks laid out bin after bin at a time from a chunk's (bins, tracks) values: one (track, bins) row is what a
 # part takes, and a block-wise transpose of a few hundred tracks beats a strided column copy per track.
 TRANSPOSE_TRACKS = 256
@@ -59,15 +45,6 @@ TRANSPOSE_TRACKS = 256
 MAX_GROUP_TRACKS = 64
 # Assembly tasks per task slot of the engine: a few, so that slow ones are made up for.
 GROUPS_PER_SLOT = 4
-# Bundle ranges an assembly task reads ahead, in threads: hg19 has ~1,900 bundles, and one ranged GET at a
-# time (tens of milliseconds each on an object store) would leave the task waiting most of its time.
-READS_AHEAD = 8
-
-
-def bundle_name(chunk: int) -> str:
-    """A new name for a bundle of chunk ``chunk``: each attempt at a chunk writes its own, and the driver reads
-    the one whose index it was sent (a retried or speculative task's bundle may differ: BLAS on another CPU)."""
-    return f"chunk-{chunk:07d}-{uuid.uuid4().hex[:12]}.bundle"
 
 
 def write_bundle(file: BinaryIO, bins: GenomeBins, lo: int, hi: int, values: Sequence[np.ndarray],
@@ -93,9 +70,7 @@ def write_bundle(file: BinaryIO, bins: GenomeBins, lo: int, hi: int, values: Seq
     if n_tracks != len(from_arcsinh) or any(block.shape[0] != hi - lo for block in values):
         raise ValueError(f"bundle of bins [{lo}, {hi}): values of shapes {[block.shape for block in values]} for "
                          f"{len(from_arcsinh)} tracks")
-    start = file.tell()
-    file.write(bytes(BUNDLE_HEADER.size + 8 * (n_tracks + 1)))  # completed at the end
-    offsets = np.zeros(n_tracks + 1, "<u8")
+    bundle = BundleWriter(file, lo, hi, n_tracks)
     contigs, origin, track = list(bins.contigs), run_origin(bins, lo), 0
     for block in values:
         for first in range(0, block.shape[1], TRANSPOSE_TRACKS):
@@ -103,65 +78,11 @@ def write_bundle(file: BinaryIO, bins: GenomeBins, lo: int, hi: int, values: Seq
             rows = np.empty((columns.shape[1], hi - lo), np.float32)
             copy_columns(rows, columns)
             for row in rows:
-                offsets[track] = file.tell() - start
+                bundle.next_piece()
                 with BigWigPart(file, contigs, bins.bin_size, run_origin=origin) as part:
                     add_bins(part, bins, lo, hi, as_written(row, from_arcsinh[track]))
                 track += 1
-    offsets[track] = file.tell() - start
-    index = offsets.tobytes()
-    file.seek(start)
-    file.write(BUNDLE_HEADER.pack(BUNDLE_MAGIC, n_tracks, isal_zlib.crc32(index), lo, hi) + index)
-    file.seek(start + int(offsets[-1]))
-    return offsets
-
-
-def read_bundle_index(data: bytes, name: str) -> tuple[int, int, np.ndarray]:
-    """The chunk's bins ``(lo, hi)`` and the index of the bundle whose first bytes are ``data`` (at least its
-    header and index); ``name`` names it in errors."""
-    if len(data) < BUNDLE_HEADER.size or data[:8] != BUNDLE_MAGIC:
-        raise PredictdInputError(name, "header", "no bundle header: not a chunk bundle of bigWig parts")
-    _, n_tracks, crc, lo, hi = BUNDLE_HEADER.unpack_from(data)
-    index = data[BUNDLE_HEADER.size:BUNDLE_HEADER.size + 8 * (n_tracks + 1)]
-    if len(index) < 8 * (n_tracks + 1) or isal_zlib.crc32(index) != crc:
-        raise PredictdInputError(name, "index", "damaged or cut short: not a complete chunk bundle")
-    return lo, hi, np.frombuffer(index, "<u8").copy()
-
-
-def read_ahead(ranges: Sequence[tuple[Location, int, int]], ahead: int = READS_AHEAD) -> Iterator[bytes]:
-    """The bytes of each ``(location, start, end)`` of ``ranges`` (:func:`~predictd_core.io.read_range`), in
-    order, with up to ``ahead`` reads under way in threads at once (memory: ``ahead`` ranges)."""
-    with ThreadPoolExecutor(max(1, ahead)) as pool:
-        pending: deque = deque()
-        try:
-            for location, start, end in ranges:
-                pending.append(pool.submit(read_range, location, start, end))
-                if len(pending) > ahead:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            for future in pending:  # left early (an error): what has not started never will
-                future.cancel()
-
-
-def _write_whole(location: Location, write: Callable[[BinaryIO], Any]) -> Any:
-    """``write(file)`` into a new file that becomes ``location`` only when complete (locally a hidden sibling,
-    renamed; remotely a local temporary file, then one upload); returns what ``write`` returns."""
-    if is_remote(location):
-        with tempfile.NamedTemporaryFile(dir=task_local_folder(), prefix="predictd-bundle-") as file:
-            result = write(file)
-            file.flush()
-            upload_file(file.name, str(location))
-        return result
-    unfinished = temporary_sibling(location)
-    try:
-        with open(unfinished, "w+b") as file:
-            result = write(file)
-        os.replace(unfinished, location)
-    except BaseException:
-        unfinished.unlink(missing_ok=True)
-        raise
-    return result
+    return bundle.close()
 
 
 @dataclass(frozen=True)
@@ -185,7 +106,7 @@ def bundle_chunk(fn: Callable[[np.ndarray, Any], Any], chunk: int, signal: np.nd
     lo, hi = chunk_bounds(chunk, task.chunk_bins, task.bins.n_bins)
     values = result_blocks(fn(signal, task.payload))
     location = join_location(task.scratch, bundle_name(chunk))
-    return str(location), _write_whole(location, lambda file: write_bundle(file, task.bins, lo, hi, values,
+    return str(location), write_whole(location, lambda file: write_bundle(file, task.bins, lo, hi, values,
                                                                              task.from_arcsinh))
 
 
@@ -275,7 +196,7 @@ def write_tracks_distributed(engine: Engine, fn: Callable[[np.ndarray, Any], Any
         reported = max(reported, count)
 
     if not is_remote(scratch):
-        Path(scratch).mkdir(parents=True)
+        Path(scratch).mkdir(parents=True, exist_ok=True)
     try:
         task = BundleTask(payload, tuple(bool(flag) for flag in from_arcsinh), store.bins, store.chunk_bins,
                           str(scratch))

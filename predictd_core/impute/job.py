@@ -4,16 +4,15 @@ the engines, :mod:`predictd_core.impute.parallel`'s worker processes or a distri
 
 from __future__ import annotations
 
-import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from predictd_core.config import RunConfig
 from predictd_core.engine import Engine
+from predictd_core.engine.bundles import scratch_folder
 from predictd_core.impute.distributed import write_tracks_distributed
 from predictd_core.impute.ensemble import Ensemble, ensemble_chunk
 from predictd_core.impute.outputs import IMPUTED_FOLDER, imputed_folders, track_names
@@ -33,11 +32,6 @@ class ImputeJob:
     with_spread: bool
     pairs: np.ndarray | None
     refinement: Refinement | None = None
-
-
-# The folder under a run's output where a distributed imputation keeps its chunk bundles while it runs (a
-# subfolder per imputation, deleted when it ends).
-SCRATCH_FOLDER = ".parts"
 
 
 def impute_chunk(Y: np.ndarray, job: ImputeJob) -> tuple[np.ndarray, np.ndarray | None]:
@@ -110,15 +104,8 @@ def _write_on_executors(config: RunConfig, store: SignalStore, job: ImputeJob, e
                         progress: Callable[..., None]) -> None:
     """:func:`write_imputed_tracks` on a distributed engine: staging folders locally, the final objects on an
     object store, and a scratch folder of this imputation's own under ``OUTPUT/.parts``."""
-    scratch = join_location(config.output, SCRATCH_FOLDER, uuid.uuid4().hex[:12])
     with ExitStack() as stack:
         targets, from_arcsinh = _track_destinations(config, job, names, stack, stage_remote=False)
-        try:
+        with scratch_folder(config.output) as scratch:
             write_tracks_distributed(engine, impute_chunk, job, targets, from_arcsinh, scratch,
                                      lambda done: progress("impute", done, store.n_chunks))
-        finally:
-            if not is_remote(scratch):
-                try:
-                    Path(scratch).parent.rmdir()  # .parts/, unless another imputation is using it
-                except OSError:
-                    pass

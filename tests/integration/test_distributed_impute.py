@@ -14,8 +14,8 @@ from predictd_core.config import RunConfig
 from predictd_core.engine.local import LocalEngine
 from predictd_core.engine.spark import SparkEngine
 from predictd_core.errors import PredictdInputError
-from predictd_core.impute.distributed import (group_tracks, read_ahead, read_bundle_index, write_bundle,
-                                              write_tracks_distributed)
+from predictd_core.engine.bundles import read_ahead, read_bundle_index
+from predictd_core.impute.distributed import group_tracks, write_bundle, write_tracks_distributed
 from predictd_core.impute.job import ImputeJob, write_imputed_tracks
 from predictd_core.impute.outputs import track_names
 from predictd_core.impute.write_tracks import write_track_part
