@@ -196,13 +196,15 @@ def publish(config: RunConfig, store: SignalStore, run: TrainedRun, engine: Engi
             progress: Progress = no_progress) -> RunOutputs:
     """impute, then :func:`finish`."""
     run_impute(config, store, run, engine, progress)
-    return finish(config, store, run, progress)
+    return finish(config, store, run, progress, engine)
 
 
-def finish(config: RunConfig, store: SignalStore, run: TrainedRun, progress: Progress = no_progress) -> RunOutputs:
+def finish(config: RunConfig, store: SignalStore, run: TrainedRun, progress: Progress = no_progress,
+           engine: Engine | None = None) -> RunOutputs:
     """evaluate -> report -> manifest, from the imputed tracks already written (and the refinement stage's
-    record, :func:`~predictd_core.impute.refine.read_refinement`, which the report shows and the manifest lists)."""
-    evaluation = run_evaluate(config, store, run.ensemble, run.targets, progress)
+    record, :func:`~predictd_core.impute.refine.read_refinement`, which the report shows and the manifest lists).
+    The targets are scored on ``engine``'s tasks when it is distributed (Spark), else in this process."""
+    evaluation = run_evaluate(config, store, run.ensemble, run.targets, progress, engine=engine)
     output = config.output
     outputs = imputed_outputs(output, run.ensemble.layout, run.with_spread)
     refiners = read_refinement(config)

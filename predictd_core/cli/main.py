@@ -157,13 +157,14 @@ def impute(config: str = ConfigArg) -> None:
 def evaluate(config: str = ConfigArg) -> None:
     """Score the imputed tracks against the same-assay average baseline; write metrics, report.html, manifest."""
     from predictd_core import pipeline
+    from predictd_core.engine import make_engine
 
     with _user_errors():
         settings = _load(config)
         store = pipeline.open_store(settings)
         trained = pipeline.trained_run(settings, store)
-        with progress_display(console) as progress:
-            result = pipeline.finish(settings, store, trained, progress)
+        with make_engine(settings.engine, store) as engine, progress_display(console) as progress:
+            result = pipeline.finish(settings, store, trained, progress, engine)
     _print_outputs(result)
 
 

@@ -15,6 +15,7 @@ from predictd_core.errors import PredictdInputError
 from predictd_core.impute.outputs import spread_path
 from predictd_core.io import is_file
 from predictd_core.store.signal_store import SignalStore
+from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import read_track_bins
 from predictd_core.tracks.table import Track
 
@@ -72,7 +73,7 @@ def browser_windows(config: RunConfig, store: SignalStore) -> list[tuple[int, in
     return windows
 
 
-def track_panel(config: RunConfig, store: SignalStore, experiment: Track, observed: np.ndarray,
+def track_panel(config: RunConfig, bins: GenomeBins, experiment: Track, observed: np.ndarray,
                 imputed: np.ndarray, baseline: np.ndarray, windows: list[tuple[int, int]]) -> TrackPanel:
     """The configured window, or else the 10 kb around the target's strongest observed signal."""
     if windows:
@@ -82,11 +83,11 @@ def track_panel(config: RunConfig, store: SignalStore, experiment: Track, observ
         centre = int(np.argmax(smooth))
         lo = max(0, min(centre - PANEL_BINS // 2, observed.size - PANEL_BINS))
         hi = min(observed.size, lo + PANEL_BINS)
-    (contig, start, _, _, hi), *_ = store.bins.runs(lo, hi)  # a panel shows one contiguous span
+    (contig, start, _, _, hi), *_ = bins.runs(lo, hi)  # a panel shows one contiguous span
     spread_file = spread_path(config.output, experiment.cell_type, experiment.assay)
-    spread = read_track_bins(spread_file, store.bins, lo, hi) if is_file(spread_file) else None
+    spread = read_track_bins(spread_file, bins, lo, hi) if is_file(spread_file) else None
     # The spread track holds arcsinh-scale values as written; undo read_track_bins' arcsinh.
-    return TrackPanel(target=experiment.name, contig=contig, start=start, bin_size=store.bins.bin_size,
+    return TrackPanel(target=experiment.name, contig=contig, start=start, bin_size=bins.bin_size,
                       observed=observed[lo:hi], imputed=np.maximum(imputed[lo:hi], 0.0), baseline=baseline[lo:hi],
                       spread=None if spread is None else np.sinh(spread))
 
