@@ -34,18 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import select
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
-from jobs import compendium, process_tree
+from jobs import compendium, measure_between_marks
 
 WAYS = ("stream", "bundles")
 
@@ -85,66 +81,16 @@ def impute_once(data: Path, output: Path, way: str, pairs: int, rank: int, sprea
     engine.close()
 
 
-def _kind(process: psutil.Process, root_pid: int) -> str:
-    """``driver`` (the child itself), ``jvm``, ``spark-python`` (a Python process under the JVM) or
-    ``writer`` (a driver-side Python process: ParallelTrackWriter's)."""
-    if process.pid == root_pid:
-        return "driver"
-    if process.name() == "java":
-        return "jvm"
-    parent = process
-    while (parent := parent.parent()) is not None and parent.pid != root_pid:
-        if parent.name() == "java":
-            return "spark-python"
-    return "writer"
-
-
 def measure(data: Path, way: str, pairs: int, rank: int, spread: bool) -> dict:
     """One fresh-process run of ``way``: wall seconds, core-seconds and peak memory (MB) by kind, from START to
-    END, and the bytes and tracks written."""
+    END (:func:`jobs.measure_between_marks`), and the bytes and tracks written."""
     output = Path(tempfile.mkdtemp(prefix=f"distributed-{way}-", dir=data))
-    child = psutil.Popen([sys.executable, __file__, "--child", way, "--data", str(data), "--output", str(output),
-                          "--pairs", str(pairs), "--rank", str(rank), *(["--spread"] if spread else [])],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-    cpu: dict[tuple[int, float], list[float]] = {}  # (pid, created) -> [at START, last seen]
-    peaks = {"driver": 0, "writer": 0, "jvm": 0, "spark-python": 0}
-    started = ended = None
-    result: dict = {}
     try:
-        while True:
-            readable, _, _ = select.select([child.stdout], [], [], 0.1)
-            line = child.stdout.readline() if readable else ""
-            if line.startswith("START"):
-                started = time.perf_counter()
-            sums = dict.fromkeys(peaks, 0)
-            for process in process_tree(child):
-                try:
-                    with process.oneshot():
-                        times, rss = process.cpu_times(), process.memory_info().rss
-                        key, kind = (process.pid, process.create_time()), _kind(process, child.pid)
-                except (psutil.NoSuchProcess, psutil.ZombieProcess):
-                    continue
-                seen = times.user + times.system
-                if started is None or line.startswith("START"):
-                    cpu[key] = [seen, seen]
-                else:
-                    cpu.setdefault(key, [0.0, seen])[1] = seen
-                sums[kind] += rss
-            if started is not None and ended is None:
-                for kind in peaks:
-                    peaks[kind] = max(peaks[kind], sums[kind])
-            if line.startswith("END"):
-                ended, result = time.perf_counter(), json.loads(line.split(" ", 1)[1])
-                break
-            if child.poll() is not None and not readable:
-                raise RuntimeError(f"the {way} run exited {child.returncode}: {child.stderr.read()[-3000:]}")
-        child.wait()
+        return measure_between_marks([sys.executable, __file__, "--child", way, "--data", str(data), "--output",
+                                      str(output), "--pairs", str(pairs), "--rank", str(rank),
+                                      *(["--spread"] if spread else [])])
     finally:
-        if child.poll() is None:
-            child.kill()
         shutil.rmtree(output, ignore_errors=True)
-    return {"seconds": ended - started, "core_seconds": sum(last - first for first, last in cpu.values()),
-            **{f"{kind}_mb": peak / 2**20 for kind, peak in peaks.items()}, **result}
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ largest one, and all of them summed) and the JVM (Spark's ``java`` process).
 from __future__ import annotations
 
 import json
+import select
 import statistics
 import subprocess
 import sys
@@ -125,3 +126,63 @@ def run_measured(args: list[str]) -> Measured:
     if job.returncode:
         raise RuntimeError(f"predictd {' '.join(args)} exited {job.returncode}: {job.stderr.read().decode()[-2000:]}")
     return Measured(seconds, python_peak / 2**20, python_total / 2**20, jvm_peak / 2**20)
+
+
+def process_kind(process: psutil.Process, root_pid: int) -> str:
+    """``driver`` (the child itself), ``jvm``, ``spark-python`` (a Python process under the JVM) or
+    ``writer`` (a driver-side Python process: ParallelTrackWriter's)."""
+    if process.pid == root_pid:
+        return "driver"
+    if process.name() == "java":
+        return "jvm"
+    parent = process
+    while (parent := parent.parent()) is not None and parent.pid != root_pid:
+        if parent.name() == "java":
+            return "spark-python"
+    return "writer"
+
+
+def measure_between_marks(argv: list[str]) -> dict:
+    """Run ``argv`` (a child that prints ``START`` when its measured work begins and ``END {json}`` when it is
+    done) and sample its process tree every 0.1 s between the two: wall seconds, core-seconds (CPU time of every
+    process of the tree: the driver, the JVM, Spark's Python workers, writer processes) and the peak memory (MB)
+    of each kind of process (:func:`process_kind`), with the END line's fields."""
+    child = psutil.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    cpu: dict[tuple[int, float], list[float]] = {}  # (pid, created) -> [at START, last seen]
+    peaks = {"driver": 0, "writer": 0, "jvm": 0, "spark-python": 0}
+    started = ended = None
+    result: dict = {}
+    try:
+        while True:
+            readable, _, _ = select.select([child.stdout], [], [], 0.1)
+            line = child.stdout.readline() if readable else ""
+            if line.startswith("START"):
+                started = time.perf_counter()
+            sums = dict.fromkeys(peaks, 0)
+            for process in process_tree(child):
+                try:
+                    with process.oneshot():
+                        times, rss = process.cpu_times(), process.memory_info().rss
+                        key, kind = (process.pid, process.create_time()), process_kind(process, child.pid)
+                except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                    continue
+                seen = times.user + times.system
+                if started is None or line.startswith("START"):
+                    cpu[key] = [seen, seen]
+                else:
+                    cpu.setdefault(key, [0.0, seen])[1] = seen
+                sums[kind] += rss
+            if started is not None and ended is None:
+                for kind in peaks:
+                    peaks[kind] = max(peaks[kind], sums[kind])
+            if line.startswith("END"):
+                ended, result = time.perf_counter(), json.loads(line.split(" ", 1)[1])
+                break
+            if child.poll() is not None and not readable:
+                raise RuntimeError(f"{' '.join(argv[1:3])} exited {child.returncode}: {child.stderr.read()[-3000:]}")
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+    return {"seconds": ended - started, "core_seconds": sum(last - first for first, last in cpu.values()),
+            **{f"{kind}_mb": peak / 2**20 for kind, peak in peaks.items()}, **result}

@@ -55,6 +55,9 @@ from typing import Callable
 import psutil
 from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, process_tree, write_config
 
+from predictd_core.evaluate.distributed import group_targets
+from predictd_core.evaluate.scoring import SCORING_BYTES
+
 N_TRACKS, N_PAIRS = 1014, 127 * 24  # the Roadmap layout's observed experiments, and its grid
 CHUNK_BINS = 65_536  # the default chunk (config.DEFAULT_CHUNK_BINS), which the hg19 store has
 HG19_CHUNKS = math.ceil(HG19_BINS / CHUNK_BINS)
@@ -68,6 +71,8 @@ WRITE_NS_PER_VALUE = 30.0  # "bigWig writing": predictd's writer, 29-32 ns a val
 PARTS_NS_PER_VALUE = 56.1  # 49.1 writing the parts, 7.1 assembling; one pass: 35.2 in the same run
 SPARK_SWEEP_FACTOR = 235 / 233  # "Spark sweeps against the numpy engine": one model to convergence, Spark / numpy
 CHUNK_DECODE_CORE_S = 0.7  # "Spark sweeps against the numpy engine": zstd decode of a 65,536-bin chunk
+# "Scoring on the executors": core-s of scoring on Spark's tasks (bundles, then target tasks) / in one process
+SCORING_EXECUTOR_FACTOR = 38.7 / 65.7  # medians of 3, 1,014 experiments x 65,536 bins, local[2]
 # "One model trained to convergence": the default model at 1,126,469 bins, numpy engine, 2 cores
 CONVERGED_BINS, CONVERGED_SWEEPS, CONVERGED_BEST, CONVERGED_SWEEP_CORE_S = 1_126_469, 15, 5, 2 * 12.0
 VCPU_EFFICIENCY = 0.85  # a vCPU as one of this machine's cores at 85% ("The whole genome on EMR")
@@ -446,9 +451,15 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     rows.append((f"finish: write {N_PAIRS:,} bigWigs as chunk parts, then assemble ({PARTS_NS_PER_VALUE:.0f} ns a value)",
                  f"{where}: the chunk tasks, then a task per group of tracks", parts / 3600, parts / cores,
                  hour(layout.executors_at_impute) * parts / cores / 3600))
-    score = rates.score_core_s_per_track_m * N_TRACKS * m
-    rows.append((f"finish: score {N_TRACKS:,} experiments (shared passes over the store)", "driver, 1 process",
-                 score / 3600, score, hour(0) * score / 3600))
+    # scoring on Spark (evaluate/distributed.py): chunk tasks bundle each target's observed and baseline signal,
+    # then tasks of targets score them, one target's whole track at a time; the tasks go in waves over the slots
+    per_target = rates.score_core_s_per_track_m * SCORING_EXECUTOR_FACTOR * m
+    per_task = group_targets(N_TRACKS, HG19_BINS, layout.impute_vcpu, SCORING_BYTES)
+    waves = math.ceil(math.ceil(N_TRACKS / per_task) / layout.impute_vcpu)
+    score_wall = waves * per_task * per_target / VCPU_EFFICIENCY
+    rows.append((f"finish: score {N_TRACKS:,} experiments ({per_task} a task, {waves} waves)",
+                 f"{where}: the chunk tasks, then a task per group of targets", per_target * N_TRACKS / 3600,
+                 score_wall, hour(layout.executors_at_impute) * score_wall / 3600))
     rows.append(("finish: report + manifest", "driver", rates.report_core_s / 3600, rates.report_core_s,
                  hour(0) * rates.report_core_s / 3600))
     return rows
@@ -500,7 +511,7 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
     print(f"\nAgainst the bound (the whole protocol <= 1 h and <= $10): prepare {hours(rows[0][3])} "
           f"({rows[0][3] / 3600:.1f}x the hour by itself: ingest in the driver's {layout.driver_vcpu} processes); "
           f"the 40 fold jobs {hours(rows[1][3])} and ${rows[1][4]:.2f}; finish {hours(finish_wall)} "
-          f"({finish_wall / 3600:.0f}x the hour: scoring {hours(rows[5][3])}, imputation {hours(rows[3][3])}); cost "
+          f"(imputation {hours(rows[3][3])}, writing {hours(rows[4][3])}, scoring {hours(rows[5][3])}); cost "
           f"${total_cost:.2f} ({total_cost / 10:.1f}x the $10).", end="")
     if rates.unrefined_impute_core_s_per_m is not None:
         tensor = project(replace(rates, impute_core_s_per_m=rates.unrefined_impute_core_s_per_m), layout, sweeps,

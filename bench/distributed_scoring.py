@@ -1,0 +1,92 @@
+"""Scoring a cross-validated run: in one process (the driver) against on Spark's executors, side by side.
+
+On a finished run of ``bench/protocol.py`` (``--run``: its output folder, with the store, folds, models and
+imputed tracks), ``predictd_core.evaluate.scoring.run_evaluate`` scores every held-out experiment two ways:
+
+* ``driver``: one process reads the store in shared passes and scores the targets one after another (what the
+  finish job did on every engine before);
+* ``executors``: a Spark ``local[2]`` engine: chunk tasks write each target's observed and baseline signal to
+  chunk bundles, then tasks of target groups gather and score them
+  (:mod:`predictd_core.evaluate.distributed`); the driver only hands out work.
+
+Each run is a fresh process (its own JVM), measured from the moment it starts scoring until it is done
+(:func:`jobs.measure_between_marks`): wall seconds, core-seconds of its whole process tree and peak memory by
+kind. The two ways alternate ``--repeats`` times; medians are printed, with core-seconds per scored experiment
+per million bins (the rate ``bench/protocol.py`` projects with). Both ways must write the same metrics.tsv,
+byte for byte, or the script stops.
+
+    .venv/bin/python bench/distributed_scoring.py --run /tmp/proto65k/protocol-65536 [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+from jobs import measure_between_marks
+
+WAYS = ("driver", "executors")
+
+
+def score_once(run: Path, way: str) -> None:
+    """The measured child: score the run in ``run`` ``way``; prints START when scoring begins, END when done."""
+    from predictd_core.config import load_config
+    from predictd_core.crossval import cv_run
+    from predictd_core.engine.spark import SparkEngine
+    from predictd_core.evaluate.scoring import run_evaluate
+    from predictd_core.pipeline import open_store
+
+    config = load_config(str(run / "config.yaml"))
+    store = open_store(config)
+    trained = cv_run(config, store)
+    engine = None
+    if way == "executors":
+        engine = SparkEngine(store, master="local[2]", cache_bytes=0)
+        engine.map_reduce(lambda signal, _: signal.shape[0], None)  # the Python workers are up before timing
+    print("START", flush=True)
+    evaluation = run_evaluate(config, store, trained.ensemble, trained.targets, lambda *event: None, engine=engine)
+    digest = hashlib.sha256((run / "metrics.tsv").read_bytes()).hexdigest()
+    print("END", json.dumps({"targets": len(evaluation.rows), "bins": store.bins.n_bins, "metrics": digest}),
+          flush=True)
+    if engine is not None:
+        engine.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished bench/protocol.py output folder")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if args.child:
+        score_once(args.run, args.child)
+        return
+    runs: dict[str, list[dict]] = {way: [] for way in WAYS}
+    for repeat in range(args.repeats):
+        for way in WAYS if repeat % 2 == 0 else WAYS[::-1]:
+            runs[way].append(measure_between_marks([sys.executable, __file__, "--child", way, "--run", str(args.run)]))
+            print(f"  {way} run {repeat + 1}: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                                           for k, v in runs[way][-1].items()), flush=True)
+    digests = {run["metrics"] for way in WAYS for run in runs[way]}
+    if len(digests) != 1:
+        raise SystemExit(f"the ways wrote different metrics.tsv: {digests}")
+    targets, bins = runs["driver"][0]["targets"], runs["driver"][0]["bins"]
+    print(f"\n{targets:,} experiments scored over {bins:,} bins, Spark local[2], medians of {args.repeats}; "
+          "metrics.tsv identical")
+    keys = ["seconds", "core_seconds", "driver_mb", "jvm_mb", "spark-python_mb"]
+    print(f"{'way':10s} " + " ".join(f"{key:>16s}" for key in keys) + f" {'core-s/exp/M':>13s}")
+    for way in WAYS:
+        medians = [statistics.median(run[key] for run in runs[way]) for key in keys]
+        print(f"{way:10s} " + " ".join(f"{value:16.1f}" for value in medians) +
+              f" {medians[1] / targets / bins * 1e6:13.3f}")
+    print(f"load average at the end: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
