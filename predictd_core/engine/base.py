@@ -28,6 +28,27 @@ def task_local_folder() -> str | None:
     return local.split(",")[0] if local else None
 
 
+class TaskRunner(Protocol):
+    """Runs functions as tasks where a distributed engine's executors are, side by side, when there is no store
+    to map (yet): :class:`~predictd_core.engine.spark.SparkTasks`, and every engine.
+
+    Attributes
+    ----------
+    distributed : bool
+        True when the tasks run elsewhere than this process (Spark's executors).
+    parallelism : int
+        Tasks run at once: what work is divided by.
+    """
+
+    distributed: bool
+    parallelism: int
+
+    def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """``[fn(item) for item in items]``, each call a task of its own, side by side; results in the order of
+        ``items`` (small: they come back to this process). A
+        :class:`~predictd_core.errors.PredictdInputError` of ``fn`` is raised here as it was raised."""
+
+
 class Engine(Protocol):
     """Map functions over the chunks of :attr:`store`; ``with engine:`` closes it on leaving.
 

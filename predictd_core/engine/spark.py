@@ -143,6 +143,45 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     return session
 
 
+def run_spark_tasks(session, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) for item in items]``, a task per item on ``session``'s executors (one job), results in order;
+    a :class:`~predictd_core.errors.PredictdInputError` of ``fn`` is raised here as it was raised."""
+    items = list(items)
+    if not items:
+        return []
+    tasks = session.sparkContext.parallelize(items, len(items))
+    results = tasks.map(lambda item: _guarded(fn, item)).collect()
+    _raise_input_error(results)
+    return results
+
+
+class SparkTasks:
+    """Tasks on a Spark cluster where there is no store to map yet (ingest writes it): a
+    :class:`~predictd_core.engine.base.TaskRunner`.
+
+    Parameters
+    ----------
+    master : str
+        Spark master URL, or ``"spark-submit"`` (see :func:`get_session`).
+    conf : dict, optional
+        Spark settings.
+    """
+
+    distributed = True
+
+    def __init__(self, master: str = "local[*]", conf: dict[str, str] | None = None) -> None:
+        self.session = get_session(master, conf)
+
+    @property
+    def parallelism(self) -> int:
+        """Tasks Spark runs at once (its default parallelism: the cores of the executors)."""
+        return int(self.session.sparkContext.defaultParallelism)
+
+    def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        """:func:`run_spark_tasks` on this session."""
+        return run_spark_tasks(self.session, fn, items)
+
+
 class SparkEngine(Engine):
     """Map functions over the store's chunks on a Spark cluster (``local[*]`` by default).
 
@@ -266,13 +305,7 @@ class SparkEngine(Engine):
 
     def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         """``[fn(item) for item in items]``, a task per item on the executors (one job), results in order."""
-        items = list(items)
-        if not items:
-            return []
-        tasks = self.session.sparkContext.parallelize(items, len(items))
-        results = tasks.map(lambda item: _guarded(fn, item)).collect()
-        _raise_input_error(results)
-        return results
+        return run_spark_tasks(self.session, fn, items)
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state kept in a cached RDD; returns the sum of the per-chunk results.

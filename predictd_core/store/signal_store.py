@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import zarr
@@ -29,7 +30,7 @@ from zarr.codecs import BloscCodec
 from predictd_core.config import DEFAULT_CHUNK_BINS
 from predictd_core.errors import PredictdInputError
 from predictd_core.tracks.genome import GenomeBins
-from predictd_core.tracks.readers import open_tracks, remove_cache
+from predictd_core.tracks.readers import SignalTrack, open_tracks, remove_cache
 from predictd_core.io import is_remote, storage_options
 from predictd_core.tracks.table import Track
 
@@ -143,46 +144,63 @@ def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, stor
     if not tracks:
         raise PredictdInputError("tracks", "rows", "the compendium is empty: no tracks to ingest")
     bins = GenomeBins.build(chrom_sizes, bin_size, regions)
-    local = not is_remote(str(store_path))
-    target = str(store_path)
-    work = str(Path(target).with_name(f".{Path(target).name}.{uuid.uuid4().hex[:8]}.partial")) if local else target
-    cache_dir = Path(work + ".cache") if local else Path(f"/tmp/predictd-cache-{uuid.uuid4().hex[:8]}")
-    try:
-        opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)  # every file checked first
+    with writing_store(store_path) as work:
+        cache_dir = Path(work + ".cache") if not is_remote(work) else Path(f"/tmp/predictd-cache-{uuid.uuid4().hex[:8]}")
         try:
-            if processes <= 1:
-                write_store(work, tracks, bins, lambda lo, hi: _read_block(opened, tracks, bins, lo, hi),
-                            chunk_bins, progress)
+            opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)  # every file checked first
+            try:
+                if processes <= 1:
+                    write_store(work, tracks, bins, lambda lo, hi: _read_block(opened, tracks, bins, lo, hi),
+                                chunk_bins, progress)
+            finally:
+                for track in opened:
+                    track.close()
+            if processes > 1:
+                _write_store_in_processes(work, tracks, [t.local_path for t in opened], chrom_sizes, bins,
+                                          chunk_bins, processes, progress)
         finally:
-            for track in opened:
-                track.close()
-        if processes > 1:
-            _write_store_in_processes(work, tracks, [t.local_path for t in opened], chrom_sizes, bins, chunk_bins,
-                                      processes, progress)
-        if local:
-            if Path(target).exists():
-                shutil.rmtree(target)
-            Path(work).rename(target)
+            remove_cache(cache_dir)
+    return SignalStore.open(store_path)
+
+
+@contextmanager
+def writing_store(store_path: str | Path) -> Iterator[str]:
+    """Where to write the store that becomes ``store_path``: locally a hidden sibling, renamed over
+    ``store_path`` (replacing one there) only when the block succeeds and deleted when it fails; on an
+    object store ``store_path`` itself, which :func:`finish_store`'s ``complete`` attribute, written last,
+    marks whole."""
+    target = str(store_path)
+    if is_remote(target):
+        yield target
+        return
+    work = str(Path(target).with_name(f".{Path(target).name}.{uuid.uuid4().hex[:8]}.partial"))
+    try:
+        yield work
+        if Path(target).exists():
+            shutil.rmtree(target)
+        Path(work).rename(target)
     except BaseException:
-        if local:
-            shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
         raise
-    finally:
-        remove_cache(cache_dir)
-    return SignalStore.open(target)
 
 
 def _read_block(opened, tracks: list[Track], bins: GenomeBins, lo: int, hi: int) -> np.ndarray:
     """Bin means of bins ``[lo, hi)`` for every opened track: (hi - lo, n_tracks), -log10 p scale."""
     block = np.empty((hi - lo, len(opened)), dtype=np.float32)
-    for contig, start, end, first, last in bins.runs(lo, hi):
-        for column, track in enumerate(opened):
-            block[first - lo:last - lo, column] = track.bin_means(contig, start, end, bins.bin_size)
-    negative = block < 0
-    if negative.any():
-        column = int(np.flatnonzero(negative.any(axis=0))[0])
-        raise PredictdInputError(tracks[column].path, "values", "negative signal: expected -log10 p-values (>= 0)")
+    for column, (reader, track) in enumerate(zip(opened, tracks)):
+        block[:, column] = track_bins(reader, track, bins, lo, hi)
     return block
+
+
+def track_bins(reader: SignalTrack, track: Track, bins: GenomeBins, lo: int, hi: int) -> np.ndarray:
+    """The bin means of bins ``[lo, hi)`` of ``track`` opened as ``reader`` (float32, -log10 p; NaN: no data);
+    a negative value is an error naming the track's file."""
+    column = np.empty(hi - lo, dtype=np.float32)
+    for contig, start, end, first, last in bins.runs(lo, hi):
+        column[first - lo:last - lo] = reader.bin_means(contig, start, end, bins.bin_size)
+    if (column < 0).any():
+        raise PredictdInputError(track.path, "values", "negative signal: expected -log10 p-values (>= 0)")
+    return column
 
 
 _worker_tracks: tuple[list, list[Track], GenomeBins] | None = None  # a parallel-ingest process's open files
@@ -198,7 +216,7 @@ def _ingest_chunk_in_worker(path: str, chunk_bins: int, chunk: int) -> int:
     opened, tracks, bins = _worker_tracks
     lo, hi = chunk_bounds(chunk, chunk_bins, bins.n_bins)
     group = zarr.open_group(store=path, mode="r+", storage_options=storage_options(path))
-    _write_chunk(group, bins, lo, hi, _read_block(opened, tracks, bins, lo, hi))
+    write_chunk(group, bins, lo, hi, _read_block(opened, tracks, bins, lo, hi))
     return chunk
 
 
@@ -209,7 +227,7 @@ def _write_store_in_processes(path: str, tracks: list[Track], local_paths: list[
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    root = _create_store(path, tracks, bins, chunk_bins)
+    root = create_store(path, tracks, bins, chunk_bins)
     n_chunks = -(-bins.n_bins // chunk_bins)
     # spawn, not fork: the caller may be a Spark driver with a JVM gateway and BLAS threads running
     with ProcessPoolExecutor(min(processes, n_chunks), mp_context=multiprocessing.get_context("spawn"),
@@ -224,7 +242,7 @@ def _write_store_in_processes(path: str, tracks: list[Track], local_paths: list[
             for future in futures:
                 future.cancel()
             raise
-    _finish_store(root, tracks, bins, chunk_bins)
+    finish_store(root, tracks, bins, chunk_bins)
 
 
 def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Callable[[int, int], np.ndarray],
@@ -234,17 +252,17 @@ def write_store(path: str, tracks: list[Track], bins: GenomeBins, read_block: Ca
     :func:`ingest` feeds it from signal files; benchmarks and simulations can feed it arrays.
     The ``complete`` attribute is written last.
     """
-    root = _create_store(path, tracks, bins, chunk_bins)
+    root = create_store(path, tracks, bins, chunk_bins)
     n_chunks = -(-bins.n_bins // chunk_bins)
     for chunk in range(n_chunks):
         lo, hi = chunk_bounds(chunk, chunk_bins, bins.n_bins)
-        _write_chunk(root, bins, lo, hi, read_block(lo, hi))
+        write_chunk(root, bins, lo, hi, read_block(lo, hi))
         if progress is not None:
             progress(chunk + 1, n_chunks)
-    _finish_store(root, tracks, bins, chunk_bins)
+    finish_store(root, tracks, bins, chunk_bins)
 
 
-def _create_store(path: str, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> zarr.Group:
+def create_store(path: str, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> zarr.Group:
     """The empty arrays of a store (no attributes yet: it is not complete)."""
     root = zarr.open_group(store=path, mode="w", storage_options=storage_options(path))
     compressor = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
@@ -255,14 +273,14 @@ def _create_store(path: str, tracks: list[Track], bins: GenomeBins, chunk_bins: 
     return root
 
 
-def _write_chunk(root: zarr.Group, bins: GenomeBins, lo: int, hi: int, block: np.ndarray) -> None:
+def write_chunk(root: zarr.Group, bins: GenomeBins, lo: int, hi: int, block: np.ndarray) -> None:
     """Bins ``[lo, hi)`` (one whole chunk): arcsinh of ``block`` and the bins' coordinates."""
     root["signal"][lo:hi] = np.arcsinh(block)
     for name, values in zip(("bin_contig", "bin_start", "bin_end"), bins.coordinates(lo, hi)):
         root[name][lo:hi] = values
 
 
-def _finish_store(root: zarr.Group, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> None:
+def finish_store(root: zarr.Group, tracks: list[Track], bins: GenomeBins, chunk_bins: int) -> None:
     """The attributes, ``complete`` last."""
     root.attrs.update({
         "format": FORMAT,
