@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
+import zipimport
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -22,6 +23,26 @@ from predictd_core.engine.base import Engine, mapped_chunks
 from predictd_core.engine.chunk_cache import CHUNK_CACHE_CONF, parse_bytes, read_cached_chunk, store_identity
 from predictd_core.errors import PredictdInputError
 from predictd_core.store.signal_store import SignalStore, chunk_bounds
+
+class _StableZipImporter(zipimport.zipimporter):
+    """A zip importer that keeps its directory when import caches are invalidated: the archive does not change
+    while a worker lives."""
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+def _stable_zip_imports() -> None:
+    """Spark's Python workers have pyspark's and py4j's zip archives on their path and invalidate the import
+    caches before every task, which makes each zip importer read its archive's directory again (~90 ms of CPU
+    a task here, 3 in 4 of a small task's time); these importers skip that."""
+    for path, importer in list(sys.path_importer_cache.items()):
+        if type(importer) is zipimport.zipimporter:
+            sys.path_importer_cache[path] = _StableZipImporter(path)
+
+
+_stable_zip_imports()  # this module is imported in every worker that runs a task of the engine's
+
 
 def _merge(left: Any, right: Any) -> Any:
     """treeAggregate's combiner: ``None`` is the empty sum."""
