@@ -213,15 +213,22 @@ def remove_cache(cache_dir: Path) -> None:
         shutil.rmtree(cache_dir)
 
 
+# Bins a track is read back in at a time: binning holds ~6 bytes a base of temporaries, so a whole contig at once
+# (chr1: 249 M bases) would hold ~1.5 GB beside the track itself.
+READ_BINS = 2**20
+
+
 def read_track_bins(path: str | Path, bins: GenomeBins, lo: int = 0, hi: int | None = None) -> np.ndarray:
     """A written track (local or at a URL) read back into ``bins`` ``[lo, hi)`` (default: all), arcsinh
     scale, as the store holds signal."""
     chrom_sizes = dict(bins.contigs)
+    step = READ_BINS * bins.bin_size
     with tempfile.TemporaryDirectory(prefix="predictd-track-") as cache:  # a remote track is downloaded here
         track = SignalTrack(str(path), chrom_sizes, Path(cache))
         try:
-            parts = [track.bin_means(contig, start, end, bins.bin_size)
-                     for contig, start, end, _, _ in bins.runs(lo, bins.n_bins if hi is None else hi)]
+            parts = [track.bin_means(contig, first, min(first + step, end), bins.bin_size)
+                     for contig, start, end, _, _ in bins.runs(lo, bins.n_bins if hi is None else hi)
+                     for first in range(start, end, step)]
         finally:
             track.close()
     return np.arcsinh(np.concatenate(parts))

@@ -10,7 +10,8 @@ from predictd_core.errors import PredictdInputError
 from predictd_core.impute.write_tracks import BigWigWriter, ParallelTrackWriter, to_pvalue_scale
 from predictd_core.store.signal_store import SignalStore, ingest
 from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes, read_regions
-from predictd_core.tracks.readers import SignalTrack
+from predictd_core.tracks import readers
+from predictd_core.tracks.readers import SignalTrack, read_track_bins
 from predictd_core.tracks.table import read_tracks_table
 from tests.conftest import write_bigwig
 
@@ -72,7 +73,7 @@ def test_regions_limit_the_bins(tiny_compendium, tmp_path):
     assert root["bin_start"][:].tolist() == starts.tolist() and root["bin_end"][:].tolist() == ends.tolist()
 
 
-def test_bigwig_round_trip_keeps_contigs_bins_and_values(tmp_path):
+def test_bigwig_round_trip_keeps_contigs_bins_and_values(tmp_path, monkeypatch):
     chrom_sizes = {"chr1": 1000, "chr2": 510, "chr3": 300}
     bins = GenomeBins.build(chrom_sizes, 25, [("chr1", 100, 400), ("chr2", 0, 510)])
     values = np.random.default_rng(0).gamma(1, 2, bins.n_bins)
@@ -88,6 +89,11 @@ def test_bigwig_round_trip_keeps_contigs_bins_and_values(tmp_path):
     np.testing.assert_allclose([v for _, _, v in intervals], values, rtol=1e-6)
     assert handle.intervals("chr3") is None
     handle.close()
+    whole = read_track_bins(tmp_path / "out.bigWig", bins)
+    np.testing.assert_allclose(whole, np.arcsinh(values), rtol=1e-6)
+    monkeypatch.setattr(readers, "READ_BINS", 3)  # runs read in pieces, the narrow last bin of chr2 alone
+    np.testing.assert_array_equal(read_track_bins(tmp_path / "out.bigWig", bins), whole)
+    np.testing.assert_array_equal(read_track_bins(tmp_path / "out.bigWig", bins, 5, 20), whole[5:20])
 
 
 def test_output_scale_is_sinh_of_clipped_arcsinh():
