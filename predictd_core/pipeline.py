@@ -19,7 +19,7 @@ import numpy as np
 
 from predictd_core import crossval
 from predictd_core.config import RunConfig
-from predictd_core.engine import Engine, make_engine, make_task_runner
+from predictd_core.engine import Engine, cluster_task_runner, make_engine
 from predictd_core.engine.ingest import ingest_on_tasks
 from predictd_core.errors import PredictdInputError
 from predictd_core.evaluate.scoring import run_evaluate
@@ -46,15 +46,15 @@ from predictd_core.train.sample import training_engine
 
 
 def run_ingest(config: RunConfig, progress: Progress = no_progress) -> SignalStore:
-    """Bin, transform and store the tracks of ``config``: on Spark in the executors' tasks
+    """Bin, transform and store the tracks of ``config``: on a Spark cluster in the executors' tasks
     (:func:`~predictd_core.engine.ingest.ingest_on_tasks`), else in ``config.engine.processes`` processes."""
     tracks = read_tracks_table(config.tracks)
     holdout_indices(config, [t.name for t in tracks])
     chrom_sizes = read_chrom_sizes(config.chrom_sizes)
     regions = read_regions(config.regions, chrom_sizes) if config.regions else None
     bins = GenomeBins.build(chrom_sizes, config.bin_size, regions)
-    runner = make_task_runner(config.engine)
-    if runner is not None:  # Spark: the executors read the tracks and write the chunks
+    runner = cluster_task_runner(config.engine)
+    if runner is not None:  # a Spark cluster: its executors read the tracks and write the chunks
         return ingest_on_tasks(runner, tracks, chrom_sizes, bins, config.store_path, config.chunk_bins,
                                progress=lambda done, total: progress("ingest", done, total))
     return ingest(tracks, chrom_sizes, config.bin_size, config.store_path, regions, config.chunk_bins,

@@ -19,14 +19,17 @@ def make_engine(settings: EngineSettings, store: SignalStore, chunks: Sequence[i
     return SparkEngine(store, master=settings.master, conf=settings.spark_conf, chunks=chunks)
 
 
-def make_task_runner(settings: EngineSettings) -> TaskRunner | None:
-    """Tasks on the engine named by ``settings.kind`` where it has executors (Spark), for work that comes before
-    any store (ingest); None for the numpy engine, whose ingest runs processes of its own."""
+def cluster_task_runner(settings: EngineSettings) -> TaskRunner | None:
+    """Tasks on the Spark cluster ``settings`` names, for work that comes before any store (ingest); None for
+    the numpy engine and for a Spark master on this machine alone (``local[...]``, also under spark-submit), whose
+    one machine ingests in processes for less (BENCHMARKS.md "Ingest on the executors": tasks cost 2.2x the
+    core-seconds there, for a bundle round trip and Spark's own share per task)."""
     if settings.kind == "numpy":
         return None
     from predictd_core.engine.spark import SparkTasks
 
-    return SparkTasks(master=settings.master, conf=settings.spark_conf)
+    tasks = SparkTasks(master=settings.master, conf=settings.spark_conf)
+    return None if tasks.session.sparkContext.master.startswith("local") else tasks
 
 
-__all__ = ["Engine", "LocalEngine", "TaskRunner", "make_engine", "make_task_runner"]
+__all__ = ["Engine", "LocalEngine", "TaskRunner", "cluster_task_runner", "make_engine"]
