@@ -80,11 +80,14 @@ def main() -> None:
     print(f"\n{targets:,} experiments scored over {bins:,} bins, Spark local[2], medians of {args.repeats}; "
           "metrics.tsv identical")
     keys = ["seconds", "core_seconds", "driver_mb", "jvm_mb", "spark-python_mb"]
-    print(f"{'way':10s} " + " ".join(f"{key:>16s}" for key in keys) + f" {'core-s/exp/M':>13s}")
+    print("| way | wall s | core-s | driver MB | JVM MB | Spark's Python workers MB | core-s per experiment per M bins |")
+    print("|---|---|---|---|---|---|---|")
+    medians = {way: [statistics.median(run[key] for run in runs[way]) for key in keys] for way in WAYS}
     for way in WAYS:
-        medians = [statistics.median(run[key] for run in runs[way]) for key in keys]
-        print(f"{way:10s} " + " ".join(f"{value:16.1f}" for value in medians) +
-              f" {medians[1] / targets / bins * 1e6:13.3f}")
+        print(f"| {way} | " + " | ".join(f"{value:,.1f}" for value in medians[way]) +
+              f" | {medians[way][1] / targets / bins * 1e6:.3f} |")
+    print(f"\nexecutors / driver: {medians['executors'][1] / medians['driver'][1]:.2f}x the core-seconds, "
+          f"{medians['executors'][0] / medians['driver'][0]:.2f}x the wall time")
     print(f"load average at the end: {os.getloadavg()}")
 
 

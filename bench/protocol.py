@@ -55,6 +55,7 @@ from typing import Callable
 import psutil
 from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, process_tree, write_config
 
+from predictd_core.engine.ingest import MAX_TRACKS_PER_TASK, group_size
 from predictd_core.evaluate.distributed import group_targets
 from predictd_core.evaluate.scoring import SCORING_BYTES
 
@@ -71,8 +72,10 @@ WRITE_NS_PER_VALUE = 30.0  # "bigWig writing": predictd's writer, 29-32 ns a val
 PARTS_NS_PER_VALUE = 56.1  # 49.1 writing the parts, 7.1 assembling; one pass: 35.2 in the same run
 SPARK_SWEEP_FACTOR = 235 / 233  # "Spark sweeps against the numpy engine": one model to convergence, Spark / numpy
 CHUNK_DECODE_CORE_S = 0.7  # "Spark sweeps against the numpy engine": zstd decode of a 65,536-bin chunk
+# "Ingest on the executors": core-s of ingest on Spark's tasks (bundles of tracks, then chunk tasks) / in processes
+INGEST_EXECUTOR_FACTOR = 32.6 / 14.6  # medians of 3, 1,014 bigWigs x 65,536 bins, local[2] against 2 processes
 # "Scoring on the executors": core-s of scoring on Spark's tasks (bundles, then target tasks) / in one process
-SCORING_EXECUTOR_FACTOR = 38.7 / 65.7  # medians of 3, 1,014 experiments x 65,536 bins, local[2]
+SCORING_EXECUTOR_FACTOR = 35.0 / 58.8  # medians of 3, 1,014 experiments x 65,536 bins, local[2]
 # "One model trained to convergence": the default model at 1,126,469 bins, numpy engine, 2 cores
 CONVERGED_BINS, CONVERGED_SWEEPS, CONVERGED_BEST, CONVERGED_SWEEP_CORE_S = 1_126_469, 15, 5, 2 * 12.0
 VCPU_EFFICIENCY = 0.85  # a vCPU as one of this machine's cores at 85% ("The whole genome on EMR")
@@ -378,8 +381,9 @@ def measured_table(bins: int, chunk_bins: int, folds: tuple[int, int], processes
 
 @dataclass(frozen=True)
 class CloudLayout:
-    """What the handlers submit on one engine: one driver per job (where the CLI, ingest, the bigWig writers,
-    the refinement fit and scoring run), executors for the Spark passes, and what a job's machines cost."""
+    """What the handlers submit on one engine: one driver per job (where the CLI, the setup and the refinement fit
+    run), executors for the Spark tasks (training passes; ingest, imputation, writing and scoring), and what a
+    job's machines cost."""
 
     name: str
     driver_vcpu: int
@@ -388,7 +392,7 @@ class CloudLayout:
     fold_concurrency: int  # fold jobs running at once
     start_seconds: float  # a job's start before its command runs (not measured here)
     job_hour: Callable[[int], float]  # $ per hour of a job holding that many executors
-    executors_at_impute: int  # executors the finish job holds while its chunk and assembly tasks run
+    executors_at_impute: int  # executors the prepare and finish jobs hold while their tasks run
     impute_vcpu: int  # the vCPUs those tasks run on
 
 
@@ -420,12 +424,17 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     m = HG19_BINS / 1e6
     driver = layout.driver_vcpu * VCPU_EFFICIENCY
     hour = layout.job_hour
+    where = f"executors, {layout.impute_vcpu} vCPU" if layout.executor_vcpu else f"the node, {layout.impute_vcpu} vCPU"
     rows = []
-    # prepare: ingest runs in the driver's processes (predictd folds starts no Spark session: no executors)
-    ingest = rates.ingest_core_ns * 1e-9 * HG19_BINS * N_TRACKS
-    wall = layout.start_seconds + ingest / driver
-    rows.append(("prepare: ingest 1,014 bigWigs", f"driver, {layout.driver_vcpu} processes", ingest / 3600, wall,
-                 hour(0) * wall / 3600))
+    # prepare: ingest on Spark (engine/ingest.py): tasks of tracks bin them into bundles, then tasks of chunks
+    # write the store; the reading tasks go in waves over the slots
+    per_track = rates.ingest_core_ns * 1e-9 * HG19_BINS * INGEST_EXECUTOR_FACTOR
+    per_task = group_size(N_TRACKS, layout.impute_vcpu, MAX_TRACKS_PER_TASK)
+    waves = math.ceil(math.ceil(N_TRACKS / per_task) / layout.impute_vcpu)
+    wall = layout.start_seconds + waves * per_task * per_track / VCPU_EFFICIENCY
+    rows.append((f"prepare: ingest 1,014 bigWigs ({per_task} a task, {waves} waves)",
+                 f"{where}: a task per group of tracks, then per group of chunks", per_track * N_TRACKS / 3600,
+                 wall, hour(layout.executors_at_impute) * wall / 3600))
     # fold jobs: sweeps over TRAIN_BINS on the executors (the numpy rate x Spark's measured overhead)
     train = sweeps * sweep_core_s_per_m * TRAIN_BINS / 1e6 * SPARK_SWEEP_FACTOR + rates.fold_overhead_core_s
     slots = min(TRAIN_BINS // CHUNK_BINS, layout.fold_executors * layout.executor_vcpu or layout.driver_vcpu)
@@ -444,7 +453,6 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     compute = max(rates.impute_core_s_per_m * m - write, 0.0) + CHUNK_DECODE_CORE_S * HG19_CHUNKS
     parts = PARTS_NS_PER_VALUE * 1e-9 * N_PAIRS * HG19_BINS
     cores = layout.impute_vcpu * VCPU_EFFICIENCY
-    where = f"executors, {layout.impute_vcpu} vCPU" if layout.executor_vcpu else f"the node, {layout.impute_vcpu} vCPU"
     rows.append((f"finish: impute {N_PAIRS:,} pairs x {HG19_CHUNKS:,} chunks (compute + refine)",
                  f"{where}: a task per chunk", compute / 3600, compute / cores,
                  hour(layout.executors_at_impute) * compute / cores / 3600))
@@ -509,7 +517,7 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
           f"**{hours(total_wall)}** | **${total_cost:.2f}** |")
     finish_wall = sum(row[3] for row in rows[2:])
     print(f"\nAgainst the bound (the whole protocol <= 1 h and <= $10): prepare {hours(rows[0][3])} "
-          f"({rows[0][3] / 3600:.1f}x the hour by itself: ingest in the driver's {layout.driver_vcpu} processes); "
+          f"({rows[0][3] / 3600:.2f}x the hour by itself); "
           f"the 40 fold jobs {hours(rows[1][3])} and ${rows[1][4]:.2f}; finish {hours(finish_wall)} "
           f"(imputation {hours(rows[3][3])}, writing {hours(rows[4][3])}, scoring {hours(rows[5][3])}); cost "
           f"${total_cost:.2f} ({total_cost / 10:.1f}x the $10).", end="")

@@ -19,7 +19,8 @@ BENCH = Path(__file__).resolve().parent
 
 
 def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
-    """(title, script and arguments) of every quick run, in order (whole_genome uses convergence's model)."""
+    """(title, script and arguments) of every quick run, in order (whole_genome uses convergence's model; ingest
+    and scoring on the executors use the protocol's compendium and finished run)."""
     small = work / "roadmap-20000"
     return [
         ("One ALS sweep against its matrix products", ["sweep_limit.py", "--chunk-bins", "4096", "--repeats", "2"]),
@@ -38,6 +39,10 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
                                                   "--bins", "8192", "--chunk-bins", "2048", "--repeats", "1"]),
         ("The whole protocol", ["protocol.py", "--work", str(work / "protocol"), "--bins", "4096", "--chunk-bins",
                                 "2048", "--folds", "2", "2", "--max-iters", "2", "--refine-sample", "2048", "2"]),
+        ("Ingest on the executors", ["distributed_ingest.py", "--data", str(work / "protocol" / "roadmap-bigwigs-4096"),
+                                     "--chunk-bins", "2048", "--repeats", "1"]),
+        ("Scoring on the executors", ["distributed_scoring.py", "--run", str(work / "protocol" / "protocol-4096"),
+                                      "--repeats", "1"]),
     ]
 
 
