@@ -16,6 +16,13 @@ per million bins (the rate ``bench/protocol.py`` projects with). Both ways must 
 byte for byte, or the script stops.
 
     .venv/bin/python bench/distributed_scoring.py --run /tmp/proto65k/protocol-65536 [--repeats 3]
+
+A scoring task holds one target's whole track at a time, so its memory grows with the genome: ``--task-memory
+BINS`` instead scores one synthetic target of BINS bins as a task does (its observed and baseline signal held,
+its imputed bigWig read back, :func:`~predictd_core.evaluate.targets.score_target`) in a fresh process and
+prints the peak resident memory per bin (what ``bench/protocol.py`` sizes the scoring tasks on hg19 with).
+
+    .venv/bin/python bench/distributed_scoring.py --task-memory 16000000
 """
 
 from __future__ import annotations
@@ -57,13 +64,55 @@ def score_once(run: Path, way: str) -> None:
         engine.close()
 
 
+def task_memory(n_bins: int) -> None:
+    """Peak resident bytes per bin of scoring one target of ``n_bins`` bins, the task's own signal included."""
+    import resource
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from predictd_core.config import RunConfig
+    from predictd_core.evaluate.targets import score_target
+    from predictd_core.impute.outputs import imputed_path
+    from predictd_core.impute.write_tracks import BigWigWriter
+    from predictd_core.tracks.genome import GenomeBins
+    from predictd_core.tracks.table import Track
+
+    with tempfile.TemporaryDirectory(prefix="scoring-memory-") as work:
+        bins = GenomeBins.build({"chr1": n_bins * 25}, 25)
+        rng = np.random.default_rng(0)
+        config = RunConfig(tracks="tracks.tsv", chrom_sizes="chrom.sizes", store="store.zarr", output=work,
+                           engine={"kind": "numpy"})
+        path = Path(imputed_path(work, "E001", "H3K4me3"))
+        path.parent.mkdir(parents=True)
+        writer = BigWigWriter(path, bins)
+        writer.add(0, n_bins, np.sinh(rng.gamma(0.5, 1, n_bins).astype(np.float32)))
+        writer.close()
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        signal = rng.gamma(0.5, 1, (2, n_bins)).astype(np.float32)  # observed and baseline, as a task holds them
+        started = time.process_time()
+        score_target(config, bins, Track("E001", "H3K4me3", "observed"), "test-fold", 0, signal[0], signal[1], {},
+                     [], False)
+        seconds = time.process_time() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"| bins | peak bytes a bin (the task's signal included) | core-s |\n|---|---|---|\n"
+          f"| {n_bins:,} | {(peak - before) / n_bins:.1f} | {seconds:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="a finished bench/protocol.py output folder")
+    parser.add_argument("--run", type=Path, help="a finished bench/protocol.py output folder")
+    parser.add_argument("--task-memory", type=int, metavar="BINS", help="measure one scoring task's memory instead")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", choices=WAYS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if args.task_memory:
+        task_memory(args.task_memory)
+        return
+    if args.run is None:
+        parser.error("give --run (or --task-memory)")
     if args.child:
         score_once(args.run, args.child)
         return

@@ -76,6 +76,7 @@ CHUNK_DECODE_CORE_S = 0.7  # "Spark sweeps against the numpy engine": zstd decod
 INGEST_EXECUTOR_FACTOR = 32.6 / 14.6  # medians of 3, 1,014 bigWigs x 65,536 bins, local[2] against 2 processes
 # "Scoring on the executors": core-s of scoring on Spark's tasks (bundles, then target tasks) / in one process
 SCORING_EXECUTOR_FACTOR = 35.0 / 58.8  # medians of 3, 1,014 experiments x 65,536 bins, local[2]
+SCORING_TASK_BYTES_PER_BIN = 88.7  # "Scoring on the executors": one target's task, peak resident bytes a bin
 # "One model trained to convergence": the default model at 1,126,469 bins, numpy engine, 2 cores
 CONVERGED_BINS, CONVERGED_SWEEPS, CONVERGED_BEST, CONVERGED_SWEEP_CORE_S = 1_126_469, 15, 5, 2 * 12.0
 VCPU_EFFICIENCY = 0.85  # a vCPU as one of this machine's cores at 85% ("The whole genome on EMR")
@@ -394,27 +395,29 @@ class CloudLayout:
     job_hour: Callable[[int], float]  # $ per hour of a job holding that many executors
     executors_at_impute: int  # executors the prepare and finish jobs hold while their tasks run
     impute_vcpu: int  # the vCPUs those tasks run on
+    worker_vcpu: int  # the vCPUs and memory of one machine those tasks share (an executor, a node)
+    worker_gb: float
 
 
 def emr_serverless_layout(fold_executors: int) -> CloudLayout:
     worker = 4 * EMR_SERVERLESS_VCPU_HOUR + 16 * EMR_SERVERLESS_GB_HOUR  # the default 4 vCPU / 16 GB worker
     per_job = 4 * (1 + fold_executors)
     return CloudLayout("EMR Serverless (default)", 4, 4, fold_executors, min(40, 400 // per_job), 60.0,
-                       lambda executors: worker * (1 + executors), 99, 396)  # 400 vCPU less the driver's 4
+                       lambda executors: worker * (1 + executors), 99, 396, 4, 16)  # 400 vCPU less the driver's 4
 
 
 def emr_ec2_layout() -> CloudLayout:
     # one transient cluster per job: 1 primary, 2 on-demand core and 14 spot task nodes of 8 vCPU; the driver runs
     # on a core node (spark-submit --deploy-mode cluster); every node is held for the whole step
     return CloudLayout("EMR on EC2 (-c engine=emr-ec2)", 8, 8, 16, 40, 600.0,
-                       lambda executors: EMR_EC2_PRIMARY_HOUR + 16 * EMR_EC2_WORKER_HOUR, 16, 15 * 8)
+                       lambda executors: EMR_EC2_PRIMARY_HOUR + 16 * EMR_EC2_WORKER_HOUR, 16, 15 * 8, 8, 64)
 
 
 def azure_layout(spot: bool) -> CloudLayout:
     # one Standard_D4as_v5 node per job (cloud.nodes: 1), Spark local[*]; at most 20 nodes (maxNodes)
     price = AZURE_NODE_HOUR_SPOT if spot else AZURE_NODE_HOUR_ON_DEMAND
     return CloudLayout(f"Azure Batch ({'spot' if spot else 'on demand'})", 4, 0, 0, 20, 300.0,
-                       lambda executors: price, 0, 4)
+                       lambda executors: price, 0, 4, 4, 16)
 
 
 def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m: float
@@ -461,11 +464,17 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
                  hour(layout.executors_at_impute) * parts / cores / 3600))
     # scoring on Spark (evaluate/distributed.py): chunk tasks bundle each target's observed and baseline signal,
     # then tasks of targets score them, one target's whole track at a time; the tasks go in waves over the slots
+    # one target's whole track is in memory while it is scored (SCORING_TASK_BYTES_PER_BIN): as many scoring tasks
+    # run on a machine at once as fit in its memory, at most one per vCPU
     per_target = rates.score_core_s_per_track_m * SCORING_EXECUTOR_FACTOR * m
     per_task = group_targets(N_TRACKS, HG19_BINS, layout.impute_vcpu, SCORING_BYTES)
-    waves = math.ceil(math.ceil(N_TRACKS / per_task) / layout.impute_vcpu)
+    task_gb = SCORING_TASK_BYTES_PER_BIN * HG19_BINS * per_task / 2**30
+    fit = min(layout.worker_vcpu, int(layout.worker_gb // task_gb))
+    slots = layout.impute_vcpu // layout.worker_vcpu * fit
+    waves = math.ceil(math.ceil(N_TRACKS / per_task) / max(slots, 1))
     score_wall = waves * per_task * per_target / VCPU_EFFICIENCY
-    rows.append((f"finish: score {N_TRACKS:,} experiments ({per_task} a task, {waves} waves)",
+    rows.append((f"finish: score {N_TRACKS:,} experiments ({per_task} a task of {task_gb:.0f} GB: {fit} a "
+                 f"{layout.worker_gb:g} GB machine, {slots} at once, {waves} waves)",
                  f"{where}: the chunk tasks, then a task per group of targets", per_target * N_TRACKS / 3600,
                  score_wall, hour(layout.executors_at_impute) * score_wall / 3600))
     rows.append(("finish: report + manifest", "driver", rates.report_core_s / 3600, rates.report_core_s,
