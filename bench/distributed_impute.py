@@ -41,7 +41,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from jobs import compendium, measure_between_marks
+from jobs import alternate_ways, compendium, measure_between_marks
 
 WAYS = ("stream", "bundles")
 
@@ -110,12 +110,7 @@ def main() -> None:
         impute_once(args.data, args.output, args.child, args.pairs, args.rank, args.spread)
         return
     compendium(args.data, args.bins, args.chunk_bins)
-    runs: dict[str, list[dict]] = {way: [] for way in WAYS}
-    for repeat in range(args.repeats):
-        for way in WAYS if repeat % 2 == 0 else WAYS[::-1]:
-            runs[way].append(measure(args.data, way, args.pairs, args.rank, args.spread))
-            print(f"  {way} run {repeat + 1}: " + ", ".join(f"{k} {v:.1f}" for k, v in runs[way][-1].items()),
-                  flush=True)
+    runs = alternate_ways(WAYS, args.repeats, lambda way: measure(args.data, way, args.pairs, args.rank, args.spread))
     print(f"\n{args.bins:,} bins in chunks of {args.chunk_bins:,}, {args.pairs:,} pairs, rank {args.rank}, "
           f"Spark local[2], medians of {args.repeats}")
     keys = ["seconds", "core_seconds", "driver_mb", "writer_mb", "jvm_mb", "spark-python_mb"]

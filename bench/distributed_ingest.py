@@ -24,12 +24,11 @@ import hashlib
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-from jobs import measure_between_marks
+from jobs import alternate_ways, measure_between_marks, medians_table, require_same
 
 WAYS = ("processes", "executors")
 
@@ -72,35 +71,23 @@ def main() -> None:
     if args.child:
         ingest_once(args.data, args.output, args.child, args.chunk_bins)
         return
-    runs: dict[str, list[dict]] = {way: [] for way in WAYS}
-    for repeat in range(args.repeats):
-        for way in WAYS if repeat % 2 == 0 else WAYS[::-1]:
-            output = Path(tempfile.mkdtemp(prefix=f"ingest-{way}-")) / "store.zarr"
-            try:
-                runs[way].append(measure_between_marks([sys.executable, __file__, "--child", way, "--data",
-                                                        str(args.data), "--output", str(output), "--chunk-bins",
-                                                        str(args.chunk_bins)]))
-            finally:
-                shutil.rmtree(output.parent, ignore_errors=True)
-            print(f"  {way} run {repeat + 1}: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
-                                                           for k, v in runs[way][-1].items()), flush=True)
-    digests = {run["signal"] for way in WAYS for run in runs[way]}
-    if len(digests) != 1:
-        raise SystemExit(f"the ways wrote different signal: {digests}")
-    tracks, bins = runs["processes"][0]["tracks"], runs["processes"][0]["bins"]
+    def measure_way(way: str) -> dict:
+        output = Path(tempfile.mkdtemp(prefix=f"ingest-{way}-")) / "store.zarr"
+        try:
+            return measure_between_marks([sys.executable, __file__, "--child", way, "--data", str(args.data),
+                                          "--output", str(output), "--chunk-bins", str(args.chunk_bins)])
+        finally:
+            shutil.rmtree(output.parent, ignore_errors=True)
+
+    runs = alternate_ways(WAYS, args.repeats, measure_way)
+    first = require_same(runs, "signal", "signal")
+    tracks, bins = first["tracks"], first["bins"]
     print(f"\n{tracks:,} bigWigs x {bins:,} bins, 2 processes / Spark local[2], medians of {args.repeats}; "
           "the same signal")
-    keys = ["seconds", "core_seconds", "driver_mb", "writer_mb", "jvm_mb", "spark-python_mb"]
-    print("| way | wall s | core-s | driver MB | driver's ingest processes MB | JVM MB | Spark's Python workers MB | "
-          "core-ns per value |")
-    print("|---|---|---|---|---|---|---|---|")
-    medians = {way: [statistics.median(run[key] for run in runs[way]) for key in keys] for way in WAYS}
-    for way in WAYS:
-        print(f"| {way} | " + " | ".join(f"{value:,.1f}" for value in medians[way]) +
-              f" | {medians[way][1] / tracks / bins * 1e9:,.0f} |")
-    print(f"\nexecutors / processes: {medians['executors'][1] / medians['processes'][1]:.2f}x the core-seconds, "
-          f"{medians['executors'][0] / medians['processes'][0]:.2f}x the wall time")
-    print(f"load average at the end: {os.getloadavg()}")
+    medians_table(runs, {"seconds": "wall s", "core_seconds": "core-s", "driver_mb": "driver MB",
+                         "writer_mb": "driver's ingest processes MB", "jvm_mb": "JVM MB",
+                         "spark-python_mb": "Spark's Python workers MB"},
+                  ("core-ns per value", lambda values: f"{values[1] / tracks / bins * 1e9:,.0f}"))
 
 
 if __name__ == "__main__":

@@ -31,11 +31,10 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
-from jobs import measure_between_marks
+from jobs import alternate_ways, measure_between_marks, medians_table, require_same
 
 WAYS = ("driver", "executors")
 
@@ -116,28 +115,15 @@ def main() -> None:
     if args.child:
         score_once(args.run, args.child)
         return
-    runs: dict[str, list[dict]] = {way: [] for way in WAYS}
-    for repeat in range(args.repeats):
-        for way in WAYS if repeat % 2 == 0 else WAYS[::-1]:
-            runs[way].append(measure_between_marks([sys.executable, __file__, "--child", way, "--run", str(args.run)]))
-            print(f"  {way} run {repeat + 1}: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
-                                                           for k, v in runs[way][-1].items()), flush=True)
-    digests = {run["metrics"] for way in WAYS for run in runs[way]}
-    if len(digests) != 1:
-        raise SystemExit(f"the ways wrote different metrics.tsv: {digests}")
-    targets, bins = runs["driver"][0]["targets"], runs["driver"][0]["bins"]
+    runs = alternate_ways(WAYS, args.repeats, lambda way: measure_between_marks(
+        [sys.executable, __file__, "--child", way, "--run", str(args.run)]))
+    first = require_same(runs, "metrics", "metrics.tsv")
+    targets, bins = first["targets"], first["bins"]
     print(f"\n{targets:,} experiments scored over {bins:,} bins, Spark local[2], medians of {args.repeats}; "
           "metrics.tsv identical")
-    keys = ["seconds", "core_seconds", "driver_mb", "jvm_mb", "spark-python_mb"]
-    print("| way | wall s | core-s | driver MB | JVM MB | Spark's Python workers MB | core-s per experiment per M bins |")
-    print("|---|---|---|---|---|---|---|")
-    medians = {way: [statistics.median(run[key] for run in runs[way]) for key in keys] for way in WAYS}
-    for way in WAYS:
-        print(f"| {way} | " + " | ".join(f"{value:,.1f}" for value in medians[way]) +
-              f" | {medians[way][1] / targets / bins * 1e6:.3f} |")
-    print(f"\nexecutors / driver: {medians['executors'][1] / medians['driver'][1]:.2f}x the core-seconds, "
-          f"{medians['executors'][0] / medians['driver'][0]:.2f}x the wall time")
-    print(f"load average at the end: {os.getloadavg()}")
+    medians_table(runs, {"seconds": "wall s", "core_seconds": "core-s", "driver_mb": "driver MB",
+                         "jvm_mb": "JVM MB", "spark-python_mb": "Spark's Python workers MB"},
+                  ("core-s per experiment per M bins", lambda values: f"{values[1] / targets / bins * 1e6:.3f}"))
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ largest one, and all of them summed) and the JVM (Spark's ``java`` process).
 from __future__ import annotations
 
 import json
+import os
 import select
 import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import psutil
@@ -186,3 +188,41 @@ def measure_between_marks(argv: list[str]) -> dict:
             child.kill()
     return {"seconds": ended - started, "core_seconds": sum(last - first for first, last in cpu.values()),
             **{f"{kind}_mb": peak / 2**20 for kind, peak in peaks.items()}, **result}
+
+
+def alternate_ways(ways: tuple[str, ...], repeats: int, measure_way: Callable[[str], dict]) -> dict[str, list[dict]]:
+    """Each of ``ways`` measured ``repeats`` times by ``measure_way(way)``, interleaved (every other round in
+    reverse order, so neither way always runs first); each run's figures are printed as it ends."""
+    runs: dict[str, list[dict]] = {way: [] for way in ways}
+    for repeat in range(repeats):
+        for way in ways if repeat % 2 == 0 else ways[::-1]:
+            runs[way].append(measure_way(way))
+            print(f"  {way} run {repeat + 1}: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                                           for k, v in runs[way][-1].items()), flush=True)
+    return runs
+
+
+def medians_table(runs: dict[str, list[dict]], columns: dict[str, str], unit: tuple[str, Callable[[list[float]], str]]
+                  ) -> dict[str, list[float]]:
+    """Print a markdown table of each way's medians of ``columns`` (figure -> header; the first two: wall and CPU
+    seconds), with a last column ``unit`` (header, text from the way's medians in the columns' order), then the
+    last way's ratios to the first and the load average; returns the medians by way."""
+    keys = list(columns)
+    print("| way | " + " | ".join(columns.values()) + f" | {unit[0]} |")
+    print("|---" * (len(keys) + 2) + "|")
+    medians = {way: [statistics.median(run[key] for run in measured) for key in keys] for way, measured in runs.items()}
+    for way, values in medians.items():
+        print(f"| {way} | " + " | ".join(f"{value:,.1f}" for value in values) + f" | {unit[1](values)} |")
+    (first, base), (last, other) = list(medians.items())[0], list(medians.items())[-1]
+    print(f"\n{last} / {first}: {other[1] / base[1]:.2f}x the core-seconds, {other[0] / base[0]:.2f}x the wall time")
+    print(f"load average at the end: {os.getloadavg()}")
+    return medians
+
+
+def require_same(runs: dict[str, list[dict]], key: str, what: str) -> dict:
+    """The first run's figures, once every run of every way gave the same ``key`` (a digest of ``what`` they
+    wrote); else stop the benchmark: ways that disagree are not two costs of one result."""
+    found = {run[key] for measured in runs.values() for run in measured}
+    if len(found) != 1:
+        raise SystemExit(f"the ways wrote different {what}: {sorted(found)}")
+    return next(iter(runs.values()))[0]

@@ -1,7 +1,9 @@
-"""Shared by the integration tests: one moto server per module for those that run against S3, its listings, and
-the local cross-validated pilot run the S3 and Azure run tests compare with."""
+"""Shared by the integration tests: one moto server per module for those that run against S3, a bucket Spark's
+workers reach too, its listings, and the local cross-validated pilot run the S3 and Azure run tests compare
+with."""
 
 import fcntl
+import uuid
 from pathlib import Path
 
 import pytest
@@ -21,6 +23,42 @@ def moto_endpoint():
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture
+def worker_env(spark_session):
+    """``set(name, value)``: an environment variable for this process and for Spark's Python workers (theirs is
+    the SparkContext's environment), both restored after the test."""
+    environment = spark_session.sparkContext.environment
+    saved, patch = dict(environment), pytest.MonkeyPatch()
+
+    def set_both(name: str, value: str) -> None:
+        patch.setenv(name, value)
+        environment[name] = value
+
+    yield set_both
+    patch.undo()
+    environment.clear()
+    environment.update(saved)
+
+
+@pytest.fixture
+def s3_bucket_on_workers(moto_endpoint, worker_env):
+    """``(client, bucket)``: a new bucket on the module's moto server, which this process and Spark's Python
+    workers both reach with test credentials."""
+    import boto3
+    import s3fs
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint,
+                        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+                        "NO_PROXY": "127.0.0.1,localhost"}.items():
+        worker_env(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached filesystem keeps the endpoint it was built with
+    client, bucket = boto3.client("s3"), f"predictd-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    yield client, bucket
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def keys(client, bucket: str, prefix: str = "") -> list[str]:

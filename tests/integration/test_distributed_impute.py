@@ -156,23 +156,6 @@ def test_a_bundles_byte_range_holds_the_parts_written_one_by_one(store, tmp_path
         read_range(tmp_path / "bundle", int(offsets[-2]), int(offsets[-1]) + 10)
 
 
-@pytest.fixture
-def worker_env(spark_session):
-    """``set(name, value)``: an environment variable for this process and for Spark's Python workers (theirs is
-    the SparkContext's environment), both restored after the test."""
-    environment = spark_session.sparkContext.environment
-    saved, patch = dict(environment), pytest.MonkeyPatch()
-
-    def set_both(name: str, value: str) -> None:
-        patch.setenv(name, value)
-        environment[name] = value
-
-    yield set_both
-    patch.undo()
-    environment.clear()
-    environment.update(saved)
-
-
 @pytest.fixture(scope="module")
 def small_job(store, job, tmp_path_factory) -> tuple[ImputeJob, Path]:
     """Three pairs of ``job``, and the folder of their tracks written by the numpy engine."""
@@ -199,28 +182,15 @@ def _impute_remote(store, small_job, tmp_path, url: str, listing) -> None:
         assert _intervals(got) == _intervals(local / key)
 
 
-def test_tracks_imputed_on_spark_to_s3_are_the_local_runs(store, small_job, tmp_path, moto_endpoint, worker_env):
-    import boto3
-    import s3fs
-
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint,
-                        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                        "NO_PROXY": "127.0.0.1,localhost"}.items():
-        worker_env(name, value)
-    s3fs.S3FileSystem.clear_instance_cache()  # a cached filesystem keeps the endpoint it was built with
-    client, bucket = boto3.client("s3"), f"predictd-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
+def test_tracks_imputed_on_spark_to_s3_are_the_local_runs(store, small_job, tmp_path, s3_bucket_on_workers):
+    client, bucket = s3_bucket_on_workers
 
     def listing() -> dict[str, bytes]:
         keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])]
         return {key.removeprefix("runs/r1/"): client.get_object(Bucket=bucket, Key=key)["Body"].read()
                 for key in keys}
 
-    try:
-        _impute_remote(store, small_job, tmp_path, f"s3://{bucket}/runs/r1", listing)
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
+    _impute_remote(store, small_job, tmp_path, f"s3://{bucket}/runs/r1", listing)
 
 
 def test_tracks_imputed_on_spark_to_blob_storage_are_the_local_runs(store, small_job, tmp_path, azurite_env,

@@ -4,7 +4,6 @@ value; a bad track fails it before any store is written, and nothing is left beh
 from __future__ import annotations
 
 import os
-import uuid
 
 import numpy as np
 import pyBigWig
@@ -18,7 +17,6 @@ from predictd_core.simulate import simulate_compendium
 from predictd_core.store.signal_store import create_store, ingest
 from predictd_core.tracks.genome import GenomeBins, read_chrom_sizes
 from predictd_core.tracks.table import Track, read_tracks_table
-from tests.integration.test_distributed_impute import worker_env  # noqa: F401 (a fixture)
 
 CHUNK_BINS = 7_001  # no divisor of the contigs: chunks straddle contigs
 
@@ -116,35 +114,22 @@ def test_a_damaged_bundle_is_an_error_naming_it(compendium, tmp_path):
 
 
 @pytest.mark.spark
-def test_spark_ingests_tracks_on_s3_into_a_store_on_s3(compendium, moto_endpoint, worker_env):  # noqa: F811
-    import boto3
-    import s3fs
-
+def test_spark_ingests_tracks_on_s3_into_a_store_on_s3(compendium, s3_bucket_on_workers):
     from predictd_core.engine.spark import SparkTasks
     from predictd_core.store.signal_store import SignalStore
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": moto_endpoint,
-                        "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
-                        "NO_PROXY": "127.0.0.1,localhost"}.items():
-        worker_env(name, value)
-    s3fs.S3FileSystem.clear_instance_cache()  # a cached filesystem keeps the endpoint it was built with
     tracks, sizes, bins, reference = compendium
-    client, bucket = boto3.client("s3"), f"predictd-{uuid.uuid4().hex[:12]}"
-    client.create_bucket(Bucket=bucket)
+    client, bucket = s3_bucket_on_workers
     remote = []
     for track in tracks:
         key = f"tracks/{os.path.basename(track.path)}"
         client.upload_file(track.path, bucket, key)
         remote.append(Track(track.cell_type, track.assay, f"s3://{bucket}/{key}"))
-    try:
-        store = ingest_on_tasks(SparkTasks("local[2]"), remote, sizes, bins, f"s3://{bucket}/runs/r1/store.zarr",
-                                CHUNK_BINS)
-        for chunk in range(store.n_chunks):
-            np.testing.assert_array_equal(store.read_chunk(chunk), reference.read_chunk(chunk))
-        assert [e.path for e in SignalStore.open(f"s3://{bucket}/runs/r1/store.zarr").experiments] == \
-            [t.path for t in remote]
-        keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/").get("Contents", [])]
-        assert keys and all(key.startswith("runs/r1/store.zarr/") for key in keys)  # no .parts left
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
+    store = ingest_on_tasks(SparkTasks("local[2]"), remote, sizes, bins, f"s3://{bucket}/runs/r1/store.zarr",
+                            CHUNK_BINS)
+    for chunk in range(store.n_chunks):
+        np.testing.assert_array_equal(store.read_chunk(chunk), reference.read_chunk(chunk))
+    assert [e.path for e in SignalStore.open(f"s3://{bucket}/runs/r1/store.zarr").experiments] == \
+        [t.path for t in remote]
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/").get("Contents", [])]
+    assert keys and all(key.startswith("runs/r1/store.zarr/") for key in keys)  # no .parts left
