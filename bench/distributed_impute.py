@@ -14,7 +14,7 @@ Each run is a fresh process (its own JVM); from the moment it starts imputing un
 tree is sampled every 0.1 s: wall seconds, core-seconds (CPU time of every process of the tree: the driver,
 the JVM, Spark's Python workers, the writer processes) and peak memory of the driver's Python process, of
 the driver-side writer processes (summed), of the JVM and of Spark's Python workers (summed). The two ways
-alternate ``--repeats`` times; medians are printed. The tracks are deleted after each run.
+alternate ``--repeats`` times; medians are printed as a table. The tracks are deleted after each run.
 
     .venv/bin/python bench/distributed_impute.py --data /tmp/roadmap-65k [--bins 65536] [--chunk-bins 16384]
         [--pairs 3048] [--rank 24] [--repeats 3] [--spread]
@@ -35,13 +35,12 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from jobs import alternate_ways, compendium, measure_between_marks
+from jobs import alternate_ways, compendium, measure_between_marks, medians_table
 
 WAYS = ("stream", "bundles")
 
@@ -77,13 +76,13 @@ def impute_once(data: Path, output: Path, way: str, pairs: int, rank: int, sprea
     print("START", flush=True)
     write_imputed_tracks(config, store, job, engine, lambda *event: None)
     size = sum(path.stat().st_size for path in output.rglob("*.bigWig"))
-    print("END", json.dumps({"bytes": size, "tracks": len(list(output.rglob("*.bigWig")))}), flush=True)
+    print("END", json.dumps({"mb": size / 2**20, "tracks": len(list(output.rglob("*.bigWig")))}), flush=True)
     engine.close()
 
 
 def measure(data: Path, way: str, pairs: int, rank: int, spread: bool) -> dict:
     """One fresh-process run of ``way``: wall seconds, core-seconds and peak memory (MB) by kind, from START to
-    END (:func:`jobs.measure_between_marks`), and the bytes and tracks written."""
+    END (:func:`jobs.measure_between_marks`), and the MB and tracks written."""
     output = Path(tempfile.mkdtemp(prefix=f"distributed-{way}-", dir=data))
     try:
         return measure_between_marks([sys.executable, __file__, "--child", way, "--data", str(data), "--output",
@@ -113,14 +112,11 @@ def main() -> None:
     runs = alternate_ways(WAYS, args.repeats, lambda way: measure(args.data, way, args.pairs, args.rank, args.spread))
     print(f"\n{args.bins:,} bins in chunks of {args.chunk_bins:,}, {args.pairs:,} pairs, rank {args.rank}, "
           f"Spark local[2], medians of {args.repeats}")
-    keys = ["seconds", "core_seconds", "driver_mb", "writer_mb", "jvm_mb", "spark-python_mb"]
-    print(f"{'way':8s} " + " ".join(f"{key:>16s}" for key in keys) + f" {'GB written':>11s}")
-    for way in WAYS:
-        medians = [statistics.median(run[key] for run in runs[way]) for key in keys]
-        written = statistics.median(run["bytes"] for run in runs[way]) / 1e9
-        print(f"{way:8s} " + " ".join(f"{value:16.1f}" for value in medians) + f" {written:11.2f}")
-    print(f"load average at the end: {os.getloadavg()}")
-
+    tracks = runs[WAYS[0]][0]["tracks"]
+    medians_table(runs, {"seconds": "wall s", "core_seconds": "core-s", "driver_mb": "driver Python MB",
+                         "writer_mb": "driver's writer processes MB", "jvm_mb": "JVM MB",
+                         "spark-python_mb": "Spark's Python workers MB", "mb": "MB written"},
+                  ("core-ns per value written", lambda values: f"{values[1] / (tracks * args.bins) * 1e9:,.0f}"))
 
 if __name__ == "__main__":
     main()

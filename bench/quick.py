@@ -39,6 +39,8 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
                                                   "--bins", "8192", "--chunk-bins", "2048", "--repeats", "1"]),
         ("The whole protocol", ["protocol.py", "--work", str(work / "protocol"), "--bins", "4096", "--chunk-bins",
                                 "2048", "--folds", "2", "2", "--max-iters", "2", "--refine-sample", "2048", "2"]),
+        ("Imputation on the executors", ["distributed_impute.py", "--data", str(work / "roadmap-8192"), "--bins",
+                                         "8192", "--chunk-bins", "2048", "--pairs", "200", "--repeats", "1"]),
         ("Ingest on the executors", ["distributed_ingest.py", "--data", str(work / "protocol" / "roadmap-bigwigs-4096"),
                                      "--chunk-bins", "2048", "--repeats", "1"]),
         ("Scoring on the executors", ["distributed_scoring.py", "--run", str(work / "protocol" / "protocol-4096"),

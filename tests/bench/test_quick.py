@@ -30,8 +30,8 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
                               "Imputation compute against its matrix products",
                               "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
                               "Memory against genome length", "Whole genome", "Writing a bigWig of 25 bp bins",
-                              "Spark sweep against the numpy engine", "The whole protocol", "Ingest on the executors",
-                              "Scoring on the executors"]
+                              "Spark sweep against the numpy engine", "The whole protocol",
+                              "Imputation on the executors", "Ingest on the executors", "Scoring on the executors"]
     number = re.compile(r"^\d[\d,.]*( |$)")  # a number, alone or with its unit
     for title, text in sections.items():
         rows = _table_rows(text)
@@ -61,7 +61,9 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
     assert abs(sum(float(row[2]) for row in protocol[3:8]) - float(protocol[2][2])) < 0.5
     assert jobs[-4:] == ["EMR Serverless (default)", "EMR on EC2 (-c engine=emr-ec2)", "Azure Batch (spot)",
                          "Azure Batch (on demand)"]
-    # ingest and scoring on the executors: both ways, the same store and metrics (the scripts stop otherwise)
+    # imputation, ingest and scoring on the executors: both ways (ingest and scoring: the same store and metrics,
+    # or the scripts stop)
+    assert [row[0] for row in _table_rows(sections["Imputation on the executors"])] == ["stream", "bundles"]
     for title, unit in (("Ingest on the executors", "processes"), ("Scoring on the executors", "driver")):
         assert [row[0] for row in _table_rows(sections[title])] == [unit, "executors"], title
         assert "the same" in sections[title] or "identical" in sections[title], title
