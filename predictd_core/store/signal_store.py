@@ -195,9 +195,7 @@ def _read_block(opened, tracks: list[Track], bins: GenomeBins, lo: int, hi: int)
 def track_bins(reader: SignalTrack, track: Track, bins: GenomeBins, lo: int, hi: int) -> np.ndarray:
     """The bin means of bins ``[lo, hi)`` of ``track`` opened as ``reader`` (float32, -log10 p; NaN: no data);
     a negative value is an error naming the track's file."""
-    column = np.empty(hi - lo, dtype=np.float32)
-    for contig, start, end, first, last in bins.runs(lo, hi):
-        column[first - lo:last - lo] = reader.bin_means(contig, start, end, bins.bin_size)
+    column = reader.bin_range(bins, lo, hi)
     if (column < 0).any():
         raise PredictdInputError(track.path, "values", "negative signal: expected -log10 p-values (>= 0)")
     return column

@@ -132,6 +132,11 @@ def _c_stderr_held() -> Iterator[None]:
             os.close(saved)
 
 
+# Bins of a track are binned at a time: binning holds ~6 bytes a base of temporaries, so a whole contig at once
+# (chr1: 249 M bases) would hold ~1.5 GB beside the track itself.
+READ_BINS = 2**20
+
+
 class SignalTrack:
     """One opened signal file, read as per-bin means over regions.
 
@@ -190,6 +195,18 @@ class SignalTrack:
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, sums / counts, np.nan).astype(np.float32)
 
+    def bin_range(self, bins: GenomeBins, lo: int, hi: int) -> np.ndarray:
+        """:meth:`bin_means` of ``bins`` ``[lo, hi)`` (float32, -log10 p scale as the file holds it; NaN: no
+        data), read :data:`READ_BINS` bins at a time."""
+        step = READ_BINS * bins.bin_size
+        column = np.empty(hi - lo, dtype=np.float32)
+        for contig, start, end, first, _ in bins.runs(lo, hi):
+            for piece in range(start, end, step):
+                means = self.bin_means(contig, piece, min(piece + step, end), bins.bin_size)
+                offset = first - lo + (piece - start) // bins.bin_size
+                column[offset:offset + means.size] = means
+        return column
+
     def close(self) -> None:
         self._file.close()
 
@@ -213,22 +230,12 @@ def remove_cache(cache_dir: Path) -> None:
         shutil.rmtree(cache_dir)
 
 
-# Bins a track is read back in at a time: binning holds ~6 bytes a base of temporaries, so a whole contig at once
-# (chr1: 249 M bases) would hold ~1.5 GB beside the track itself.
-READ_BINS = 2**20
-
-
 def read_track_bins(path: str | Path, bins: GenomeBins, lo: int = 0, hi: int | None = None) -> np.ndarray:
     """A written track (local or at a URL) read back into ``bins`` ``[lo, hi)`` (default: all), arcsinh
     scale, as the store holds signal."""
-    chrom_sizes = dict(bins.contigs)
-    step = READ_BINS * bins.bin_size
     with tempfile.TemporaryDirectory(prefix="predictd-track-") as cache:  # a remote track is downloaded here
-        track = SignalTrack(str(path), chrom_sizes, Path(cache))
+        track = SignalTrack(str(path), dict(bins.contigs), Path(cache))
         try:
-            parts = [track.bin_means(contig, first, min(first + step, end), bins.bin_size)
-                     for contig, start, end, _, _ in bins.runs(lo, bins.n_bins if hi is None else hi)
-                     for first in range(start, end, step)]
+            return np.arcsinh(track.bin_range(bins, lo, bins.n_bins if hi is None else hi))
         finally:
             track.close()
-    return np.arcsinh(np.concatenate(parts))
