@@ -55,7 +55,8 @@ from typing import Callable
 import psutil
 from jobs import HG19_BINS, LAYOUT, PLANTED_RANK, process_tree, write_config
 
-from predictd_core.engine.ingest import MAX_TRACKS_PER_TASK, group_size
+from predictd_core.engine.base import items_per_task
+from predictd_core.engine.ingest import MAX_TRACKS_PER_TASK
 from predictd_core.evaluate.distributed import group_targets
 from predictd_core.evaluate.scoring import SCORING_BYTES
 
@@ -432,7 +433,7 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     # prepare: ingest on Spark (engine/ingest.py): tasks of tracks bin them into bundles, then tasks of chunks
     # write the store; the reading tasks go in waves over the slots
     per_track = rates.ingest_core_ns * 1e-9 * HG19_BINS * INGEST_EXECUTOR_FACTOR
-    per_task = group_size(N_TRACKS, layout.impute_vcpu, MAX_TRACKS_PER_TASK)
+    per_task = items_per_task(N_TRACKS, layout.impute_vcpu, MAX_TRACKS_PER_TASK)
     waves = math.ceil(math.ceil(N_TRACKS / per_task) / layout.impute_vcpu)
     wall = layout.start_seconds + waves * per_task * per_track / VCPU_EFFICIENCY
     rows.append((f"prepare: ingest 1,014 bigWigs ({per_task} a task, {waves} waves)",

@@ -21,6 +21,16 @@ import numpy as np
 from predictd_core.store.signal_store import SignalStore
 
 
+# Tasks per task slot when work is divided among an engine's tasks: a few, so that slow ones are made up for.
+GROUPS_PER_SLOT = 4
+
+
+def items_per_task(n_items: int, parallelism: int, cap: int) -> int:
+    """How many of ``n_items`` each task takes: :data:`GROUPS_PER_SLOT` tasks per task slot of ``parallelism``
+    slots, at most ``cap`` items a task (what one task can hold), at least one."""
+    return max(1, min(cap, -(-n_items // (GROUPS_PER_SLOT * max(1, parallelism)))))
+
+
 def task_local_folder() -> str | None:
     """The local folder of the machine a task runs on, as Spark gives it to its Python workers (the first of
     ``SPARK_LOCAL_DIRS``); None outside Spark's executors."""

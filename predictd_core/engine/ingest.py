@@ -31,7 +31,7 @@ import numpy as np
 import zarr
 from isal import isal_zlib
 
-from predictd_core.engine.base import TaskRunner, task_local_folder
+from predictd_core.engine.base import TaskRunner, items_per_task, task_local_folder
 from predictd_core.engine.bundles import BundleWriter, read_ahead, scratch_folder, write_whole
 from predictd_core.errors import PredictdInputError
 from predictd_core.io import is_remote, join_location, storage_options
@@ -41,8 +41,6 @@ from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import open_tracks
 from predictd_core.tracks.table import Track
 
-# Tasks per task slot of each stage: a few, so that slow ones are made up for.
-GROUPS_PER_SLOT = 4
 # Tracks per reading task at most: each is downloaded to the task's machine first (a Roadmap bigWig of hg19 is
 # ~1 GB), and a task of many would hold them all and leave other slots idle.
 MAX_TRACKS_PER_TASK = 4
@@ -127,11 +125,6 @@ def write_chunk_group(task: ChunkGroupTask) -> int:
     return len(task.chunks)
 
 
-def group_size(n_items: int, parallelism: int, cap: int) -> int:
-    """Items per task: :data:`GROUPS_PER_SLOT` tasks per task slot, at most ``cap`` items each, at least one."""
-    return max(1, min(cap, -(-n_items // (GROUPS_PER_SLOT * max(1, parallelism)))))
-
-
 def ingest_on_tasks(runner: TaskRunner, tracks: list[Track], chrom_sizes: dict[str, int], bins: GenomeBins,
                     store_path: str | Path, chunk_bins: int,
                     progress: Callable[[int, int], None] | None = None) -> SignalStore:
@@ -144,8 +137,8 @@ def ingest_on_tasks(runner: TaskRunner, tracks: list[Track], chrom_sizes: dict[s
     if not tracks:
         raise PredictdInputError("tracks", "rows", "the compendium is empty: no tracks to ingest")
     n_chunks = -(-bins.n_bins // chunk_bins)
-    per_track = group_size(len(tracks), runner.parallelism, MAX_TRACKS_PER_TASK)
-    per_chunk = group_size(n_chunks, runner.parallelism, max(1, CHUNK_TASK_BYTES // (chunk_bins * len(tracks) * 4)))
+    per_track = items_per_task(len(tracks), runner.parallelism, MAX_TRACKS_PER_TASK)
+    per_chunk = items_per_task(n_chunks, runner.parallelism, CHUNK_TASK_BYTES // (chunk_bins * len(tracks) * 4))
     beside = str(store_path).rstrip("/").rsplit("/", 1)[0] if is_remote(store_path) else Path(store_path).parent
     with scratch_folder(beside) as scratch, writing_store(store_path) as work:
         written = runner.run_tasks(bin_track_group, [

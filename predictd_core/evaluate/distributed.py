@@ -28,7 +28,7 @@ import numpy as np
 from isal import isal_zlib
 
 from predictd_core.config import RunConfig
-from predictd_core.engine.base import Engine
+from predictd_core.engine.base import Engine, items_per_task
 from predictd_core.engine.bundles import BundleWriter, bundle_name, read_ahead, scratch_folder, write_whole
 from predictd_core.errors import PredictdInputError
 from predictd_core.evaluate.regions import read_bed_mask
@@ -38,8 +38,6 @@ from predictd_core.store.signal_store import SignalStore, chunk_bounds
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.table import Track
 
-# Scoring tasks per task slot of the engine: a few, so that slow ones are made up for.
-GROUPS_PER_SLOT = 4
 # What a scoring task holds of its targets' signal at once: observed and baseline float32 over every bin,
 # 8 bytes a bin a target (hg19: ~1 GB a target), beside one target's imputed track and sort while it scores.
 BYTES_PER_BIN = 8
@@ -119,10 +117,9 @@ def score_group(task: ScoreTask) -> list[TargetScore]:
 
 
 def group_targets(n_targets: int, n_bins: int, parallelism: int, budget: int) -> int:
-    """Targets per scoring task: :data:`GROUPS_PER_SLOT` tasks per task slot of the engine, each holding at most
-    ``budget`` bytes of signal (:data:`BYTES_PER_BIN` a bin a target), at least one."""
-    per_slot = -(-n_targets // (GROUPS_PER_SLOT * max(1, parallelism)))
-    return max(1, min(per_slot, budget // (BYTES_PER_BIN * max(1, n_bins))))
+    """Targets per scoring task (:func:`~predictd_core.engine.base.items_per_task`), each task holding at most
+    ``budget`` bytes of signal (:data:`BYTES_PER_BIN` a bin a target)."""
+    return items_per_task(n_targets, parallelism, budget // (BYTES_PER_BIN * max(1, n_bins)))
 
 
 def score_on_executors(engine: Engine, config: RunConfig, store: SignalStore, targets: list[tuple[int, str]],

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Callable, Sequence
 
 import numpy as np
 
-from predictd_core.engine.base import Engine, task_local_folder
+from predictd_core.engine.base import Engine, items_per_task, task_local_folder
 from predictd_core.engine.bundles import READS_AHEAD, BundleWriter, bundle_name, read_ahead, write_whole
 from predictd_core.impute.parallel import result_blocks
 from predictd_core.impute.write_tracks import add_bins, as_written, copy_columns, run_origin
@@ -43,8 +43,6 @@ TRANSPOSE_TRACKS = 256
 # Tracks per assembly task at most: each holds its bigWig and a spool per zoom level open (11 files for hg19),
 # and its share of every bundle in memory, while the task runs.
 MAX_GROUP_TRACKS = 64
-# Assembly tasks per task slot of the engine: a few, so that slow ones are made up for.
-GROUPS_PER_SLOT = 4
 
 
 def write_bundle(file: BinaryIO, bins: GenomeBins, lo: int, hi: int, values: Sequence[np.ndarray],
@@ -155,9 +153,9 @@ def assemble_group(task: GroupTask) -> int:
 
 
 def group_tracks(n_tracks: int, parallelism: int) -> int:
-    """Tracks per assembly task: :data:`GROUPS_PER_SLOT` tasks per task slot of the engine, at most
-    :data:`MAX_GROUP_TRACKS` tracks each, at least one."""
-    return max(1, min(MAX_GROUP_TRACKS, -(-n_tracks // (GROUPS_PER_SLOT * max(1, parallelism)))))
+    """Tracks per assembly task (:func:`~predictd_core.engine.base.items_per_task`), at most
+    :data:`MAX_GROUP_TRACKS`."""
+    return items_per_task(n_tracks, parallelism, MAX_GROUP_TRACKS)
 
 
 def write_tracks_distributed(engine: Engine, fn: Callable[[np.ndarray, Any], Any], payload: Any,

@@ -10,8 +10,9 @@ import pyBigWig
 import pytest
 import zarr
 
-from predictd_core.engine.ingest import (ChunkGroupTask, TrackGroupTask, bin_track_group, group_size,
-                                         ingest_on_tasks, write_chunk_group)
+from predictd_core.engine.base import items_per_task
+from predictd_core.engine.ingest import (ChunkGroupTask, TrackGroupTask, bin_track_group, ingest_on_tasks,
+                                         write_chunk_group)
 from predictd_core.errors import PredictdInputError
 from predictd_core.simulate import simulate_compendium
 from predictd_core.store.signal_store import create_store, ingest
@@ -74,7 +75,7 @@ def test_spark_writes_the_store_the_ingest_processes_write(compendium, tmp_path,
 
 def test_tasks_of_several_tracks_and_chunks_write_the_same_store(compendium, tmp_path):
     tracks, sizes, bins, reference = compendium
-    assert group_size(len(tracks), 1, 4) == 3 and group_size(5, 1, 10) == 2  # 4 groups of tracks, 3 of chunks
+    assert items_per_task(len(tracks), 1, 4) == 3 and items_per_task(5, 1, 10) == 2  # 4 groups of tracks, 3 of chunks
     ingest_on_tasks(InProcess(), tracks, sizes, bins, tmp_path / "store.zarr", CHUNK_BINS)
     _same_store(tmp_path / "store.zarr", reference)
 
