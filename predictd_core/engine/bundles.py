@@ -73,6 +73,12 @@ class BundleWriter:
         self.offsets[self.track] = self.file.tell() - self.start
         self.track += 1
 
+    def add_floats(self, values: np.ndarray) -> None:
+        """The next track's piece: ``values`` as little-endian float32, deflated (zlib's checksum finds a damaged
+        piece); :func:`read_floats` reads it back."""
+        self.next_piece()
+        self.file.write(isal_zlib.compress(np.asarray(values).astype("<f4", copy=False).tobytes(), 1))
+
     def close(self) -> np.ndarray:
         """Write the header and index; the bundle's index."""
         if self.track != len(self.offsets) - 1:
@@ -95,6 +101,18 @@ def read_bundle_index(data: bytes, name: str) -> tuple[int, int, np.ndarray]:
     if len(index) < 8 * (n_tracks + 1) or isal_zlib.crc32(index) != crc:
         raise PredictdInputError(name, "index", "damaged or cut short: not a complete chunk bundle")
     return lo, hi, np.frombuffer(index, "<u8").copy()
+
+
+def read_floats(piece: bytes | memoryview, count: int, bundle: str, field: str, what: str) -> np.ndarray:
+    """The ``count`` float32 values of a piece :meth:`BundleWriter.add_floats` wrote; a damaged piece, or one of
+    another length, is an input error naming ``bundle`` and ``field`` (what the piece is: ``what``)."""
+    try:
+        values = np.frombuffer(isal_zlib.decompress(piece), "<f4")
+    except isal_zlib.error as error:
+        raise PredictdInputError(bundle, field, f"damaged {what} ({error})") from None
+    if values.size != count:
+        raise PredictdInputError(bundle, field, f"{values.size} values of {what} where {count} belong")
+    return values
 
 
 def read_ahead(ranges: Sequence[tuple[Location, int, int]], ahead: int = READS_AHEAD) -> Iterator[bytes]:

@@ -29,10 +29,9 @@ from typing import Callable
 
 import numpy as np
 import zarr
-from isal import isal_zlib
 
 from predictd_core.engine.base import TaskRunner, items_per_task, task_local_folder
-from predictd_core.engine.bundles import BundleWriter, read_ahead, scratch_folder, write_whole
+from predictd_core.engine.bundles import BundleWriter, read_ahead, read_floats, scratch_folder, write_whole
 from predictd_core.errors import PredictdInputError
 from predictd_core.io import is_remote, join_location, storage_options
 from predictd_core.store.signal_store import (SignalStore, chunk_bounds, create_store, finish_store, track_bins,
@@ -75,9 +74,7 @@ def bin_track_group(task: TrackGroupTask) -> tuple[str, np.ndarray]:
                 for reader, track in zip(readers, task.tracks):
                     for chunk in range(n_chunks):
                         lo, hi = chunk_bounds(chunk, task.chunk_bins, task.bins.n_bins)
-                        column = track_bins(reader, track, task.bins, lo, hi)
-                        bundle.next_piece()
-                        file.write(isal_zlib.compress(column.astype("<f4", copy=False).tobytes(), 1))
+                        bundle.add_floats(track_bins(reader, track, task.bins, lo, hi))
                 return bundle.close()
 
             return str(location), write_whole(location, write)
@@ -110,15 +107,8 @@ def write_chunk_group(task: ChunkGroupTask) -> int:
         for column, (bundle, offsets, read) in enumerate(zip(task.bundles, task.offsets, reads)):
             data = memoryview(read)
             for k, ((lo, hi), block) in enumerate(zip(bounds, blocks)):
-                try:
-                    values = np.frombuffer(isal_zlib.decompress(
-                        data[int(offsets[k] - offsets[0]):int(offsets[k + 1] - offsets[0])]), "<f4")
-                except isal_zlib.error as error:
-                    raise PredictdInputError(bundle, f"chunk {task.chunks[k]}", f"damaged track bins ({error})") \
-                        from None
-                if values.size != hi - lo:
-                    raise PredictdInputError(bundle, f"chunk {task.chunks[k]}", f"{values.size} bins for [{lo}, {hi})")
-                block[:, column] = values
+                block[:, column] = read_floats(data[int(offsets[k] - offsets[0]):int(offsets[k + 1] - offsets[0])],
+                                               hi - lo, bundle, f"chunk {task.chunks[k]}", "track bins")
     root = zarr.open_group(store=task.store, mode="r+", storage_options=storage_options(task.store))
     for (lo, hi), block in zip(bounds, blocks):
         write_chunk(root, task.bins, lo, hi, block)

@@ -14,8 +14,8 @@ days). Here (:mod:`predictd_core.engine.bundles`):
    and scores it against its imputed track (:func:`~predictd_core.evaluate.targets.score_target`); only the
    metric rows, scatter samples and panels come back.
 
-A piece is ``zlib(observed float32 then baseline float32, little-endian)`` over its chunk's bins; zlib's
-checksum finds a damaged one.
+A piece is the target's observed then baseline values over its chunk's bins
+(:meth:`~predictd_core.engine.bundles.BundleWriter.add_floats`).
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
-from isal import isal_zlib
 
 from predictd_core.config import RunConfig
 from predictd_core.engine.base import Engine, items_per_task
-from predictd_core.engine.bundles import BundleWriter, bundle_name, read_ahead, scratch_folder, write_whole
-from predictd_core.errors import PredictdInputError
+from predictd_core.engine.bundles import (BundleWriter, bundle_name, read_ahead, read_floats, scratch_folder,
+                                          write_whole)
 from predictd_core.evaluate.regions import read_bed_mask
 from predictd_core.evaluate.targets import TargetScore, same_assay_averages, score_target
 from predictd_core.io import join_location
@@ -64,9 +63,7 @@ def bundle_target_signal(chunk: int, signal: np.ndarray, task: SignalTask) -> tu
         bundle = BundleWriter(file, lo, hi, len(task.columns))
         baselines = same_assay_averages(signal, [inputs for _, *inputs in task.columns])
         for (observed, *_), baseline in zip(task.columns, baselines):
-            pair = np.stack([signal[:, observed], baseline]).astype("<f4", copy=False)
-            bundle.next_piece()
-            file.write(isal_zlib.compress(pair.tobytes(), 1))
+            bundle.add_floats(np.stack([signal[:, observed], baseline]))
         return bundle.close()
 
     return str(location), write_whole(location, write)
@@ -101,13 +98,8 @@ def score_group(task: ScoreTask) -> list[TargetScore]:
             lo, hi = chunk_bounds(chunk, task.chunk_bins, n_bins)
             data = memoryview(read)
             for k, (_, experiment, _, _) in enumerate(task.targets):
-                try:
-                    pair = np.frombuffer(isal_zlib.decompress(data[row[k] - row[0]:row[k + 1] - row[0]]), "<f4")
-                except isal_zlib.error as error:
-                    raise PredictdInputError(bundle, experiment.name, f"damaged scoring signal ({error})") from None
-                if pair.size != 2 * (hi - lo):
-                    raise PredictdInputError(bundle, experiment.name, f"{pair.size} values of scoring signal for "
-                                             f"bins [{lo}, {hi})")
+                pair = read_floats(data[row[k] - row[0]:row[k + 1] - row[0]], 2 * (hi - lo), bundle,
+                                   experiment.name, "scoring signal")
                 observed[k, lo:hi], baseline[k, lo:hi] = pair[:hi - lo], pair[hi - lo:]
     masks = {name: read_bed_mask(path, task.bins, f"evaluation.{name}")
              for name, path in task.config.evaluation.region_beds().items()}

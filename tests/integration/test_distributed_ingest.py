@@ -11,6 +11,7 @@ import pytest
 import zarr
 
 from predictd_core.engine.base import items_per_task
+from predictd_core.engine.bundles import BundleWriter, read_floats
 from predictd_core.engine.ingest import (ChunkGroupTask, TrackGroupTask, bin_track_group, ingest_on_tasks,
                                          write_chunk_group)
 from predictd_core.errors import PredictdInputError
@@ -134,3 +135,14 @@ def test_spark_ingests_tracks_on_s3_into_a_store_on_s3(compendium, s3_bucket_on_
         [t.path for t in remote]
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="runs/r1/").get("Contents", [])]
     assert keys and all(key.startswith("runs/r1/store.zarr/") for key in keys)  # no .parts left
+
+
+def test_a_piece_of_floats_reads_back_and_one_of_another_length_is_an_error(tmp_path):
+    with open(tmp_path / "x.bundle", "w+b") as file:
+        bundle = BundleWriter(file, 0, 3, 1)
+        bundle.add_floats(np.array([0.5, np.nan, 2.0]))
+        index = bundle.close()
+    piece = (tmp_path / "x.bundle").read_bytes()[int(index[0]):int(index[1])]
+    np.testing.assert_array_equal(read_floats(piece, 3, "x.bundle", "chunk 0", "track bins"), [0.5, np.nan, 2.0])
+    with pytest.raises(PredictdInputError, match=r"x.bundle: chunk 0: 3 values of track bins where 4 belong"):
+        read_floats(piece, 4, "x.bundle", "chunk 0", "track bins")
