@@ -164,18 +164,6 @@ def get_session(master: str = "local[*]", conf: dict[str, str] | None = None):
     return session
 
 
-def run_spark_tasks(session, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-    """``[fn(item) for item in items]``, a task per item on ``session``'s executors (one job), results in order;
-    a :class:`~predictd_core.errors.PredictdInputError` of ``fn`` is raised here as it was raised."""
-    items = list(items)
-    if not items:
-        return []
-    tasks = session.sparkContext.parallelize(items, len(items))
-    results = tasks.map(lambda item: _guarded(fn, item)).collect()
-    _raise_input_error(results)
-    return results
-
-
 class SparkTasks:
     """Tasks on a Spark cluster where there is no store to map yet (ingest writes it): a
     :class:`~predictd_core.engine.base.TaskRunner`.
@@ -199,12 +187,20 @@ class SparkTasks:
         return int(self.session.sparkContext.defaultParallelism)
 
     def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """:func:`run_spark_tasks` on this session."""
-        return run_spark_tasks(self.session, fn, items)
+        """``[fn(item) for item in items]``, a task per item on the executors (one job), results in order; a
+        :class:`~predictd_core.errors.PredictdInputError` of ``fn`` is raised here as it was raised."""
+        items = list(items)
+        if not items:
+            return []
+        tasks = self.session.sparkContext.parallelize(items, len(items))
+        results = tasks.map(lambda item: _guarded(fn, item)).collect()
+        _raise_input_error(results)
+        return results
 
 
-class SparkEngine(Engine):
-    """Map functions over the store's chunks on a Spark cluster (``local[*]`` by default).
+class SparkEngine(SparkTasks, Engine):
+    """Map functions over the store's chunks on a Spark cluster (``local[*]`` by default); its
+    :meth:`~SparkTasks.run_tasks` and :attr:`~SparkTasks.parallelism` are :class:`SparkTasks`'.
 
     Same methods and results as :class:`predictd_core.engine.local.LocalEngine`; only the order of
     floating-point additions in the tree reduction differs.
@@ -236,7 +232,7 @@ class SparkEngine(Engine):
         self.store = store
         self.chunks = mapped_chunks(store, chunks)
         self.n_bins = store.n_bins_of(self.chunks)
-        self.session = get_session(master, conf)
+        super().__init__(master, conf)
         sc = self.session.sparkContext
         if cache_bytes is None:
             setting = (conf or {}).get(CHUNK_CACHE_CONF, sc.getConf().get(CHUNK_CACHE_CONF))
@@ -259,11 +255,6 @@ class SparkEngine(Engine):
         # a single pass (imputation) uses the cache the sweeps filled but adds nothing to it, as the numpy engine
         self._chunks_once = self._chunk_ids.map(lambda chunk: (chunk, read(chunk, insert=False)))
         self._states = None
-
-    @property
-    def parallelism(self) -> int:
-        """Tasks Spark runs at once (its default parallelism: the cores of the executors)."""
-        return int(self.session.sparkContext.defaultParallelism)
 
     @property
     def cache_hits(self) -> int:
@@ -323,10 +314,6 @@ class SparkEngine(Engine):
             shared.unpersist()
         _raise_input_error([result for _, result in results])
         return results
-
-    def run_tasks(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        """``[fn(item) for item in items]``, a task per item on the executors (one job), results in order."""
-        return run_spark_tasks(self.session, fn, items)
 
     def map_state(self, fn: Callable[[int, np.ndarray, Any, Any], tuple[Any, Any]], payload: Any) -> Any:
         """Advance per-chunk state kept in a cached RDD; returns the sum of the per-chunk results.
