@@ -32,7 +32,7 @@ from predictd_core.engine.base import Engine, items_per_task, task_local_folder
 from predictd_core.engine.bundles import READS_AHEAD, BundleWriter, bundle_name, read_ahead, write_whole
 from predictd_core.impute.parallel import result_blocks
 from predictd_core.impute.write_tracks import add_bins, as_written, copy_columns, run_origin
-from predictd_core.io import Location, is_remote, join_location, remove_folder, upload_file
+from predictd_core.io import Location, is_remote, join_location, upload_file
 from predictd_core.store.signal_store import chunk_bounds
 from predictd_core.tracks.bigwig import Assembly, BigWigPart
 from predictd_core.tracks.genome import GenomeBins
@@ -177,8 +177,8 @@ def write_tracks_distributed(engine: Engine, fn: Callable[[np.ndarray, Any], Any
     from_arcsinh : sequence of bool
         Per track: values come as arcsinh, written as -log10 p.
     scratch : location
-        A folder of this call's own, beside the outputs (the executors and this process reach it); the
-        bundles go there, and it is deleted at the end, whether the writing succeeded or not.
+        A folder of this call's own, beside the outputs, that the executors and this process reach
+        (:func:`~predictd_core.engine.bundles.scratch_folder`, which deletes it at the end); the bundles go there.
     """
     store = engine.store
     if len(targets) != len(from_arcsinh):
@@ -193,18 +193,12 @@ def write_tracks_distributed(engine: Engine, fn: Callable[[np.ndarray, Any], Any
             progress(done)
         reported = max(reported, count)
 
-    if not is_remote(scratch):
-        Path(scratch).mkdir(parents=True, exist_ok=True)
-    try:
-        task = BundleTask(payload, tuple(bool(flag) for flag in from_arcsinh), store.bins, store.chunk_bins,
-                          str(scratch))
-        written = engine.map_chunks_remote(partial(bundle_chunk, fn), task, None if progress is None else chunks_done)
-        bundles = tuple(location for _, (location, _) in written)
-        offsets = np.stack([index for _, (_, index) in written])  # (chunks, tracks + 1)
-        size = group_tracks(len(targets), engine.parallelism)
-        groups = [GroupTask(tuple(str(target) for target in targets[first:first + size]), first, bundles,
-                            offsets[:, first:first + size + 1].copy(), tuple(store.bins.contigs), store.bins.bin_size)
-                  for first in range(0, len(targets), size)]
-        engine.run_tasks(assemble_group, groups)
-    finally:
-        remove_folder(scratch)
+    task = BundleTask(payload, tuple(bool(flag) for flag in from_arcsinh), store.bins, store.chunk_bins, str(scratch))
+    written = engine.map_chunks_remote(partial(bundle_chunk, fn), task, None if progress is None else chunks_done)
+    bundles = tuple(location for _, (location, _) in written)
+    offsets = np.stack([index for _, (_, index) in written])  # (chunks, tracks + 1)
+    size = group_tracks(len(targets), engine.parallelism)
+    groups = [GroupTask(tuple(str(target) for target in targets[first:first + size]), first, bundles,
+                        offsets[:, first:first + size + 1].copy(), tuple(store.bins.contigs), store.bins.bin_size)
+              for first in range(0, len(targets), size)]
+    engine.run_tasks(assemble_group, groups)

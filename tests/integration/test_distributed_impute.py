@@ -14,7 +14,7 @@ from predictd_core.config import RunConfig
 from predictd_core.engine.local import LocalEngine
 from predictd_core.engine.spark import SparkEngine
 from predictd_core.errors import PredictdInputError
-from predictd_core.engine.bundles import read_ahead, read_bundle_index
+from predictd_core.engine.bundles import read_ahead, read_bundle_index, scratch_folder
 from predictd_core.impute.distributed import group_tracks, write_bundle, write_tracks_distributed
 from predictd_core.impute.job import ImputeJob, write_imputed_tracks
 from predictd_core.impute.outputs import track_names
@@ -117,8 +117,7 @@ def test_an_input_error_of_a_task_reaches_the_caller_as_raised(store, tmp_path, 
         return np.nan_to_num(signal[:, :2])
 
     engine = SparkEngine(store, master="local[2]", cache_bytes=0)
-    scratch = tmp_path / "scratch"
-    with pytest.raises(PredictdInputError) as raised:
+    with pytest.raises(PredictdInputError) as raised, scratch_folder(tmp_path) as scratch:
         write_tracks_distributed(engine, bad_last_chunk, "E002:H3K4me3", [tmp_path / "a.bigWig", tmp_path / "b.bigWig"],
                                  [False, False], scratch)
     engine.close()
