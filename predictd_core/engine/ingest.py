@@ -33,7 +33,7 @@ import zarr
 from predictd_core.engine.base import TaskRunner, items_per_task, task_local_folder
 from predictd_core.engine.bundles import BundleWriter, read_ahead, read_floats, scratch_folder, write_whole
 from predictd_core.errors import PredictdInputError
-from predictd_core.io import is_remote, join_location, storage_options
+from predictd_core.io import join_location, parent_location, storage_options
 from predictd_core.store.signal_store import (SignalStore, chunk_bounds, create_store, finish_store, track_bins,
                                               write_chunk, writing_store)
 from predictd_core.tracks.genome import GenomeBins
@@ -129,8 +129,7 @@ def ingest_on_tasks(runner: TaskRunner, tracks: list[Track], chrom_sizes: dict[s
     n_chunks = -(-bins.n_bins // chunk_bins)
     per_track = items_per_task(len(tracks), runner.parallelism, MAX_TRACKS_PER_TASK)
     per_chunk = items_per_task(n_chunks, runner.parallelism, CHUNK_TASK_BYTES // (chunk_bins * len(tracks) * 4))
-    beside = str(store_path).rstrip("/").rsplit("/", 1)[0] if is_remote(store_path) else Path(store_path).parent
-    with scratch_folder(beside) as scratch, writing_store(store_path) as work:
+    with scratch_folder(parent_location(str(store_path).rstrip("/"))) as scratch, writing_store(store_path) as work:
         written = runner.run_tasks(bin_track_group, [
             TrackGroupTask(tuple(tracks[first:first + per_track]), first, dict(chrom_sizes), bins, chunk_bins,
                            str(scratch)) for first in range(0, len(tracks), per_track)])
