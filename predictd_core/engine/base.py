@@ -31,6 +31,14 @@ def items_per_task(n_items: int, parallelism: int, cap: int) -> int:
     return max(1, min(cap, -(-n_items // (GROUPS_PER_SLOT * max(1, parallelism)))))
 
 
+def require_every_chunk(engine: "Engine", work: str) -> None:
+    """A ValueError unless ``engine`` maps every chunk of its store (a training engine maps a sample):
+    ``work`` (e.g. ``"imputation writes every bin"``) says why that is needed."""
+    if len(engine.chunks) != engine.store.n_chunks:
+        raise ValueError(f"{work}: the engine maps {len(engine.chunks)} of the store's {engine.store.n_chunks} "
+                         "chunks")
+
+
 def task_local_folder() -> str | None:
     """The local folder of the machine a task runs on, as Spark gives it to its Python workers (the first of
     ``SPARK_LOCAL_DIRS``); None outside Spark's executors."""

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from predictd_core.config import RunConfig
-from predictd_core.engine.base import Engine, items_per_task
+from predictd_core.engine.base import Engine, items_per_task, require_every_chunk
 from predictd_core.engine.bundles import (BundleWriter, bundle_name, read_ahead, read_floats, scratch_folder,
                                           write_whole)
 from predictd_core.evaluate.regions import read_bed_mask
@@ -122,9 +122,7 @@ def score_on_executors(engine: Engine, config: RunConfig, store: SignalStore, ta
     ``engine``'s tasks (see the module's docstring), a scoring task holding at most ``budget`` bytes of signal;
     their scores in order. The bundles go to a scratch folder under ``config.output``, deleted at the end.
     ``progress("evaluate", done, total)`` hears as the targets are scored."""
-    if len(engine.chunks) != store.n_chunks:
-        raise ValueError(f"scoring reads every bin: the engine maps {len(engine.chunks)} of the store's "
-                         f"{store.n_chunks} chunks")
+    require_every_chunk(engine, "scoring reads every bin")
     if not targets:
         return []
     n_bins = store.bins.n_bins

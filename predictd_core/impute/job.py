@@ -12,6 +12,7 @@ import numpy as np
 
 from predictd_core.config import RunConfig
 from predictd_core.engine import Engine
+from predictd_core.engine.base import require_every_chunk
 from predictd_core.engine.bundles import scratch_folder
 from predictd_core.impute.distributed import write_tracks_distributed
 from predictd_core.impute.ensemble import Ensemble, ensemble_chunk
@@ -83,9 +84,7 @@ def write_imputed_tracks(config: RunConfig, store: SignalStore, job: ImputeJob, 
     ValueError
         When ``engine`` maps only some of the store's chunks (a training engine): tracks cover every bin.
     """
-    if len(engine.chunks) != store.n_chunks:
-        raise ValueError(f"imputation writes every bin: the engine maps {len(engine.chunks)} of the store's "
-                         f"{store.n_chunks} chunks")
+    require_every_chunk(engine, "imputation writes every bin")
     names = track_names(job.ensemble.layout, job.pairs)
     if engine.distributed:
         _write_on_executors(config, store, job, engine, names, progress)

@@ -133,3 +133,11 @@ def test_panels_go_to_the_first_target_of_each_assay(finished_run):
     chosen = panel_targets(ensemble, targets)
     assays = [store.experiments[column].assay for column, _ in targets]
     assert [assays[t] for t in range(len(targets)) if chosen[t]] == list(dict.fromkeys(assays))
+
+
+def test_scoring_on_an_engine_over_part_of_the_store_is_refused(finished_run):
+    config, store, ensemble, targets, _ = finished_run
+    engine = LocalEngine(store, chunks=[0])
+    engine.distributed = True
+    with pytest.raises(ValueError, match=r"scoring reads every bin: the engine maps 1 of the store's 3 chunks"):
+        run_evaluate(config, store, ensemble, targets, lambda *args: None, engine=engine)
