@@ -2,10 +2,11 @@
 
 A task per chunk (:meth:`~predictd_core.engine.base.Engine.map_chunks_remote`) writes one *bundle*, one object
 holding a piece per track of its chunk, in a scratch folder the executors and the driver both reach, and sends
-back only the bundle's index. A task per group of consecutive tracks (:meth:`~predictd_core.engine.base.Engine.run_tasks`)
-then reads the group's byte range of every bundle, one ranged read per bundle (the tracks' pieces lie one after
-another). One object per chunk, not per piece: a piece per track per chunk would be millions of objects on the
-whole genome (hg19 at 65,536-bin chunks x 3,048 tracks: 5.8 M, $29 of S3 PUTs alone).
+back only the bundle's index. A task per group of consecutive tracks
+(:meth:`~predictd_core.engine.base.Engine.run_tasks`) then reads the group's byte range of every bundle, one
+ranged read per bundle (the tracks' pieces lie one after another). One object per chunk, not per piece: a
+piece per track per chunk would be millions of objects on the whole genome (hg19 at 65,536-bin chunks x 3,048
+tracks: 5.8 M, $29 of S3 PUTs alone).
 
 Bundle layout (little-endian): :data:`BUNDLE_HEADER`; the index, uint64 offsets from the bundle's first byte
 of each track's piece and of the bundle's end (tracks + 1 of them: piece t is bytes ``[offset[t],

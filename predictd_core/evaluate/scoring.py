@@ -64,8 +64,8 @@ def run_evaluate(config: RunConfig, store: SignalStore, ensemble: Ensemble, targ
     """Score each target's imputed track against the observed one, beside the baseline.
 
     The baseline is the average (arcsinh) of the same assay in the other cells (see
-    :func:`~predictd_core.evaluate.targets.baseline_columns`). Both are scored on the bins where the observed track, the imputed
-    one and the baseline all have data. Region MSEs are added for the configured BEDs. Writes
+    :func:`~predictd_core.evaluate.targets.baseline_columns`). Both are scored on the bins where the observed
+    track, the imputed one and the baseline all have data. Region MSEs are added for the configured BEDs. Writes
     ``OUTPUT/metrics.tsv``, ``metrics.parquet`` and ``summary.tsv`` (means and win counts).
     ``targets`` are (store column, kind) pairs; ``progress(step, done, total)`` hears of each one scored.
 

@@ -145,7 +145,8 @@ def ingest(tracks: list[Track], chrom_sizes: dict[str, int], bin_size: int, stor
         raise PredictdInputError("tracks", "rows", "the compendium is empty: no tracks to ingest")
     bins = GenomeBins.build(chrom_sizes, bin_size, regions)
     with writing_store(store_path) as work:
-        cache_dir = Path(work + ".cache") if not is_remote(work) else Path(f"/tmp/predictd-cache-{uuid.uuid4().hex[:8]}")
+        remote = is_remote(work)
+        cache_dir = Path(f"/tmp/predictd-cache-{uuid.uuid4().hex[:8]}") if remote else Path(work + ".cache")
         try:
             opened = open_tracks([t.path for t in tracks], chrom_sizes, cache_dir)  # every file checked first
             try:
