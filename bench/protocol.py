@@ -77,7 +77,8 @@ CHUNK_DECODE_CORE_S = 0.7  # "Spark sweeps against the numpy engine": zstd decod
 INGEST_EXECUTOR_FACTOR = 32.6 / 14.6  # medians of 3, 1,014 bigWigs x 65,536 bins, local[2] against 2 processes
 # "Scoring on the executors": core-s of scoring on Spark's tasks (bundles, then target tasks) / in one process
 SCORING_EXECUTOR_FACTOR = 35.0 / 58.8  # medians of 3, 1,014 experiments x 65,536 bins, local[2]
-SCORING_TASK_BYTES_PER_BIN = 88.7  # "Scoring on the executors": one target's task, peak resident bytes a bin
+SCORING_TASK_BYTES_PER_BIN = 31.1  # "Scoring on the executors": one target's task, peak resident bytes a bin at 32 M
+# bins (26.6 a bin more per bin from 8 M to 32 M: the rest is the process's fixed ~0.14 GB)
 # "One model trained to convergence": the default model at 1,126,469 bins, numpy engine, 2 cores
 CONVERGED_BINS, CONVERGED_SWEEPS, CONVERGED_BEST, CONVERGED_SWEEP_CORE_S = 1_126_469, 15, 5, 2 * 12.0
 VCPU_EFFICIENCY = 0.85  # a vCPU as one of this machine's cores at 85% ("The whole genome on EMR")

@@ -82,8 +82,8 @@ class _SortedTrack:
         return self.order[first:][keep], taken[keep]
 
     def centred_ranks(self, cumulative: np.ndarray) -> tuple[np.ndarray, float]:
-        """Per scored bin, twice its average rank in the resampled genome minus (W + 1): the ranks of
-        ``rank_average`` on the copies (every copy of a bin shares its tie group's rank), centred and
+        """Per scored bin, twice its average rank in the resampled genome minus (W + 1): the average
+        ranks of the copies (every copy of a bin shares its tie group's rank), centred and
         doubled so that they are whole numbers with weighted mean 0; and their weighted sum of squares
         (the variance term of a Spearman correlation), summed per tie group."""
         last = cumulative[self.group_last]
@@ -224,7 +224,7 @@ def _bootstrap_measures(observed, imputations, blocks, counts, region_masks) -> 
 
 
 def _auc(centred_rank_sum: float, n_positive: int, total: int) -> float:
-    """``roc_auc`` from the positives' summed centred doubled ranks (see ``_SortedTrack.centred_ranks``)."""
+    """The ROC AUC from the positives' summed centred doubled ranks (see ``_SortedTrack.centred_ranks``)."""
     n_negative = total - n_positive
     if n_positive == 0 or n_negative == 0:
         return float("nan")

@@ -38,7 +38,8 @@ from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.table import Track
 
 # What a scoring task holds of its targets' signal at once: observed and baseline float32 over every bin,
-# 8 bytes a bin a target (hg19: ~1 GB a target), beside one target's imputed track and sort while it scores.
+# 8 bytes a bin a target (hg19: ~1 GB a target), beside one target's imputed track, ranks and sort keys while it
+# scores (~18 bytes a bin more: :class:`~predictd_core.model.measures.ObservedTrack`).
 BYTES_PER_BIN = 8
 
 

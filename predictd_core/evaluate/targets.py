@@ -14,7 +14,7 @@ from predictd_core.errors import PredictdInputError
 from predictd_core.evaluate.panels import MAX_PANELS, TrackPanel, scatter_sample, track_panel
 from predictd_core.impute.ensemble import Ensemble
 from predictd_core.impute.outputs import imputed_path
-from predictd_core.model.measures import quality_measures
+from predictd_core.model.measures import ObservedTrack
 from predictd_core.tracks.genome import GenomeBins
 from predictd_core.tracks.readers import read_track_bins
 from predictd_core.tracks.table import Track
@@ -80,17 +80,15 @@ def score_target(config: RunConfig, bins: GenomeBins, experiment: Track, kind: s
     path = imputed_path(config.output, experiment.cell_type, experiment.assay)
     imputed = read_track_bins(path, bins)
     seen = ~np.isnan(observed) & ~np.isnan(imputed) & ~np.isnan(baseline)
-    target_masks = {name: mask[seen] for name, mask in masks.items()}
     row = {"cell_type": experiment.cell_type, "assay": experiment.assay, "kind": kind,
            "n_bins": int(seen.sum())}
     if not seen.any():
         raise PredictdInputError(path, experiment.name, "no bin where the observed track, the imputed one "
                                  "and the same-assay baseline all have data; nothing to score")
-    truth = observed[seen]
-    order = np.argsort(truth, kind="stable")  # one sort of the observed track serves both scorings
-    row.update(quality_measures(truth, imputed[seen], target_masks, observed_order=order))
-    row.update({f"baseline_{k}": v for k, v in
-                quality_measures(truth, baseline[seen], target_masks, observed_order=order).items()})
+    truth = ObservedTrack(observed, seen)  # sorted and ranked once, for both scorings
+    row.update(truth.measures(imputed, masks))
+    row.update({f"baseline_{k}": v for k, v in truth.measures(baseline, masks).items()})
+    del truth
     scatter = scatter_sample(np.random.default_rng([SCATTER_SEED, index]), seen, observed, imputed)
     panel = track_panel(config, bins, experiment, observed, imputed, baseline, windows) if with_panel else None
     return TargetScore(row, scatter, panel)

@@ -235,7 +235,8 @@ def read_track_bins(path: str | Path, bins: GenomeBins, lo: int = 0, hi: int | N
     scale, as the store holds signal."""
     with tempfile.TemporaryDirectory(prefix="predictd-track-") as cache:  # a remote track is downloaded here
         track = SignalTrack(str(path), dict(bins.contigs), Path(cache))
-        try:
-            return np.arcsinh(track.bin_range(bins, lo, bins.n_bins if hi is None else hi))
+        try:  # in place: a whole genome's column is ~0.5 GB
+            column = track.bin_range(bins, lo, bins.n_bins if hi is None else hi)
+            return np.arcsinh(column, out=column)
         finally:
             track.close()

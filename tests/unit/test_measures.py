@@ -2,9 +2,10 @@
 
 import numpy as np
 import pytest
-from scipy.stats import spearmanr
+from scipy.stats import rankdata, spearmanr
 
-from predictd_core.model.measures import MEASURES, REGION_MEASURES, quality_measures, rank_average, roc_auc
+from predictd_core.model import measures
+from predictd_core.model.measures import MEASURES, REGION_MEASURES, ObservedTrack, SortedTrack, quality_measures
 
 
 def test_hand_computed_measures_on_100_bins():
@@ -56,8 +57,31 @@ def test_negative_imputations_are_clipped_like_the_written_tracks():
     assert quality_measures(observed, observed - 5)["MSEglobal"] == pytest.approx(np.mean(observed**2))
 
 
-def test_rank_average_gives_ties_their_mean_rank():
-    np.testing.assert_allclose(rank_average(np.array([10.0, 20.0, 10.0, 30.0])), [1.5, 3.0, 1.5, 4.0])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_average_ranks_match_scipy_across_blocks(monkeypatch, dtype):
+    # blocks of 7 sorted positions: tie groups (the many zeros, the rounded values) span several blocks
+    monkeypatch.setattr(measures, "BLOCK_BINS", 7)
+    rng = np.random.default_rng(4)
+    values = np.round(rng.gamma(0.4, 1.0, 200), 1).astype(dtype)
+    values[::9] = -0.0  # ties +0 as it does in a comparison
+    values[5] = -1.5
+    scored = rng.random(200) < 0.8
+    ordered = SortedTrack(values, scored)
+    bins = np.concatenate([b for b, _ in ordered.rank_blocks()])
+    ranks = np.concatenate([r for _, r in ordered.rank_blocks()])
+    np.testing.assert_array_equal(bins, np.flatnonzero(scored)[np.argsort(values[scored], kind="stable")])
+    np.testing.assert_array_equal(ranks, np.sort(rankdata(values[scored])))
+    assert ordered.top(3).tolist() == bins[-3:].tolist()
+
+
+def test_a_float32_track_is_ranked_as_its_float64_values():
+    rng = np.random.default_rng(5)
+    observed = np.round(rng.exponential(size=5000), 1).astype(np.float32)
+    imputed = (observed + rng.normal(scale=0.5, size=5000)).astype(np.float32)
+    single, double = quality_measures(observed, imputed), quality_measures(observed.astype(np.float64),
+                                                                           imputed.astype(np.float64))
+    for name in MEASURES:
+        assert single[name] == pytest.approx(double[name], rel=1e-12), name
 
 
 def test_gw_spearman_matches_scipy_on_the_clipped_imputation():
@@ -101,17 +125,23 @@ def test_bad_region_masks_are_refused(masks, message):
         quality_measures(observed, observed, masks)
 
 
-def test_spearman_and_auc_against_brute_force():
+def test_spearman_and_aucs_against_brute_force():
     rng = np.random.default_rng(0)
     observed = np.round(rng.gamma(1, 1, 300), 1)  # many ties
     imputed = observed + rng.normal(0, 0.5, 300)
     m = quality_measures(observed, imputed)
-    ro, ri = rank_average(observed), rank_average(np.maximum(imputed, 0))
-    assert m["GWspcorr"] == pytest.approx(np.corrcoef(ro, ri)[0, 1])
-    labels = rng.random(300) < 0.2
-    pos, neg = imputed[labels], imputed[~labels]
-    brute = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (pos.size * neg.size)
-    assert roc_auc(imputed, labels) == pytest.approx(brute)
+    clipped = np.maximum(imputed, 0)
+    assert m["GWspcorr"] == pytest.approx(np.corrcoef(rankdata(observed), rankdata(clipped))[0, 1])
+
+    def brute_auc(scores, labels):
+        pos, neg = scores[labels], scores[~labels]
+        return ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (pos.size * neg.size)
+
+    top_observed, top_imputed = np.zeros(300, bool), np.zeros(300, bool)
+    top_observed[np.argsort(observed, kind="stable")[-3:]] = True  # 1% of 300, ties to the later bin
+    top_imputed[np.argsort(clipped, kind="stable")[-3:]] = True
+    assert m["AucObs1"] == pytest.approx(brute_auc(clipped, top_observed))
+    assert m["AucImp1"] == pytest.approx(brute_auc(observed, top_imputed))
 
 
 def test_perfect_imputation_scores_perfectly():
@@ -120,12 +150,37 @@ def test_perfect_imputation_scores_perfectly():
     assert m["MSEglobal"] == 0 and m["Match1"] == 1 and m["GWcorr"] == pytest.approx(1)
 
 
-def test_a_given_observed_order_gives_the_same_measures():
+def test_scored_bins_are_the_track_cut_to_them_and_a_prepared_track_scores_the_same():
     rng = np.random.default_rng(7)
     observed = np.round(rng.exponential(size=3000), 1)  # ties, as real tracks' zeros
     imputed = observed + rng.normal(scale=0.5, size=3000)
-    order = np.argsort(observed, kind="stable")
-    assert quality_measures(observed, imputed, observed_order=order) == quality_measures(observed, imputed)
-    # and it is the order used: a wrong one changes the top sets
-    assert quality_measures(observed, imputed, observed_order=order[::-1])["Match1"] != \
-        quality_measures(observed, imputed)["Match1"]
+    scored = rng.random(3000) < 0.9
+    genes = rng.random(3000) < 0.3
+    observed[~scored] = np.nan  # outside the scored bins NaN does not count
+    imputed[np.flatnonzero(~scored)[::2]] = np.nan
+    cut = quality_measures(observed[scored], imputed[scored], {"genes": genes[scored]})
+    whole = quality_measures(observed, imputed, {"genes": genes}, scored=scored)
+    prepared = ObservedTrack(observed, scored)
+    assert prepared.measures(imputed, {"genes": genes}) == whole
+    assert prepared.measures(np.nan_to_num(imputed[::-1]))["Match1"] != whole["Match1"]  # the imputation is read
+    for name in cut:
+        assert whole[name] == pytest.approx(cut[name], rel=1e-12), name
+
+
+def test_blocks_do_not_change_the_measures(monkeypatch):
+    rng = np.random.default_rng(8)
+    observed = np.round(rng.gamma(0.5, 2.0, 1000), 1).astype(np.float32)
+    imputed = (observed + rng.normal(scale=0.6, size=1000)).astype(np.float32)
+    masks = {"promoters": rng.random(1000) < 0.1}
+    whole = quality_measures(observed, imputed, masks)
+    monkeypatch.setattr(measures, "BLOCK_BINS", 13)
+    for name, value in quality_measures(observed, imputed, masks).items():
+        assert value == pytest.approx(whole[name], rel=1e-12), name
+
+
+def test_a_nan_in_a_scored_bin_is_refused():
+    observed = np.linspace(0, 1, 50)
+    imputed = observed.copy()
+    imputed[3] = np.nan
+    with pytest.raises(ValueError, match="scored bin is NaN"):
+        quality_measures(observed, imputed)

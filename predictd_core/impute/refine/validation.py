@@ -16,7 +16,7 @@ import numpy as np
 from predictd_core.impute.refine.features import ChunkFeatures, quantile_tables
 from predictd_core.impute.refine.regression import Refiner, prepared_refiner, ridge_weights, tree_models
 from predictd_core.model.factors import Layout
-from predictd_core.model.measures import lower_is_better, quality_measures
+from predictd_core.model.measures import ObservedTrack, lower_is_better
 
 BLENDS = np.round(np.linspace(0.0, 1.0, 11), 2)
 TENSOR_SHARES = np.round(np.linspace(0.1, 1.0, 10), 2)  # tried at the best blend (0: that blend's own row)
@@ -72,8 +72,7 @@ class _LeftOutTrack:
     cell: int
     assay: int
     refiner: Refiner
-    observed: np.ndarray
-    order: np.ndarray
+    observed: ObservedTrack
     regression: np.ndarray
     average: np.ndarray
     tensor: np.ndarray
@@ -81,7 +80,7 @@ class _LeftOutTrack:
     def scores(self, blend: float, share: float) -> dict:
         imputed = self.refiner.combine(self.regression, self.average, self.tensor, self.cell, self.assay, blend,
                                        share)
-        return quality_measures(self.observed, imputed, observed_order=self.order)
+        return self.observed.measures(imputed)
 
 
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
@@ -92,7 +91,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     candidate has the largest smallest gain is kept (the first on a tie).
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
-    ridge), predicted at every :data:`BLENDS` weight, and scored with :func:`quality_measures` on the
+    ridge), predicted at every :data:`BLENDS` weight, and scored with :class:`ObservedTrack` on the
     sample; the baseline is the raw average of its assay over the other input cells, as predictd reports.
     The best blend is then mixed with the tensor's imputation of the track at each of
     :data:`TENSOR_SHARES`. The criterion is :func:`smallest_gain` of the means over the validation tracks.
@@ -131,8 +130,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         with np.errstate(all="ignore"):
             raw_average = np.concatenate([np.nanmean(chunk[:, others], axis=1) for chunk in chunks])
         seen = ~np.isnan(observed) & ~np.isnan(raw_average)
-        order = np.argsort(observed[seen], kind="stable")  # sorted once, scored at every candidate
-        baseline.append(quality_measures(observed[seen], raw_average[seen], observed_order=order))
+        truth = ObservedTrack(observed[seen])  # sorted once, scored at every candidate
+        baseline.append(truth.measures(raw_average[seen]))
         left_out = np.concatenate([part[:, j] for part in tensor])
         for regressor in regressors:
             if regressor == "gbt":
@@ -143,7 +142,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
                 refiner = replace(prepared, weights=ridge_weights(features, layout, rest, ridge, np.array([assay])))
             predicted, averages = zip(*(refiner.regression(chunk, cell, np.array([assay]), part[:, [j]])
                                         for chunk, part in zip(features, tensor)))
-            tracks[regressor].append(_LeftOutTrack(cell, assay, refiner, observed[seen], order,
+            tracks[regressor].append(_LeftOutTrack(cell, assay, refiner, truth,
                                                    np.concatenate(predicted)[seen, 0],
                                                    np.concatenate(averages)[seen, 0], left_out[seen]))
     base = _mean_scores(baseline)
