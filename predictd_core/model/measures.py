@@ -193,8 +193,8 @@ class ObservedTrack:
         rank_product = rank_spread = positive_ranks = 0.0
         for bins, ranks in ordered.rank_blocks():
             centred = ranks - centre
-            rank_product += float(centred @ (self.doubled_ranks[bins] / 2.0 - centre))
-            rank_spread += float(centred @ centred)
+            rank_product += _sum_of_products(centred, self.doubled_ranks[bins] / 2.0 - centre)
+            rank_spread += _sum_of_products(centred, centred)
             positive_ranks += float(ranks[self.in_top1[bins]].sum())
         del ordered
         per_top = max(n1, 1)
@@ -246,9 +246,9 @@ class _Sums:
         for scale, (x, y) in _scales(observed, imputed):
             x, y = x - self.total[scale][0] / self.n, y - self.total[scale][1] / self.n
             sums = self.products[scale]
-            sums[0] += float(x @ y)
-            sums[1] += float(x @ x)
-            sums[2] += float(y @ y)
+            sums[0] += _sum_of_products(x, y)
+            sums[1] += _sum_of_products(x, x)
+            sums[2] += _sum_of_products(y, y)
 
     def pearson(self, scale: str) -> float:
         return _correlation(*self.products[scale])
@@ -261,6 +261,11 @@ class _Sums:
 def _scales(observed, imputed):
     yield "asinh", (observed, imputed)
     yield "sinh", (np.sinh(observed), np.sinh(imputed))
+
+
+def _sum_of_products(x: np.ndarray, y: np.ndarray) -> float:
+    """``x @ y`` without BLAS: its threads spin on a busy machine, and a scoring pass makes thousands of these."""
+    return float(np.multiply(x, y).sum())
 
 
 def _correlation(product: float, spread_x: float, spread_y: float) -> float:
