@@ -128,8 +128,8 @@ def _top_count(n: int, percent: int) -> int:
 class ObservedTrack:
     """An observed track ready to score imputations of it: sorted and ranked once.
 
-    Holds its doubled average ranks (uint32 a bin) and its top 1% as a mask (a byte a bin): on a
-    whole genome, 5 bytes a bin beside the track.
+    Holds its doubled average ranks (uint32 a bin) and which of its top sets each bin is in (a byte a bin):
+    on a whole genome, 5 bytes a bin beside the track.
 
     Parameters
     ----------
@@ -149,9 +149,10 @@ class ObservedTrack:
         if self.n == 0:
             raise ValueError("no bin to score")
         self.n1, self.n5 = _top_count(self.n, 1), _top_count(self.n, 5)
-        self.top1, self.top5 = ordered.top(self.n1), ordered.top(self.n5)
-        self.in_top1 = np.zeros(self.observed.size, dtype=bool)
-        self.in_top1[self.top1] = True
+        self.top1, top5 = ordered.top(self.n1), ordered.top(self.n5)
+        self.top_level = np.zeros(self.observed.size, dtype=np.uint8)  # 2: in the top 1%, 1: in the top 5% only
+        self.top_level[top5] = 1
+        self.top_level[self.top1] = 2
         # twice the average rank is a whole number up to 2n: 4 bytes a bin where float64 ranks take 8
         self.doubled_ranks = np.zeros(self.observed.size, dtype=np.uint32 if 2 * self.n < 1 << 32 else np.uint64)
         self.rank_spread = 0.0  # sum of squared centred ranks, the variance term of GWspcorr
@@ -195,7 +196,7 @@ class ObservedTrack:
             centred = ranks - centre
             rank_product += _sum_of_products(centred, self.doubled_ranks[bins] / 2.0 - centre)
             rank_spread += _sum_of_products(centred, centred)
-            positive_ranks += float(ranks[self.in_top1[bins]].sum())
+            positive_ranks += float(ranks[self.top_level[bins] == 2].sum())
         del ordered
         per_top = max(n1, 1)
         return {
@@ -205,9 +206,9 @@ class ObservedTrack:
             "GWcorr": sums.pearson("sinh"),
             "GWcorrasinh": sums.pearson("asinh"),
             "GWspcorr": _correlation(rank_product, self.rank_spread, rank_spread),
-            "Match1": float(np.count_nonzero(self.in_top1[top1]) / per_top),
-            "Catch1obs": float(np.count_nonzero(self.in_top1[top5]) / per_top),
-            "Catch1imp": float(np.count_nonzero(np.isin(top1, self.top5)) / per_top),
+            "Match1": float(np.count_nonzero(self.top_level[top1] == 2) / per_top),
+            "Catch1obs": float(np.count_nonzero(self.top_level[top5] == 2) / per_top),
+            "Catch1imp": float(np.count_nonzero(self.top_level[top1] >= 1) / per_top),
             "AucObs1": _auc(positive_ranks, n1, n),
             "AucImp1": _auc(float(self.doubled_ranks[top1].sum()) / 2.0, n1, n),
             **{REGION_MEASURES[name]: sums.region_mse(name) for name in REGION_MEASURES if name in masks},
