@@ -73,12 +73,23 @@ WRITE_NS_PER_VALUE = 30.0  # "bigWig writing": predictd's writer, 29-32 ns a val
 PARTS_NS_PER_VALUE = 56.1  # 49.1 writing the parts, 7.1 assembling; one pass: 35.2 in the same run
 SPARK_SWEEP_FACTOR = 235 / 233  # "Spark sweeps against the numpy engine": one model to convergence, Spark / numpy
 CHUNK_DECODE_CORE_S = 0.7  # "Spark sweeps against the numpy engine": zstd decode of a 65,536-bin chunk
-# "Ingest on the executors": core-s of ingest on Spark's tasks (bundles of tracks, then chunk tasks) / in processes
-INGEST_EXECUTOR_FACTOR = 32.6 / 14.6  # medians of 3, 1,014 bigWigs x 65,536 bins, local[2] against 2 processes
-# "Scoring on the executors": core-s of scoring on Spark's tasks (bundles, then target tasks) / in one process
-SCORING_EXECUTOR_FACTOR = 35.0 / 58.8  # medians of 3, 1,014 experiments x 65,536 bins, local[2]
-SCORING_TASK_BYTES_PER_BIN = 31.1  # "Scoring on the executors": one target's task, peak resident bytes a bin at 32 M
-# bins (26.6 a bin more per bin from 8 M to 32 M: the rest is the process's fixed ~0.14 GB)
+# "Ingest on the executors": core-s of ingest on Spark's tasks (bundles of tracks, then chunk tasks) / in processes,
+# medians of 3, local[2] against 2 processes, on 64 bigWigs x 2,097,152 bins: a task bins 8.4 M values, so Spark's
+# ~40 ms a task no longer counts as it did on 65,536-bin tracks (2.23x there); on hg19 a task bins ~500 M
+INGEST_EXECUTOR_FACTOR = 45.4 / 28.0
+# "Scoring on the executors": one target's task (its imputed bigWig read back, the observed track sorted and
+# ranked, the imputation and the baseline scored) at 32 M bins, core-s per M bins: a whole genome's sorts are
+# ~27 levels deep, this run's 65,536 bins only 16, so its own scoring rate would understate them
+SCORING_TASK_CORE_S_PER_M = 20.9 / 32
+# core-s of scoring on Spark's tasks (bundles, then target tasks) / in one process, medians of 3, 1,014 experiments
+# x 65,536 bins, local[2]: the bundles and Spark's own ~40 ms a task, kept whole though the latter shrinks on hg19
+SCORING_EXECUTOR_FACTOR = 39.9 / 30.0
+# "Scoring on the executors": one target's task's peak resident memory grows 25.5 bytes a bin (from 8 M to 32 M
+# bins) over a fixed part (the Python worker, numpy, the bundles' index) of ~0.14 GB
+SCORING_TASK_BYTES_PER_BIN, SCORING_TASK_FIXED_GB = 25.5, 0.14
+# an executor's own JVM, resident beside its Python workers: 0.3 GB measured here (local[2], driver and executor in
+# one JVM), taken three times over
+EXECUTOR_JVM_GB = 1.0
 # "One model trained to convergence": the default model at 1,126,469 bins, numpy engine, 2 cores
 CONVERGED_BINS, CONVERGED_SWEEPS, CONVERGED_BEST, CONVERGED_SWEEP_CORE_S = 1_126_469, 15, 5, 2 * 12.0
 VCPU_EFFICIENCY = 0.85  # a vCPU as one of this machine's cores at 85% ("The whole genome on EMR")
@@ -468,14 +479,14 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     # then tasks of targets score them, one target's whole track at a time; the tasks go in waves over the slots
     # one target's whole track is in memory while it is scored (SCORING_TASK_BYTES_PER_BIN): as many scoring tasks
     # run on a machine at once as fit in its memory, at most one per vCPU
-    per_target = rates.score_core_s_per_track_m * SCORING_EXECUTOR_FACTOR * m
+    per_target = SCORING_TASK_CORE_S_PER_M * SCORING_EXECUTOR_FACTOR * m
     per_task = group_targets(N_TRACKS, HG19_BINS, layout.impute_vcpu, SCORING_BYTES)
-    task_gb = SCORING_TASK_BYTES_PER_BIN * HG19_BINS * per_task / 2**30
-    fit = min(layout.worker_vcpu, int(layout.worker_gb // task_gb))
+    task_gb = SCORING_TASK_BYTES_PER_BIN * HG19_BINS * per_task / 2**30 + SCORING_TASK_FIXED_GB
+    fit = min(layout.worker_vcpu, int((layout.worker_gb - EXECUTOR_JVM_GB) // task_gb))
     slots = layout.impute_vcpu // layout.worker_vcpu * fit
     waves = math.ceil(math.ceil(N_TRACKS / per_task) / max(slots, 1))
     score_wall = waves * per_task * per_target / VCPU_EFFICIENCY
-    rows.append((f"finish: score {N_TRACKS:,} experiments ({per_task} a task of {task_gb:.0f} GB: {fit} a "
+    rows.append((f"finish: score {N_TRACKS:,} experiments ({per_task} a task of {task_gb:.1f} GB: {fit} a "
                  f"{layout.worker_gb:g} GB machine, {slots} at once, {waves} waves)",
                  f"{where}: the chunk tasks, then a task per group of targets", per_target * N_TRACKS / 3600,
                  score_wall, hour(layout.executors_at_impute) * score_wall / 3600))

@@ -45,6 +45,7 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
                                      "--chunk-bins", "2048", "--repeats", "1"]),
         ("Scoring on the executors", ["distributed_scoring.py", "--run", str(work / "protocol" / "protocol-4096"),
                                       "--repeats", "1"]),
+        ("A scoring task's memory", ["distributed_scoring.py", "--task-memory", "2000000", "4000000"]),
     ]
 
 

@@ -70,7 +70,8 @@ class SortedTrack:
                 if floor is not None:
                     block = np.maximum(block, np.float32(floor))
                 _refuse_nan(block)
-                self._keys[filled:filled + block.size] = (_ordered_bits(block).astype(np.uint64) << np.uint64(32)) | where
+                bits = _ordered_bits(block).astype(np.uint64) << np.uint64(32)
+                self._keys[filled:filled + block.size] = bits | where
                 filled += block.size
             self._keys.sort()
             self.n = self._keys.size

@@ -31,7 +31,8 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
                               "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
                               "Memory against genome length", "Whole genome", "Writing a bigWig of 25 bp bins",
                               "Spark sweep against the numpy engine", "The whole protocol",
-                              "Imputation on the executors", "Ingest on the executors", "Scoring on the executors"]
+                              "Imputation on the executors", "Ingest on the executors", "Scoring on the executors",
+                              "A scoring task's memory"]
     number = re.compile(r"^\d[\d,.]*( |$)")  # a number, alone or with its unit
     for title, text in sections.items():
         rows = _table_rows(text)
@@ -67,3 +68,7 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
     for title, unit in (("Ingest on the executors", "processes"), ("Scoring on the executors", "driver")):
         assert [row[0] for row in _table_rows(sections[title])] == [unit, "executors"], title
         assert "the same" in sections[title] or "identical" in sections[title], title
+    # a scoring task at two sizes, and how much its peak grows a bin between them
+    assert [row[0] for row in _table_rows(sections["A scoring task's memory"])] == ["2,000,000", "4,000,000"]
+    marginal = re.search(r"marginal: ([\d.-]+) bytes a bin", sections["A scoring task's memory"])
+    assert 0 < float(marginal.group(1)) < 100  # above a block of the measures, the temporaries no longer grow

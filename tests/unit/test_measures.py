@@ -135,7 +135,8 @@ def test_spearman_and_aucs_against_brute_force():
 
     def brute_auc(scores, labels):
         pos, neg = scores[labels], scores[~labels]
-        return ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (pos.size * neg.size)
+        wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+        return wins / (pos.size * neg.size)
 
     top_observed, top_imputed = np.zeros(300, bool), np.zeros(300, bool)
     top_observed[np.argsort(observed, kind="stable")[-3:]] = True  # 1% of 300, ties to the later bin
