@@ -58,7 +58,6 @@ class SortedTrack:
 
     def __init__(self, values: np.ndarray, scored: np.ndarray | None = None, floor: float | None = None):
         values = np.asarray(values)
-        self.n_bins = values.size
         self.compact = values.dtype == np.float32 and values.size < 1 << 32
         if self.compact:
             self._keys = np.empty(values.size if scored is None else int(np.count_nonzero(scored)), np.uint64)
