@@ -186,7 +186,7 @@ class ObservedTrack:
         sums = _Sums(masks)
         for observed, clipped, block_masks in self._scored_blocks(imputed, masks):
             sums.add_first_pass(observed, clipped, block_masks)
-        for observed, clipped, _ in self._scored_blocks(imputed, masks):
+        for observed, clipped, _ in self._scored_blocks(imputed, {}):  # the regions were summed in the first
             sums.add_second_pass(observed, clipped)
         ordered = SortedTrack(imputed, self.scored, floor=0.0)
         top1, top5 = ordered.top(n1), ordered.top(self.n5)
