@@ -521,11 +521,12 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
           f"{SPARK_SWEEP_FACTOR:.2f} (Spark / numpy to convergence, BENCHMARKS); bigWig writing "
           f"{WRITE_NS_PER_VALUE:.0f} ns a value (BENCHMARKS 'bigWig writing') taken out of this run's imputation "
           f"rate to leave the compute, and the tracks written as chunk parts and assembled at {PARTS_NS_PER_VALUE:.0f} ns a "
-          f"value (BENCHMARKS 'bigWig parts'); chunk decoding {CHUNK_DECODE_CORE_S} core-s a chunk on the executors; "
-          f"ingest on Spark's tasks x {INGEST_EXECUTOR_FACTOR:.2f} (BENCHMARKS 'Ingest on the executors'); scoring at "
-          f"a 32 M-bin task's {SCORING_TASK_CORE_S_PER_M:.2f} core-s per experiment per M bins x "
-          f"{SCORING_EXECUTOR_FACTOR:.2f} on Spark's tasks (BENCHMARKS 'Scoring on the executors'; this run's own rate, "
-          f"{rates.score_core_s_per_track_m:.2f}, comes from sorts of {bins:,} bins, far shallower than hg19's). "
+          f"value (BENCHMARKS 'bigWig parts'); chunk decoding {CHUNK_DECODE_CORE_S} core-s a chunk on the "
+          f"executors; ingest on Spark's tasks x {INGEST_EXECUTOR_FACTOR:.2f} (BENCHMARKS 'Ingest on the "
+          f"executors'); scoring at a 32 M-bin task's {SCORING_TASK_CORE_S_PER_M:.2f} core-s per experiment per M "
+          f"bins x {SCORING_EXECUTOR_FACTOR:.2f} on Spark's tasks (BENCHMARKS 'Scoring on the executors'; this "
+          f"run's own rate, {rates.score_core_s_per_track_m:.2f}, comes from sorts of {bins:,} bins, far shallower "
+          "than hg19's). "
           "Job start-up not measured: 1 min (EMR Serverless), 10 min (an EMR cluster), 5 min (a Batch node).\n")
     layout = layouts[0]
     print(f"**{layout.name}**: every job a driver of 4 vCPU / 16 GB (the default worker; the handlers set no "
