@@ -24,10 +24,12 @@ def test_monotone_map_averages_tied_knots_and_interpolates():
 
 
 def test_window_means_match_a_loop_clipped_at_the_ends():
-    x = np.random.default_rng(0).normal(size=(50, 3))
-    for half in (0, 4):
-        expected = np.array([x[max(0, i - half):i + half + 1].mean(axis=0) for i in range(50)])
-        assert window_means(x, half) == pytest.approx(expected)
+    for n in (50, 9, 5):  # windows inside the array, one just as long, none fitting whole
+        x = np.random.default_rng(n).normal(size=(n, 3))
+        for half in (0, 4):
+            expected = np.array([x[max(0, i - half):i + half + 1].mean(axis=0) for i in range(n)])
+            assert window_means(x, half) == pytest.approx(expected)
+            assert window_means(x[:, 1], half) == pytest.approx(expected[:, 1])
 
 
 def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its_average():
@@ -55,10 +57,14 @@ def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_rid
     features = ChunkFeatures(rng.random((60, inputs.size)), layout, inputs)
     weights = rng.normal(size=(3, n_features(3)))
     blocks = RidgeBlocks.from_weights(weights)
-    for cell in range(4):
-        predicted = blocks.predict(*features.cell_inputs(cell))
-        for assay in range(3):
-            assert predicted[:, assay] == pytest.approx(features.design(cell, assay) @ weights[assay])
+    every_pair = np.divmod(np.arange(12), 3)
+    some_pairs = (np.array([3, 1, 1, 0, 2]), np.array([1, 2, 0, 2, 1]))  # in no order; cells' own assays among them
+    for cells, assays in (every_pair, some_pairs, (2, np.array([1]))):
+        predicted, average = blocks.predict(features, cells, assays)
+        for i, (cell, assay) in enumerate(zip(*np.broadcast_arrays(cells, assays))):
+            design = features.design(cell, assay)
+            assert predicted[:, i] == pytest.approx(design @ weights[assay], rel=1e-12)
+            assert average[:, i] == pytest.approx(design[:, 0], rel=1e-12)
 
 
 def test_additive_scale_recovers_additive_quantile_functions():

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, additive_scale, monotone_knots,
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale,
                                                   monotone_map, n_features, quantile_tables)
 from predictd_core.model.factors import Layout
 
@@ -68,13 +68,58 @@ class RidgeBlocks:
             products[others, a] = blocks[n_windows]
         return cls(weights[:, :n_windows].T, tracks, products, weights[:, -1])
 
-    def predict(self, averages: list[np.ndarray], tracks: list[np.ndarray]) -> np.ndarray:
-        """Every assay's ridge prediction for one cell, shape (n_bins, n_assays), from
-        :meth:`ChunkFeatures.cell_inputs`."""
-        out = self.intercept + averages[0] * (tracks[0] @ self.products)
-        for w in range(len(WINDOWS)):
-            out += averages[w] * self.average[w] + tracks[w] @ self.tracks[w]
-        return out
+    def predict(self, features: ChunkFeatures, cells: np.ndarray, assays: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The ridge predictions of pairs (``cells``, ``assays``) and their assays' other-cell averages (window
+        0), each of shape (n_bins, n_pairs): :meth:`ChunkFeatures.design` times each assay's ridge, from
+        products of the chunk's windowed sums and of each cell's own windowed tracks.
+
+        A cell's features are linear in those: an assay's average is its sum less the cell's own track, over
+        the other cells' count, and the cell's track of an assay it lacks is that average
+        (:meth:`ChunkFeatures.cell_inputs`). So each ridge's linear part, and the factor its products multiply
+        the average by, are columns of one product with the sums and one with the cell's tracks, computed for
+        these pairs only; only the products' terms are multiplied afterwards."""
+        cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
+        order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
+        cells, assays = cells[order], assays[order]
+        n_windows, n_assays, k = len(WINDOWS), self.intercept.size, assays.size
+        on_sums, on_first = np.zeros((n_windows, n_assays, k)), np.zeros((n_assays, k))  # linear part, factor
+        inverses = np.empty((n_assays, k))
+        starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+        own_parts = []
+        for lo, hi in zip(starts, np.r_[starts[1:], k]):
+            mine = assays[lo:hi]
+            measured, own = features.own_windows(int(cells[lo]))
+            counts = features.counts.copy()
+            counts[measured] -= 1
+            inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)  # no other cell: 0
+            inverses[:, lo:hi] = inverse[:, None]
+            lacking = inverse.copy()  # an assay's sum in the cell's track: only where the cell has no track
+            lacking[measured] = 0.0
+            own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
+            at, which = np.searchsorted(measured, mine[own_assay]), np.flatnonzero(own_assay)
+            on_own = np.zeros((n_windows, measured.size, 2, hi - lo))
+            for w in range(n_windows):
+                on_sums[w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
+                on_sums[w, mine, np.arange(lo, hi)] += inverse[mine] * self.average[w, mine]
+                on_own[w, :, 0] = self.tracks[w][measured][:, mine]
+                on_own[w, at, 0, which] -= (inverse * self.average[w])[mine[own_assay]]
+            on_first[:, lo:hi] = lacking[:, None] * self.products[:, mine]
+            on_own[0, :, 1] = self.products[measured][:, mine]
+            own_parts.append((lo, hi, own @ on_own.reshape(-1, 2 * (hi - lo)), at, which))
+        linear = features.window_sums @ on_sums.reshape(-1, k)
+        factor = features.sums[0] @ on_first
+        average = features.sums[0][:, assays] * inverses[assays, np.arange(k)]
+        for lo, hi, values, at, which in own_parts:
+            linear[:, lo:hi] += values[:, :hi - lo]
+            factor[:, lo:hi] += values[:, hi - lo:]
+            if which.size:  # the cell's own track is not in its assay's average
+                own_first = features.own_windows(int(cells[lo]))[1][:, at]
+                average[:, lo + which] -= own_first * inverses[assays[lo + which], lo + which]
+        linear += self.intercept[assays]
+        linear += average * factor
+        back = np.argsort(order)
+        return linear[:, back], average[:, back]
 
 
 @dataclass(frozen=True)
@@ -121,9 +166,16 @@ class Refiner:
     trees: tuple = ()
 
     @cached_property
-    def _normalizers(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _normalizers(self) -> list[tuple[KnotGrid, np.ndarray]]:
+        """Each input's quantile knots and the reference's value at each."""
+        grids = [KnotGrid(table) for table in self.tables]
         assays = self.layout.assay_of[self.inputs]
-        return [monotone_knots(table, self.reference[a]) for table, a in zip(self.tables, assays)]
+        return [(grid, grid.targets(self.reference[a])) for grid, a in zip(grids, assays)]
+
+    @cached_property
+    def _references(self) -> dict[int, KnotGrid]:
+        """Each input assay's reference knots, which :meth:`to_cell_scale` maps every cell's values from."""
+        return {int(a): KnotGrid(self.reference[a]) for a in np.unique(self.layout.assay_of[self.inputs])}
 
     @cached_property
     def _blocks(self) -> RidgeBlocks:
@@ -142,29 +194,34 @@ class Refiner:
         """The inputs' chunk ``Y[:, inputs]`` (arcsinh, NaN = no data, read as 0) on their assays'
         reference scale; only the inputs at ``positions`` when given."""
         positions = np.arange(self.inputs.size) if positions is None else positions
-        Z = np.empty((Y.shape[0], len(positions)))
+        Z = np.empty((Y.shape[0], len(positions)), order="F")  # written and windowed column by column
         for i, j in enumerate(positions):
-            Z[:, i] = np.interp(np.nan_to_num(Y[:, self.inputs[j]]), *self._normalizers[j])
+            grid, targets = self._normalizers[j]
+            Z[:, i] = grid.map(np.nan_to_num(Y[:, self.inputs[j]]), targets)
         return Z
 
     def features(self, Y: np.ndarray) -> ChunkFeatures:
         """The chunk ``Y`` (every store column) normalised, ready to assemble features."""
         return ChunkFeatures(self.normalized(Y), self.layout, self.inputs)
 
-    def regression(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray
+    def regression(self, features: ChunkFeatures, cells: np.ndarray | int, assays: np.ndarray, tensor: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-        """The regression's prediction and the other-cell average of ``cell``'s ``assays``, each of shape
-        (n_bins, len(assays)), reference scale; ``tensor`` (same shape, arcsinh) is the tensor ensemble's
-        imputation of the same pairs, a feature of the trees (the ridge ignores it)."""
-        assays = np.asarray(assays, dtype=np.int64)
-        averages, tracks = features.cell_inputs(cell)
+        """The regression's prediction and the other-cell average of pairs (``cells``, ``assays``; one cell
+        for all when ``cells`` is an int), each of shape (n_bins, n_pairs), reference scale; ``tensor`` (same
+        shape, arcsinh) is the tensor ensemble's imputation of the same pairs, a feature of the trees (the
+        ridge ignores it)."""
+        cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         if self.regressor != "gbt":
-            return self._blocks.predict(averages, tracks)[:, assays], averages[0][:, assays]
-        out = np.empty((features.Z.shape[0], assays.size))
-        for i, assay in enumerate(assays):
-            X = tree_design(averages, tracks, int(assay), self.tensor_reference(tensor[:, i], cell, int(assay)))
-            out[:, i] = self.trees[assay].predict(X, num_threads=TREE_PARAMS["num_threads"])
-        return out, averages[0][:, assays]
+            return self._blocks.predict(features, cells, assays)
+        out, average = np.empty((features.Z.shape[0], assays.size)), np.empty((features.Z.shape[0], assays.size))
+        for cell in np.unique(cells):  # a cell's inputs once, for all its pairs
+            averages, tracks = features.cell_inputs(int(cell))
+            for i in np.flatnonzero(cells == cell):
+                assay = int(assays[i])
+                X = tree_design(averages, tracks, assay, self.tensor_reference(tensor[:, i], int(cell), assay))
+                out[:, i] = self.trees[assay].predict(X, num_threads=TREE_PARAMS["num_threads"])
+                average[:, i] = averages[0][:, assay]
+        return out, average
 
     def tensor_reference(self, values: np.ndarray, cell: int, assay: int) -> np.ndarray:
         """The tensor ensemble's imputation of (``cell``, ``assay``) on the assay's reference scale: the
@@ -174,8 +231,8 @@ class Refiner:
 
     def to_cell_scale(self, values: np.ndarray, cell: int, assay: int) -> np.ndarray:
         """Reference-scale values of ``assay`` on the scale expected of ``cell``."""
-        pair = cell * len(self.layout.assays) + assay
-        return monotone_map(values, self.reference[assay], self.scale[pair])
+        grid = self._references[assay]
+        return grid.map(values, grid.targets(self.scale[cell * len(self.layout.assays) + assay]))
 
     def combine(self, ridge: np.ndarray, average: np.ndarray, tensor: np.ndarray, cell: int, assay: int,
                 blend: float, share: float) -> np.ndarray:
@@ -184,12 +241,15 @@ class Refiner:
         refined = self.to_cell_scale(blend * ridge + (1.0 - blend) * average, cell, assay)
         return (1.0 - share) * refined + share * tensor
 
-    def predict(self, features: ChunkFeatures, cell: int, assays: np.ndarray, tensor: np.ndarray) -> np.ndarray:
-        """The refined imputation of ``cell``'s ``assays``, shape (n_bins, len(assays)), arcsinh, from the
-        tensor ensemble's imputation of the same pairs (``tensor``, same shape)."""
-        regression, average = self.regression(features, cell, assays, tensor)
-        return np.column_stack([self.combine(regression[:, i], average[:, i], tensor[:, i], cell, int(a),
-                                             self.blend, self.tensor) for i, a in enumerate(assays)])
+    def predict(self, features: ChunkFeatures, cells: np.ndarray | int, assays: np.ndarray, tensor: np.ndarray
+                ) -> np.ndarray:
+        """The refined imputation of pairs (``cells``, ``assays``; one cell for all when ``cells`` is an int),
+        shape (n_bins, n_pairs), arcsinh, from the tensor ensemble's imputation of the same pairs (``tensor``,
+        same shape)."""
+        cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
+        regression, average = self.regression(features, cells, assays, tensor)
+        return np.column_stack([self.combine(regression[:, i], average[:, i], tensor[:, i], int(cell), int(assay),
+                                             self.blend, self.tensor) for i, (cell, assay) in enumerate(zip(cells, assays))])
 
 
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,

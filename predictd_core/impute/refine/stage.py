@@ -17,6 +17,7 @@ from predictd_core.store.signal_store import SignalStore, evenly_spread, read_si
 
 SAMPLE_VALUES = 1 << 24  # input values (bins x inputs) the stage is fitted on at most: a ridge of ~100 features
 # per assay needs no more, and at Roadmap scale (1,014 inputs) ``sample_bins`` alone would hold gigabytes
+PAIRS_PER_PRODUCT = 64  # pairs whose ridges one product computes: three float64 columns a pair beside the chunk
 SAMPLE_STRETCHES = 4  # a sample smaller than this many chunks still comes from as many places in the genome
 
 
@@ -68,10 +69,10 @@ class Refinement:
             if mine.size == 0:
                 continue
             features = refiner.features(Y)
-            cells, assays = np.divmod(pairs[mine], len(refiner.layout.assays))
-            for cell in np.unique(cells):  # all of a cell's assays come from the same few products
-                columns = mine[cells == cell]
-                out[:, columns] = refiner.predict(features, int(cell), assays[cells == cell], tensor[:, columns])
+            for lo in range(0, mine.size, PAIRS_PER_PRODUCT):
+                columns = mine[lo:lo + PAIRS_PER_PRODUCT]
+                cells, assays = np.divmod(pairs[columns], len(refiner.layout.assays))
+                out[:, columns] = refiner.predict(features, cells, assays, tensor[:, columns])
         return out
 
 
