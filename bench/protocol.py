@@ -327,6 +327,16 @@ class Rates:
     score_core_s_per_track_m: float  # per scored experiment per million bins
     report_core_s: float
     bytes_per_value: float
+    # the refinement's application (impute less unrefined impute) in the code projected, as a share of its cost in
+    # the code this run measured: 1 for a run of the code itself, else bench/refine_apply.py against the run's commit
+    refine_apply_factor: float = 1.0
+
+    def projected_impute_core_s_per_m(self) -> float:
+        """The imputation's rate with the refinement's application at :attr:`refine_apply_factor` of this run's."""
+        if self.unrefined_impute_core_s_per_m is None:
+            return self.impute_core_s_per_m
+        applying = self.impute_core_s_per_m - self.unrefined_impute_core_s_per_m
+        return self.unrefined_impute_core_s_per_m + applying * self.refine_apply_factor
 
 
 def measured_table(bins: int, chunk_bins: int, folds: tuple[int, int], processes: int, parallel: int,
@@ -466,7 +476,7 @@ def project(rates: Rates, layout: CloudLayout, sweeps: float, sweep_core_s_per_m
     # imputation on Spark (impute/distributed.py): a task per chunk computes and refines it and writes its bundle of
     # bigWig parts, then tasks of consecutive tracks assemble the bigWigs: every executor core works, the driver waits
     write = WRITE_NS_PER_VALUE * 1e-9 * N_PAIRS * HG19_BINS  # the one-pass writing inside this run's rate
-    compute = max(rates.impute_core_s_per_m * m - write, 0.0) + CHUNK_DECODE_CORE_S * HG19_CHUNKS
+    compute = max(rates.projected_impute_core_s_per_m() * m - write, 0.0) + CHUNK_DECODE_CORE_S * HG19_CHUNKS
     parts = PARTS_NS_PER_VALUE * 1e-9 * N_PAIRS * HG19_BINS
     cores = layout.impute_vcpu * VCPU_EFFICIENCY
     rows.append((f"finish: impute {N_PAIRS:,} pairs x {HG19_CHUNKS:,} chunks (compute + refine)",
@@ -527,7 +537,13 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
           f"bins x {SCORING_EXECUTOR_FACTOR:.2f} on Spark's tasks (BENCHMARKS 'Scoring on the executors'; this "
           f"run's own rate, {rates.score_core_s_per_track_m:.2f}, comes from sorts of {bins:,} bins, far shallower "
           "than hg19's). "
-          "Job start-up not measured: 1 min (EMR Serverless), 10 min (an EMR cluster), 5 min (a Batch node).\n")
+          + ("" if rates.refine_apply_factor == 1.0 or rates.unrefined_impute_core_s_per_m is None else
+             f"The refinement's application (this run's refined less unrefined imputation, "
+             f"{rates.impute_core_s_per_m - rates.unrefined_impute_core_s_per_m:,.0f} core-s per M bins) x "
+             f"{rates.refine_apply_factor:.2f}: the code projected against the code this run measured "
+             f"(BENCHMARKS 'The refinement's application'), so imputation at "
+             f"{rates.projected_impute_core_s_per_m():,.0f} core-s per M bins. ")
+          + "Job start-up not measured: 1 min (EMR Serverless), 10 min (an EMR cluster), 5 min (a Batch node).\n")
     layout = layouts[0]
     print(f"**{layout.name}**: every job a driver of 4 vCPU / 16 GB (the default worker; the handlers set no "
           f"size), executors of the same size by dynamic allocation; a fold job's {TRAIN_BINS // CHUNK_BINS} "
@@ -549,7 +565,8 @@ def projection_table(rates: Rates, bins: int, measured_default_model: bool) -> N
           f"(imputation {hours(rows[3][3])}, writing {hours(rows[4][3])}, scoring {hours(rows[5][3])}); cost "
           f"${total_cost:.2f} ({total_cost / 10:.1f}x the $10).", end="")
     if rates.unrefined_impute_core_s_per_m is not None:
-        tensor = project(replace(rates, impute_core_s_per_m=rates.unrefined_impute_core_s_per_m), layout, sweeps,
+        tensor = project(replace(rates, impute_core_s_per_m=rates.unrefined_impute_core_s_per_m,
+                                 unrefined_impute_core_s_per_m=None), layout, sweeps,
                          sweep_rate)[3]
         print(f" Without the refinement (PREDICTD's tensor imputation, this run's `refine.enabled: false` rate) the "
               f"imputation would take {hours(tensor[3])} ({tensor[2]:.1f} core-hours of compute).", end="")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from predictd_core.impute.refine import stage
-from predictd_core.impute.refine.features import (WINDOWS, ChunkFeatures, additive_scale, monotone_map, n_features,
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale, knot_grid,
+                                                  monotone_map, n_features,
                                                   window_means)
 from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner
 from predictd_core.impute.refine.stage import Refinement, sample_stretches
@@ -21,6 +22,30 @@ def grid_layout(n_cells: int, n_assays: int) -> Layout:
 def test_monotone_map_averages_tied_knots_and_interpolates():
     xp, fp = np.array([0.0, 0.0, 1.0, 2.0]), np.array([0.0, 2.0, 3.0, 4.0])
     assert monotone_map(np.array([0.0, 0.5, 1.5, 9.0]), xp, fp) == pytest.approx([1.0, 2.0, 3.5, 4.0])
+
+
+@pytest.mark.parametrize("cells_per_knot", [1, 4])
+def test_knot_grid_maps_exactly_as_np_interp(cells_per_knot):
+    rng = np.random.default_rng(7)
+    # a peaky track's quantile function: a run of tied zeros, knots bunched near zero, a long sparse tail
+    sample = np.arcsinh(np.where(rng.random(100_000) < 0.4, 0.0, rng.gamma(0.3, 3.0, 100_000)))
+    xp = np.quantile(sample, LEVELS)
+    xp[500:503] = xp[500] + np.array([0.0, 1e-12, 2e-12])  # knots far closer than a grid cell
+    grid = KnotGrid(xp, cells_per_knot)
+    targets = grid.targets(np.sort(rng.gamma(1.0, 2.0, xp.size)))
+    values = np.concatenate([rng.choice(sample, 20_000), rng.uniform(-1, xp[-1] + 1, 2_000), xp, grid.knots,
+                             [np.nan, np.inf, -np.inf, xp[500] + 1.5e-12]])
+    for dtype in (np.float64, np.float32):
+        assert np.array_equal(grid.map(values.astype(dtype), targets),
+                              np.interp(values.astype(dtype), grid.knots, targets), equal_nan=True)
+    one = KnotGrid(np.array([2.0, 2.0]))
+    assert one.map(np.array([1.0, 2.0, 3.0]), one.targets(np.array([1.0, 3.0]))) == pytest.approx([2.0, 2.0, 2.0])
+
+
+def test_equal_knots_share_one_grid_while_held():
+    table = np.linspace(0.0, 3.0, 11)
+    grid = knot_grid(table)
+    assert knot_grid(table.copy()) is grid and knot_grid(table + 1.0) is not grid
 
 
 def test_window_means_match_a_loop_clipped_at_the_ends():

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale,
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale, knot_grid,
                                                   monotone_map, n_features, quantile_tables)
 from predictd_core.model.factors import Layout
 
@@ -83,43 +83,49 @@ class RidgeBlocks:
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
         n_windows, n_assays, k = len(WINDOWS), self.intercept.size, assays.size
-        on_sums, on_first = np.zeros((n_windows, n_assays, k)), np.zeros((n_assays, k))  # linear part, factor
-        inverses = np.empty((n_assays, k))
+        on_sums = np.zeros((n_windows, n_assays, k))  # the linear part's weights of each window's sums
+        on_first = np.zeros((n_assays, 2 * k))  # the factor's and the average's weights of the window-0 sums
+        inverses = np.empty(k)  # each pair's 1 / (the other cells measuring its assay)
         starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
         own_parts = []
         for lo, hi in zip(starts, np.r_[starts[1:], k]):
-            mine = assays[lo:hi]
+            mine, pairs = assays[lo:hi], np.arange(lo, hi)
             measured, own = features.own_windows(int(cells[lo]))
             counts = features.counts.copy()
             counts[measured] -= 1
             inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)  # no other cell: 0
-            inverses[:, lo:hi] = inverse[:, None]
+            inverses[lo:hi] = inverse[mine]
             lacking = inverse.copy()  # an assay's sum in the cell's track: only where the cell has no track
             lacking[measured] = 0.0
             own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
             at, which = np.searchsorted(measured, mine[own_assay]), np.flatnonzero(own_assay)
-            on_own = np.zeros((n_windows, measured.size, 2, hi - lo))
+            on_own = np.zeros((n_windows, measured.size, 3, hi - lo))  # linear part, factor, average
             for w in range(n_windows):
                 on_sums[w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
-                on_sums[w, mine, np.arange(lo, hi)] += inverse[mine] * self.average[w, mine]
+                on_sums[w, mine, pairs] += inverse[mine] * self.average[w, mine]
                 on_own[w, :, 0] = self.tracks[w][measured][:, mine]
                 on_own[w, at, 0, which] -= (inverse * self.average[w])[mine[own_assay]]
             on_first[:, lo:hi] = lacking[:, None] * self.products[:, mine]
+            on_first[mine, k + pairs] = inverse[mine]
             on_own[0, :, 1] = self.products[measured][:, mine]
-            own_parts.append((lo, hi, own @ on_own.reshape(-1, 2 * (hi - lo)), at, which))
-        linear = features.window_sums @ on_sums.reshape(-1, k)
-        factor = features.sums[0] @ on_first
-        average = features.sums[0][:, assays] * inverses[assays, np.arange(k)]
-        for lo, hi, values, at, which in own_parts:
-            linear[:, lo:hi] += values[:, :hi - lo]
-            factor[:, lo:hi] += values[:, hi - lo:]
-            if which.size:  # the cell's own track is not in its assay's average
-                own_first = features.own_windows(int(cells[lo]))[1][:, at]
-                average[:, lo + which] -= own_first * inverses[assays[lo + which], lo + which]
-        linear += self.intercept[assays]
+            on_own[0, at, 2, which] = -inverse[mine[own_assay]]
+            own_parts.append((lo, hi, on_own.reshape(-1, 3 * (hi - lo)).T @ own.T))
+        # products transposed: a pair's values are a contiguous row, as the cells' parts are added and each pair is
+        # mapped to its cell's scale
+        linear = on_sums.reshape(-1, k).T @ features.window_sums.T
+        first = on_first.T @ features.sums[0].T
+        factor, average = first[:k], first[k:]
+        for lo, hi, values in own_parts:
+            m = hi - lo
+            linear[lo:hi] += values[:m]
+            factor[lo:hi] += values[m:2 * m]
+            average[lo:hi] += values[2 * m:]
+        linear += self.intercept[assays, None]
         linear += average * factor
-        back = np.argsort(order)
-        return linear[:, back], average[:, back]
+        if np.any(order != np.arange(k)):
+            back = np.argsort(order)
+            linear, average = linear[back], average[back]
+        return linear.T, average.T
 
 
 @dataclass(frozen=True)
@@ -168,14 +174,14 @@ class Refiner:
     @cached_property
     def _normalizers(self) -> list[tuple[KnotGrid, np.ndarray]]:
         """Each input's quantile knots and the reference's value at each."""
-        grids = [KnotGrid(table) for table in self.tables]
+        grids = [knot_grid(table) for table in self.tables]
         assays = self.layout.assay_of[self.inputs]
         return [(grid, grid.targets(self.reference[a])) for grid, a in zip(grids, assays)]
 
     @cached_property
     def _references(self) -> dict[int, KnotGrid]:
         """Each input assay's reference knots, which :meth:`to_cell_scale` maps every cell's values from."""
-        return {int(a): KnotGrid(self.reference[a]) for a in np.unique(self.layout.assay_of[self.inputs])}
+        return {int(a): knot_grid(self.reference[a]) for a in np.unique(self.layout.assay_of[self.inputs])}
 
     @cached_property
     def _blocks(self) -> RidgeBlocks:
@@ -234,12 +240,19 @@ class Refiner:
         grid = self._references[assay]
         return grid.map(values, grid.targets(self.scale[cell * len(self.layout.assays) + assay]))
 
-    def combine(self, ridge: np.ndarray, average: np.ndarray, tensor: np.ndarray, cell: int, assay: int,
-                blend: float, share: float) -> np.ndarray:
-        """Steps 4-6 for one pair: ``blend`` of the ridge and the average (reference scale), on ``cell``'s
-        scale, mixed with the tensor ensemble's imputation at ``share``. Arcsinh, the shape of ``ridge``."""
-        refined = self.to_cell_scale(blend * ridge + (1.0 - blend) * average, cell, assay)
-        return (1.0 - share) * refined + share * tensor
+    def combine(self, ridge: np.ndarray, average: np.ndarray, tensor: np.ndarray, cells: np.ndarray | int,
+                assays: np.ndarray | int, blend: float, share: float) -> np.ndarray:
+        """Steps 4-6 for pairs (``cells``, ``assays``): ``blend`` of the ridge and the average (reference scale;
+        shape (n_bins, n_pairs), or (n_bins,) for one pair), each on its cell's scale, mixed with the tensor
+        ensemble's imputation at ``share``. Arcsinh, the shape of ``ridge``."""
+        mixed = blend * ridge + (1.0 - blend) * average
+        columns = mixed.reshape(mixed.shape[0], -1, order="F")  # one pair: a view of it as a column
+        cells, assays = np.broadcast_arrays(np.atleast_1d(cells), np.atleast_1d(assays))
+        for i, (cell, assay) in enumerate(zip(cells, assays)):
+            columns[:, i] = self.to_cell_scale(columns[:, i], int(cell), int(assay))
+        mixed *= 1.0 - share
+        mixed += share * tensor
+        return mixed
 
     def predict(self, features: ChunkFeatures, cells: np.ndarray | int, assays: np.ndarray, tensor: np.ndarray
                 ) -> np.ndarray:
@@ -248,8 +261,7 @@ class Refiner:
         same shape)."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         regression, average = self.regression(features, cells, assays, tensor)
-        return np.column_stack([self.combine(regression[:, i], average[:, i], tensor[:, i], int(cell), int(assay),
-                                             self.blend, self.tensor) for i, (cell, assay) in enumerate(zip(cells, assays))])
+        return self.combine(regression, average, tensor, cells, assays, self.blend, self.tensor)
 
 
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
