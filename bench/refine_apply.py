@@ -18,7 +18,7 @@ Spark's tasks and the numpy engine's workers) and reports CPU seconds per chunk;
 call from a git worktree of commit REV, the ways interleaved, and the outputs must agree.
 
     .venv/bin/python bench/refine_apply.py --data /tmp/refine-apply [--bins 65536] [--chunk-bins 16384]
-        [--chunks 2] [--repeats 3] [--against REV]
+        [--chunks 2] [--repeats 3] [--against REV] [--sample-bins BINS]
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ N_TEST_FOLDS = 5
 BLEND, TENSOR_SHARE, RIDGE = 0.5, 0.25, 1000.0
 
 
-def build_refinement(store_path: Path, seed: int = 0):
-    """The protocol-shaped refinement (module docstring) of the store at ``store_path``."""
+def build_refinement(store_path: Path, sample_bins: int | None = None, seed: int = 0):
+    """The protocol-shaped refinement (module docstring) of the store at ``store_path``, fitted on
+    ``sample_bins`` (default: the stage's ``sample_bins``)."""
     from predictd_core.impute.refine.regression import fit_refiner
     from predictd_core.impute.refine.stage import Refinement, sample_stretches
     from predictd_core.model.factors import Layout
@@ -52,7 +53,7 @@ def build_refinement(store_path: Path, seed: int = 0):
     store = SignalStore.open(store_path)
     layout = Layout.from_experiments(store.experiments)
     n_assays = len(layout.assays)
-    chunks = sample_stretches(store, RefineSettings().sample_bins)
+    chunks = sample_stretches(store, sample_bins or RefineSettings().sample_bins)
     fold_of = np.random.default_rng(seed).permutation(store.n_experiments) % N_TEST_FOLDS
     input_sets = [np.flatnonzero(fold_of != fold) for fold in range(N_TEST_FOLDS)] + [np.arange(store.n_experiments)]
     refiners = [fit_refiner(chunks, layout, inputs, RIDGE, blend=BLEND, tensor=TENSOR_SHARE) for inputs in input_sets]
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, default=2, help="chunks each way applies the refinement to")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--against", help="an earlier commit, run from a git worktree beside this tree")
+    parser.add_argument("--sample-bins", type=int, default=None,
+                        help="bins the refiners are fitted on (default: the stage's; fewer only to run quickly)")
     args = parser.parse_args(argv)
     from jobs import compendium
 
@@ -122,10 +125,10 @@ def main(argv: list[str] | None = None) -> None:
 
     data = compendium(args.data, args.bins, args.chunk_bins)
     store_path = data / "store.zarr"
-    refinement_path = data / "refinement.pkl"
+    refinement_path = data / f"refinement-{args.sample_bins or 'default'}.pkl"
     if not refinement_path.exists():
         started = time.process_time()
-        refinement = build_refinement(store_path)
+        refinement = build_refinement(store_path, args.sample_bins)
         with open(refinement_path.with_suffix(".tmp"), "wb") as handle:
             pickle.dump(refinement, handle)
         refinement_path.with_suffix(".tmp").rename(refinement_path)

@@ -31,8 +31,8 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
                               "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
                               "Memory against genome length", "Whole genome", "Writing a bigWig of 25 bp bins",
                               "Spark sweep against the numpy engine", "The whole protocol",
-                              "Imputation on the executors", "Ingest on the executors", "Scoring on the executors",
-                              "A scoring task's memory"]
+                              "The refinement's application", "Imputation on the executors",
+                              "Ingest on the executors", "Scoring on the executors", "A scoring task's memory"]
     number = re.compile(r"^\d[\d,.]*( |$)")  # a number, alone or with its unit
     for title, text in sections.items():
         rows = _table_rows(text)
@@ -62,6 +62,10 @@ def test_bench_quick_runs_every_benchmark_and_prints_numbers(tmp_path):
     assert abs(sum(float(row[2]) for row in protocol[3:8]) - float(protocol[2][2])) < 0.5
     assert jobs[-4:] == ["EMR Serverless (default)", "EMR on EC2 (-c engine=emr-ec2)", "Azure Batch (spot)",
                          "Azure Batch (on demand)"]
+    # the refinement's application to a chunk of the protocol's shape: six refiners, every pair refined
+    assert "6 refiners, 3,048 pairs refined" in sections["The refinement's application"]
+    [applied] = _table_rows(sections["The refinement's application"])
+    assert applied[0] == "this tree" and float(applied[1]) > 0
     # imputation, ingest and scoring on the executors: both ways (ingest and scoring: the same store and metrics,
     # or the scripts stop)
     assert [row[0] for row in _table_rows(sections["Imputation on the executors"])] == ["stream", "bundles"]

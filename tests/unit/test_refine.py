@@ -5,7 +5,7 @@ import pytest
 
 from predictd_core.impute.refine import stage
 from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale, knot_grid,
-                                                  monotone_map, n_features,
+                                                  monotone_map, n_features, sorted_quantiles,
                                                   window_means)
 from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner
 from predictd_core.impute.refine.stage import Refinement, sample_stretches
@@ -40,6 +40,17 @@ def test_knot_grid_maps_exactly_as_np_interp(cells_per_knot):
                               np.interp(values.astype(dtype), grid.knots, targets), equal_nan=True)
     one = KnotGrid(np.array([2.0, 2.0]))
     assert one.map(np.array([1.0, 2.0, 3.0]), one.targets(np.array([1.0, 3.0]))) == pytest.approx([2.0, 2.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sorted_quantiles_are_np_quantile_value_for_value(dtype):
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 1000, 3001):  # fewer values than levels, and more
+        values = rng.gamma(0.5, 2.0, (n, 4)).astype(dtype)
+        values[:n // 3] = 0.0  # ties, as a track's empty bins
+        expected = np.quantile(values, LEVELS, axis=0)
+        assert np.array_equal(sorted_quantiles(np.sort(values, axis=0)), expected)
+        assert np.array_equal(sorted_quantiles(np.sort(values[:, 0])), expected[:, 0])
 
 
 def test_equal_knots_share_one_grid_while_held():

@@ -223,4 +223,22 @@ def additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_
 
 def quantile_tables(chunks: list[np.ndarray], columns: np.ndarray) -> np.ndarray:
     """Each store column's quantile function at :data:`LEVELS` over the sample (NaN read as 0)."""
-    return np.quantile(np.nan_to_num(np.vstack([chunk[:, columns] for chunk in chunks])), LEVELS, axis=0).T
+    return sorted_quantiles(np.sort(np.nan_to_num(np.vstack([chunk[:, columns] for chunk in chunks])), axis=0)).T
+
+
+def sorted_quantiles(values: np.ndarray, levels: np.ndarray = LEVELS) -> np.ndarray:
+    """``np.quantile(values, levels, axis=0)`` (its default, linear method), value for value, of ``values`` sorted
+    along axis 0. np.quantile partitions around each of the ~2,000 ranks 1,001 levels fall between, which takes
+    seconds on float32 columns of a few thousand bins; a sort takes milliseconds."""
+    n = values.shape[0]
+    virtual = (n - 1) * levels  # as np.quantile places each level, and interpolates (numpy's _lerp)
+    previous = np.floor(virtual)
+    below = previous.astype(np.intp)
+    above = np.minimum(below + 1, n - 1)
+    below[virtual >= n - 1] = n - 1
+    gamma = (virtual - previous).reshape((-1,) + (1,) * (values.ndim - 1))
+    a, b = values[below], values[above]
+    step = b - a
+    out = np.add(a, step * gamma)
+    np.subtract(b, step * (1 - gamma), out=out, where=gamma >= 0.5, casting="unsafe")
+    return out
