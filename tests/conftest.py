@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-# `make test` runs the suite in 2 processes on 2 cores, so each process gets one BLAS thread (as
+# `make test` runs the suite in 3 processes on 2 cores, so each process gets one BLAS thread (as
 # `engine.processes` gives each worker its share of the CPUs; Spark sets its Python workers' to 1). Two threads
 # in each oversubscribe the cores, and OpenBLAS's threads then wait on each other in every small product: under
 # load a 20,000-value dot product averaged 600 us instead of 12, and the simulated demo's refinement took 126 s
@@ -36,9 +36,9 @@ from tests.azure_support import azurite, azurite_env  # noqa: E402,F401  (fixtur
 REPO = Path(__file__).resolve().parents[1]
 PILOT = REPO.parent / "shared" / "data" / "roadmap-pilot"
 
-# The files that take a minute or more on 2 cores, longest first. `make test` runs the suite in 2 processes
+# The files that take a minute or more on 2 cores, longest first. `make test` runs the suite in 3 processes
 # (pytest-xdist, each file whole on one of them), handing out files in collection order: these come first,
-# so that neither process starts one of them while the other is nearly done.
+# so that no process starts one of them while the others are nearly done.
 LONGEST_FIRST = (
     "tests/bench/test_quick.py",
     "tests/cloud/test_azure_end_to_end.py",

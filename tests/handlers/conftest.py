@@ -15,7 +15,9 @@ job-state handler. A local executor running the recorded entry points can do the
 
 from __future__ import annotations
 
+import functools
 import json
+import threading
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -37,6 +39,15 @@ FAILED_DETAILS = "Job failed, please check complete logs in configured logging d
 NOTIFIED = [("configs/", ".yaml"), ("configs/", ".yml"), ("data/", "")]  # what the stack sends to the handlers
 
 
+def _holding(lock, method):
+    """``method`` run while holding ``lock``."""
+    @functools.wraps(method)
+    def locked(*args, **kwargs):
+        with lock:
+            return method(*args, **kwargs)
+    return locked
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """One moto server for every handler test, on a free loopback port; S3 records as AWS sends them."""
@@ -55,6 +66,15 @@ def moto_endpoint():
 
     patch = pytest.MonkeyPatch()
     patch.setattr(notifications, "_get_s3_event", documented_record)
+    # DynamoDB applies a conditional write atomically; moto's server checks the condition and writes in whichever
+    # threads its requests arrive on, so two racing conditional puts could both succeed (seen under load in
+    # test_concurrent_ledger_writers_have_one_winner_per_transition). One lock over its writes restores the
+    # guarantee the ledger relies on.
+    from moto.dynamodb.models import DynamoDBBackend
+
+    writes = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        patch.setattr(DynamoDBBackend, name, _holding(writes, getattr(DynamoDBBackend, name)))
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
