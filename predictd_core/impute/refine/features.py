@@ -51,8 +51,8 @@ class KnotGrid:
         self._n_cells = cells_per_knot * self.knots.size
         self._per_unit = self._n_cells / (hi - self._lo) if hi > self._lo else 0.0
         self._hi = hi
-        # a value's cell is never below a knot's cell unless the value is above that knot (the cell is monotone in
-        # the value), so the last knot of an earlier cell is at or below every value of the cell
+        # the cell is monotone in the value, so every knot in a cell before a value's lies below the value: the
+        # last of them is where the value's search starts
         below = np.searchsorted(self._cell(self.knots.astype(np.float64)), np.arange(self._n_cells), side="left")
         self._first = np.maximum(below - 1, 0)
         self._next = np.append(self.knots[1:], np.inf)  # the knot after each one; none after the last

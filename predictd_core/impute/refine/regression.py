@@ -77,8 +77,8 @@ class RidgeBlocks:
         A cell's features are linear in those: an assay's average is its sum less the cell's own track, over
         the other cells' count, and the cell's track of an assay it lacks is that average
         (:meth:`ChunkFeatures.cell_inputs`). So each ridge's linear part, and the factor its products multiply
-        the average by, are columns of one product with the sums and one with the cell's tracks, computed for
-        these pairs only; only the products' terms are multiplied afterwards."""
+        the average by, and the average, are rows of one product with the sums plus one with the cell's
+        tracks, computed for these pairs only; only the products' terms are multiplied afterwards."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
@@ -246,7 +246,7 @@ class Refiner:
         shape (n_bins, n_pairs), or (n_bins,) for one pair), each on its cell's scale, mixed with the tensor
         ensemble's imputation at ``share``. Arcsinh, the shape of ``ridge``."""
         mixed = blend * ridge + (1.0 - blend) * average
-        columns = mixed.reshape(mixed.shape[0], -1, order="F")  # one pair: a view of it as a column
+        columns = mixed if mixed.ndim == 2 else mixed[:, None]  # a view: each column is mapped in place
         cells, assays = np.broadcast_arrays(np.atleast_1d(cells), np.atleast_1d(assays))
         for i, (cell, assay) in enumerate(zip(cells, assays)):
             columns[:, i] = self.to_cell_scale(columns[:, i], int(cell), int(assay))
