@@ -4,7 +4,7 @@ Each benchmark runs as BENCHMARKS.md gives it, with sizes cut so the whole set t
 minutes on the 2-core machine; the tables it prints are the same shape as the full runs'. Numbers
 from here are for checking the scripts work, not for quoting.
 
-    .venv/bin/python bench/quick.py [--work DIR]
+    .venv/bin/python bench/quick.py [--work DIR] [--group training|chunks|protocol]
 """
 
 from __future__ import annotations
@@ -18,9 +18,27 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 
 
-def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
-    """(title, script and arguments) of every quick run, in order (whole_genome uses convergence's model; ingest
-    and scoring on the executors use the protocol's compendium and finished run)."""
+# Groups of runs that share nothing with one another (each its own data under the work folder), so that they can
+# run side by side: the suite runs each group as a test of its own (tests/bench/test_quick_*.py).
+GROUPS = {
+    "training": ("One ALS sweep against its matrix products", "Imputation compute against its matrix products",
+                 "NAdam-SGD against ALS to the same validation MSE", "Training to convergence",
+                 "Memory against genome length", "Whole genome", "Writing a bigWig of 25 bp bins"),
+    "chunks": ("Spark sweep against the numpy engine", "The refinement's application", "Imputation on the executors"),
+    "protocol": ("The whole protocol", "Ingest on the executors", "Scoring on the executors",
+                 "A scoring task's memory"),
+}
+
+
+def quick_runs(work: Path, group: str | None = None) -> list[tuple[str, list[str]]]:
+    """(title, script and arguments) of every quick run, in order, or of one of :data:`GROUPS` (whole_genome uses
+    convergence's model; the refinement's application and imputation on the executors spark_sweep's compendium;
+    ingest and scoring on the executors the protocol's compendium and finished run)."""
+    runs = _all_runs(work)
+    return runs if group is None else [run for run in runs if run[0] in GROUPS[group]]
+
+
+def _all_runs(work: Path) -> list[tuple[str, list[str]]]:
     small = work / "roadmap-20000"
     return [
         ("One ALS sweep against its matrix products", ["sweep_limit.py", "--chunk-bins", "4096", "--repeats", "2"]),
@@ -55,10 +73,11 @@ def quick_runs(work: Path) -> list[tuple[str, list[str]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--group", choices=sorted(GROUPS), default=None, help="only this group's runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         work = args.work or Path(scratch)
-        for title, command in quick_runs(work):
+        for title, command in quick_runs(work, args.group):
             print(f"## {title} (quick)\n", flush=True)
             subprocess.run([sys.executable, str(BENCH / command[0]), *command[1:]], check=True, cwd=BENCH)
             print(flush=True)
