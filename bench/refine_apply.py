@@ -87,8 +87,8 @@ def apply_child(refinement_path: str, store_path: str, chunks: int, output: str)
     seconds, outputs = [], []
     with threadpool_limits(1):
         for chunk in range(chunks):
-            Y = np.arcsinh(store.read_chunk(chunk))
-            tensor = stand_in_tensor(store.read_chunk(chunk), layout)
+            signal = store.read_chunk(chunk)
+            Y, tensor = np.arcsinh(signal), stand_in_tensor(signal, layout)
             started = time.process_time()
             out = refinement.apply(Y, tensor, pairs)
             seconds.append(time.process_time() - started)
@@ -100,8 +100,8 @@ def apply_child(refinement_path: str, store_path: str, chunks: int, output: str)
 def run_way(source: Path, refinement_path: Path, store_path: Path, chunks: int, output: Path) -> list[float]:
     """One fresh process applying the refinement with the package of ``source`` (a checkout)."""
     code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
-            f"import refine_apply; assert refine_apply.__file__ and __import__('predictd_core').__file__.startswith("
-            f"{str(source)!r}); refine_apply.apply_child({str(refinement_path)!r}, {str(store_path)!r}, {chunks}, "
+            f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
+            f"refine_apply.apply_child({str(refinement_path)!r}, {str(store_path)!r}, {chunks}, "
             f"{str(output)!r})")
     done = subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
     line = next(line for line in done.stdout.splitlines() if line.startswith("END "))

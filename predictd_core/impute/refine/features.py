@@ -173,11 +173,8 @@ class ChunkFeatures:
         """Per window, shape (n_bins, n_assays): each assay's mean over the input cells other than
         ``cell`` (0 without one), and the cell's own track of each assay (its other-cell mean where it
         has none)."""
+        measured, inverse = self.other_cells(cell)
         own = self.position[cell]
-        measured = np.flatnonzero(own >= 0)
-        counts = self.counts.copy()
-        counts[measured] -= 1
-        inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)  # no other cell: 0
         averages, tracks = [], []
         for w, half_width in enumerate(WINDOWS):
             mine = window_means(self.Z[:, own[measured]], half_width)
@@ -189,12 +186,20 @@ class ChunkFeatures:
             tracks.append(track)
         return averages, tracks
 
-    def own_windows(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
-        """The assays ``cell`` has among the inputs, and its tracks of them at each window side by side,
+    def other_cells(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
+        """The assays ``cell`` has among the inputs, and for every assay 1 / the number of input cells other
+        than ``cell`` measuring it (0 without one): an assay's other-cell average is its sum less the cell's own
+        track, times that."""
+        measured = np.flatnonzero(self.position[cell] >= 0)
+        counts = self.counts.copy()
+        counts[measured] -= 1
+        return measured, np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+
+    def own_windows(self, cell: int) -> np.ndarray:
+        """``cell``'s own tracks (those of :meth:`other_cells`' assays, in order) at each window side by side,
         shape (n_bins, n_windows * n_own), window-major."""
         own = self.position[cell]
-        measured = np.flatnonzero(own >= 0)
-        return measured, all_windows(self.Z[:, own[measured]])
+        return all_windows(self.Z[:, own[own >= 0]])
 
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
         """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`): the other-cell average

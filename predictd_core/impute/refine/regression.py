@@ -85,16 +85,12 @@ class RidgeBlocks:
         n_windows, n_assays, k = len(WINDOWS), self.intercept.size, assays.size
         on_sums = np.zeros((n_windows, n_assays, k))  # the linear part's weights of each window's sums
         on_first = np.zeros((n_assays, 2 * k))  # the factor's and the average's weights of the window-0 sums
-        inverses = np.empty(k)  # each pair's 1 / (the other cells measuring its assay)
         starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
         own_parts = []
         for lo, hi in zip(starts, np.r_[starts[1:], k]):
             mine, pairs = assays[lo:hi], np.arange(lo, hi)
-            measured, own = features.own_windows(int(cells[lo]))
-            counts = features.counts.copy()
-            counts[measured] -= 1
-            inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)  # no other cell: 0
-            inverses[lo:hi] = inverse[mine]
+            measured, inverse = features.other_cells(int(cells[lo]))
+            own = features.own_windows(int(cells[lo]))
             lacking = inverse.copy()  # an assay's sum in the cell's track: only where the cell has no track
             lacking[measured] = 0.0
             own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
