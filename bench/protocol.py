@@ -328,7 +328,8 @@ class Rates:
     report_core_s: float
     bytes_per_value: float
     # the refinement's application (impute less unrefined impute) in the code projected, as a share of its cost in
-    # the code this run measured: 1 for a run of the code itself, else bench/refine_apply.py against the run's commit
+    # the code this run measured: 1 for a run of the code itself, else measured against the run's commit
+    # (BENCHMARKS "The refinement's application")
     refine_apply_factor: float = 1.0
 
     def projected_impute_core_s_per_m(self) -> float:
