@@ -77,7 +77,8 @@ class CrossValidationSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    n_test: int = Field(5, ge=2, description="test folds")
+    n_test: int = Field(5, ge=1, description="test folds; 1: the holdout targets are the test set, and the "
+                        "n_valid models, each validating on one fold of the rest, impute every pair together")
     n_valid: int = Field(8, ge=1, description="validation folds per test fold")
     seed: int = Field(0, description="seed of the fold deal")
     tries: int = Field(1000, ge=1, description="random deals searched before the exact balancing")

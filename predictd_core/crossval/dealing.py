@@ -27,7 +27,8 @@ fold, or a "test" experiment is trained on, and a row whose remaining experiment
 test stays empty.) Here nothing is moved after the draw: with the equitable deals a cell type or
 assay with ``n`` experiments loses at most ``ceil(n / n_test)`` of them to a test fold and at most
 ``ceil(m / n_valid)`` of the ``m`` left to a validation fold, which leaves at least one in training
-whenever ``n - ceil(n / n_test) >= 2``: ``n >= 3`` (``n >= 4`` for 2 test folds). Every finished split is
+whenever ``n - ceil(n / n_test) >= 2``: ``n >= 3`` (``n >= 4`` for 2 test folds; ``n >= 2`` for a single
+test fold, which holds none of them: the holdout targets are its test set). Every finished split is
 still checked, and a violation would be a bug, not something to patch.
 
 Smaller cell types and assays follow what PREDICTD did when a row or column would have had no
@@ -64,7 +65,9 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
     layout : Layout
         The store's columns: ``layout.cell_of[e]``, ``layout.assay_of[e]`` for every experiment.
     n_test, n_valid : int
-        Test folds, and validation folds per test fold (PREDICTD: 5 and 8); at least 2 each.
+        Test folds, and validation folds per test fold (PREDICTD: 5 and 8); at least 2 validation folds.
+        One test fold deals no experiment into it (every ``test_fold`` is -1): the run's holdout targets
+        are the test set, and the experiments are dealt into validation folds only.
     seed : int
         Everything random (pins, shuffles, trail orders) comes from this seed.
     tries : int
@@ -89,7 +92,7 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
         ``n_test``, ``n_valid`` or ``tries`` out of range; or (field ``folds``) the compendium has
         too few experiments to give every test and validation fold at least one.
     """
-    for name, value, low in (("n_test", n_test, 2), ("n_valid", n_valid, 2), ("tries", tries, 1)):
+    for name, value, low in (("n_test", n_test, 1), ("n_valid", n_valid, 2), ("tries", tries, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise PredictdInputError("folds", name, f"expected an integer >= {low}, got {value!r}")
     n_test, n_valid, tries = int(n_test), int(n_valid), int(tries)
@@ -103,8 +106,8 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
                          np.zeros(cell_of.size, dtype=bool))
     pinned = _pin(cell_of, assay_of, *need, rng)
     free = np.flatnonzero(~pinned)
-    smallest_rest = free.size - -(-free.size // n_test)
-    if free.size < n_test or smallest_rest < n_valid:
+    smallest_rest = free.size - (-(-free.size // n_test) if n_test > 1 else 0)
+    if free.size < (n_test if n_test > 1 else 0) or smallest_rest < n_valid:
         raise PredictdInputError(
             "compendium", "folds",
             f"{free.size} experiment(s) can be held out ({int(pinned.sum())} more must stay in training because "
@@ -185,8 +188,9 @@ def extend_folds(folds: Folds, experiments: Sequence[str]) -> Folds:
     rng = np.random.default_rng(folds.seed)
     # Valid folds pin one experiment of every cell type and assay below the safe count (or starve
     # it), so each one still in need here is new and has a new experiment to pin.
-    need = _needing_pins(cell_of, assay_of, n_cells, n_assays, _smallest_safe_count(folds.n_test),
-                         ~is_new & (test_fold == -1))
+    pinned = np.zeros(len(experiments), dtype=bool)
+    pinned[old[folds.pinned]] = True
+    need = _needing_pins(cell_of, assay_of, n_cells, n_assays, _smallest_safe_count(folds.n_test), pinned)
     dealt = is_new.copy()
     dealt[new[_pin(cell_of[new], assay_of[new], *need, rng)]] = False
     test_fold, valid_fold = _deal(cell_of, assay_of, n_cells, n_assays, test_fold, valid_fold, dealt, folds.n_valid,
@@ -211,8 +215,9 @@ def _deal(cell_of: np.ndarray, assay_of: np.ndarray, n_cells: int, n_assays: int
     test_fold, valid_fold = test_fold.copy(), valid_fold.copy()
     new = np.flatnonzero(dealt)
     kept = np.flatnonzero((test_fold >= 0) & ~dealt)
-    test_fold[new] = _balanced_deal(cell_of[new], assay_of[new], n_cells, n_assays, n_test, tries, rng,
-                                    (cell_of[kept], assay_of[kept], test_fold[kept]))
+    if n_test > 1:  # a single test fold holds no experiment: the holdout targets are its test set
+        test_fold[new] = _balanced_deal(cell_of[new], assay_of[new], n_cells, n_assays, n_test, tries, rng,
+                                        (cell_of[kept], assay_of[kept], test_fold[kept]))
     for i in range(n_test):
         rest = new[test_fold[new] != i]
         kept = np.flatnonzero(valid_fold[i] >= 0)
@@ -237,7 +242,10 @@ def imbalance_score(cell_of: np.ndarray, assay_of: np.ndarray, fold: np.ndarray,
 
 
 def _smallest_safe_count(n_test: int) -> int:
-    """Fewest experiments a cell type or assay needs to be dealt without pins: ``n - ceil(n/T) >= 2``."""
+    """Fewest experiments a cell type or assay needs to be dealt without pins: ``n - ceil(n/T) >= 2``, or
+    ``n >= 2`` with a single test fold, which takes none of them."""
+    if n_test == 1:
+        return 2
     n = 1
     while n - -(-n // n_test) < 2:
         n += 1

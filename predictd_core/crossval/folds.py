@@ -6,6 +6,11 @@ validation folds (8). Model ``(i, j)`` trains on everything outside test fold ``
 fold ``j``, stops early on validation fold ``j`` and is scored on test fold ``i``; the 8 models of
 test fold ``i`` are averaged to impute its experiments (5 x 8 = 40 models in all).
 
+With a single test fold (``n_test`` 1) no observed experiment is tested: the run's holdout targets are
+the test set, as in a Latin-square hold-out, and the experiments are only dealt into validation folds.
+Model ``(0, j)`` trains on everything outside validation fold ``j``, and the ``n_valid`` models are
+averaged to impute every pair: PREDICTD's ensemble for one test fold.
+
 A :class:`Folds` is one such assignment. :mod:`predictd_core.crossval.dealing` makes it (balanced, and
 every model keeping training data for every cell type and assay) and extends it when the compendium
 grows; :mod:`predictd_core.crossval.folds_file` writes and reads it.
@@ -29,13 +34,16 @@ class Folds:
     experiments : tuple of str
         ``"CELL:ASSAY"`` of every observed experiment, in store column order.
     test_fold : ndarray of shape (n_experiments,), int
-        Test fold of each experiment, in ``[0, n_test)``; -1 for a pinned experiment, which every
-        model trains on (see :mod:`predictd_core.crossval.dealing`).
+        Test fold of each experiment, in ``[0, n_test)``; -1 where no model tests it: a pinned
+        experiment, which every model trains on (see :mod:`predictd_core.crossval.dealing`), or with a
+        single test fold (``n_test`` 1) every experiment, since the holdout targets are the test set.
     valid_fold : ndarray of shape (n_test, n_experiments), int
         ``valid_fold[i, e]``: the validation fold, in ``[0, n_valid)``, of experiment ``e`` among the
         experiments left after test fold ``i``; -1 where ``e`` is in test fold ``i`` or pinned.
+        A pinned experiment is -1 in both arrays.
     n_test, n_valid : int
-        Number of test folds and of validation folds per test fold.
+        Number of test folds (1: none of the experiments, the holdout targets are the test set) and
+        of validation folds per test fold.
     seed, tries : int
         What :func:`~predictd_core.crossval.dealing.make_folds` was called with (same layout, seed and
         tries: same folds).
@@ -76,7 +84,7 @@ class Folds:
     @property
     def pinned(self) -> np.ndarray:
         """Store columns that no model holds out (their cell type or assay has too few experiments)."""
-        return np.flatnonzero(self.test_fold == -1)
+        return np.flatnonzero((self.test_fold == -1) & (self.valid_fold == -1).all(axis=0))
 
     def models(self) -> list[tuple[int, int]]:
         """Every (test fold, validation fold) pair: one model each."""

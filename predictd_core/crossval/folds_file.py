@@ -65,7 +65,7 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
             raise PredictdInputError(source, field, f"expected an integer >= {low}, got {value!r}")
         return value
 
-    n_test, n_valid, tries = integer("n_test", 2), integer("n_valid", 2), integer("tries", 1)
+    n_test, n_valid, tries = integer("n_test", 1), integer("n_valid", 2), integer("tries", 1)
     seed = document.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise PredictdInputError(source, "seed", f"expected an integer, got {seed!r}")
@@ -82,12 +82,17 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
 
     test_fold = _int_array(source, "test_fold", document.get("test_fold"), (n,), -1, n_test)
     valid_fold = _int_array(source, "valid_fold", document.get("valid_fold"), (n_test, n), -1, n_valid)
-    empty = sorted(set(range(n_test)) - set(test_fold.tolist()))
+    if n_test == 1 and (test_fold != -1).any():
+        raise PredictdInputError(source, "test_fold", "a single test fold holds no experiment (the holdout targets "
+                                 "are its test set): every entry must be -1")
+    empty = sorted(set(range(n_test)) - set(test_fold.tolist())) if n_test > 1 else []
     if empty:
         raise PredictdInputError(source, "test_fold", f"test fold {empty[0]} is empty")
     for i in range(n_test):
         should_be_out = (test_fold == i) | (test_fold == -1)
-        wrong = np.flatnonzero(should_be_out != (valid_fold[i] == -1))
+        # one test fold: an experiment outside every validation fold is pinned, so any -1 is consistent
+        wrong = (np.flatnonzero(should_be_out != (valid_fold[i] == -1)) if n_test > 1
+                 else np.empty(0, dtype=np.int64))
         if wrong.size:
             raise PredictdInputError(source, f"valid_fold[{i}]",
                                      f"{experiments[wrong[0]]} must be -1 exactly when it is in test fold {i} or "

@@ -1,5 +1,7 @@
 """predictd and the baseline as the benchmark runs them score exactly what predictd itself reports."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -53,11 +55,27 @@ def test_every_method_is_scored_on_the_same_bins():
 def test_the_faithful_predictd_mode_is_the_preset_and_a_bad_model_is_refused_naming_the_field():
     assert "predictd-2018" in METHODS
     method = make_method("predictd-2018")
-    assert method.model == {"preset": "predictd-2018"}
+    assert method.model == {"preset": "predictd-2018"} and method.ensemble == 8  # PREDICTD's models per test fold
     method.check()
     with pytest.raises(PredictdInputError) as caught:
         PredictdRun("predictd-1999", {"preset": "predictd-1999"}).check()
     assert caught.value.field == "model.preset"
+
+
+def test_an_ensemble_run_is_predictd_cv_with_the_targets_as_its_one_test_fold(mini_pilot, tmp_path):
+    problem = prepare_problem(tmp_path / "work", mini_pilot)
+    method = PredictdRun("two-models", {"max_iters": 3, "refine": {"enabled": False}}, ensemble=2)
+    imputed = method.impute(problem, tmp_path / "run")
+    assert sorted(imputed) == sorted(t.name for t in problem.targets)
+    folds = json.loads((tmp_path / "run" / "output" / "folds.json").read_text())
+    assert (folds["n_test"], folds["n_valid"]) == (1, 2) and set(folds["test_fold"]) == {-1}
+    assert len(folds["experiments"]) == 20  # the training tracks, each validated on by one model
+    assert sorted(p.name for p in (tmp_path / "run" / "output" / "models").iterdir()) == ["test0-valid0",
+                                                                                         "test0-valid1"]
+    own = pd.read_csv(tmp_path / "run" / "output" / "metrics.tsv", sep="\t")
+    assert set(own["kind"]) == {"holdout"} and len(own) == 5
+    for target in problem.targets:
+        assert np.isfinite(imputed[target.name]).all()
 
 
 def test_an_unknown_method_is_refused():

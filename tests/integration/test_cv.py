@@ -120,6 +120,43 @@ def test_held_out_experiments_are_the_mean_of_their_test_folds_models(cv_run):
     np.testing.assert_allclose(spread, np.std(everyone, axis=0), rtol=1e-4, atol=1e-5)
 
 
+def test_one_test_fold_makes_the_holdout_its_test_set_imputed_by_every_validation_model(compendium):
+    """cv.n_test 1 (PREDICTD's protocol for one test fold): each model validates on one fold of the other
+    experiments and trains on the rest; the holdout targets, the only ones scored, are the mean of all."""
+    root, simulated = compendium
+    held = [f"{cell}:{assay}" for cell, assay in simulated.observed[:2]]
+    path = _config(root, "one-fold", holdout=held, cv={"n_test": 1, "n_valid": 3},
+                   model={"rank": 3, "max_iters": 4, "patience": 2, "refine": {"enabled": False}})
+    result = CliRunner().invoke(app, ["cv", str(path)])
+    assert result.exit_code == 0, result.output
+    config = load_config(path)
+    output = Path(config.output)
+    folds = load_folds(output / "folds.json")
+    assert folds.n_test == 1 and (folds.test_fold == -1).all()
+    assert sorted(p.name for p in (output / "models").iterdir()) == ["test0-valid0", "test0-valid1", "test0-valid2"]
+    store = SignalStore.open(config.store_path)
+    names = [e.name for e in store.experiments]
+    columns = np.array([k for k, name in enumerate(names) if name not in held])
+    Y = store.read_columns(range(len(names)))
+    for j in range(3):
+        _, valid, _ = folds.columns(0, j)
+        assert json.loads((output / "models" / f"test0-valid{j}" / "model.json").read_text())["valid_fold"] == j
+        assert valid.size in (len(columns) // 3, len(columns) // 3 + 1)
+    layout = Predictd.load(output / "models" / "test0-valid0").layout_
+    for name in held:
+        cell, assay = layout.cell_of[names.index(name)], layout.assay_of[names.index(name)]
+        everyone = [als.predict(Y[:, columns], Predictd.load(output / "models" / f"test0-valid{j}").factors_,
+                                layout.cell_of[columns], layout.assay_of[columns], np.array([cell]),
+                                np.array([assay]), Predictd.load(output / "models" / "test0-valid0").ridge_)[:, 0]
+                    for j in range(3)]
+        track = output / "imputed" / f"{name.replace(':', '.')}.bigWig"
+        np.testing.assert_allclose(_bigwig_values(track), to_pvalue_scale(np.mean(everyone, axis=0)), rtol=2e-5,
+                                   atol=2e-5)
+    lines = (output / "metrics.tsv").read_text().splitlines()
+    kinds = [dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:]]
+    assert [(r["cell_type"] + ":" + r["assay"], r["kind"]) for r in kinds] == [(name, "holdout") for name in held]
+
+
 def test_every_test_fold_experiment_and_the_holdout_are_scored(cv_run):
     config, result = cv_run
     output = Path(config.output)

@@ -209,7 +209,47 @@ def test_too_few_experiments_for_the_scheme_is_an_input_error():
     assert caught.value.field == "folds"
 
 
-@pytest.mark.parametrize("kwargs,field", [({"n_test": 1}, "n_test"), ({"n_valid": 1}, "n_valid"),
+def test_a_single_test_fold_deals_only_validation_folds():
+    """n_test 1: the holdout targets are the test set; the 8 models train on all but one validation fold."""
+    pairs = [(f"C{c}", f"A{a}") for c in range(5) for a in range(4)] + [("LONE", "A0")]  # a Latin square's 20 + 1
+    layout = _layout(pairs)
+    folds = make_folds(layout, n_test=1, n_valid=8, seed=0, tries=50)
+    lone = folds.experiments.index("LONE:A0")
+    assert (folds.test_fold == -1).all() and folds.models() == [(0, j) for j in range(8)]
+    assert folds.pinned.tolist() == [lone]  # the only cell type with one experiment stays in training
+    dealt = np.flatnonzero(folds.valid_fold[0] >= 0)
+    assert dealt.tolist() == [e for e in range(len(pairs)) if e != lone]
+    assert sorted(np.bincount(folds.valid_fold[0, dealt]).tolist()) == [2, 2, 2, 2, 3, 3, 3, 3]  # 20 dealt evenly
+    for j in range(8):
+        train, valid, test = folds.columns(0, j)
+        assert test.size == 0 and np.array_equal(valid, np.flatnonzero(folds.valid_fold[0] == j))
+        assert np.array_equal(np.sort(np.concatenate([train, valid])), np.arange(len(pairs)))
+    assert _spread(layout.cell_of[dealt], folds.valid_fold[0, dealt], 8) <= 1
+    assert _spread(layout.assay_of[dealt], folds.valid_fold[0, dealt], 8) <= 1
+    _assert_training_everywhere(layout, folds)
+
+
+def test_a_single_test_fold_round_trips_extends_and_refuses_a_tested_experiment(tmp_path):
+    layout = _layout([(f"C{c}", f"A{a}") for c in range(5) for a in range(4)])
+    folds = make_folds(layout, n_test=1, n_valid=8, seed=3, tries=20)
+    path = tmp_path / "folds.json"
+    save_folds(folds, path)
+    assert load_folds(path, layout) == folds
+    grown = extend_folds(folds, list(folds.experiments) + ["C5:A0", "C5:A1", "C0:A4"])
+    assert (grown.test_fold == -1).all() and np.array_equal(grown.valid_fold[0, :20], folds.valid_fold[0])
+    # the new assay A4's only experiment stays in training; the new cell type C5 has two, enough to validate
+    # on one while training on the other, since no test fold takes any
+    assert [grown.experiments[e] for e in grown.pinned] == ["C0:A4"]
+    _assert_training_everywhere(_layout([tuple(name.split(":")) for name in grown.experiments]), grown)
+    document = json.loads(path.read_text())
+    document["test_fold"][0] = 0
+    path.write_text(json.dumps(document))
+    with pytest.raises(PredictdInputError, match="single test fold") as caught:
+        load_folds(path)
+    assert caught.value.field == "test_fold"
+
+
+@pytest.mark.parametrize("kwargs,field", [({"n_test": 0}, "n_test"), ({"n_valid": 1}, "n_valid"),
                                           ({"tries": 0}, "tries"), ({"n_test": 2.5}, "n_test")])
 def test_bad_scheme_parameters_name_the_field(roadmap, kwargs, field):
     with pytest.raises(PredictdInputError) as caught:

@@ -1,4 +1,5 @@
-"""predictd itself, through its public pipeline: ``predictd run`` with ``holdout:`` = the 5 targets."""
+"""predictd itself, through its public pipeline: ``predictd run`` with ``holdout:`` = the 5 targets, or
+``predictd cv`` with them as the one test fold (PREDICTD's ensemble of validation-fold models)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,15 @@ class PredictdRun:
     the 5 targets read back from its imputed bigWigs.
 
     ``model`` is the config's ``model:`` mapping: empty for predictd's defaults; the faithful PREDICTD
-    mode is ``{"preset": "predictd-2018"}``.
+    mode is ``{"preset": "predictd-2018"}``. ``ensemble`` > 0 runs ``predictd cv`` instead, with the
+    targets as its single test fold (``cv: {n_test: 1, n_valid: ensemble}``): ``ensemble`` models, each
+    validating on one fold of the training tracks and training on the others, averaged -- PREDICTD's
+    protocol for a test fold (8 models).
     """
 
     name: str = "predictd"
     model: dict = field(default_factory=dict)
+    ensemble: int = 0
 
     def check(self) -> None:
         """PredictdInputError, naming the field, when predictd does not accept ``model``."""
@@ -42,8 +47,10 @@ class PredictdRun:
     def impute(self, problem: Problem, work: Path) -> dict[str, np.ndarray]:
         """Run predictd into ``work/output``; the targets' imputed tracks, arcsinh, on the store's bins."""
         fields = {**problem.fields, "output": str(work / "output"), "model": self.model}
+        if self.ensemble:
+            fields["cv"] = {"n_test": 1, "n_valid": self.ensemble}
         config = write_config(work / "run.yaml", fields)
-        pipeline.run_all(config)
+        (pipeline.run_cv if self.ensemble else pipeline.run_all)(config)
         return {target.name: read_track_bins(imputed_path(config.output, target.cell_type, target.assay),
                                              problem.store.bins)
                 for target in problem.targets}
