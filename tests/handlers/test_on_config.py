@@ -108,7 +108,7 @@ def test_a_new_version_of_a_config_is_a_new_run(cloud):
 
 
 @pytest.mark.parametrize("text, field, message", [
-    (PILOT_CONFIG.replace("n_test: 2", "n_test: 1"), "cv.n_test", "greater than or equal to 2"),
+    (PILOT_CONFIG.replace("n_test: 2", "n_test: 0"), "cv.n_test", "greater than or equal to 1"),
     (PILOT_CONFIG + "colour: blue\n", "colour", "Extra inputs are not permitted"),
     ("tracks: [unclosed\n", "yaml", "not valid YAML"),
     (PILOT_CONFIG.replace("../data/pilot/tracks.tsv", "/home/lab/tracks.tsv"), "tracks",
