@@ -7,7 +7,7 @@ from predictd_core.impute.refine import stage
 from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale, knot_grid,
                                                   monotone_map, n_features, sorted_quantiles,
                                                   window_means)
-from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner
+from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner, peak_weights, ridge_weights
 from predictd_core.impute.refine.stage import Refinement, sample_stretches
 from predictd_core.impute.refine.validation import BLENDS, SCORED, TENSOR_SHARES, choose_blend, smallest_gain
 from predictd_core.model.factors import Layout
@@ -103,6 +103,30 @@ def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_rid
             assert average[:, i] == pytest.approx(design[:, 0], rel=1e-12)
 
 
+def test_each_assays_ridge_is_the_peak_weighted_least_squares_over_its_cells():
+    """Against the normal equations written out: rows of every cell measuring the assay, each weighted by
+    1 + its value, the intercept not shrunk."""
+    layout = grid_layout(4, 3)
+    inputs = np.array([k for k in range(12) if k != 5])  # cell 1 lacks assay 2
+    rng = np.random.default_rng(6)
+    chunks = [ChunkFeatures(rng.gamma(0.5, 1.0, (50, inputs.size)) - 0.1, layout, inputs) for _ in range(2)]
+    ridge = 3.0
+    weights = ridge_weights(chunks, layout, inputs, ridge, None)
+    assert peak_weights(np.array([-0.5, 0.0, 2.5])).tolist() == [1.0, 1.0, 3.5]
+    for assay in range(3):
+        X = np.vstack([chunk.design(int(layout.cell_of[k]), assay) for chunk in chunks
+                       for k in inputs if layout.assay_of[k] == assay])
+        y = np.concatenate([chunk.Z[:, j] for chunk in chunks for j, k in enumerate(inputs)
+                            if layout.assay_of[k] == assay])
+        w = 1.0 + np.clip(y, 0, None)
+        penalty = np.full(X.shape[1], ridge)
+        penalty[-1] = 0.0
+        expected = np.linalg.solve(X.T @ (w[:, None] * X) + np.diag(penalty), X.T @ (w * y))
+        assert weights[assay] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        plain = np.linalg.solve(X.T @ X + np.diag(penalty), X.T @ y)
+        assert not np.allclose(weights[assay], plain, rtol=1e-3)  # the weights matter on skewed signal
+
+
 def test_additive_scale_recovers_additive_quantile_functions():
     rng = np.random.default_rng(2)
     cell_part, assay_part = rng.random((4, 5)), rng.random((3, 5))
@@ -190,8 +214,10 @@ def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
     assert chosen["min_gain"] > without["min_gain"] and chosen["MSEglobal"] < 0.5 * without["MSEglobal"]
     refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
     truth = chunks[0][:, [0]]
-    assert refiner.predict(refiner.features(chunks[0]), 0, np.array([0]), truth) == pytest.approx(
-        (1 - refiner.tensor) * refiner.predict(refiner.features(chunks[0]), 0, np.array([0]), 0 * truth) + refiner.tensor * truth)
+    # the mix is linear in the tensor's value: predicting with it is predicting with 0, plus its share of it
+    features = refiner.features(chunks[0])
+    assert refiner.predict(features, 0, np.array([0]), truth) == pytest.approx(
+        refiner.predict(features, 0, np.array([0]), 0 * truth) + refiner.tensor * truth, rel=1e-9, abs=1e-12)
 
 
 def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():

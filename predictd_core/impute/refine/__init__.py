@@ -13,7 +13,8 @@ that idea, small and closed-form:
    value and its mean over 9 and 81 bins, plus each other assay times the average (peaks shared by
    the cell's marks and the other cells). Windows stay inside the store's chunk.
 3. One ridge per assay, fitted over the cells where the assay is measured, each cell's rows built
-   without its own track in the average. Or (``model.refine.regressor: gbt``) gradient-boosted trees per
+   without its own track in the average, each bin's squared error weighted by 1 + its value so that
+   peaks are not regressed toward the mean (``regression.peak_weights``). Or (``model.refine.regressor: gbt``) gradient-boosted trees per
    assay (LightGBM) on the same window features and the tensor ensemble's imputation of the pair; with
    ``auto`` the inner validation below fits both and keeps the one with the larger smallest gain.
 4. The refined value is ``blend * ridge + (1 - blend) * average``: the ridge wins the errors and the

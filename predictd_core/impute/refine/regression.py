@@ -300,11 +300,23 @@ def prepared_refiner(layout: Layout, inputs: np.ndarray, tables: np.ndarray, ble
     return Refiner(layout, inputs, tables, reference, scale, weights, blend, tensor, validation)
 
 
+def peak_weights(values: np.ndarray) -> np.ndarray:
+    """Each training bin's weight in the regressions' squared error: 1 + its value (reference arcsinh scale,
+    negatives as 0).
+
+    Plain least squares predicts a bin's conditional mean, so the top of every peak is pulled toward the
+    mean of the bins that look like it: the peaks MSE1obs and the top-1% measures score come out low. Weighting
+    a bin by its signal makes a peak's shortfall cost in proportion to its height, while the background (values
+    near 0, most of the genome) keeps weight about 1. Inner validation on the pilot's training tracks prefers it
+    to plain least squares (BENCHMARKS.md, "A loss that does not shrink peaks")."""
+    return 1.0 + np.maximum(values, 0.0)
+
+
 def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndarray, ridge: float,
                   assays: np.ndarray | None) -> np.ndarray:
     """Each of ``assays``' ridge (default: every input assay), fitted over the cells that measure it, shape
     (n_assays, n_features); NaN rows for the other assays and those with fewer than two input cells (a
-    row's average needs another cell's track)."""
+    row's average needs another cell's track). Each bin's squared error counts :func:`peak_weights` times."""
     n_assays = len(layout.assays)
     input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
     fitted = np.unique(input_assays) if assays is None else np.asarray(assays, dtype=np.int64)
@@ -320,8 +332,9 @@ def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndar
             for j in rows[input_cells[rows] == cell]:
                 a = int(input_assays[j])
                 X = chunk.design(int(cell), a, cell_inputs)
-                grams[a] += X.T @ X
-                moments[a] += X.T @ chunk.Z[:, j]
+                weighted = X * peak_weights(chunk.Z[:, j])[:, None]
+                grams[a] += weighted.T @ X
+                moments[a] += weighted.T @ chunk.Z[:, j]
     weights = np.full((n_assays, n_features(n_assays)), np.nan)
     for a in grams:
         weights[a] = np.linalg.solve(grams[a], moments[a])
@@ -342,7 +355,8 @@ def tree_models(features: list[ChunkFeatures], prepared: Refiner, left_out: list
                 assays: np.ndarray | None = None, rows: int = TREE_ROWS) -> tuple:
     """Each of ``assays``' gradient-boosted trees (default every input assay), one LightGBM booster per
     assay fitted over the input cells that measure it, ``None`` for the other assays and those with fewer
-    than two input cells; at most ``rows`` training rows per assay, every k-th of its cells' sample bins.
+    than two input cells; at most ``rows`` training rows per assay, every k-th of its cells' sample bins, each
+    weighted by :func:`peak_weights`.
 
     Parameters
     ----------
@@ -380,6 +394,7 @@ def tree_models(features: list[ChunkFeatures], prepared: Refiner, left_out: list
                 y_rows[a].append(chunk.Z[keep, j])
     trees = [None] * n_assays
     for a in step:
-        data = lightgbm.Dataset(np.vstack(X_rows[a]), np.concatenate(y_rows[a]), params={"verbosity": -1})
+        y = np.concatenate(y_rows[a])
+        data = lightgbm.Dataset(np.vstack(X_rows[a]), y, weight=peak_weights(y), params={"verbosity": -1})
         trees[a] = lightgbm.train(TREE_PARAMS, data, num_boost_round=TREE_ROUNDS)
     return tuple(trees)
