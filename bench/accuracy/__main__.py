@@ -20,7 +20,8 @@ from predictd_core.errors import PredictdInputError
 from bench.accuracy.bootstrap import BLOCK_BINS, RESAMPLES, SEED, draw_block_counts
 from bench.accuracy.latin_square import KEPT_BACK, SQUARES, select_squares
 from bench.accuracy.margins import REFERENCE, margin_rows, resampled_measures
-from bench.accuracy.methods import DEFAULT_METHODS, METHODS, MethodUnavailable, make_method
+from bench.accuracy.methods import (DEFAULT_METHODS, METHODS, PEER_MEAN, PEER_MEAN_OF, MethodUnavailable, make_method,
+                                   peer_mean)
 from bench.accuracy.methods.avocado import AvocadoMethod
 from bench.accuracy.methods.baseline import SameAssayAverage
 from bench.accuracy.problem import BIN_SIZE, PILOT, prepare_problem
@@ -110,6 +111,11 @@ def run(args: argparse.Namespace, work: Path) -> str:
             imputations[method.name], timings[square.name][method.name] = timed(
                 lambda: method.impute(problem, method_folder))
             log(f"{square.name}: {method.name}: {timings[square.name][method.name].wall_s:.0f} s wall")
+        if set(PEER_MEAN_OF) <= set(imputations):
+            imputations[PEER_MEAN] = peer_mean(imputations)
+            timings[square.name][PEER_MEAN] = Timing(*(sum(getattr(timings[square.name][name], field)
+                                                             for name in PEER_MEAN_OF)
+                                                         for field in ("wall_s", "cpu_s")))
         scored = scored_targets(problem, imputations, baseline)
         square_rows = score_targets(scored, square.name)
         rows += square_rows
@@ -121,9 +127,9 @@ def run(args: argparse.Namespace, work: Path) -> str:
                 lambda: resampled_measures(scored, counts, args.block_bins))
             bootstrapping.append(spent.wall_s)
             log(f"{square.name}: margins, {args.resamples} resamples: {spent.wall_s:.0f} s wall")
-            means[square.name] = {method.name: np.array([np.mean([row[m] for row in square_rows
-                                                                  if row["method"] == method.name]) for m in measures])
-                                  for method in methods}
+            means[square.name] = {name: np.array([np.mean([row[m] for row in square_rows
+                                                           if row["method"] == name]) for m in measures])
+                                  for name in imputations}
     margins = margin_rows(resampled, means, measures, reference) if with_margins else None
     kept_back = any(square.role == KEPT_BACK for square in squares)
     notes = [f"Squares: {', '.join(f'{square.name} ({square.role})' for square in squares)}"

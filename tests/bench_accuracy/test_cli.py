@@ -79,3 +79,40 @@ def test_a_method_that_cannot_run_stops_before_any_work(mini_pilot, tmp_path, ca
                  "--work", str(tmp_path / "work")]) == 2
     assert "model.preset" in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "work").exists()
+
+
+def test_with_both_peers_their_mean_is_scored_beside_them_with_its_margin(mini_pilot, tmp_path, monkeypatch):
+    """Stand-ins for Avocado and ChromImpute (their real runs need the peers installed: test_avocado.py,
+    test_chromimpute.py): the mean of their tracks is scored as a method of its own, timed as both."""
+    import numpy as np
+
+    import bench.accuracy.__main__ as cli
+
+    class Ramp:
+        def __init__(self, name, value):
+            self.name, self.value = name, value
+
+        def check(self):
+            pass
+
+        def impute(self, problem, work):
+            return {target.name: self.value * np.linspace(0.0, 1.0, problem.n_bins) for target in problem.targets}
+
+    stand_ins = {"avocado": Ramp("avocado", 0.2), "chromimpute": Ramp("chromimpute", 1.0)}
+    monkeypatch.setattr(cli, "make_method", lambda name, *_: stand_ins.get(name) or make_method(name))
+    out = tmp_path / "out"
+    assert main(["--out", str(out), "--pilot", str(mini_pilot), "--methods", "baseline", "avocado", "chromimpute",
+                 "--reference", "baseline", "--squares", "cyclic-0", *QUICK]) == 0
+    rows = pd.read_csv(out / "per_target.tsv", sep="\t").set_index(["method", "cell_type", "assay"])
+    from bench.accuracy.problem import prepare_problem
+    problem = prepare_problem(tmp_path / "check", mini_pilot, 300)
+    for target in problem.targets:
+        observed = problem.observed()[target.name]
+        seen = ~np.isnan(observed)
+        mean = 0.6 * np.linspace(0.0, 1.0, problem.n_bins)  # the mean of the two ramps
+        expected = np.mean((observed[seen] - mean[seen]) ** 2)
+        assert rows.loc[("avocado+chromimpute", target.cell_type, target.assay), "MSEglobal"] == pytest.approx(
+            expected, rel=1e-5)
+    margins = pd.read_csv(out / "margins.tsv", sep="\t")
+    assert sorted(margins["peer"].unique()) == ["avocado", "avocado+chromimpute", "chromimpute"]
+    assert "| avocado+chromimpute |" in (out / "accuracy.md").read_text()

@@ -19,7 +19,8 @@ from bench.accuracy.methods.errors import MethodUnavailable
 from bench.accuracy.methods.predictd import PredictdRun
 from bench.accuracy.problem import Problem
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "Method", "MethodUnavailable", "make_method"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "Method", "MethodUnavailable", "PEER_MEAN", "PEER_MEAN_OF", "make_method",
+           "peer_mean"]
 
 
 class Method(Protocol):
@@ -38,6 +39,18 @@ class Method(Protocol):
 METHODS = ("predictd", "predictd-2018", "baseline", "avocado", "chromimpute", "predictd-gbt", "predictd-auto")
 DEFAULT_METHODS = METHODS[:5]
 PREDICTD_MODELS = 8  # PREDICTD's validation folds per test fold
+
+
+# Not a method of its own: whenever both peers run, the mean of their imputations (arcsinh) is scored beside them,
+# the combination of the two that the issue's acceptance names.
+PEER_MEAN_OF = ("avocado", "chromimpute")
+PEER_MEAN = "avocado+chromimpute"
+
+
+def peer_mean(imputations: dict[str, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per target, the mean of the :data:`PEER_MEAN_OF` methods' imputations (NaN where either has none)."""
+    first, second = (imputations[name] for name in PEER_MEAN_OF)
+    return {target: (first[target] + second[target]) / 2 for target in first}
 
 
 def make_method(name: str, avocado_epochs: int = AvocadoMethod.epochs) -> Method:
