@@ -42,7 +42,7 @@ def _all_runs(work: Path) -> list[tuple[str, list[str]]]:
     small = work / "roadmap-20000"
     return [
         ("One ALS sweep against its matrix products", ["sweep_limit.py", "--chunk-bins", "4096", "--repeats", "2"]),
-        ("Imputation compute against its matrix products", ["impute_compute.py", "--bins", "2048", "--repeats", "2"]),
+        ("Imputation compute against its matrix products", ["impute_compute.py", "--bins", "2048", "--repeats", "1"]),
         ("NAdam-SGD against ALS to the same validation MSE",
          ["time_to_mse.py", "--bins", "4096", "--nadam-rounds", "4", "--als-sweeps", "4", "--repeats", "1"]),
         ("Training to convergence", ["convergence.py", "--data", str(small), "--bins", "20000", "--patience", "2"]),
@@ -51,7 +51,7 @@ def _all_runs(work: Path) -> list[tuple[str, list[str]]]:
         ("Whole genome", ["whole_genome.py", "--data", str(work / "roadmap-32768"), "--bins", "32768",
                           "--model", str(small / "bench-train-numpy" / "model"), "--tracks", "70",
                           "--ingest-bins", "2000", "--all-missing", "--batch-tracks", "1017",
-                          "--chunk-bins", "16384", "--refine-chunks", "0"]),
+                          "--chunk-bins", "16384", "--refine-chunks", "0", "--repeats", "1"]),
         ("Writing a bigWig of 25 bp bins", ["bigwig_write.py", "--quick"]),
         ("Spark sweep against the numpy engine", ["spark_sweep.py", "--data", str(work / "roadmap-8192"),
                                                   "--bins", "8192", "--chunk-bins", "2048", "--repeats", "1"]),
