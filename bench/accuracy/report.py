@@ -71,13 +71,19 @@ def over_squares_table(rows: list[dict], timings: Mapping[str, Mapping[str, Timi
 
 def worst_square_table(rows: list[dict]) -> pd.DataFrame:
     """Per method and measure, the worst square mean (highest MSE, lowest of the rest) and its square,
-    as text ``0.1234 (cyclic-1)``."""
+    as text ``0.1234 (cyclic-1)``; a square where the measure is undefined (a constant imputation has no
+    correlation) is the worst, ``undefined (cyclic-1)``."""
     per_square = square_means(rows)
     table = {}
     for measure in per_square.columns:
         values = per_square[measure].unstack("square")
-        worst = values.idxmax(axis=1) if lower_is_better(measure) else values.idxmin(axis=1)
-        table[measure] = {method: f"{values.loc[method, square]:.4f} ({square})" for method, square in worst.items()}
+        table[measure] = {}
+        for method, by_square in values.iterrows():
+            if by_square.isna().any():
+                table[measure][method] = f"undefined ({by_square.index[by_square.isna()][0]})"
+            else:
+                square = by_square.idxmax() if lower_is_better(measure) else by_square.idxmin()
+                table[measure][method] = f"{by_square[square]:.4f} ({square})"
     methods = list(dict.fromkeys(per_square.index.get_level_values("method")))
     return pd.DataFrame(table).reindex(methods)
 

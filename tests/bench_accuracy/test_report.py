@@ -79,6 +79,13 @@ def test_the_worst_square_is_the_highest_error_and_the_lowest_of_the_rest():
     assert worst.loc["predictd", "GWcorr"] == "0.3000 (s1)"
     assert worst.loc["avocado", "MSEglobal"] == "0.2000 (s0)"
     assert worst.loc["avocado", "GWcorr"] == "0.6000 (s1)"
+    # a constant imputation has no correlation: that square is the worst, and an all-undefined row is said so
+    flat = [{**row, "GWcorr": float("nan")} if row["method"] == "avocado" and row["square"] == "s0" else row
+            for row in _rows()]
+    assert worst_square_table(flat).loc["avocado", "GWcorr"] == "undefined (s0)"
+    flat = [{**row, "GWcorr": float("nan")} if row["method"] == "avocado" else row for row in _rows()]
+    assert worst_square_table(flat).loc["avocado", "GWcorr"] == "undefined (s0)"
+    assert worst_square_table(flat).loc["predictd", "GWcorr"] == "0.3000 (s1)"
 
 
 def test_the_markdown_table_says_which_way_is_better():
