@@ -321,9 +321,10 @@ def _refinement_section(data: ReportData) -> str:
                        "tensor ensemble's imputation. Both weights are chosen by inner validation: each validated "
                        "track is left out in turn and imputed at every blend (tensor share 0), then at the best "
                        "blend with every tensor share; the chosen row (framed) has the largest min gain, the "
-                       "smallest share of the baseline's error it closes across the measures (an error is an MSE, "
-                       "or 1 minus a correlation, overlap or AUC). Each cell holds the mean over the left-out "
-                       "tracks; green: better than the baseline's mean (last row).")
+                       "smallest share of the error it closes across the measures (an error is an MSE, or 1 minus a "
+                       "correlation, overlap or AUC), against the better of the baseline and the tensor alone "
+                       "(tensor share 1) on each measure. Each cell holds the mean over the left-out tracks; "
+                       "green: better than the baseline's mean (last row).")
     head = ("<thead><tr><th class='name'>refiner</th><th>inputs</th><th>left out</th><th>pairs refined</th>"
             "<th>blend</th><th>tensor share</th><th>min gain</th></tr></thead>")
     overview = [_refiner_overview(number, entry) for number, entry in enumerate(data.refinement, start=1)]

@@ -220,6 +220,23 @@ def test_validation_gives_a_tensor_model_that_knows_the_cell_its_share():
         refiner.predict(features, 0, np.array([0]), 0 * truth) + refiner.tensor * truth, rel=1e-9, abs=1e-12)
 
 
+def test_every_candidate_is_judged_against_the_better_of_the_average_and_the_tensor_alone():
+    """Where the tensor alone beats the average (here on every measure), a candidate's gain on a measure is
+    what it closes of the tensor's error, not of the average's: mixing in a little tensor is no longer a win."""
+    layout, chunks, inputs, tensor = cell_specific_assay()
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=tensor)
+    average = validation.table[-1]
+    alone = next(row for row in validation.table if row["tensor"] == 1.0)
+    reference = {m: min(average[m], alone[m]) if m.startswith("MSE") else max(average[m], alone[m]) for m in SCORED}
+    assert any(reference[m] != average[m] for m in SCORED)
+    for row in validation.table[:-1]:
+        means = {m: row[m] for m in SCORED}
+        assert row["min_gain"] == pytest.approx(smallest_gain(means, reference), rel=1e-12)
+    assert alone["min_gain"] <= 0 and max(row["min_gain"] for row in validation.table[:-1]) >= 0
+    weak = next(row for row in validation.table if row["tensor"] == 0.0)
+    assert smallest_gain({m: weak[m] for m in SCORED}, average) > weak["min_gain"]  # the average alone is easier
+
+
 def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     layout = grid_layout(3, 2)
     chunks = planted_chunks(n_cells=3)

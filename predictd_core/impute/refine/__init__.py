@@ -28,8 +28,9 @@ that idea, small and closed-form:
 
 ``blend`` and then ``tensor`` (and, with ``auto``, the regressor) are chosen by inner validation: every measured track refitted without
 itself (at most ``inner_tracks`` of them), its tensor imputation from genome factors solved without it
-(:func:`~predictd_core.impute.ensemble.left_out_chunk`), to maximise the smallest share of the average
-baseline's error that is closed, across the quality measures: the product's goal is to win every column.
+(:func:`~predictd_core.impute.ensemble.left_out_chunk`), to maximise the smallest share of the error that is
+closed, across the quality measures, against the better of the average baseline and the tensor alone on each:
+the product's goal is to win every column against both.
 
 Everything is fitted in the driver on stretches of the store spread evenly over the genome
 (``sample_bins``, at most :data:`~predictd_core.impute.refine.stage.SAMPLE_VALUES` values); a pair is refined

@@ -86,15 +86,18 @@ class _LeftOutTrack:
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
                  tensor: list[np.ndarray], tables: np.ndarray | None = None,
                  regressors: tuple[str, ...] = ("ridge",)) -> BlendValidation:
-    """The blend, then the tensor share, with the largest smallest gain over the average baseline, and the
-    table behind them; with several ``regressors``, each is refitted and scored so, and the one whose best
+    """The blend, then the tensor share, with the largest smallest gain over the better of the average
+    baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``, each is refitted and scored so, and the one whose best
     candidate has the largest smallest gain is kept (the first on a tie).
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
     ridge), predicted at every :data:`BLENDS` weight, and scored with :class:`ObservedTrack` on the
     sample; the baseline is the raw average of its assay over the other input cells, as predictd reports.
     The best blend is then mixed with the tensor's imputation of the track at each of
-    :data:`TENSOR_SHARES`. The criterion is :func:`smallest_gain` of the means over the validation tracks.
+    :data:`TENSOR_SHARES`. The criterion is :func:`smallest_gain` of the means over the validation tracks,
+    against a reference that takes each measure's better mean of the average and of the tensor alone (share
+    1): a candidate gains on a measure only by beating both, so where the tensor model is the stronger
+    imputation of some measure (on a large grid, the peaks it predicts), the chosen mix keeps that.
     With no track to validate on, blend 0.5 and no tensor share.
 
     Parameters
@@ -146,10 +149,14 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
                                                    np.concatenate(predicted)[seen, 0],
                                                    np.concatenate(averages)[seen, 0], left_out[seen]))
     base = _mean_scores(baseline)
+    # the tensor alone (share 1; the blend does not matter there) is the other imputation to beat: each
+    # measure's reference is the better of it and the average
+    alone = _mean_scores([track.scores(0.0, 1.0) for track in next(iter(tracks.values()))])
+    reference = {m: _better(m, base[m], alone[m]) for m in SCORED}
 
     def row(left_out: list[_LeftOutTrack], blend: float, share: float) -> dict:
         means = _mean_scores([track.scores(blend, share) for track in left_out])
-        return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, base), **means}
+        return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, reference), **means}
 
     tables = {}
     for regressor, left_out in tracks.items():
@@ -162,6 +169,14 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     return BlendValidation(best["blend"], best["tensor"], tuple(int(k) for k in inputs[held]),
                            tuple(tables[chosen]) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},),
                            chosen, {regressor: float(gain) for regressor, gain in gains.items()})
+
+
+def _better(measure: str, first: float, second: float) -> float:
+    """The better of two means of ``measure``; where one is NaN (undefined), the other."""
+    pair = np.array([first, second])
+    if np.isnan(pair).all():
+        return float("nan")
+    return float(np.nanmin(pair) if lower_is_better(measure) else np.nanmax(pair))
 
 
 def _mean_scores(rows: list[dict]) -> dict[str, float]:
