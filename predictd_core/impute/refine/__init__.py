@@ -14,9 +14,10 @@ that idea, small and closed-form:
    the cell's marks and the other cells). Windows stay inside the store's chunk.
 3. One ridge per assay, fitted over the cells where the assay is measured, each cell's rows built
    without its own track in the average, each bin's squared error weighted by 1 + its value so that
-   peaks are not regressed toward the mean (``regression.peak_weights``). Or (``model.refine.regressor: gbt``) gradient-boosted trees per
-   assay (LightGBM) on the same window features and the tensor ensemble's imputation of the pair; with
-   ``auto`` the inner validation below fits both and keeps the one with the larger smallest gain.
+   peaks are not regressed toward the mean (``regression.peak_weights``). Or
+   (``model.refine.regressor: gbt``) gradient-boosted trees per assay (LightGBM) on the same window
+   features and the tensor ensemble's imputation of the pair, with the same weights; with ``auto`` the
+   inner validation below fits both and keeps the one with the larger smallest gain.
 4. The refined value is ``blend * ridge + (1 - blend) * average``: the ridge wins the errors and the
    average keeps the peaks' ranks.
 5. Back to the cell's own scale through the expected quantile function of (c, m): an additive
