@@ -40,17 +40,17 @@ PILOT = REPO.parent / "shared" / "data" / "roadmap-pilot"
 # (pytest-xdist, each file whole on one of them), handing out files in collection order: these come first,
 # so that no process starts one of them while the others are nearly done.
 LONGEST_FIRST = (
-    "tests/cloud/test_azure_end_to_end.py",
     "tests/bench/test_quick_training.py",
-    "tests/integration/test_pilot.py",
     "tests/bench/test_quick_protocol.py",
     "tests/handlers/test_end_to_end.py",
-    "tests/integration/test_cli.py",
+    "tests/cloud/test_azure_end_to_end.py",
+    "tests/integration/test_pilot.py",
     "tests/bench/test_quick_chunks.py",
-    "tests/integration/test_cv.py",
-    "tests/integration/test_s3_run.py",
     "tests/integration/test_azure_run.py",
+    "tests/integration/test_cv.py",
     "tests/azure/test_batch.py",
+    "tests/integration/test_s3_run.py",
+    "tests/integration/test_cli.py",
     "tests/handlers/test_on_data.py",
     "tests/cloud/test_faults.py",
 )
