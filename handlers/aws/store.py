@@ -37,16 +37,9 @@ class S3Store:
         return response["Body"].read().decode()
 
     def read_current(self, key: str) -> tuple[ObjectVersion, bytes] | None:
-        """The object's current version and bytes from one GET; None when there is none (never written, or
-        deleted: a delete marker is current)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            response = self.client.get_object(Bucket=self.name, Key=key)
-        except ClientError as error:
-            if error.response["Error"]["Code"] == "NoSuchKey":
-                return None
-            raise
+        if key not in self.keys(key):
+            return None
+        response = self.client.get_object(Bucket=self.name, Key=key)
         version = ObjectVersion(cloud="aws", store=self.name, key=key, version_id=response.get("VersionId") or "null")
         return version, response["Body"].read()
 
