@@ -113,9 +113,8 @@ def run(args: argparse.Namespace, work: Path) -> str:
             log(f"{square.name}: {method.name}: {timings[square.name][method.name].wall_s:.0f} s wall")
         if set(PEER_MEAN_OF) <= set(imputations):
             imputations[PEER_MEAN] = peer_mean(imputations)
-            timings[square.name][PEER_MEAN] = Timing(*(sum(getattr(timings[square.name][name], field)
-                                                             for name in PEER_MEAN_OF)
-                                                         for field in ("wall_s", "cpu_s")))
+            parts = [timings[square.name][name] for name in PEER_MEAN_OF]
+            timings[square.name][PEER_MEAN] = Timing(sum(t.wall_s for t in parts), sum(t.cpu_s for t in parts))
         scored = scored_targets(problem, imputations, baseline)
         square_rows = score_targets(scored, square.name)
         rows += square_rows

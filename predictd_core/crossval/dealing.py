@@ -106,8 +106,8 @@ def make_folds(layout: Layout, n_test: int = 5, n_valid: int = 8, seed: int = 0,
                          np.zeros(cell_of.size, dtype=bool))
     pinned = _pin(cell_of, assay_of, *need, rng)
     free = np.flatnonzero(~pinned)
-    smallest_rest = free.size - (-(-free.size // n_test) if n_test > 1 else 0)
-    if free.size < (n_test if n_test > 1 else 0) or smallest_rest < n_valid:
+    largest_test = -(-free.size // n_test) if n_test > 1 else 0  # a single test fold holds no experiment
+    if free.size < n_test or free.size - largest_test < n_valid:
         raise PredictdInputError(
             "compendium", "folds",
             f"{free.size} experiment(s) can be held out ({int(pinned.sum())} more must stay in training because "

@@ -90,10 +90,8 @@ def load_folds(path: str | Path, layout: Layout | None = None) -> Folds:
         raise PredictdInputError(source, "test_fold", f"test fold {empty[0]} is empty")
     for i in range(n_test):
         should_be_out = (test_fold == i) | (test_fold == -1)
-        # one test fold: an experiment outside every validation fold is pinned, so any -1 is consistent
-        wrong = (np.flatnonzero(should_be_out != (valid_fold[i] == -1)) if n_test > 1
-                 else np.empty(0, dtype=np.int64))
-        if wrong.size:
+        wrong = np.flatnonzero(should_be_out != (valid_fold[i] == -1))
+        if wrong.size and n_test > 1:  # one test fold: a -1 is a pinned experiment, any entry is consistent
             raise PredictdInputError(source, f"valid_fold[{i}]",
                                      f"{experiments[wrong[0]]} must be -1 exactly when it is in test fold {i} or "
                                      f"pinned (test fold -1); the validation folds must partition the rest")

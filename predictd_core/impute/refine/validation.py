@@ -87,8 +87,9 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
                  tensor: list[np.ndarray], tables: np.ndarray | None = None,
                  regressors: tuple[str, ...] = ("ridge",)) -> BlendValidation:
     """The blend, then the tensor share, with the largest smallest gain over the better of the average
-    baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``, each is refitted and scored so, and the one whose best
-    candidate has the largest smallest gain is kept (the first on a tie).
+    baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``,
+    each is refitted and scored so, and the one whose best candidate has the largest smallest gain is kept
+    (the first on a tie).
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
     ridge), predicted at every :data:`BLENDS` weight, and scored with :class:`ObservedTrack` on the
