@@ -156,7 +156,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     reference = {m: _better(m, base[m], alone[m]) for m in SCORED}
 
     def row(left_out: list[_LeftOutTrack], blend: float, share: float) -> dict:
-        means = _mean_scores([track.scores(blend, share) for track in left_out])
+        # at share 1 every candidate is the tensor alone, whatever the regression and blend: scored above
+        means = alone if share == 1.0 else _mean_scores([track.scores(blend, share) for track in left_out])
         return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, reference), **means}
 
     tables = {}
