@@ -33,7 +33,8 @@ def cv_ensemble(config: RunConfig, store: SignalStore, folds: Folds,
     members, weights = [], []
     for (i, j), model in sorted(models.items()):
         _, _, test = model_columns(config, store, folds, i, j)
-        members.append(EnsembleMember(model_name(i, j), model.factors_, np.setdiff1d(columns, test)))
+        members.append(EnsembleMember(model_name(i, j), model.factors_, np.setdiff1d(columns, test),
+                                      model.train_columns_))
         weights.append((fold_of_pair == i) | (fold_of_pair == -1))
     ridges = {model.ridge_ for model in models.values()}
     if len(ridges) != 1:

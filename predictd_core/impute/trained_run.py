@@ -40,7 +40,7 @@ def single_model_ensemble(config: RunConfig, store: SignalStore, model: Predictd
     """``predictd run``'s one model as an ensemble of one: it imputes every pair from the non-held-out tracks."""
     layout = Layout.from_experiments(store.experiments)
     n_pairs = len(layout.cells) * len(layout.assays)
-    member = EnsembleMember("model", model.factors_, input_columns(config, store))
+    member = EnsembleMember("model", model.factors_, input_columns(config, store), model.train_columns_)
     return Ensemble(layout, model.ridge_, (member,), np.ones((1, n_pairs), dtype=bool))
 
 

@@ -227,3 +227,22 @@ def test_bins_missing_only_other_members_inputs_are_complete_for_a_pair_of_one_m
                                     0.7, cells[[pair]], assays[[pair]])[0] for y in Y]
     np.testing.assert_allclose(mean[:, 0], expected, rtol=1e-9, atol=1e-9)
     assert np.all(spread == 0)
+
+
+def test_unseen_only_averages_the_members_whose_factors_never_saw_the_column(grid):
+    """As an unmeasured pair is imputed: a column counts only the members that did not train on it (here m0
+    trained on 0, 1 and 3 and validated on 2; m1 trained on all it took in, 1-4); NaN where every chosen
+    member trained on it."""
+    layout, Y, ensemble = grid
+    m0, m1, m2 = ensemble.members
+    ensemble = Ensemble(layout, 0.7, (EnsembleMember("m0", m0.factors, m0.input_columns, np.array([0, 1, 3])),
+                                      EnsembleMember("m1", m1.factors, m1.input_columns), m2), ensemble.weights)
+    members, columns = np.array([True, True, False]), np.array([0, 2, 3, 4])
+    every = [left_out_chunk(Y, Ensemble(layout, 0.7, (member,), np.ones((1, 6), dtype=bool)), np.array([True]),
+                            columns) for member in ensemble.members[:2]]
+    unseen = left_out_chunk(Y, ensemble, members, columns, unseen_only=True)
+    np.testing.assert_allclose(unseen[:, 0], every[1][:, 0], rtol=1e-12)  # never one of m1's inputs
+    np.testing.assert_allclose(unseen[:, 1], every[0][:, 1], rtol=1e-12)  # m0's validation track
+    assert np.isnan(unseen[:, 2]).all()  # both trained on column 3
+    np.testing.assert_allclose(unseen[:, 3], every[0][:, 3], rtol=1e-12)  # never one of m0's inputs
+    np.testing.assert_allclose(left_out_chunk(Y, ensemble, members, columns), (every[0] + every[1]) / 2, rtol=1e-12)

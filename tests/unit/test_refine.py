@@ -237,6 +237,26 @@ def test_every_candidate_is_judged_against_the_better_of_the_average_and_the_ten
     assert smallest_gain({m: weak[m] for m in SCORED}, average) > weak["min_gain"]  # the average alone is easier
 
 
+def test_the_tensor_is_judged_only_on_tracks_its_models_never_trained_on():
+    """A tensor imputation that is NaN (every member trained on the track) never judges the tensor. While
+    the other tracks can fill the validation they are its tracks; when they cannot (one model on a small
+    grid: two validation tracks), the tensor gets no share and the average alone is the reference."""
+    layout, chunks, inputs, tensor = cell_specific_assay()
+    trained = [part.copy() for part in tensor]
+    for part in trained:
+        part[:, :2] = np.nan  # inputs 1 and 2 (C0:A1, C0:A2) were trained on by every member
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=trained)
+    assert validation.tensor >= 0.8 and len(validation.tracks) == 6 and not {1, 2} & set(validation.tracks)
+    for part in trained:
+        part[:, 2:-2] = np.nan  # two unseen tracks left: too few for 6
+    small = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=trained)
+    assert small.tensor == 0.0 and len(small.tracks) == 6 and len(small.table) == len(BLENDS) + 1
+    average = small.table[-1]
+    for row in small.table[:-1]:
+        assert row["tensor"] == 0.0
+        assert row["min_gain"] == pytest.approx(smallest_gain({m: row[m] for m in SCORED}, average), rel=1e-12)
+
+
 def test_refinement_keeps_the_tensor_value_where_an_assay_has_one_other_cell():
     layout = grid_layout(3, 2)
     chunks = planted_chunks(n_cells=3)

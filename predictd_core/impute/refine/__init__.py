@@ -28,10 +28,13 @@ that idea, small and closed-form:
    knows more than the other cells' average and the cell's few marks, and keeps the share it earns.
 
 ``blend`` and then ``tensor`` (and, with ``auto``, the regressor) are chosen by inner validation: every measured track refitted without
-itself (at most ``inner_tracks`` of them), its tensor imputation from genome factors solved without it
-(:func:`~predictd_core.impute.ensemble.left_out_chunk`), to maximise the smallest share of the error that is
-closed, across the quality measures, against the better of the average baseline and the tensor alone on each:
-the product's goal is to win every column against both.
+itself (at most ``inner_tracks`` of them), to maximise the smallest share of the error that is closed, across
+the quality measures, against the better of the average baseline and the tensor alone on each: the product's
+goal is to win every column against both. The tensor's imputation of a track comes only from ensemble members
+that never trained on it (their validation tracks; :func:`~predictd_core.impute.ensemble.left_out_chunk`), as a
+target's does: a model's C and A learned its own training tracks, and on a small grid its left-out prediction
+of one is far better than its imputation of a target. Where such tracks cannot fill the validation (one model
+on a small grid), the tensor is not judged and gets no share.
 
 Everything is fitted in the driver on stretches of the store spread evenly over the genome
 (``sample_bins``, at most :data:`~predictd_core.impute.refine.stage.SAMPLE_VALUES` values); a pair is refined

@@ -240,14 +240,15 @@ class Refiner:
                 assays: np.ndarray | int, blend: float, share: float) -> np.ndarray:
         """Steps 4-6 for pairs (``cells``, ``assays``): ``blend`` of the ridge and the average (reference scale;
         shape (n_bins, n_pairs), or (n_bins,) for one pair), each on its cell's scale, mixed with the tensor
-        ensemble's imputation at ``share``. Arcsinh, the shape of ``ridge``."""
+        ensemble's imputation at ``share`` (not read at share 0). Arcsinh, the shape of ``ridge``."""
         mixed = blend * ridge + (1.0 - blend) * average
         columns = mixed if mixed.ndim == 2 else mixed[:, None]  # a view: each column is mapped in place
         cells, assays = np.broadcast_arrays(np.atleast_1d(cells), np.atleast_1d(assays))
         for i, (cell, assay) in enumerate(zip(cells, assays)):
             columns[:, i] = self.to_cell_scale(columns[:, i], int(cell), int(assay))
-        mixed *= 1.0 - share
-        mixed += share * tensor
+        if share:
+            mixed *= 1.0 - share
+            mixed += share * tensor
         return mixed
 
     def predict(self, features: ChunkFeatures, cells: np.ndarray | int, assays: np.ndarray, tensor: np.ndarray

@@ -108,12 +108,14 @@ def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSetti
         if key not in index:
             inputs = ensemble.seen_columns(*divmod(pair, n_assays))
             tables = quantile_tables(chunks, inputs)
-            tensor = [left_out_chunk(chunk, ensemble, members, inputs) for chunk in chunks]
-            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, tensor, tables,
-                                      regressors)
+            unseen = [left_out_chunk(chunk, ensemble, members, inputs, unseen_only=True) for chunk in chunks]
+            stacked = ([left_out_chunk(chunk, ensemble, members, inputs) for chunk in chunks]
+                       if "gbt" in regressors else None)  # the trees' feature: every input has one
+            validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, unseen, tables,
+                                      regressors, stacked)
             index[key] = len(refiners)
             refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables,
-                                        left_out=tensor))
+                                        left_out=stacked))
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]

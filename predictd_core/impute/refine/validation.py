@@ -23,12 +23,13 @@ TENSOR_SHARES = np.round(np.linspace(0.1, 1.0, 10), 2)  # tried at the best blen
 SCORED = ("MSEglobal", "MSE1obs", "MSE1imp", "GWcorr", "Match1", "Catch1obs", "Catch1imp", "AucObs1", "AucImp1")
 
 
-def inner_tracks(layout: Layout, inputs: np.ndarray, limit: int) -> np.ndarray:
+def inner_tracks(layout: Layout, inputs: np.ndarray, limit: int, allowed: np.ndarray | None = None) -> np.ndarray:
     """Positions in ``inputs`` of the tracks the blend is validated on: those whose assay has at least
-    three input cells (two remain to fit without it), at most ``limit``, taken round-robin over the assays."""
+    three input cells (two remain to fit without it), at most ``limit``, taken round-robin over the assays;
+    with ``allowed`` (bool per input), only those among them."""
     assays = layout.assay_of[inputs]
     counts = np.bincount(assays, minlength=len(layout.assays))
-    eligible = [int(j) for j in np.flatnonzero(counts[assays] >= 3)]
+    eligible = [int(j) for j in np.flatnonzero(counts[assays] >= 3) if allowed is None or allowed[j]]
     turn = {j: sum(assays[k] == assays[j] for k in eligible if k < j) for j in eligible}
     return np.array(sorted(eligible, key=lambda j: (turn[j], j))[:limit], dtype=np.int64)
 
@@ -48,8 +49,9 @@ class BlendValidation:
     table : tuple of dict
         One row per candidate: ``blend``, ``tensor``, ``min_gain`` (the criterion) and the mean of each
         :data:`SCORED` measure over the left-out tracks: every :data:`BLENDS` weight with no tensor share,
-        then the best of them with each of :data:`TENSOR_SHARES`; last a row ``blend: None, tensor: None``
-        with the baseline's means. With more than one regressor, the chosen regressor's rows.
+        then (when the tensor was judged) the best of them with each of :data:`TENSOR_SHARES`; last a row
+        ``blend: None, tensor: None`` with the baseline's means. With more than one regressor, the chosen
+        regressor's rows.
     regressor : str
         The chosen regression (:data:`~predictd_core.impute.refine.regression.REGRESSORS`).
     gains : dict
@@ -85,7 +87,8 @@ class _LeftOutTrack:
 
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
                  tensor: list[np.ndarray], tables: np.ndarray | None = None,
-                 regressors: tuple[str, ...] = ("ridge",)) -> BlendValidation:
+                 regressors: tuple[str, ...] = ("ridge",), stacked: list[np.ndarray] | None = None
+                 ) -> BlendValidation:
     """The blend, then the tensor share, with the largest smallest gain over the better of the average
     baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``,
     each is refitted and scored so, and the one whose best candidate has the largest smallest gain is kept
@@ -99,19 +102,36 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     against a reference that takes each measure's better mean of the average and of the tensor alone (share
     1): a candidate gains on a measure only by beating both, so where the tensor model is the stronger
     imputation of some measure (on a large grid, the peaks it predicts), the chosen mix keeps that.
+
+    The tensor is judged only on tracks its models never trained on (``tensor`` not NaN), as a target is
+    imputed: a model's left-out prediction of its own training track is far too good on a small grid. When
+    such tracks can fill the validation (as many as without the condition: a cross-validated ensemble, or a
+    large grid's validation tracks), they are the validation tracks; otherwise (one model on a small grid)
+    the tensor cannot be judged: it gets no share and the average alone is the reference.
     With no track to validate on, blend 0.5 and no tensor share.
 
     Parameters
     ----------
     tensor : list of ndarray
-        Per chunk, shape (n_bins, len(inputs)): the tensor ensemble's imputation of each input from genome
-        factors solved without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`).
+        Per chunk, shape (n_bins, len(inputs)): the tensor ensemble's imputation of each input from members
+        whose C and A never saw it, genome factors solved without it
+        (:func:`~predictd_core.impute.ensemble.left_out_chunk` with ``unseen_only``); NaN where every member
+        trained on it.
     tables : ndarray, optional
         The inputs' :func:`quantile_tables` when already computed.
     regressors : tuple of str
-        Of :data:`~predictd_core.impute.refine.regression.REGRESSORS`; the trees also read ``tensor``.
+        Of :data:`~predictd_core.impute.refine.regression.REGRESSORS`.
+    stacked : list of ndarray, optional
+        The trees' tensor feature, as :func:`~predictd_core.impute.refine.regression.fit_refiner`'s
+        ``left_out`` (every member's left-out imputation); needed with ``"gbt"``, default ``tensor``.
     """
+    stacked = tensor if stacked is None else stacked
+    unseen = np.logical_and.reduce([~np.isnan(part).any(axis=0) for part in tensor])
     held = inner_tracks(layout, inputs, limit)
+    judged = inner_tracks(layout, inputs, limit, unseen)
+    tensor_judged = judged.size == held.size > 0
+    if tensor_judged:
+        held = judged
     if held.size == 0:
         return BlendValidation(0.5, 0.0, (), (), regressors[0])
     if tables is None:
@@ -139,21 +159,22 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         left_out = np.concatenate([part[:, j] for part in tensor])
         for regressor in regressors:
             if regressor == "gbt":
-                trees = tree_models(features, prepared, [np.delete(part, j, axis=1) for part in tensor],
+                trees = tree_models(features, prepared, [np.delete(part, j, axis=1) for part in stacked],
                                     np.array([assay]))
                 refiner = replace(prepared, regressor="gbt", trees=trees)
             else:
                 refiner = replace(prepared, weights=ridge_weights(features, layout, rest, ridge, np.array([assay])))
             predicted, averages = zip(*(refiner.regression(chunk, cell, np.array([assay]), part[:, [j]])
-                                        for chunk, part in zip(features, tensor)))
+                                        for chunk, part in zip(features, stacked)))
             tracks[regressor].append(_LeftOutTrack(cell, assay, refiner, truth,
                                                    np.concatenate(predicted)[seen, 0],
                                                    np.concatenate(averages)[seen, 0], left_out[seen]))
     base = _mean_scores(baseline)
     # the tensor alone (share 1; the blend does not matter there) is the other imputation to beat: each
     # measure's reference is the better of it and the average
-    alone = _mean_scores([track.scores(0.0, 1.0) for track in next(iter(tracks.values()))])
+    alone = _mean_scores([track.scores(0.0, 1.0) for track in next(iter(tracks.values()))]) if tensor_judged else base
     reference = {m: _better(m, base[m], alone[m]) for m in SCORED}
+    shares = TENSOR_SHARES if tensor_judged else ()
 
     def row(left_out: list[_LeftOutTrack], blend: float, share: float) -> dict:
         # at share 1 every candidate is the tensor alone, whatever the regression and blend: scored above
@@ -164,7 +185,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     for regressor, left_out in tracks.items():
         table = [row(left_out, blend, 0.0) for blend in BLENDS]
         best_blend = max(table, key=lambda entry: entry["min_gain"])["blend"]
-        tables[regressor] = table + [row(left_out, best_blend, share) for share in TENSOR_SHARES]
+        tables[regressor] = table + [row(left_out, best_blend, share) for share in shares]
     gains = {regressor: max(entry["min_gain"] for entry in table) for regressor, table in tables.items()}
     chosen = max(regressors, key=lambda regressor: (gains[regressor], -regressors.index(regressor)))
     best = max(tables[chosen], key=lambda entry: entry["min_gain"])
