@@ -355,8 +355,9 @@ def left_out_chunk(Y: np.ndarray, ensemble: Ensemble, members: np.ndarray, colum
     The mean over the members (a bool mask over ``ensemble.members``) of each column's prediction from
     genome factors solved without it (:func:`~predictd_core.solvers.als.left_out_predictions`); a member
     that does not take the column as an input predicts its pair as usual. C and A still saw a column the
-    member trained on, and on a small grid they carry much of it: on the pilot's 5 x 5 grid this left-out
-    prediction of a training track has MSE1obs 3.1 where a model refitted without the track has 6.4.
+    member trained on, and on a small grid they can carry much of it: on the training tracks of the pilot's
+    Latin square cyclic-3 this left-out prediction has MSE1obs 3.1 where a model refitted without the track
+    has 6.4 (``bench/tensor_left_out.py``).
 
     With ``unseen_only``, only the members whose C and A were fitted without the column are averaged
     (:meth:`EnsembleMember.trained_on`: those that validated on it, or never took it in), which is exactly
