@@ -377,16 +377,16 @@ def left_out_chunk(Y: np.ndarray, ensemble: Ensemble, members: np.ndarray, colum
         inputs = member.input_columns
         position = {int(column): j for j, column in enumerate(inputs)}
         inside = np.array([int(column) in position for column in columns], dtype=bool)
-        if (inside & counted).any():
+        measured, unmeasured = inside & counted, ~inside & counted
+        if measured.any():
             left_out = als.left_out_predictions(Y[:, inputs], member.factors, layout.cell_of[inputs],
                                                 layout.assay_of[inputs], ensemble.ridge)
-            picked = inside & counted
-            total[:, picked] += left_out[:, [position[int(column)] for column in columns[picked]]]
-        if (~inside & counted).any():
-            outside = columns[~inside & counted]
-            total[:, ~inside & counted] += als.predict(Y[:, inputs], member.factors, layout.cell_of[inputs],
-                                                       layout.assay_of[inputs], layout.cell_of[outside],
-                                                       layout.assay_of[outside], ensemble.ridge)
+            total[:, measured] += left_out[:, [position[int(column)] for column in columns[measured]]]
+        if unmeasured.any():
+            outside = columns[unmeasured]
+            total[:, unmeasured] += als.predict(Y[:, inputs], member.factors, layout.cell_of[inputs],
+                                                layout.assay_of[inputs], layout.cell_of[outside],
+                                                layout.assay_of[outside], ensemble.ridge)
         count += counted
     with np.errstate(invalid="ignore", divide="ignore"):
         return total / count
