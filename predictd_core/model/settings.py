@@ -56,6 +56,11 @@ class RefineSettings(BaseModel):
                                                        "would exceed 16.8 M values (Roadmap: ~16,500 bins)")
     inner_tracks: int = Field(20, ge=0, description="measured tracks left out, one at a time, to choose the blend "
                                                    "of regression and average and the tensor model's share")
+    neighbours: int = Field(4, ge=0, description="at most this many of the other cells most similar to a pair's "
+                                                "cell (mean correlation over the other assays both measure) lend "
+                                                "their tracks of its assay as features of its regression, as in "
+                                                "ChromImpute; the inner validation picks how many (0 and the powers "
+                                                "of two up to it)")
     regressor: Literal["ridge", "gbt", "auto"] = Field(
         "ridge", description="each assay's regression: a ridge on the window features; 'gbt', gradient-boosted "
                              "trees (LightGBM) on the same features and the tensor ensemble's imputation; 'auto', "

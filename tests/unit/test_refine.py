@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from predictd_core.impute.refine import stage
-from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale, knot_grid,
-                                                  monotone_map, n_features, sorted_quantiles,
-                                                  window_means)
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale,
+                                                  cell_similarity, knot_grid, monotone_map, n_features,
+                                                  nearest_inputs, sorted_quantiles, window_means)
 from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner, peak_weights, ridge_weights
 from predictd_core.impute.refine.stage import Refinement, sample_stretches
-from predictd_core.impute.refine.validation import BLENDS, SCORED, TENSOR_SHARES, choose_blend, smallest_gain
+from predictd_core.impute.refine.validation import (BLENDS, SCORED, TENSOR_SHARES, choose_blend, neighbour_counts,
+                                                    smallest_gain)
 from predictd_core.model.factors import Layout
 
 
@@ -86,12 +87,66 @@ def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its
     assert X[:, -1] == pytest.approx(1.0)
 
 
-def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_ridge():
+def test_cell_similarity_is_the_mean_correlation_over_the_other_assays_both_cells_measure():
+    layout = grid_layout(4, 3)
+    inputs = np.array([k for k in range(12) if k not in (5, 7, 9)])  # cell 1 lacks assay 2, cell 2 assay 1, cell 3 assay 0
+    rng = np.random.default_rng(11)
+    Z = [rng.random((30, inputs.size)), rng.random((20, inputs.size))]
+    similarity = cell_similarity(Z, layout, inputs)
+    stacked = np.vstack(Z)
+    track = {(int(layout.cell_of[k]), int(layout.assay_of[k])): stacked[:, j] for j, k in enumerate(inputs)}
+    for assay in range(3):
+        for c in range(4):
+            for d in range(4):
+                shared = [b for b in range(3) if b != assay and (c, b) in track and (d, b) in track]
+                if c == d or not shared:
+                    assert c == d or np.isnan(similarity[assay, c, d])
+                    continue
+                expected = np.mean([np.corrcoef(track[c, b], track[d, b])[0, 1] for b in shared])
+                assert similarity[assay, c, d] == pytest.approx(expected, rel=1e-12)
+    # for assay 0, cells 1 and 3 share only assay 1: cell 1 lacks assay 2
+    assert np.isfinite(similarity[0, 1, 3])
+
+
+def test_nearest_inputs_rank_the_other_cells_measuring_the_assay_by_similarity():
+    layout = grid_layout(4, 2)
+    inputs = np.array([0, 1, 2, 3, 5, 6, 7])  # cell 2 lacks assay 0
+    similarity = np.full((2, 4, 4), np.nan)
+    similarity[0, 0] = [1.0, 0.2, 0.9, 0.5]  # cell 2 is most like cell 0, but has no assay 0
+    similarity[1, 0] = [1.0, 0.1, np.nan, 0.7]
+    nearest = nearest_inputs(similarity, layout, inputs, 2)
+    column = {int(k): j for j, k in enumerate(inputs)}
+    assert nearest[0, 0].tolist() == [column[6], column[2]]  # assay 0 of cells 3 then 1
+    assert nearest[0, 1].tolist() == [column[7], column[3]]  # NaN (cell 2) ranks last
+    assert nearest_inputs(similarity, layout, inputs, 3)[0, 0].tolist() == [column[6], column[2], column[2]]
+    alone = nearest_inputs(similarity, layout, np.array([0, 1, 3]), 2)
+    assert alone[0, 0].tolist() == [-1, -1] and alone[1, 0].tolist() == [0, 0]  # no other cell; one other
+    assert nearest_inputs(similarity, layout, inputs, 0).shape == (4, 2, 0)
+
+
+def test_pair_features_end_with_the_nearest_cells_tracks_at_each_window():
+    layout = grid_layout(4, 3)
+    inputs = np.array([k for k in range(12) if k != 5])
+    Z = np.random.default_rng(12).random((40, inputs.size))
+    nearest = np.zeros((4, 3, 2), dtype=np.int64)
+    nearest[1, 2] = [8, 2]  # (cell 1, assay 2): cell 3's track, then cell 0's (positions in inputs)
+    X = ChunkFeatures(Z, layout, inputs, nearest).design(cell=1, assay=2)
+    assert X.shape == (40, n_features(3, 2))
+    assert X[:, :n_features(3) - 1] == pytest.approx(ChunkFeatures(Z, layout, inputs).design(1, 2)[:, :-1])
+    expected = [window_means(Z[:, position], half) for position in (8, 2) for half in WINDOWS]
+    assert X[:, n_features(3) - 1:-1] == pytest.approx(np.column_stack(expected))
+    assert X[:, -1] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n_neighbours", [0, 2])
+def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_ridge(n_neighbours):
     layout = grid_layout(4, 3)
     inputs = np.array([k for k in range(12) if k not in (5, 7)])  # cell 1 lacks assay 2, cell 2 assay 1
     rng = np.random.default_rng(4)
-    features = ChunkFeatures(rng.random((60, inputs.size)), layout, inputs)
-    weights = rng.normal(size=(3, n_features(3)))
+    similarity = rng.random((3, 4, 4))
+    features = ChunkFeatures(rng.random((60, inputs.size)), layout, inputs,
+                             nearest_inputs(similarity, layout, inputs, n_neighbours))
+    weights = rng.normal(size=(3, n_features(3, n_neighbours)))
     blocks = RidgeBlocks.from_weights(weights)
     every_pair = np.divmod(np.arange(12), 3)
     some_pairs = (np.array([3, 1, 1, 0, 2]), np.array([1, 2, 0, 2, 1]))  # in no order; cells' own assays among them
@@ -103,13 +158,16 @@ def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_rid
             assert average[:, i] == pytest.approx(design[:, 0], rel=1e-12)
 
 
-def test_each_assays_ridge_is_the_peak_weighted_least_squares_over_its_cells():
+@pytest.mark.parametrize("n_neighbours", [0, 1])
+def test_each_assays_ridge_is_the_peak_weighted_least_squares_over_its_cells(n_neighbours):
     """Against the normal equations written out: rows of every cell measuring the assay, each weighted by
     1 + its value, the intercept not shrunk."""
     layout = grid_layout(4, 3)
     inputs = np.array([k for k in range(12) if k != 5])  # cell 1 lacks assay 2
     rng = np.random.default_rng(6)
-    chunks = [ChunkFeatures(rng.gamma(0.5, 1.0, (50, inputs.size)) - 0.1, layout, inputs) for _ in range(2)]
+    nearest = nearest_inputs(rng.random((3, 4, 4)), layout, inputs, n_neighbours)
+    chunks = [ChunkFeatures(rng.gamma(0.5, 1.0, (50, inputs.size)) - 0.1, layout, inputs, nearest)
+              for _ in range(2)]
     ridge = 3.0
     weights = ridge_weights(chunks, layout, inputs, ridge, None)
     assert peak_weights(np.array([-0.5, 0.0, 2.5])).tolist() == [1.0, 1.0, 3.5]
@@ -186,6 +244,60 @@ def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
                               for chunk in chunks])
     assert np.mean((refined - observed) ** 2) < 0.2 * np.mean((average - observed) ** 2)
     assert np.corrcoef(refined, observed)[0, 1] > 0.9
+
+
+def grouped_cells(n_bins: int = 4000) -> tuple[Layout, list[np.ndarray], np.ndarray]:
+    """Two groups of three cells; each group has peaks of its own in every assay, different from assay to
+    assay: the other assays rank a cell's group first, and only the nearest cells' track of an assay carries
+    the group's peaks (the average mixes both groups, the cell's other assays carry other peaks). (layout,
+    chunks, inputs: all but the target, cell 0's assay 0)."""
+    rng = np.random.default_rng(13)
+    peaks = rng.exponential(3.0, size=(2, 3, n_bins)) * (rng.random((2, 3, n_bins)) < 0.1)
+    signal = np.column_stack([np.arcsinh(peaks[c // 3, a] + 0.3 * rng.random(n_bins)) for c in range(6)
+                              for a in range(3)])
+    return grid_layout(6, 3), [signal[:n_bins // 2], signal[n_bins // 2:]], np.arange(1, 18)
+
+
+def test_the_nearest_cells_lend_a_pair_the_peaks_its_group_of_cells_shares():
+    layout, chunks, inputs = grouped_cells()
+    signal = np.vstack(chunks)
+    errors = {}
+    for n_neighbours in (0, 1):
+        refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, blend=1.0, neighbours=n_neighbours)
+        refined = np.concatenate([refiner.predict(refiner.features(chunk), 0, np.array([0]), chunk[:, [0]] * 0)[:, 0]
+                                  for chunk in chunks])
+        errors[n_neighbours] = np.mean((refined - signal[:, 0]) ** 2)
+    assert refiner.nearest[0, 0, 0] in (2, 5)  # positions of cells 1 and 2's assay 0 among the inputs
+    assert errors[1] < 0.25 * errors[0]
+
+
+def test_fewer_neighbours_solve_the_same_ridge_as_features_built_with_fewer():
+    layout = grid_layout(5, 3)
+    inputs = np.arange(1, 15)
+    rng = np.random.default_rng(14)
+    similarity = rng.random((3, 5, 5))
+    Z = [rng.gamma(0.5, 1.0, (60, inputs.size)) for _ in range(2)]
+    many = [ChunkFeatures(z, layout, inputs, nearest_inputs(similarity, layout, inputs, 2)) for z in Z]
+    for count in (0, 1):
+        few = [ChunkFeatures(z, layout, inputs, nearest_inputs(similarity, layout, inputs, count)) for z in Z]
+        assert ridge_weights(many, layout, inputs, 2.0, None, count) == pytest.approx(
+            ridge_weights(few, layout, inputs, 2.0, None), rel=1e-9, abs=1e-12)
+    assert neighbour_counts(0) == (0,) and neighbour_counts(1) == (0, 1)
+    assert neighbour_counts(4) == (0, 1, 2, 4) and neighbour_counts(6) == (0, 1, 2, 4, 6)
+
+
+def test_validation_picks_neighbours_where_a_cells_group_shares_its_peaks_and_records_them():
+    layout, chunks, inputs = grouped_cells()
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=average_tensor(chunks, layout, inputs),
+                              neighbours=2)
+    losses = validation.neighbour_losses
+    assert set(losses) == {0, 1, 2} and validation.neighbours == min(losses, key=losses.get) >= 1
+    assert losses[validation.neighbours] < 0.5 * losses[0]
+    refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
+    assert refiner.neighbours == validation.neighbours and refiner.weights.shape[1] == n_features(3, refiner.neighbours)
+    record = Refinement((refiner,), np.zeros(18, dtype=np.int64)).record()[0]
+    assert record["neighbours"] == validation.neighbours
+    assert record["neighbour_losses"] == {str(k): loss for k, loss in losses.items()}
 
 
 def cell_specific_assay():

@@ -35,8 +35,10 @@ class Method(Protocol):
 # protocol: the targets are the test fold, imputed by the mean of 8 models, each validating on an eighth of the
 # training tracks.
 # predictd-gbt / predictd-auto: predictd with the refinement's trees (model.refine.regressor gbt), or with the
-# regressor its inner validation prefers (auto); variants of the default, not run unless named.
-METHODS = ("predictd", "predictd-2018", "baseline", "avocado", "chromimpute", "predictd-gbt", "predictd-auto")
+# regressor its inner validation prefers (auto); predictd-no-neighbours: without the most similar cells' tracks
+# as features (model.refine.neighbours 0); variants of the default, not run unless named.
+METHODS = ("predictd", "predictd-2018", "baseline", "avocado", "chromimpute", "predictd-gbt", "predictd-auto",
+           "predictd-no-neighbours")
 DEFAULT_METHODS = METHODS[:5]
 PREDICTD_MODELS = 8  # PREDICTD's validation folds per test fold
 
@@ -60,6 +62,7 @@ def make_method(name: str, avocado_epochs: int = AvocadoMethod.epochs) -> Method
         "predictd-2018": lambda: PredictdRun("predictd-2018", {"preset": "predictd-2018"}, ensemble=PREDICTD_MODELS),
         "predictd-gbt": lambda: PredictdRun("predictd-gbt", {"refine": {"regressor": "gbt"}}),
         "predictd-auto": lambda: PredictdRun("predictd-auto", {"refine": {"regressor": "auto"}}),
+        "predictd-no-neighbours": lambda: PredictdRun("predictd-no-neighbours", {"refine": {"neighbours": 0}}),
         "baseline": lambda: SameAssayAverage(),
         "avocado": lambda: AvocadoMethod(epochs=avocado_epochs),
         "chromimpute": lambda: ChromImputeMethod(),

@@ -132,10 +132,54 @@ def _windowed(sums: np.ndarray, half_width: int) -> np.ndarray:
     return out
 
 
-def n_features(n_assays: int) -> int:
+def n_features(n_assays: int, n_neighbors: int = 0) -> int:
     """Features per pair: the average at each window, each other assay at each window and times the
-    average, and the intercept."""
-    return len(WINDOWS) + (n_assays - 1) * (len(WINDOWS) + 1) + 1
+    average, each of the ``n_neighbors`` most similar other cells' track at each window, and the intercept."""
+    return len(WINDOWS) + (n_assays - 1) * (len(WINDOWS) + 1) + n_neighbors * len(WINDOWS) + 1
+
+
+def cell_similarity(Z: list[np.ndarray], layout: Layout, inputs: np.ndarray) -> np.ndarray:
+    """How alike two cells are when imputing each assay, shape (n_assays, n_cells, n_cells): for assay ``m``,
+    the mean over the other assays both cells measure of the Pearson correlation of their tracks (chunks ``Z``
+    of the inputs on their reference scale, stacked); NaN where they share none. ``m`` itself is left out, as a
+    target cell has no track of it: a measured cell's neighbours are ranked as an unmeasured one's would be.
+    ChromImpute ranks the samples it takes features from by such a similarity."""
+    n_cells, n_assays = len(layout.cells), len(layout.assays)
+    cells, assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    values = np.vstack(Z)
+    correlation = np.full((n_assays, n_cells, n_cells), np.nan)
+    for a in np.unique(assays):
+        mine = np.flatnonzero(assays == a)
+        if mine.size > 1:
+            with np.errstate(invalid="ignore", divide="ignore"):  # a flat track correlates with nothing: NaN
+                correlation[a][np.ix_(cells[mine], cells[mine])] = np.corrcoef(values[:, mine], rowvar=False)
+    shared = np.isfinite(correlation)
+    sums, counts = np.nan_to_num(correlation).sum(axis=0), shared.sum(axis=0)
+    others_sums, others_counts = sums - np.nan_to_num(correlation), counts - shared
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(others_counts > 0, others_sums / np.maximum(others_counts, 1), np.nan)
+
+
+def nearest_inputs(similarity: np.ndarray, layout: Layout, inputs: np.ndarray, k: int) -> np.ndarray:
+    """For every pair (cell, assay), the positions in ``inputs`` of its assay's tracks in the ``k`` other cells
+    most similar to the cell for it (:func:`cell_similarity`; NaN last, ties in input order), shape
+    (n_cells, n_assays, k); where fewer than ``k`` other cells measure the assay the last one repeats, -1 where
+    none does."""
+    n_cells, n_assays = len(layout.cells), len(layout.assays)
+    cells, assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    nearest = np.full((n_cells, n_assays, k), -1, dtype=np.int64)
+    if k == 0:
+        return nearest
+    for a in np.unique(assays):
+        mine = np.flatnonzero(assays == a)
+        for cell in range(n_cells):
+            others = mine[cells[mine] != cell]
+            if others.size == 0:
+                continue
+            score = np.nan_to_num(similarity[a, cell, cells[others]], nan=-np.inf)
+            ranked = others[np.argsort(-score, kind="stable")][:k]
+            nearest[cell, a] = np.pad(ranked, (0, k - ranked.size), mode="edge")
+    return nearest
 
 
 class ChunkFeatures:
@@ -153,9 +197,12 @@ class ChunkFeatures:
     layout : Layout
     inputs : ndarray of int
         Store column of each column of ``Z``.
+    nearest : ndarray of int, optional
+        :func:`nearest_inputs` of ``inputs``: each pair's most similar other cells' tracks of its assay, whose
+        window means are features of the pair (none when not given).
     """
 
-    def __init__(self, Z: np.ndarray, layout: Layout, inputs: np.ndarray):
+    def __init__(self, Z: np.ndarray, layout: Layout, inputs: np.ndarray, nearest: np.ndarray | None = None):
         n_assays = len(layout.assays)
         cells, assays = layout.cell_of[inputs], layout.assay_of[inputs]
         indicator = np.zeros((inputs.size, n_assays))
@@ -168,6 +215,18 @@ class ChunkFeatures:
         self.counts = indicator.sum(axis=0)
         self.position = np.full((len(layout.cells), n_assays), -1)
         self.position[cells, assays] = np.arange(inputs.size)
+        self.nearest = np.full((len(layout.cells), n_assays, 0), -1) if nearest is None else nearest
+
+    def neighbour_windows(self, cell: int, assay: int, k: int | None = None) -> np.ndarray:
+        """The tracks of ``assay`` in the ``k`` cells nearest ``cell`` (``nearest``; default all it holds) at each
+        window, shape (n_bins, k * n_windows), neighbour-major; 0 where no other cell measures ``assay``, as its
+        average."""
+        positions = self.nearest[cell, assay, :k]
+        n, n_bins = positions.size, self.Z.shape[0]
+        if n == 0 or positions[0] < 0:
+            return np.zeros((n_bins, n * len(WINDOWS)))
+        windows = all_windows(self.Z[:, positions])  # window-major
+        return windows.reshape(n_bins, len(WINDOWS), n).transpose(0, 2, 1).reshape(n_bins, n * len(WINDOWS))
 
     def cell_inputs(self, cell: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per window, shape (n_bins, n_assays): each assay's mean over the input cells other than
@@ -204,12 +263,14 @@ class ChunkFeatures:
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
         """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`): the other-cell average
         of ``assay`` at each window, the cell's other assays at each window and each times the average,
-        and the intercept. ``cell_inputs``: :meth:`cell_inputs` of ``cell`` when already computed."""
+        the nearest cells' tracks of ``assay`` (:meth:`neighbour_windows`) and the intercept.
+        ``cell_inputs``: :meth:`cell_inputs` of ``cell`` when already computed."""
         averages, tracks = self.cell_inputs(cell) if cell_inputs is None else cell_inputs
         others = np.arange(self.n_assays) != assay
         base = [average[:, assay] for average in averages]
         return np.column_stack(base + [track[:, others] for track in tracks]
-                               + [tracks[0][:, others] * base[0][:, None], np.ones(self.Z.shape[0])])
+                               + [tracks[0][:, others] * base[0][:, None], self.neighbour_windows(cell, assay),
+                                  np.ones(self.Z.shape[0])])
 
 
 def additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale, knot_grid,
-                                                  monotone_map, n_features, quantile_tables)
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale,
+                                                  cell_similarity, knot_grid, monotone_map, n_features, nearest_inputs,
+                                                  quantile_tables)
 from predictd_core.model.factors import Layout
 
 REGRESSORS = ("ridge", "gbt")
@@ -47,12 +48,15 @@ class RidgeBlocks:
     products : ndarray of shape (n_assays, n_assays)
         ``products[b, a]``: weight of assay ``b`` times the average, in assay ``a``'s ridge.
     intercept : ndarray of shape (n_assays,)
+    neighbours : ndarray of shape (n_assays, n_neighbours * n_windows)
+        Weights of :meth:`ChunkFeatures.neighbour_windows` in each assay's ridge.
     """
 
     average: np.ndarray
     tracks: np.ndarray
     products: np.ndarray
     intercept: np.ndarray
+    neighbours: np.ndarray
 
     @classmethod
     def from_weights(cls, weights: np.ndarray) -> "RidgeBlocks":
@@ -60,13 +64,14 @@ class RidgeBlocks:
         columns; an unfitted (NaN) assay predicts 0."""
         weights = np.nan_to_num(weights)
         n_assays, n_windows = weights.shape[0], len(WINDOWS)
+        own_end = n_windows + (n_windows + 1) * (n_assays - 1)  # the average's and the cell's own assays' weights
         tracks, products = np.zeros((n_windows, n_assays, n_assays)), np.zeros((n_assays, n_assays))
         for a in range(n_assays):
             others = np.flatnonzero(np.arange(n_assays) != a)
-            blocks = weights[a, n_windows:-1].reshape(n_windows + 1, n_assays - 1)
+            blocks = weights[a, n_windows:own_end].reshape(n_windows + 1, n_assays - 1)
             tracks[:, others, a] = blocks[:n_windows]
             products[others, a] = blocks[n_windows]
-        return cls(weights[:, :n_windows].T, tracks, products, weights[:, -1])
+        return cls(weights[:, :n_windows].T, tracks, products, weights[:, -1], weights[:, own_end:-1])
 
     def predict(self, features: ChunkFeatures, cells: np.ndarray, assays: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
@@ -78,7 +83,8 @@ class RidgeBlocks:
         the other cells' count, and the cell's track of an assay it lacks is that average
         (:meth:`ChunkFeatures.cell_inputs`). So each ridge's linear part, and the factor its products multiply
         the average by, and the average, are rows of one product with the sums plus one with the cell's
-        tracks, computed for these pairs only; only the products' terms are multiplied afterwards."""
+        tracks, computed for these pairs only; only the products' terms are multiplied afterwards. The nearest
+        cells' tracks (:meth:`ChunkFeatures.neighbour_windows`) are added pair by pair."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
@@ -118,6 +124,10 @@ class RidgeBlocks:
             average[lo:hi] += values[2 * m:]
         linear += self.intercept[assays, None]
         linear += average * factor
+        n = self.neighbours.shape[1] // n_windows
+        if n:
+            for i, (cell, assay) in enumerate(zip(cells, assays)):
+                linear[i] += features.neighbour_windows(int(cell), int(assay), n) @ self.neighbours[assay]
         if np.any(order != np.arange(k)):
             back = np.argsort(order)
             linear, average = linear[back], average[back]
@@ -153,6 +163,11 @@ class Refiner:
     trees : tuple
         With the ``gbt`` regressor, each assay's LightGBM booster (:func:`tree_models`), None where the
         assay has fewer than two input cells.
+    neighbours : int
+        How many of the other cells most similar to a pair's cell lend their track of its assay as features
+        (:attr:`nearest`).
+    similarity : ndarray of shape (n_assays, n_cells, n_cells) or None
+        :func:`~predictd_core.impute.refine.features.cell_similarity` of the inputs (None without neighbours).
     """
 
     layout: Layout
@@ -166,6 +181,16 @@ class Refiner:
     validation: "BlendValidation | None" = None
     regressor: str = "ridge"
     trees: tuple = ()
+    neighbours: int = 0
+    similarity: np.ndarray | None = None
+
+    @cached_property
+    def nearest(self) -> np.ndarray:
+        """Each pair's :attr:`neighbours` most similar other cells' tracks of its assay, as positions in
+        ``inputs`` (:func:`~predictd_core.impute.refine.features.nearest_inputs`)."""
+        if self.neighbours and self.similarity is None:
+            raise ValueError("a refiner with neighbours needs the cells' similarity")
+        return nearest_inputs(self.similarity, self.layout, self.inputs, self.neighbours)
 
     @cached_property
     def _normalizers(self) -> list[tuple[KnotGrid, np.ndarray]]:
@@ -204,7 +229,7 @@ class Refiner:
 
     def features(self, Y: np.ndarray) -> ChunkFeatures:
         """The chunk ``Y`` (every store column) normalised, ready to assemble features."""
-        return ChunkFeatures(self.normalized(Y), self.layout, self.inputs)
+        return ChunkFeatures(self.normalized(Y), self.layout, self.inputs, self.nearest)
 
     def regression(self, features: ChunkFeatures, cells: np.ndarray | int, assays: np.ndarray, tensor: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
@@ -220,7 +245,8 @@ class Refiner:
             averages, tracks = features.cell_inputs(int(cell))
             for i in np.flatnonzero(cells == cell):
                 assay = int(assays[i])
-                X = tree_design(averages, tracks, assay, self.tensor_reference(tensor[:, i], int(cell), assay))
+                X = tree_design(averages, tracks, assay, features.neighbour_windows(int(cell), assay, self.neighbours),
+                                self.tensor_reference(tensor[:, i], int(cell), assay))
                 out[:, i] = self.trees[assay].predict(X, num_threads=TREE_PARAMS["num_threads"])
                 average[:, i] = averages[0][:, assay]
         return out, average
@@ -264,22 +290,28 @@ class Refiner:
 def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float,
                 assays: np.ndarray | None = None, blend: float = 0.5, tensor: float = 0.0,
                 validation: BlendValidation | None = None, tables: np.ndarray | None = None,
-                regressor: str = "ridge", left_out: list[np.ndarray] | None = None) -> Refiner:
+                regressor: str = "ridge", left_out: list[np.ndarray] | None = None, neighbours: int = 0) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
     (default all), with ``validation``'s regressor, blend and tensor share when given
-    (:func:`~predictd_core.impute.refine.validation.choose_blend`),
-    else ``regressor`` (one of :data:`REGRESSORS`) at ``blend`` and ``tensor``; ``tables`` are the inputs'
+    (:func:`~predictd_core.impute.refine.validation.choose_blend`) and its number of ``neighbours``,
+    else ``regressor`` (one of :data:`REGRESSORS`) at ``blend``, ``tensor`` and ``neighbours``; ``tables`` are the inputs'
     :func:`quantile_tables` when already computed. The trees need ``left_out``: per chunk, shape
     (n_bins, len(inputs)), the tensor ensemble's imputation of each input from genome factors solved
-    without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`), the feature an unmeasured pair has."""
+    without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`), the feature an unmeasured pair has.
+    With ``neighbours``, each pair's regression also reads that many other cells' tracks of its assay, those most
+    similar to its cell over the sample (:func:`~predictd_core.impute.refine.features.cell_similarity`)."""
     inputs = np.asarray(inputs)
     if validation is not None:
         blend, tensor, regressor = validation.blend, validation.tensor, validation.regressor
+        neighbours = validation.neighbours
     if regressor not in REGRESSORS:
         raise ValueError(f"regressor {regressor!r}: expected one of {', '.join(REGRESSORS)}")
     prepared = prepared_refiner(layout, inputs, quantile_tables(chunks, inputs) if tables is None else tables,
                                 blend, tensor, validation)
-    features = [prepared.features(chunk) for chunk in chunks]
+    normalized = [prepared.normalized(chunk) for chunk in chunks]
+    if neighbours:
+        prepared = replace(prepared, neighbours=neighbours, similarity=cell_similarity(normalized, layout, inputs))
+    features = [ChunkFeatures(Z, layout, inputs, prepared.nearest) for Z in normalized]
     if regressor == "gbt":
         if left_out is None:
             raise ValueError("the gbt regressor needs the tensor ensemble's left-out imputation of the inputs")
@@ -314,18 +346,28 @@ def peak_weights(values: np.ndarray) -> np.ndarray:
 
 
 def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndarray, ridge: float,
-                  assays: np.ndarray | None) -> np.ndarray:
+                  assays: np.ndarray | None, neighbours: int | None = None) -> np.ndarray:
     """Each of ``assays``' ridge (default: every input assay), fitted over the cells that measure it, shape
-    (n_assays, n_features); NaN rows for the other assays and those with fewer than two input cells (a
-    row's average needs another cell's track). Each bin's squared error counts :func:`peak_weights` times."""
+    (n_assays, :func:`n_features`); NaN rows for the other assays and those with fewer than two input cells (a
+    row's average needs another cell's track). Each bin's squared error counts :func:`peak_weights` times. The
+    ridge reads the first ``neighbours`` of the features' nearest cells (default all of them)."""
+    systems = ridge_systems(features, layout, inputs, assays)
+    available = features[0].nearest.shape[2]
+    return solve_ridges(systems, len(layout.assays), available, available if neighbours is None else neighbours,
+                        ridge)
+
+
+def ridge_systems(features: list[ChunkFeatures], layout: Layout, inputs: np.ndarray, assays: np.ndarray | None
+                  ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Each fitted assay's weighted normal equations, unpenalised: ``{assay: (X'WX, X'Wy)}`` over the design
+    rows of the input cells that measure it (:func:`ridge_weights` solves them). The nearest cells' columns
+    nest, the ``k`` nearest first, so the system of fewer neighbours is a part of this one."""
     n_assays = len(layout.assays)
     input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
     fitted = np.unique(input_assays) if assays is None else np.asarray(assays, dtype=np.int64)
     fitted = fitted[np.bincount(input_assays, minlength=n_assays)[fitted] >= 2]
-    penalty = np.full(n_features(n_assays), ridge)
-    penalty[-1] = 0.0  # the intercept is not shrunk
-    grams = {int(a): np.diag(penalty) for a in fitted}
-    moments = {int(a): np.zeros(penalty.size) for a in fitted}
+    width = n_features(n_assays, features[0].nearest.shape[2])
+    systems = {int(a): (np.zeros((width, width)), np.zeros(width)) for a in fitted}
     rows = np.flatnonzero(np.isin(input_assays, fitted))
     for chunk in features:
         for cell in np.unique(input_cells[rows]):  # a cell's inputs once, for all its rows
@@ -334,22 +376,35 @@ def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndar
                 a = int(input_assays[j])
                 X = chunk.design(int(cell), a, cell_inputs)
                 weighted = X * peak_weights(chunk.Z[:, j])[:, None]
-                grams[a] += weighted.T @ X
-                moments[a] += weighted.T @ chunk.Z[:, j]
-    weights = np.full((n_assays, n_features(n_assays)), np.nan)
-    for a in grams:
-        weights[a] = np.linalg.solve(grams[a], moments[a])
+                gram, moment = systems[a]
+                gram += weighted.T @ X
+                moment += weighted.T @ chunk.Z[:, j]
+    return systems
+
+
+def solve_ridges(systems: dict[int, tuple[np.ndarray, np.ndarray]], n_assays: int, available: int, neighbours: int,
+                 ridge: float) -> np.ndarray:
+    """:func:`ridge_weights` from :func:`ridge_systems` built with ``available`` nearest cells, reading the first
+    ``neighbours`` of them: shape (n_assays, n_features(n_assays, neighbours)), the intercept not shrunk."""
+    width = n_features(n_assays, neighbours)
+    used = np.r_[np.arange(width - 1), n_features(n_assays, available) - 1]  # the nearest columns come last
+    penalty = np.full(width, ridge)
+    penalty[-1] = 0.0
+    weights = np.full((n_assays, width), np.nan)
+    for a, (gram, moment) in systems.items():
+        weights[a] = np.linalg.solve(gram[np.ix_(used, used)] + np.diag(penalty), moment[used])
     return weights
 
 
-def tree_design(averages: list[np.ndarray], tracks: list[np.ndarray], assay: int, tensor: np.ndarray) -> np.ndarray:
-    """The trees' features of one pair, shape (n_bins, n_windows * n_assays + 1): the other-cell average of
-    ``assay`` and the cell's other assays at each window (:meth:`ChunkFeatures.cell_inputs`), and the
-    tensor ensemble's imputation of the pair on the reference scale (stacking). No products: trees find
-    interactions themselves."""
+def tree_design(averages: list[np.ndarray], tracks: list[np.ndarray], assay: int, neighbours: np.ndarray,
+                tensor: np.ndarray) -> np.ndarray:
+    """The trees' features of one pair, shape (n_bins, n_windows * n_assays + n_neighbour_columns + 1): the
+    other-cell average of ``assay`` and the cell's other assays at each window (:meth:`ChunkFeatures.cell_inputs`),
+    the nearest cells' tracks of ``assay`` (:meth:`ChunkFeatures.neighbour_windows`), and the tensor ensemble's
+    imputation of the pair on the reference scale (stacking). No products: trees find interactions themselves."""
     others = np.arange(averages[0].shape[1]) != assay
     return np.column_stack([average[:, assay] for average in averages] + [track[:, others] for track in tracks]
-                           + [tensor])
+                           + [neighbours, tensor])
 
 
 def tree_models(features: list[ChunkFeatures], prepared: Refiner, left_out: list[np.ndarray],
@@ -391,7 +446,9 @@ def tree_models(features: list[ChunkFeatures], prepared: Refiner, left_out: list
                 keep = np.arange((-seen[a]) % step[a], n, step[a])  # evenly over the assay's rows, end to end
                 seen[a] += n
                 reference = prepared.tensor_reference(tensor[keep, j], int(cell), a)
-                X_rows[a].append(tree_design([x[keep] for x in averages], [x[keep] for x in tracks], a, reference))
+                X_rows[a].append(tree_design([x[keep] for x in averages], [x[keep] for x in tracks], a,
+                                             chunk.neighbour_windows(int(cell), a, prepared.neighbours)[keep],
+                                             reference))
                 y_rows[a].append(chunk.Z[keep, j])
     trees = [None] * n_assays
     for a in step:

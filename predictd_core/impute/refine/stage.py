@@ -38,20 +38,23 @@ class Refinement:
 
     def record(self) -> list[dict]:
         """One JSON-ready entry per refiner: its ``inputs`` and ``validated`` experiments (``"CELL:ASSAY"``),
-        the ``regressor``, ``blend`` and ``tensor`` share it uses, the largest smallest gain of each regressor
-        tried (``regressors``), the ``validation`` table (:class:`BlendValidation`; empty when they were
+        the ``regressor``, ``blend``, ``tensor`` share and number of nearest cells (``neighbours``) it uses, the
+        largest smallest gain of each regressor tried (``regressors``), the held-out loss with each number of
+        neighbours tried (``neighbour_losses``), the ``validation`` table (:class:`BlendValidation`; empty when they were
         given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
         entries = []
         for r, refiner in enumerate(self.refiners):
             layout = refiner.layout
             validation = refiner.validation or BlendValidation(refiner.blend, refiner.tensor, (), (),
-                                                               refiner.regressor)
+                                                               refiner.regressor, neighbours=refiner.neighbours)
             entries.append({
                 "inputs": list(layout.column_names(refiner.inputs)),
                 "regressor": refiner.regressor,
                 "regressors": dict(validation.gains),
                 "blend": refiner.blend,
                 "tensor": refiner.tensor,
+                "neighbours": refiner.neighbours,
+                "neighbour_losses": {str(count): loss for count, loss in validation.neighbour_losses.items()},
                 "validated": list(layout.column_names(validation.tracks)),
                 "validation": list(validation.table),
                 "refined": [layout.pair_name(*divmod(int(p), len(layout.assays)))
@@ -112,10 +115,10 @@ def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSetti
             stacked = ([left_out_chunk(chunk, ensemble, members, inputs) for chunk in chunks]
                        if "gbt" in regressors else None)  # the trees' feature: every input has one
             validation = choose_blend(chunks, layout, inputs, settings.ridge, settings.inner_tracks, unseen, tables,
-                                      regressors, stacked)
+                                      regressors, stacked, settings.neighbours)
             index[key] = len(refiners)
             refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables,
-                                        left_out=stacked))
+                                        left_out=stacked, neighbours=settings.neighbours))
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]

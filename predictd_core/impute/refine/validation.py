@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from predictd_core.impute.refine.features import ChunkFeatures, quantile_tables
-from predictd_core.impute.refine.regression import Refiner, prepared_refiner, ridge_weights, tree_models
+from predictd_core.impute.refine.features import ChunkFeatures, cell_similarity, quantile_tables
+from predictd_core.impute.refine.regression import (Refiner, peak_weights, prepared_refiner, ridge_systems,
+                                                    solve_ridges, tree_models)
 from predictd_core.model.factors import Layout
 from predictd_core.model.measures import ObservedTrack, lower_is_better
 
@@ -56,6 +57,12 @@ class BlendValidation:
         The chosen regression (:data:`~predictd_core.impute.refine.regression.REGRESSORS`).
     gains : dict
         Each regressor tried and the largest smallest gain of its candidates.
+    neighbours : int
+        The chosen number of most similar cells whose tracks the regression reads.
+    neighbour_losses : dict
+        Each number of neighbours tried (:func:`neighbour_counts`) and the chosen regression's held-out loss
+        with it: the peak-weighted squared error it is fitted with (:func:`~predictd_core.impute.refine.
+        regression.peak_weights`), of the regression alone on the cell's scale, mean over the left-out tracks.
     """
 
     blend: float
@@ -64,6 +71,15 @@ class BlendValidation:
     table: tuple[dict, ...]
     regressor: str = "ridge"
     gains: dict = field(default_factory=dict)
+    neighbours: int = 0
+    neighbour_losses: dict = field(default_factory=dict)
+
+
+def neighbour_counts(neighbours: int) -> tuple[int, ...]:
+    """The numbers of nearest cells the validation tries up to ``neighbours``: none, the powers of two below it
+    and ``neighbours`` (4: 0, 1, 2 and 4); ranks nest, so one fit with the most serves them all."""
+    powers = [1 << i for i in range(neighbours.bit_length()) if 1 << i < neighbours]
+    return tuple(sorted({0, neighbours, *powers}))
 
 
 @dataclass(frozen=True)
@@ -87,12 +103,15 @@ class _LeftOutTrack:
 
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
                  tensor: list[np.ndarray], tables: np.ndarray | None = None,
-                 regressors: tuple[str, ...] = ("ridge",), stacked: list[np.ndarray] | None = None
-                 ) -> BlendValidation:
+                 regressors: tuple[str, ...] = ("ridge",), stacked: list[np.ndarray] | None = None,
+                 neighbours: int = 0) -> BlendValidation:
     """The blend, then the tensor share, with the largest smallest gain over the better of the average
-    baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``,
-    each is refitted and scored so, and the one whose best candidate has the largest smallest gain is kept
-    (the first on a tie).
+    baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``, each
+    is refitted and scored so, and the one whose best candidate has the largest smallest gain is kept (the
+    first on a tie). With ``neighbours``, each regression is first fitted with each of :func:`neighbour_counts`
+    nearest cells, and the count with the lowest held-out loss of the loss it is fitted with (peak-weighted
+    squared error, the fewest on a tie) is the one scored: how many features a regression reads is a question
+    of its fit, and the measures then choose how to mix it.
 
     Each validation track is left out of everything (quantile reference, scale model, its assay's
     ridge), predicted at every :data:`BLENDS` weight, and scored with :class:`ObservedTrack` on the
@@ -108,7 +127,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     such tracks can fill the validation (as many as without the condition: a cross-validated ensemble, or a
     large grid's validation tracks), they are the validation tracks; otherwise (one model on a small grid)
     the tensor cannot be judged: it gets no share and the average alone is the reference.
-    With no track to validate on, blend 0.5 and no tensor share.
+    With no track to validate on, blend 0.5, no tensor share and no neighbours.
 
     Parameters
     ----------
@@ -124,6 +143,9 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     stacked : list of ndarray, optional
         The trees' tensor feature, as :func:`~predictd_core.impute.refine.regression.fit_refiner`'s
         ``left_out`` (every member's left-out imputation); needed with ``"gbt"``, default ``tensor``.
+    neighbours : int
+        The most nearest cells' tracks a regression may read (:func:`neighbour_counts` are tried); the cells'
+        similarity is that of all the inputs, which for a left-out track's assay does not read that assay.
     """
     stacked = tensor if stacked is None else stacked
     unseen = np.logical_and.reduce([~np.isnan(part).any(axis=0) for part in tensor])
@@ -134,21 +156,25 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         held = judged
     if held.size == 0:
         return BlendValidation(0.5, 0.0, (), (), regressors[0])
+    candidates = [(regressor, count) for regressor in regressors for count in neighbour_counts(neighbours)]
     if tables is None:
         tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
     everyone = prepared_refiner(layout, inputs, tables)
     normalized = [everyone.normalized(chunk) for chunk in chunks]
-    tracks, baseline = {regressor: [] for regressor in regressors}, []
+    similarity = cell_similarity(normalized, layout, inputs) if neighbours else None
+    tracks, baseline = {candidate: [] for candidate in candidates}, []
+    losses = {candidate: [] for candidate in candidates}
     for j in held:
         cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
         rest = np.delete(inputs, j)
-        prepared = prepared_refiner(layout, rest, np.delete(tables, j, axis=0))
+        prepared = replace(prepared_refiner(layout, rest, np.delete(tables, j, axis=0)), neighbours=neighbours,
+                           similarity=similarity)
         moved = np.flatnonzero(layout.assay_of[rest] == assay)  # without j only its assay's reference moves
         features = []
         for chunk, Z in zip(chunks, normalized):
             Z = np.delete(Z, j, axis=1)
             Z[:, moved] = prepared.normalized(chunk, moved)
-            features.append(ChunkFeatures(Z, layout, rest))
+            features.append(ChunkFeatures(Z, layout, rest, prepared.nearest))
         observed = np.concatenate([chunk[:, inputs[j]] for chunk in chunks])
         others = layout.same_assay_columns(rest, inputs[j])
         with np.errstate(all="ignore"):
@@ -157,18 +183,31 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         truth = ObservedTrack(observed[seen])  # sorted once, scored at every candidate
         baseline.append(truth.measures(raw_average[seen]))
         left_out = np.concatenate([part[:, j] for part in tensor])
-        for regressor in regressors:
+        systems = ridge_systems(features, layout, rest, np.array([assay])) if "ridge" in regressors else None
+        weights, tensor_seen, average = peak_weights(observed[seen]), left_out[seen], None
+        for regressor, count in candidates:
             if regressor == "gbt":
-                trees = tree_models(features, prepared, [np.delete(part, j, axis=1) for part in stacked],
-                                    np.array([assay]))
-                refiner = replace(prepared, regressor="gbt", trees=trees)
+                trees = tree_models(features, replace(prepared, neighbours=count),
+                                    [np.delete(part, j, axis=1) for part in stacked], np.array([assay]))
+                refiner = replace(prepared, regressor="gbt", trees=trees, neighbours=count)
             else:
-                refiner = replace(prepared, weights=ridge_weights(features, layout, rest, ridge, np.array([assay])))
+                refiner = replace(prepared, weights=solve_ridges(systems, len(layout.assays), neighbours, count, ridge),
+                                  neighbours=count)
             predicted, averages = zip(*(refiner.regression(chunk, cell, np.array([assay]), part[:, [j]])
                                         for chunk, part in zip(features, stacked)))
-            tracks[regressor].append(_LeftOutTrack(cell, assay, refiner, truth,
-                                                   np.concatenate(predicted)[seen, 0],
-                                                   np.concatenate(averages)[seen, 0], left_out[seen]))
+            if average is None:  # every candidate's: the other cells' mean does not depend on the regression
+                average = np.concatenate(averages)[seen, 0]
+            track = _LeftOutTrack(cell, assay, refiner, truth, np.concatenate(predicted)[seen, 0], average, tensor_seen)
+            regression_only = refiner.combine(track.regression, average, tensor_seen, cell, assay, 1.0, 0.0)
+            losses[regressor, count].append(float(np.average(np.square(regression_only - observed[seen]),
+                                                             weights=weights)))
+            tracks[regressor, count].append(track)
+    # the regression's features (how many nearest cells it reads) by its own held-out loss, before the mix
+    loss = {candidate: float(np.mean(values)) for candidate, values in losses.items()}
+    counts = {regressor: min(neighbour_counts(neighbours), key=lambda count: loss[regressor, count])
+              for regressor in regressors}
+    candidates = [(regressor, counts[regressor]) for regressor in regressors]
+    tracks = {candidate: tracks[candidate] for candidate in candidates}
     base = _mean_scores(baseline)
     # the tensor alone (share 1; the blend does not matter there) is the other imputation to beat: each
     # measure's reference is the better of it and the average
@@ -182,16 +221,18 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
         return {"blend": float(blend), "tensor": float(share), "min_gain": smallest_gain(means, reference), **means}
 
     tables = {}
-    for regressor, left_out in tracks.items():
+    for candidate, left_out in tracks.items():
         table = [row(left_out, blend, 0.0) for blend in BLENDS]
         best_blend = max(table, key=lambda entry: entry["min_gain"])["blend"]
-        tables[regressor] = table + [row(left_out, best_blend, share) for share in shares]
-    gains = {regressor: max(entry["min_gain"] for entry in table) for regressor, table in tables.items()}
-    chosen = max(regressors, key=lambda regressor: (gains[regressor], -regressors.index(regressor)))
+        tables[candidate] = table + [row(left_out, best_blend, share) for share in shares]
+    gains = {candidate: max(entry["min_gain"] for entry in table) for candidate, table in tables.items()}
+    chosen = max(candidates, key=lambda candidate: (gains[candidate], -candidates.index(candidate)))
     best = max(tables[chosen], key=lambda entry: entry["min_gain"])
+    regressor, count = chosen
     return BlendValidation(best["blend"], best["tensor"], tuple(int(k) for k in inputs[held]),
                            tuple(tables[chosen]) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},),
-                           chosen, {regressor: float(gain) for regressor, gain in gains.items()})
+                           regressor, {r: float(gains[r, counts[r]]) for r in regressors},
+                           count, {c: loss[regressor, c] for c in neighbour_counts(neighbours)})
 
 
 def _better(measure: str, first: float, second: float) -> float:
