@@ -15,10 +15,13 @@ prices that one call apart, on the cross-validated ensemble's shape:
 
 Each way applies the same pickled refinement to the same chunks in a fresh process with BLAS on one thread (as in
 Spark's tasks and the numpy engine's workers) and reports CPU seconds per chunk; ``--against REV`` runs the same
-call from a git worktree of commit REV, the ways interleaved, and the outputs must agree.
+call from a git worktree of commit REV, the ways interleaved, and the outputs must agree. ``--neighbours K [K ...]``
+instead fits one refinement per K (each pair's regression reading its assay's tracks in the K most similar other
+cells, ``model.refine.neighbours``; 0 by default) and applies each with this tree, interleaved: what the
+neighbours cost.
 
     .venv/bin/python bench/refine_apply.py --data /tmp/refine-apply [--bins 65536] [--chunk-bins 16384]
-        [--chunks 2] [--repeats 3] [--against REV] [--sample-bins BINS]
+        [--chunks 2] [--repeats 3] [--against REV | --neighbours K [K ...]] [--sample-bins BINS]
 """
 
 from __future__ import annotations
@@ -41,9 +44,9 @@ N_TEST_FOLDS = 5
 BLEND, TENSOR_SHARE, RIDGE = 0.5, 0.25, 1000.0
 
 
-def build_refinement(store_path: Path, sample_bins: int | None = None, seed: int = 0):
+def build_refinement(store_path: Path, sample_bins: int | None = None, seed: int = 0, neighbours: int = 0):
     """The protocol-shaped refinement (module docstring) of the store at ``store_path``, fitted on
-    ``sample_bins`` (default: the stage's ``sample_bins``)."""
+    ``sample_bins`` (default: the stage's ``sample_bins``), each regression reading ``neighbours`` nearest cells."""
     from predictd_core.impute.refine.regression import fit_refiner
     from predictd_core.impute.refine.stage import Refinement, sample_stretches
     from predictd_core.model.factors import Layout
@@ -56,7 +59,8 @@ def build_refinement(store_path: Path, sample_bins: int | None = None, seed: int
     chunks = sample_stretches(store, sample_bins or RefineSettings().sample_bins)
     fold_of = np.random.default_rng(seed).permutation(store.n_experiments) % N_TEST_FOLDS
     input_sets = [np.flatnonzero(fold_of != fold) for fold in range(N_TEST_FOLDS)] + [np.arange(store.n_experiments)]
-    refiners = [fit_refiner(chunks, layout, inputs, RIDGE, blend=BLEND, tensor=TENSOR_SHARE) for inputs in input_sets]
+    refiners = [fit_refiner(chunks, layout, inputs, RIDGE, blend=BLEND, tensor=TENSOR_SHARE, neighbours=neighbours)
+                for inputs in input_sets]
     observed = np.full(len(layout.cells) * n_assays, len(refiners) - 1)  # never measured: the refiner of all
     observed[layout.cell_of * n_assays + layout.assay_of] = fold_of
     refiner_of_pair = np.array([r if refiners[r].refinable(*divmod(p, n_assays)) else -1
@@ -115,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunk-bins", type=int, default=16_384)
     parser.add_argument("--chunks", type=int, default=2, help="chunks each way applies the refinement to")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--against", help="an earlier commit, run from a git worktree beside this tree")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--against", help="an earlier commit, run from a git worktree beside this tree")
+    which.add_argument("--neighbours", type=int, nargs="+", default=[0],
+                       help="one refinement per count of nearest cells, each applied with this tree (default 0)")
     parser.add_argument("--sample-bins", type=int, default=None,
                         help="bins the refiners are fitted on (default: the stage's; fewer only to run quickly)")
     args = parser.parse_args(argv)
@@ -125,31 +132,39 @@ def main(argv: list[str] | None = None) -> None:
 
     data = compendium(args.data, args.bins, args.chunk_bins)
     store_path = data / "store.zarr"
-    refinement_path = data / f"refinement-{args.sample_bins or 'default'}.pkl"
-    if not refinement_path.exists():
-        started = time.process_time()
-        refinement = build_refinement(store_path, args.sample_bins)
-        with open(refinement_path.with_suffix(".tmp"), "wb") as handle:
-            pickle.dump(refinement, handle)
-        refinement_path.with_suffix(".tmp").rename(refinement_path)
-        print(f"refinement fitted in {time.process_time() - started:.0f} CPU s: {len(refinement.refiners)} refiners, "
-              f"{int((refinement.refiner_of_pair >= 0).sum()):,} pairs refined", flush=True)
+    refinements = {}
+    for neighbours in args.neighbours:
+        suffix = f"-neighbours-{neighbours}" if neighbours else ""
+        refinements[neighbours] = data / f"refinement-{args.sample_bins or 'default'}{suffix}.pkl"
+        if not refinements[neighbours].exists():
+            started = time.process_time()
+            refinement = build_refinement(store_path, args.sample_bins, neighbours=neighbours)
+            with open(refinements[neighbours].with_suffix(".tmp"), "wb") as handle:
+                pickle.dump(refinement, handle)
+            refinements[neighbours].with_suffix(".tmp").rename(refinements[neighbours])
+            print(f"refinement ({neighbours} neighbours) fitted in {time.process_time() - started:.0f} CPU s: "
+                  f"{len(refinement.refiners)} refiners, {int((refinement.refiner_of_pair >= 0).sum()):,} pairs refined",
+                  flush=True)
     store = SignalStore.open(store_path)
     chunks = min(args.chunks, store.n_chunks)
     bins = store.chunk_bounds(chunks - 1)[1]
     with tempfile.TemporaryDirectory() as scratch:
-        ways = {"this tree": REPO}
+        if len(args.neighbours) > 1:  # (checkout, refinement) per way
+            ways = {f"{k} neighbours": (REPO, path) for k, path in refinements.items()}
+        else:
+            ways = {"this tree": (REPO, refinements[args.neighbours[0]])}
         if args.against:
             worktree = Path(scratch) / "against"
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.against],
                            check=True, capture_output=True)
-            ways[args.against] = worktree
+            ways[args.against] = (worktree, refinements[0])
         try:
             runs: dict[str, list[float]] = {way: [] for way in ways}
             names = list(ways)
             for repeat in range(args.repeats):
                 for way in names if repeat % 2 == 0 else names[::-1]:
-                    seconds = run_way(ways[way], refinement_path, store_path, chunks,
+                    source, refinement_path = ways[way]
+                    seconds = run_way(source, refinement_path, store_path, chunks,
                                       Path(scratch) / f"{names.index(way)}.npy")
                     runs[way].append(sum(seconds))
                     print(f"  {way} run {repeat + 1}: {sum(seconds):.2f} CPU s over {chunks} chunks", flush=True)
@@ -164,6 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     medians = {way: statistics.median(seconds) for way, seconds in runs.items()}
     for way, seconds in medians.items():
         print(f"| {way} | {seconds:.2f} | {seconds / bins * 1e6:,.0f} |")
+    if len(args.neighbours) > 1:
+        first = names[0]
+        for way in names[1:]:
+            print(f"\n{way} / {first}: **{medians[way] / medians[first]:.2f}x** the CPU")
     if args.against:
         print(f"\nthis tree / {args.against}: **{medians['this tree'] / medians[args.against]:.2f}x** the CPU; "
               f"outputs differ by at most {np.abs(outputs[0] - outputs[1]).max():.2e} (arcsinh)")

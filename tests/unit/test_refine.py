@@ -89,7 +89,7 @@ def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its
 
 def test_cell_similarity_is_the_mean_correlation_over_the_other_assays_both_cells_measure():
     layout = grid_layout(4, 3)
-    inputs = np.array([k for k in range(12) if k not in (5, 7, 9)])  # cell 1 lacks assay 2, cell 2 assay 1, cell 3 assay 0
+    inputs = np.array([k for k in range(12) if k not in (5, 7, 9)])  # cells 1, 2, 3 lack assays 2, 1, 0
     rng = np.random.default_rng(11)
     Z = [rng.random((30, inputs.size)), rng.random((20, inputs.size))]
     similarity = cell_similarity(Z, layout, inputs)

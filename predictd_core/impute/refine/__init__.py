@@ -8,10 +8,12 @@ that idea, small and closed-form:
 
 1. Every input track is *quantile-normalised* to its assay's reference distribution (the mean of the
    assay's quantile functions): sequencing depth and lab-to-lab scale no longer differ between cells.
-2. For a pair (cell c, assay m), the features are the average of m over the other cells, and the
-   cell's other assays (measured, or their own other-cell average where not), each as the bin's
-   value and its mean over 9 and 81 bins, plus each other assay times the average (peaks shared by
-   the cell's marks and the other cells). Windows stay inside the store's chunk.
+2. For a pair (cell c, assay m), the features are the average of m over the other cells, the
+   cell's other assays (measured, or their own other-cell average where not), and m's tracks in the
+   k other cells most similar to c (ChromImpute's idea: similarity for m is the mean correlation of
+   the two cells' tracks of the other assays both measure), each as the bin's value and its mean over
+   9 and 81 bins, plus each other assay times the average (peaks shared by the cell's marks and the
+   other cells). Windows stay inside the store's chunk.
 3. One ridge per assay, fitted over the cells where the assay is measured, each cell's rows built
    without its own track in the average, each bin's squared error weighted by 1 + its value so that
    peaks are not regressed toward the mean (``regression.peak_weights``). Or
@@ -27,14 +29,16 @@ that idea, small and closed-form:
    On a small grid the tensor model flattens peaks and gets no share; on a grid of Roadmap's size it
    knows more than the other cells' average and the cell's few marks, and keeps the share it earns.
 
-``blend`` and then ``tensor`` (and, with ``auto``, the regressor) are chosen by inner validation: every measured track refitted without
-itself (at most ``inner_tracks`` of them), to maximise the smallest share of the error that is closed, across
-the quality measures, against the better of the average baseline and the tensor alone on each: the product's
-goal is to win every column against both. The tensor's imputation of a track comes only from ensemble members
-that never trained on it (their validation tracks; :func:`~predictd_core.impute.ensemble.left_out_chunk`), as a
-target's does: a model's C and A learned its own training tracks, and on a small grid its left-out prediction
-of one is far better than its imputation of a target. Where such tracks cannot fill the validation (one model
-on a small grid), the tensor is not judged and gets no share.
+``k`` (0, 1, 2 or 4 by default), ``blend`` and then ``tensor`` (and, with ``auto``, the regressor) are chosen by
+inner validation, ``k`` by the regression's own held-out loss and the rest by the quality measures: every measured
+track refitted without itself (at most ``inner_tracks`` of them), to maximise the smallest share of the error that
+is closed, across the quality measures, against the better of the average baseline and the tensor alone on each:
+the product's goal is to win every column against both. The tensor's imputation of a track comes only from
+ensemble members that never trained on it (their validation tracks;
+:func:`~predictd_core.impute.ensemble.left_out_chunk`), as a target's does: a model's C and A learned its own
+training tracks, and on a small grid its left-out prediction of one is far better than its imputation of a target.
+Where such tracks cannot fill the validation (one model on a small grid), the tensor is not judged and gets no
+share.
 
 Everything is fitted in the driver on stretches of the store spread evenly over the genome
 (``sample_bins``, at most :data:`~predictd_core.impute.refine.stage.SAMPLE_VALUES` values); a pair is refined

@@ -61,8 +61,9 @@ class BlendValidation:
         The chosen number of most similar cells whose tracks the regression reads.
     neighbour_losses : dict
         Each number of neighbours tried (:func:`neighbour_counts`) and the chosen regression's held-out loss
-        with it: the peak-weighted squared error it is fitted with (:func:`~predictd_core.impute.refine.
-        regression.peak_weights`), of the regression alone on the cell's scale, mean over the left-out tracks.
+        with it: the peak-weighted squared error it is fitted with
+        (:func:`~predictd_core.impute.refine.regression.peak_weights`), of the regression alone on the cell's
+        scale, mean over the left-out tracks.
     """
 
     blend: float
