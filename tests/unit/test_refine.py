@@ -9,8 +9,8 @@ from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures
                                                   nearest_inputs, sorted_quantiles, window_means)
 from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner, peak_weights, ridge_weights
 from predictd_core.impute.refine.stage import Refinement, sample_stretches
-from predictd_core.impute.refine.validation import (BLENDS, SCORED, TENSOR_SHARES, choose_blend, neighbour_counts,
-                                                    smallest_gain)
+from predictd_core.impute.refine.validation import (BLENDS, SCORED, TENSOR_SHARES, choose_blend, inner_tracks,
+                                                    neighbour_counts, smallest_gain)
 from predictd_core.model.factors import Layout
 
 
@@ -234,7 +234,8 @@ def test_the_stage_learns_the_cells_own_assay_and_validation_trusts_it():
     assert table[-1]["blend"] is None and table[-1]["tensor"] is None  # the baseline
     assert blend >= 0.8  # the regression is right; the average of other cells is not
     assert validation.tensor <= 0.2  # a tensor model that only knows that average adds little
-    assert validation.tracks == (1, 2, 3, 4)  # round-robin over the assays: C0:A1, C0:A2, C1:A0, C1:A1
+    # an even sample of the 14 tracks ordered by assay (4 of A0, 5 of A1, 5 of A2): C2:A0, C1:A1, C4:A1, C3:A2
+    assert validation.tracks == (6, 4, 13, 11)
     refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
     assert refiner.refinable(0, 0) and (refiner.blend, refiner.tensor) == (blend, validation.tensor)
     observed = np.concatenate([chunk[:, target] for chunk in chunks])
@@ -269,6 +270,19 @@ def test_the_nearest_cells_lend_a_pair_the_peaks_its_group_of_cells_shares():
         errors[n_neighbours] = np.mean((refined - signal[:, 0]) ** 2)
     assert refiner.nearest[0, 0, 0] in (2, 5)  # positions of cells 1 and 2's assay 0 among the inputs
     assert errors[1] < 0.25 * errors[0]
+
+
+def test_validation_tracks_are_an_even_sample_in_which_each_assay_counts_as_often_as_it_is_measured():
+    layout = grid_layout(12, 3)
+    inputs = np.array([k for k in range(36) if k % 3 == 0 or k < 12])  # A0 in 12 cells, A1 and A2 in 4
+    picked = inner_tracks(layout, inputs, 8)
+    assays = layout.assay_of[inputs[picked]]
+    assert np.bincount(assays).tolist() == [5, 1, 2] and len(set(picked.tolist())) == 8  # in proportion: 4.8, 1.6, 1.6
+    assert inner_tracks(layout, inputs, 100).size == inputs.size  # all of them when the limit allows
+    allowed = layout.assay_of[inputs] != 1
+    assert set(layout.assay_of[inputs[inner_tracks(layout, inputs, 8, allowed)]]) == {0, 2}
+    two_cells = inputs[(layout.assay_of[inputs] != 2) | (layout.cell_of[inputs] < 2)]  # A2 in 2 cells only
+    assert 2 not in layout.assay_of[two_cells[inner_tracks(layout, two_cells, 100)]]
 
 
 def test_fewer_neighbours_solve_the_same_ridge_as_features_built_with_fewer():
