@@ -138,6 +138,21 @@ def test_pair_features_end_with_the_nearest_cells_tracks_at_each_window():
     assert X[:, -1] == pytest.approx(1.0)
 
 
+def test_neighbour_term_is_the_neighbour_windows_times_their_weights():
+    layout = grid_layout(4, 3)
+    inputs = np.array([k for k in range(12) if k != 5])
+    rng = np.random.default_rng(15)
+    Z = rng.random((50, inputs.size))
+    nearest = nearest_inputs(rng.random((3, 4, 4)), layout, inputs, 3)
+    nearest[2, 1] = -1  # as where no other cell measures the assay
+    features = ChunkFeatures(Z, layout, inputs, nearest)
+    for n in (1, 3):
+        weights = rng.normal(size=n * len(WINDOWS))
+        assert features.neighbour_term(1, 2, weights) == pytest.approx(
+            features.neighbour_windows(1, 2, n) @ weights, rel=1e-12)
+        assert features.neighbour_term(2, 1, weights).tolist() == [0.0] * 50
+
+
 @pytest.mark.parametrize("n_neighbours", [0, 2])
 def test_a_cells_assays_predicted_together_match_each_pairs_design_times_its_ridge(n_neighbours):
     layout = grid_layout(4, 3)

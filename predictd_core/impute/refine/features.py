@@ -245,6 +245,22 @@ class ChunkFeatures:
             tracks.append(track)
         return averages, tracks
 
+    def neighbour_term(self, cell: int, assay: int, weights: np.ndarray) -> np.ndarray:
+        """:meth:`neighbour_windows` of the first ``weights.size / n_windows`` nearest cells times ``weights``
+        (neighbour-major, as its columns), shape (n_bins,): one running sum and a product per window, without
+        the windowed columns side by side (a ridge's application calls it for every pair of every chunk)."""
+        n = weights.size // len(WINDOWS)
+        positions = self.nearest[cell, assay, :n]
+        if n == 0 or positions[0] < 0:
+            return np.zeros(self.Z.shape[0])
+        tracks = self.Z[:, positions]
+        by_window = weights.reshape(n, len(WINDOWS))
+        sums = _running_sums(tracks)
+        out = np.zeros(self.Z.shape[0])
+        for w, half_width in enumerate(WINDOWS):
+            out += (tracks if half_width == 0 else _windowed(sums, half_width)) @ by_window[:, w]
+        return out
+
     def other_cells(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
         """The assays ``cell`` has among the inputs, and for every assay 1 / the number of input cells other
         than ``cell`` measuring it (0 without one): an assay's other-cell average is its sum less the cell's own

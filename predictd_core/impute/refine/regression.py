@@ -84,7 +84,7 @@ class RidgeBlocks:
         (:meth:`ChunkFeatures.cell_inputs`). So each ridge's linear part, and the factor its products multiply
         the average by, and the average, are rows of one product with the sums plus one with the cell's
         tracks, computed for these pairs only; only the products' terms are multiplied afterwards. The nearest
-        cells' tracks (:meth:`ChunkFeatures.neighbour_windows`) are added pair by pair."""
+        cells' tracks are added pair by pair (:meth:`ChunkFeatures.neighbour_term`)."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
@@ -127,7 +127,7 @@ class RidgeBlocks:
         n = self.neighbours.shape[1] // n_windows
         if n:
             for i, (cell, assay) in enumerate(zip(cells, assays)):
-                linear[i] += features.neighbour_windows(int(cell), int(assay), n) @ self.neighbours[assay]
+                linear[i] += features.neighbour_term(int(cell), int(assay), self.neighbours[assay])
         if np.any(order != np.arange(k)):
             back = np.argsort(order)
             linear, average = linear[back], average[back]
