@@ -132,10 +132,10 @@ def _windowed(sums: np.ndarray, half_width: int) -> np.ndarray:
     return out
 
 
-def n_features(n_assays: int, n_neighbors: int = 0) -> int:
+def n_features(n_assays: int, n_neighbours: int = 0) -> int:
     """Features per pair: the average at each window, each other assay at each window and times the
-    average, each of the ``n_neighbors`` most similar other cells' track at each window, and the intercept."""
-    return len(WINDOWS) + (n_assays - 1) * (len(WINDOWS) + 1) + n_neighbors * len(WINDOWS) + 1
+    average, each of the ``n_neighbours`` most similar other cells' track at each window, and the intercept."""
+    return len(WINDOWS) + (n_assays - 1) * (len(WINDOWS) + 1) + n_neighbours * len(WINDOWS) + 1
 
 
 def cell_similarity(Z: list[np.ndarray], layout: Layout, inputs: np.ndarray) -> np.ndarray:
@@ -153,11 +153,9 @@ def cell_similarity(Z: list[np.ndarray], layout: Layout, inputs: np.ndarray) -> 
         if mine.size > 1:
             with np.errstate(invalid="ignore", divide="ignore"):  # a flat track correlates with nothing: NaN
                 correlation[a][np.ix_(cells[mine], cells[mine])] = np.corrcoef(values[:, mine], rowvar=False)
-    shared = np.isfinite(correlation)
-    sums, counts = np.nan_to_num(correlation).sum(axis=0), shared.sum(axis=0)
-    others_sums, others_counts = sums - np.nan_to_num(correlation), counts - shared
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(others_counts > 0, others_sums / np.maximum(others_counts, 1), np.nan)
+    shared, filled = np.isfinite(correlation), np.nan_to_num(correlation)
+    others_sums, others_counts = filled.sum(axis=0) - filled, shared.sum(axis=0) - shared
+    return np.where(others_counts > 0, others_sums / np.maximum(others_counts, 1), np.nan)
 
 
 def nearest_inputs(similarity: np.ndarray, layout: Layout, inputs: np.ndarray, k: int) -> np.ndarray:
@@ -221,12 +219,18 @@ class ChunkFeatures:
         """The tracks of ``assay`` in the ``k`` cells nearest ``cell`` (``nearest``; default all it holds) at each
         window, shape (n_bins, k * n_windows), neighbour-major; 0 where no other cell measures ``assay``, as its
         average."""
-        positions = self.nearest[cell, assay, :k]
-        n, n_bins = positions.size, self.Z.shape[0]
-        if n == 0 or positions[0] < 0:
-            return np.zeros((n_bins, n * len(WINDOWS)))
-        windows = all_windows(self.Z[:, positions])  # window-major
+        tracks = self._nearest_tracks(cell, assay, k)
+        n, n_bins = tracks.shape[1], self.Z.shape[0]
+        if n == 0:
+            return np.zeros((n_bins, self.nearest[cell, assay, :k].size * len(WINDOWS)))
+        windows = all_windows(tracks)  # window-major
         return windows.reshape(n_bins, len(WINDOWS), n).transpose(0, 2, 1).reshape(n_bins, n * len(WINDOWS))
+
+    def _nearest_tracks(self, cell: int, assay: int, k: int | None) -> np.ndarray:
+        """The reference-scale tracks of ``assay`` in the ``k`` cells nearest ``cell`` (default all ``nearest``
+        holds), shape (n_bins, k); no column where no other cell measures ``assay``."""
+        positions = self.nearest[cell, assay, :k]
+        return self.Z[:, positions[positions >= 0]]
 
     def cell_inputs(self, cell: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per window, shape (n_bins, n_assays): each assay's mean over the input cells other than
@@ -250,10 +254,9 @@ class ChunkFeatures:
         (neighbour-major, as its columns), shape (n_bins,): one running sum and a product per window, without
         the windowed columns side by side (a ridge's application calls it for every pair of every chunk)."""
         n = weights.size // len(WINDOWS)
-        positions = self.nearest[cell, assay, :n]
-        if n == 0 or positions[0] < 0:
+        tracks = self._nearest_tracks(cell, assay, n)
+        if tracks.shape[1] == 0:
             return np.zeros(self.Z.shape[0])
-        tracks = self.Z[:, positions]
         by_window = weights.reshape(n, len(WINDOWS))
         sums = _running_sums(tracks)
         out = np.zeros(self.Z.shape[0])

@@ -124,8 +124,7 @@ class RidgeBlocks:
             average[lo:hi] += values[2 * m:]
         linear += self.intercept[assays, None]
         linear += average * factor
-        n = self.neighbours.shape[1] // n_windows
-        if n:
+        if self.neighbours.size:
             for i, (cell, assay) in enumerate(zip(cells, assays)):
                 linear[i] += features.neighbour_term(int(cell), int(assay), self.neighbours[assay])
         if np.any(order != np.arange(k)):
@@ -352,8 +351,7 @@ def ridge_weights(features: list[ChunkFeatures], layout: Layout, inputs: np.ndar
     row's average needs another cell's track). Each bin's squared error counts :func:`peak_weights` times. The
     ridge reads the first ``neighbours`` of the features' nearest cells (default all of them)."""
     systems = ridge_systems(features, layout, inputs, assays)
-    available = features[0].nearest.shape[2]
-    return solve_ridges(systems, len(layout.assays), available, available if neighbours is None else neighbours,
+    return solve_ridges(systems, len(layout.assays), features[0].nearest.shape[2] if neighbours is None else neighbours,
                         ridge)
 
 
@@ -382,12 +380,12 @@ def ridge_systems(features: list[ChunkFeatures], layout: Layout, inputs: np.ndar
     return systems
 
 
-def solve_ridges(systems: dict[int, tuple[np.ndarray, np.ndarray]], n_assays: int, available: int, neighbours: int,
-                 ridge: float) -> np.ndarray:
-    """:func:`ridge_weights` from :func:`ridge_systems` built with ``available`` nearest cells, reading the first
-    ``neighbours`` of them: shape (n_assays, n_features(n_assays, neighbours)), the intercept not shrunk."""
+def solve_ridges(systems: dict[int, tuple[np.ndarray, np.ndarray]], n_assays: int, neighbours: int, ridge: float
+                 ) -> np.ndarray:
+    """:func:`ridge_weights` from :func:`ridge_systems`, reading the first ``neighbours`` of the nearest cells they
+    were built with: shape (n_assays, n_features(n_assays, neighbours)), the intercept not shrunk."""
     width = n_features(n_assays, neighbours)
-    used = np.r_[np.arange(width - 1), n_features(n_assays, available) - 1]  # the nearest columns come last
+    used = np.r_[np.arange(width - 1), -1]  # the nearest columns come last, before the intercept
     penalty = np.full(width, ridge)
     penalty[-1] = 0.0
     weights = np.full((n_assays, width), np.nan)

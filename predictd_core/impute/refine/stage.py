@@ -118,7 +118,7 @@ def fit_refinement(store: SignalStore, ensemble: Ensemble, settings: RefineSetti
                                       regressors, stacked, settings.neighbours)
             index[key] = len(refiners)
             refiners.append(fit_refiner(chunks, layout, inputs, settings.ridge, validation=validation, tables=tables,
-                                        left_out=stacked, neighbours=settings.neighbours))
+                                        left_out=stacked))
         refiner = refiners[index[key]]
         if refiner.refinable(*divmod(pair, n_assays)):
             refiner_of_pair[pair] = index[key]

@@ -197,7 +197,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
                                     [np.delete(part, j, axis=1) for part in stacked], np.array([assay]))
                 refiner = replace(prepared, regressor="gbt", trees=trees, neighbours=count)
             else:
-                refiner = replace(prepared, weights=solve_ridges(systems, len(layout.assays), neighbours, count, ridge),
+                refiner = replace(prepared, weights=solve_ridges(systems, len(layout.assays), count, ridge),
                                   neighbours=count)
             predicted, averages = zip(*(refiner.regression(chunk, cell, np.array([assay]), part[:, [j]])
                                         for chunk, part in zip(features, stacked)))
