@@ -15,13 +15,15 @@ prices that one call apart, on the cross-validated ensemble's shape:
 
 Each way applies the same pickled refinement to the same chunks in a fresh process with BLAS on one thread (as in
 Spark's tasks and the numpy engine's workers) and reports CPU seconds per chunk; ``--against REV`` runs the same
-call from a git worktree of commit REV, the ways interleaved, and the outputs must agree. ``--neighbours K [K ...]``
+call from a git worktree of commit REV, the ways interleaved, and the outputs must agree; with ``--refit`` each way
+fits its own refinement with its own code (what a change to the features costs; the outputs then differ).
+``--neighbours K [K ...]``
 instead fits one refinement per K (each pair's regression reading its assay's tracks in the K most similar other
 cells, ``model.refine.neighbours``; 0 by default) and applies each with this tree, interleaved: what the
 neighbours cost.
 
     .venv/bin/python bench/refine_apply.py --data /tmp/refine-apply [--bins 65536] [--chunk-bins 16384]
-        [--chunks 2] [--repeats 3] [--against REV | --neighbours K [K ...]] [--sample-bins BINS]
+        [--chunks 2] [--repeats 3] [--against REV [--refit] | --neighbours K [K ...]] [--sample-bins BINS]
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ def build_refinement(store_path: Path, sample_bins: int | None = None, seed: int
     refiner_of_pair = np.array([r if refiners[r].refinable(*divmod(p, n_assays)) else -1
                                 for p, r in enumerate(observed)])
     return Refinement(tuple(refiners), refiner_of_pair)
+
+
+def fit_child(store_path: str, output: str, sample_bins: int | None) -> None:
+    """In the process of one way: fit the refinement with that way's code and pickle it to ``output``."""
+    with open(output, "wb") as handle:
+        pickle.dump(build_refinement(Path(store_path), sample_bins), handle)
+
+
+def refit_way(source: Path, store_path: Path, output: Path, sample_bins: int | None) -> None:
+    """Fit and pickle the refinement with the package of ``source`` (a checkout), in a fresh process."""
+    code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
+            f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
+            f"refine_apply.fit_child({str(store_path)!r}, {str(output)!r}, {sample_bins!r})")
+    subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
 
 
 def stand_in_tensor(chunk: np.ndarray, layout) -> np.ndarray:
@@ -123,19 +139,27 @@ def main(argv: list[str] | None = None) -> None:
     which.add_argument("--against", help="an earlier commit, run from a git worktree beside this tree")
     which.add_argument("--neighbours", type=int, nargs="+", default=[0],
                        help="one refinement per count of nearest cells, each applied with this tree (default 0)")
+    parser.add_argument("--refit", action="store_true",
+                        help="with --against: each way fits its own refinement with its own code")
     parser.add_argument("--sample-bins", type=int, default=None,
                         help="bins the refiners are fitted on (default: the stage's; fewer only to run quickly)")
     args = parser.parse_args(argv)
     from jobs import compendium
 
+    from predictd_core.impute.refine.features import n_features
+    from predictd_core.model.factors import Layout
     from predictd_core.store.signal_store import SignalStore
 
+    if args.refit and not args.against:
+        parser.error("--refit needs --against")
     data = compendium(args.data, args.bins, args.chunk_bins)
     store_path = data / "store.zarr"
+    n_assays = len(Layout.from_experiments(SignalStore.open(store_path).experiments).assays)
     refinements = {}
     for neighbours in args.neighbours:
         suffix = f"-neighbours-{neighbours}" if neighbours else ""
-        refinements[neighbours] = data / f"refinement-{args.sample_bins or 'default'}{suffix}.pkl"
+        width = n_features(n_assays, neighbours)  # a refinement pickled by code with other features is not this tree's
+        refinements[neighbours] = data / f"refinement-{args.sample_bins or 'default'}{suffix}-{width}.pkl"
         if not refinements[neighbours].exists():
             started = time.process_time()
             refinement = build_refinement(store_path, args.sample_bins, neighbours=neighbours)
@@ -158,6 +182,9 @@ def main(argv: list[str] | None = None) -> None:
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(worktree), args.against],
                            check=True, capture_output=True)
             ways[args.against] = (worktree, refinements[0])
+            if args.refit:
+                ways[args.against] = (worktree, Path(scratch) / "against.pkl")
+                refit_way(worktree, store_path, ways[args.against][1], args.sample_bins)
         try:
             runs: dict[str, list[float]] = {way: [] for way in ways}
             names = list(ways)
@@ -185,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"\n{way} / {first}: **{medians[way] / medians[first]:.2f}x** the CPU")
     if args.against:
         print(f"\nthis tree / {args.against}: **{medians['this tree'] / medians[args.against]:.2f}x** the CPU; "
-              f"outputs differ by at most {np.abs(outputs[0] - outputs[1]).max():.2e} (arcsinh)")
+              f"outputs differ by at most {np.abs(outputs[0] - outputs[1]).max():.2e} (arcsinh)"
+              + (", each way's own refinement" if args.refit else ""))
 
 
 if __name__ == "__main__":

@@ -83,7 +83,11 @@ def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its
     for w, half_width in enumerate(WINDOWS):  # every feature also as its window's mean
         assert X[:, w] == pytest.approx(window_means(average, half_width))
         assert X[:, 3 + 2 * w:5 + 2 * w] == pytest.approx(window_means(own, half_width))
-    assert X[:, -3:-1] == pytest.approx(own * X[:, [0]])
+    for w, half_width in enumerate(WINDOWS):  # the second-degree terms, window by window
+        windowed_average, windowed_own = window_means(average, half_width), window_means(own, half_width)
+        assert X[:, 9 + 2 * w:11 + 2 * w] == pytest.approx(windowed_own * windowed_average[:, None])
+        assert X[:, 15 + 3 * w] == pytest.approx(windowed_average ** 2)  # the average's square first
+        assert X[:, 16 + 3 * w:18 + 3 * w] == pytest.approx(windowed_own ** 2)
     assert X[:, -1] == pytest.approx(1.0)
 
 
@@ -198,6 +202,25 @@ def test_each_assays_ridge_is_the_peak_weighted_least_squares_over_its_cells(n_n
         assert weights[assay] == pytest.approx(expected, rel=1e-9, abs=1e-12)
         plain = np.linalg.solve(X.T @ X + np.diag(penalty), X.T @ y)
         assert not np.allclose(weights[assay], plain, rtol=1e-3)  # the weights matter on skewed signal
+
+
+def test_the_squares_fit_a_peak_that_grows_faster_than_the_cells_other_assay():
+    """Assay 0 of every cell is the square of the cell's assay 1: the ridge's squares carry it to a cell it
+    never saw, where the first-degree features alone (least squares on the same rows) miss it by far."""
+    layout = grid_layout(5, 3)
+    rng = np.random.default_rng(16)
+    own = rng.gamma(1.0, 1.0, (400, 5))
+    Z = np.column_stack([column for c in range(5) for column in (own[:, c] ** 2, own[:, c], rng.random(400))])
+    inputs = np.arange(1, 15)  # cell 0's assay 0 left out
+    features = ChunkFeatures(Z[:, inputs], layout, inputs)
+    weights = ridge_weights([features], layout, inputs, 1e-6, None)
+    predicted, _ = RidgeBlocks.from_weights(weights).predict(features, 0, np.array([0]))
+    squares_error = np.mean((predicted[:, 0] - own[:, 0] ** 2) ** 2)
+    linear = [column for column in range(n_features(3)) if not 9 <= column < 24]  # no second-degree terms
+    X = np.vstack([features.design(cell, 0)[:, linear] for cell in range(1, 5)])
+    fit = np.linalg.lstsq(X, (own[:, 1:] ** 2).T.ravel(), rcond=None)[0]
+    linear_error = np.mean((features.design(0, 0)[:, linear] @ fit - own[:, 0] ** 2) ** 2)
+    assert squares_error < 1e-6 * np.var(own[:, 0] ** 2) and linear_error > 0.05 * np.var(own[:, 0] ** 2)
 
 
 def test_additive_scale_recovers_additive_quantile_functions():

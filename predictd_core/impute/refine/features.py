@@ -133,9 +133,10 @@ def _windowed(sums: np.ndarray, half_width: int) -> np.ndarray:
 
 
 def n_features(n_assays: int, n_neighbours: int = 0) -> int:
-    """Features per pair: the average at each window, each other assay at each window and times the
-    average, each of the ``n_neighbours`` most similar other cells' track at each window, and the intercept."""
-    return len(WINDOWS) + (n_assays - 1) * (len(WINDOWS) + 1) + n_neighbours * len(WINDOWS) + 1
+    """Features per pair: at each window, the average, each other assay, each other assay times the average, and
+    the squares of the average and of each other assay; each of the ``n_neighbours`` most similar other cells'
+    track at each window; the intercept."""
+    return len(WINDOWS) * (3 * n_assays - 1 + n_neighbours) + 1
 
 
 def cell_similarity(Z: list[np.ndarray], layout: Layout, inputs: np.ndarray) -> np.ndarray:
@@ -280,16 +281,24 @@ class ChunkFeatures:
         return all_windows(self.Z[:, own[own >= 0]])
 
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
-        """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`): the other-cell average
-        of ``assay`` at each window, the cell's other assays at each window and each times the average,
-        the nearest cells' tracks of ``assay`` (:meth:`neighbour_windows`) and the intercept.
-        ``cell_inputs``: :meth:`cell_inputs` of ``cell`` when already computed."""
+        """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`), each block window-major: the
+        other-cell average of ``assay`` at each window, the cell's other assays at each window, each of them times
+        the average at the same window, the squares of the average and of the cell's other assays at each window
+        (the average's first), the nearest cells' tracks of
+        ``assay`` (:meth:`neighbour_windows`) and the intercept. ``cell_inputs``: :meth:`cell_inputs` of
+        ``cell`` when already computed.
+
+        The second-degree terms let a peak grow faster than its evidence: where the other cells' average and the
+        cell's own marks are high at once, the top of a peak is higher than a sum of their parts reaches, and a
+        linear model pulls it toward the mean (BENCHMARKS.md, "Second-degree features")."""
         averages, tracks = self.cell_inputs(cell) if cell_inputs is None else cell_inputs
         others = np.arange(self.n_assays) != assay
         base = [average[:, assay] for average in averages]
-        return np.column_stack(base + [track[:, others] for track in tracks]
-                               + [tracks[0][:, others] * base[0][:, None], self.neighbour_windows(cell, assay),
-                                  np.ones(self.Z.shape[0])])
+        own = [track[:, others] for track in tracks]
+        products = [mine * average[:, None] for mine, average in zip(own, base)]
+        squares = [np.square(column) for average, mine in zip(base, own) for column in (average, mine)]
+        return np.column_stack(base + own + products + squares
+                               + [self.neighbour_windows(cell, assay), np.ones(self.Z.shape[0])])
 
 
 def additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int

@@ -45,8 +45,14 @@ class RidgeBlocks:
     tracks : ndarray of shape (n_windows, n_assays, n_assays)
         ``tracks[w, b, a]``: weight of the cell's assay ``b`` at window ``w`` in assay ``a``'s ridge (0 on
         the diagonal: an assay's own track is never a feature of its imputation).
-    products : ndarray of shape (n_assays, n_assays)
-        ``products[b, a]``: weight of assay ``b`` times the average, in assay ``a``'s ridge.
+    products : ndarray of shape (n_windows, n_assays, n_assays)
+        ``products[w, b, a]``: weight of the cell's assay ``b`` times the average, at window ``w``, in assay
+        ``a``'s ridge (0 on the diagonal).
+    squares : ndarray of shape (n_windows, n_assays, n_assays)
+        ``squares[w, b, a]``: weight of the square of the cell's assay ``b`` at window ``w`` in assay ``a``'s
+        ridge (0 on the diagonal).
+    average_squares : ndarray of shape (n_windows, n_assays)
+        Weight of the square of the assay's other-cell average at each window.
     intercept : ndarray of shape (n_assays,)
     neighbours : ndarray of shape (n_assays, n_neighbours * n_windows)
         Weights of :meth:`ChunkFeatures.neighbour_windows` in each assay's ridge.
@@ -55,6 +61,8 @@ class RidgeBlocks:
     average: np.ndarray
     tracks: np.ndarray
     products: np.ndarray
+    squares: np.ndarray
+    average_squares: np.ndarray
     intercept: np.ndarray
     neighbours: np.ndarray
 
@@ -64,35 +72,38 @@ class RidgeBlocks:
         columns; an unfitted (NaN) assay predicts 0."""
         weights = np.nan_to_num(weights)
         n_assays, n_windows = weights.shape[0], len(WINDOWS)
-        own_end = n_windows + (n_windows + 1) * (n_assays - 1)  # the average's and the cell's own assays' weights
-        tracks, products = np.zeros((n_windows, n_assays, n_assays)), np.zeros((n_assays, n_assays))
+        per_window = np.cumsum([n_windows, n_windows * (n_assays - 1), n_windows * (n_assays - 1), n_windows * n_assays])
+        tracks, products, squares = (np.zeros((n_windows, n_assays, n_assays)) for _ in range(3))
+        average_squares = np.zeros((n_windows, n_assays))
         for a in range(n_assays):
             others = np.flatnonzero(np.arange(n_assays) != a)
-            blocks = weights[a, n_windows:own_end].reshape(n_windows + 1, n_assays - 1)
-            tracks[:, others, a] = blocks[:n_windows]
-            products[others, a] = blocks[n_windows]
-        return cls(weights[:, :n_windows].T, tracks, products, weights[:, -1], weights[:, own_end:-1])
+            own, product, squared = (weights[a, lo:hi] for lo, hi in zip(per_window[:-1], per_window[1:]))
+            tracks[:, others, a] = own.reshape(n_windows, n_assays - 1)
+            products[:, others, a] = product.reshape(n_windows, n_assays - 1)
+            squared = squared.reshape(n_windows, n_assays)  # the average's first
+            average_squares[:, a] = squared[:, 0]
+            squares[:, others, a] = squared[:, 1:]
+        return cls(weights[:, :n_windows].T, tracks, products, squares, average_squares, weights[:, -1],
+                   weights[:, per_window[-1]:-1])
 
     def predict(self, features: ChunkFeatures, cells: np.ndarray, assays: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
         """The ridge predictions of pairs (``cells``, ``assays``) and their assays' other-cell averages (window
-        0), each of shape (n_bins, n_pairs): :meth:`ChunkFeatures.design` times each assay's ridge, from
-        products of the chunk's windowed sums and of each cell's own windowed tracks.
+        0), each of shape (n_bins, n_pairs): :meth:`ChunkFeatures.design` times each assay's ridge.
 
-        A cell's features are linear in those: an assay's average is its sum less the cell's own track, over
-        the other cells' count, and the cell's track of an assay it lacks is that average
-        (:meth:`ChunkFeatures.cell_inputs`). So each ridge's linear part, and the factor its products multiply
-        the average by, and the average, are rows of one product with the sums plus one with the cell's
-        tracks, computed for these pairs only; only the products' terms are multiplied afterwards. The nearest
-        cells' tracks are added pair by pair (:meth:`ChunkFeatures.neighbour_term`)."""
+        A cell's linear features are linear in the chunk's windowed sums and the cell's own windowed tracks: an
+        assay's average is its sum less the cell's own track, over the other cells' count, and the cell's track
+        of an assay it lacks is that average (:meth:`ChunkFeatures.cell_inputs`). So every pair's linear part is
+        one product with the sums plus one with its cell's tracks. The second-degree terms (each own assay
+        times the average, the squares) are a few products per cell and window (:meth:`_second_degree`); the
+        nearest cells' tracks are added pair by pair (:meth:`ChunkFeatures.neighbour_term`)."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
         n_windows, n_assays, k = len(WINDOWS), self.intercept.size, assays.size
         on_sums = np.zeros((n_windows, n_assays, k))  # the linear part's weights of each window's sums
-        on_first = np.zeros((n_assays, 2 * k))  # the factor's and the average's weights of the window-0 sums
         starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
-        own_parts = []
+        linear, average = np.zeros((k, features.Z.shape[0])), np.zeros((k, features.Z.shape[0]))
         for lo, hi in zip(starts, np.r_[starts[1:], k]):
             mine, pairs = assays[lo:hi], np.arange(lo, hi)
             measured, inverse = features.other_cells(int(cells[lo]))
@@ -101,29 +112,19 @@ class RidgeBlocks:
             lacking[measured] = 0.0
             own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
             at, which = np.searchsorted(measured, mine[own_assay]), np.flatnonzero(own_assay)
-            on_own = np.zeros((n_windows, measured.size, 3, hi - lo))  # linear part, factor, average
+            on_own = np.zeros((n_windows, measured.size, hi - lo))
             for w in range(n_windows):
                 on_sums[w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
                 on_sums[w, mine, pairs] += inverse[mine] * self.average[w, mine]
-                on_own[w, :, 0] = self.tracks[w][measured][:, mine]
-                on_own[w, at, 0, which] -= (inverse * self.average[w])[mine[own_assay]]
-            on_first[:, lo:hi] = lacking[:, None] * self.products[:, mine]
-            on_first[mine, k + pairs] = inverse[mine]
-            on_own[0, :, 1] = self.products[measured][:, mine]
-            on_own[0, at, 2, which] = -inverse[mine[own_assay]]
-            own_parts.append((lo, hi, on_own.reshape(-1, 3 * (hi - lo)).T @ own.T))
+                on_own[w] = self.tracks[w][measured][:, mine]
+                on_own[w, at, which] -= (inverse * self.average[w])[mine[own_assay]]
+            linear[lo:hi] = on_own.reshape(-1, hi - lo).T @ own.T
+            linear[lo:hi] += self._second_degree(features, own, measured, lacking, inverse, mine, at, which,
+                                                 average[lo:hi])
         # products transposed: a pair's values are a contiguous row, as the cells' parts are added and each pair is
         # mapped to its cell's scale
-        linear = on_sums.reshape(-1, k).T @ features.window_sums.T
-        first = on_first.T @ features.sums[0].T
-        factor, average = first[:k], first[k:]
-        for lo, hi, values in own_parts:
-            m = hi - lo
-            linear[lo:hi] += values[:m]
-            factor[lo:hi] += values[m:2 * m]
-            average[lo:hi] += values[2 * m:]
+        linear += on_sums.reshape(-1, k).T @ features.window_sums.T
         linear += self.intercept[assays, None]
-        linear += average * factor
         if self.neighbours.size:
             for i, (cell, assay) in enumerate(zip(cells, assays)):
                 linear[i] += features.neighbour_term(int(cell), int(assay), self.neighbours[assay])
@@ -131,6 +132,28 @@ class RidgeBlocks:
             back = np.argsort(order)
             linear, average = linear[back], average[back]
         return linear.T, average.T
+
+    def _second_degree(self, features: ChunkFeatures, own: np.ndarray, measured: np.ndarray, lacking: np.ndarray,
+                       inverse: np.ndarray, mine: np.ndarray, at: np.ndarray, which: np.ndarray,
+                       average_out: np.ndarray) -> np.ndarray:
+        """The second-degree terms of one cell's pairs (assays ``mine``), shape (n_pairs, n_bins), writing their
+        other-cell averages at window 0 into ``average_out``. At each window: the cell's track of every assay
+        (``own``, :meth:`ChunkFeatures.own_windows`, where it has one, else the assay's average over the other
+        cells) times the pair's average and squared, each times its weights, and the pair's average squared."""
+        n_measured = measured.size
+        out = np.zeros((mine.size, features.Z.shape[0]))
+        for w in range(len(WINDOWS)):
+            windowed = own[:, w * n_measured:(w + 1) * n_measured]
+            track = features.sums[w] * lacking
+            track[:, measured] = windowed
+            average = features.sums[w][:, mine] * inverse[mine]  # less the cell's own track where it has one
+            average[:, which] -= windowed[:, at] * inverse[mine[which]]
+            if w == 0:
+                average_out[:] = average.T
+            out += (self.products[w][:, mine].T @ track.T) * average.T
+            out += self.squares[w][:, mine].T @ np.square(track).T
+            out += self.average_squares[w, mine][:, None] * np.square(average).T
+        return out
 
 
 @dataclass(frozen=True)
