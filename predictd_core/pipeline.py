@@ -185,7 +185,7 @@ class RunOutputs:
     >>> with open(result.metrics) as handle:
     ...     table = list(csv.DictReader(handle, dialect="excel-tab"))
     >>> table[0]["assay"], table[0]["kind"], table[0]["MSEglobal"], round(result.rows[0]["MSEglobal"], 6)
-    ('H3K4me3', 'holdout', '0.110491', 0.110491)
+    ('H3K4me3', 'holdout', '0.110021', 0.110021)
     >>> result.models["model"].best_iteration_
     8
     """

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 from predictd_core.impute.refine import stage
-from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale,
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, cell_scale, quantile_tables,
                                                   cell_similarity, knot_grid, monotone_map, n_features,
                                                   nearest_inputs, sorted_quantiles, window_means)
 from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner, peak_weights, ridge_weights
 from predictd_core.impute.refine.stage import Refinement, sample_stretches
 from predictd_core.impute.refine.validation import (BLENDS, SCORED, TENSOR_SHARES, choose_blend, inner_tracks,
-                                                    neighbour_counts, smallest_gain)
+                                                    neighbour_counts, scale_losses, smallest_gain)
 from predictd_core.model.factors import Layout
 
 
@@ -223,17 +223,38 @@ def test_the_squares_fit_a_peak_that_grows_faster_than_the_cells_other_assay():
     assert squares_error < 1e-6 * np.var(own[:, 0] ** 2) and linear_error > 0.05 * np.var(own[:, 0] ** 2)
 
 
-def test_additive_scale_recovers_additive_quantile_functions():
+def planted_tables(model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Quantile functions of a 4 x 3 grid that are exactly ``model``'s: (tables, cells, assays)."""
     rng = np.random.default_rng(2)
-    cell_part, assay_part = rng.random((4, 5)), rng.random((3, 5))
-    shape = np.linspace(0, 3, 5)
+    cell_part, assay_part = np.cumsum(rng.random((4, 5)), axis=1), np.cumsum(rng.random((3, 5)), axis=1)
+    shape = np.linspace(0, 3, 5)  # every part increasing: so is every sum, as a quantile function
     cells, assays = np.meshgrid(np.arange(4), np.arange(3), indexing="ij")
     cells, assays = cells.ravel(), assays.ravel()
     tables = shape + cell_part[cells] + assay_part[assays]
+    return (tables if model == "additive" else np.expm1(tables)), cells, assays
+
+
+@pytest.mark.parametrize("model", ["additive", "multiplicative"])
+def test_cell_scale_recovers_a_left_out_pairs_quantile_function_of_its_model(model):
+    tables, cells, assays = planted_tables(model)
     keep = np.arange(12) != 7
-    scale = additive_scale(tables[keep], cells[keep], assays[keep], 4, 3)
-    expected = np.maximum.accumulate(shape + cell_part[cells[7]] + assay_part[assays[7]])
-    assert scale[7] == pytest.approx(expected, abs=1e-9)
+    scale = cell_scale(tables[keep], cells[keep], assays[keep], 4, 3, model)
+    assert scale[7] == pytest.approx(tables[7], rel=1e-9, abs=1e-9)
+    with pytest.raises(ValueError, match="scale model 'cubic'"):
+        cell_scale(tables, cells, assays, 4, 3, "cubic")
+
+
+@pytest.mark.parametrize("model", ["additive", "multiplicative"])
+def test_the_scale_model_that_predicts_left_out_quantile_functions_best_is_the_planted_one(model):
+    tables, cells, assays = planted_tables(model)
+    layout = grid_layout(4, 3)
+    inputs = cells * 3 + assays
+    losses = scale_losses(tables, layout, inputs, np.array([0, 4, 7, 11]))
+    other = next(m for m in losses if m != model)
+    assert losses[model] < 1e-18 and losses[other] > 1e-4
+    by_hand = np.mean([np.mean((cell_scale(np.delete(tables, j, axis=0), np.delete(cells, j), np.delete(assays, j),
+                                           4, 3, other)[inputs[j]] - tables[j]) ** 2) for j in (0, 4, 7, 11)])
+    assert losses[other] == pytest.approx(by_hand, rel=1e-12)
 
 
 def planted_chunks(n_cells: int = 5, n_bins: int = 4000, seed: int = 3) -> list[np.ndarray]:
@@ -350,6 +371,26 @@ def test_validation_picks_neighbours_where_a_cells_group_shares_its_peaks_and_re
     record = Refinement((refiner,), np.zeros(18, dtype=np.int64)).record()[0]
     assert record["neighbours"] == validation.neighbours
     assert record["neighbour_losses"] == {str(k): loss for k, loss in losses.items()}
+
+
+def test_validation_takes_the_multiplicative_scale_where_each_cell_multiplies_its_signal_and_records_it():
+    layout = grid_layout(5, 3)
+    rng = np.random.default_rng(17)
+    assays = [np.arcsinh(rng.exponential(1.0, 4000) * (rng.random(4000) < 0.2) * 20), np.arcsinh(rng.exponential(2.0, 4000)),
+              rng.random(4000)]
+    factors = [1.0, 1.5, 2.0, 3.0, 4.0]  # every track of a cell: its assay's values, shuffled, times 1 + value
+    signal = np.column_stack([(1.0 + rng.permutation(assays[a])) * factors[c] - 1.0 for c in range(5) for a in range(3)])
+    chunks = [signal[:2000], signal[2000:]]
+    inputs = np.arange(1, 15)
+    validation = choose_blend(chunks, layout, inputs, ridge=1.0, limit=6, tensor=average_tensor(chunks, layout, inputs))
+    losses = validation.scale_losses
+    assert validation.scale == "multiplicative" and losses["multiplicative"] < 0.1 * losses["additive"]
+    refiner = fit_refiner(chunks, layout, inputs, ridge=1.0, validation=validation)
+    expected = cell_scale(quantile_tables(chunks, inputs), layout.cell_of[inputs], layout.assay_of[inputs], 5, 3,
+                          "multiplicative")
+    assert refiner.scale == pytest.approx(expected, rel=1e-12)
+    record = Refinement((refiner,), np.zeros(15, dtype=np.int64)).record()[0]
+    assert record["scale"] == "multiplicative" and record["scale_losses"] == losses
 
 
 def cell_specific_assay():

@@ -23,15 +23,17 @@ that idea, small and closed-form:
    inner validation below fits both and keeps the one with the larger smallest gain.
 4. The refined value is ``blend * ridge + (1 - blend) * average``: the ridge wins the errors and the
    average keeps the peaks' ranks.
-5. Back to the cell's own scale through the expected quantile function of (c, m): an additive
-   cell + assay model of the measured tracks' quantile functions (a cell sequenced deeper has higher
-   peaks in every assay).
+5. Back to the cell's own scale through the expected quantile function of (c, m): a cell + assay model
+   of the measured tracks' quantile functions (a cell sequenced deeper has higher peaks in every assay),
+   additive, or multiplicative on ``1 + q`` where that better predicts the quantile functions of tracks left
+   out (the inner validation below chooses).
 6. Mixed with the tensor ensemble's imputation of the pair: ``(1 - tensor) * refined + tensor * ensemble``.
    On a small grid the tensor model flattens peaks and gets no share; on a grid of Roadmap's size it
    knows more than the other cells' average and the cell's few marks, and keeps the share it earns.
 
-``k`` (0, 1, 2 or 4 by default), ``blend`` and then ``tensor`` (and, with ``auto``, the regressor) are chosen by
-inner validation, ``k`` by the regression's own held-out loss and the rest by the quality measures: every measured
+The scale model, ``k`` (0, 1, 2 or 4 by default), ``blend`` and then ``tensor`` (and, with ``auto``, the regressor)
+are chosen by inner validation, the scale model by its error on left-out tracks' quantile functions, ``k`` by the
+regression's own held-out loss and the rest by the quality measures: every measured
 track refitted without itself (at most ``inner_tracks`` of them), to maximise the smallest share of the error that
 is closed, across the quality measures, against the better of the average baseline and the tensor alone on each:
 the product's goal is to win every column against both. The tensor's imputation of a track comes only from

@@ -2,8 +2,8 @@
 :mod:`predictd_core.impute.refine`.
 
 Each input track's quantile function over the sample (:func:`quantile_tables`) maps it onto its assay's
-reference distribution (:func:`monotone_map`), and an additive cell + assay model of those functions
-(:func:`additive_scale`) maps a refined value back onto the scale expected of its cell. On the reference
+reference distribution (:func:`monotone_map`), and a cell + assay model of those functions
+(:func:`cell_scale`) maps a refined value back onto the scale expected of its cell. On the reference
 scale, a chunk's features (:class:`ChunkFeatures`) are window means (:func:`window_means`) of the
 other cells' average of each assay and of the cell's own tracks.
 """
@@ -301,17 +301,28 @@ class ChunkFeatures:
                                + [self.neighbour_windows(cell, assay), np.ones(self.Z.shape[0])])
 
 
-def additive_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int
-                   ) -> np.ndarray:
+SCALE_MODELS = ("additive", "multiplicative")
+
+
+def cell_scale(tables: np.ndarray, cells: np.ndarray, assays: np.ndarray, n_cells: int, n_assays: int,
+               model: str = "additive") -> np.ndarray:
     """Every pair's quantile function from ``mu + cell + assay`` fitted to the inputs' (least squares,
-    level by level; a cell or assay without input gets 0), made non-negative and non-decreasing."""
+    level by level; a cell or assay without input gets 0), made non-negative and non-decreasing; with ``model``
+    ``"multiplicative"`` the sum is fitted to ``log(1 + q)``, so that a cell's effect multiplies ``1 + q``:
+    a cell whose peaks are twice as high in every assay, where an additive effect would raise the background
+    as much as the peaks (:data:`SCALE_MODELS`; the refinement's inner validation chooses)."""
+    if model not in SCALE_MODELS:
+        raise ValueError(f"scale model {model!r}: expected one of {', '.join(SCALE_MODELS)}")
     design = np.zeros((cells.size, 1 + n_cells + n_assays))
     design[:, 0] = 1.0
     design[np.arange(cells.size), 1 + cells] = 1.0
     design[np.arange(cells.size), 1 + n_cells + assays] = 1.0
-    coef = np.linalg.lstsq(design, tables, rcond=None)[0]
+    multiplicative = model == "multiplicative"
+    coef = np.linalg.lstsq(design, np.log1p(np.maximum(tables, 0.0)) if multiplicative else tables, rcond=None)[0]
     grid_cells, grid_assays = np.meshgrid(np.arange(n_cells), np.arange(n_assays), indexing="ij")
     pairs = coef[0] + coef[1 + grid_cells.ravel()] + coef[1 + n_cells + grid_assays.ravel()]
+    if multiplicative:
+        pairs = np.expm1(pairs)
     return np.maximum.accumulate(np.maximum(pairs, 0.0), axis=1)
 
 

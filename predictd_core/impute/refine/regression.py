@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, additive_scale,
+from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures, KnotGrid, cell_scale,
                                                   cell_similarity, knot_grid, monotone_map, n_features, nearest_inputs,
                                                   quantile_tables)
 from predictd_core.model.factors import Layout
@@ -314,9 +314,9 @@ def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ri
                 validation: BlendValidation | None = None, tables: np.ndarray | None = None,
                 regressor: str = "ridge", left_out: list[np.ndarray] | None = None, neighbours: int = 0) -> Refiner:
     """Fit the stage on sample chunks (each (n_bins, n_store_columns), arcsinh) for ``assays``
-    (default all), with ``validation``'s regressor, blend and tensor share when given
-    (:func:`~predictd_core.impute.refine.validation.choose_blend`) and its number of ``neighbours``,
-    else ``regressor`` (one of :data:`REGRESSORS`) at ``blend``, ``tensor`` and ``neighbours``; ``tables`` are the inputs'
+    (default all), with ``validation``'s regressor, blend, tensor share, number of ``neighbours`` and cells' scale
+    model when given (:func:`~predictd_core.impute.refine.validation.choose_blend`), else ``regressor`` (one of
+    :data:`REGRESSORS`) at ``blend``, ``tensor`` and ``neighbours`` on the additive scale; ``tables`` are the inputs'
     :func:`quantile_tables` when already computed. The trees need ``left_out``: per chunk, shape
     (n_bins, len(inputs)), the tensor ensemble's imputation of each input from genome factors solved
     without it (:func:`~predictd_core.impute.ensemble.left_out_chunk`), the feature an unmeasured pair has.
@@ -329,7 +329,7 @@ def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ri
     if regressor not in REGRESSORS:
         raise ValueError(f"regressor {regressor!r}: expected one of {', '.join(REGRESSORS)}")
     prepared = prepared_refiner(layout, inputs, quantile_tables(chunks, inputs) if tables is None else tables,
-                                blend, tensor, validation)
+                                blend, tensor, validation, "additive" if validation is None else validation.scale)
     normalized = [prepared.normalized(chunk) for chunk in chunks]
     if neighbours:
         prepared = replace(prepared, neighbours=neighbours, similarity=cell_similarity(normalized, layout, inputs))
@@ -342,17 +342,18 @@ def fit_refiner(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ri
 
 
 def prepared_refiner(layout: Layout, inputs: np.ndarray, tables: np.ndarray, blend: float = 0.5,
-                     tensor: float = 0.0, validation: BlendValidation | None = None) -> Refiner:
-    """A refiner's scales from its inputs' quantile ``tables`` (reference and additive cell scale),
-    before any ridge is fitted (weights NaN)."""
+                     tensor: float = 0.0, validation: BlendValidation | None = None, scale: str = "additive"
+                     ) -> Refiner:
+    """A refiner's scales from its inputs' quantile ``tables`` (reference, and the cell scale of the ``scale``
+    model: :func:`~predictd_core.impute.refine.features.cell_scale`), before any ridge is fitted (weights NaN)."""
     n_cells, n_assays = len(layout.cells), len(layout.assays)
     input_cells, input_assays = layout.cell_of[inputs], layout.assay_of[inputs]
     reference = np.full((n_assays, LEVELS.size), np.nan)
     for a in np.unique(input_assays):
         reference[a] = tables[input_assays == a].mean(axis=0)
-    scale = additive_scale(tables, input_cells, input_assays, n_cells, n_assays)
+    scales = cell_scale(tables, input_cells, input_assays, n_cells, n_assays, scale)
     weights = np.full((n_assays, n_features(n_assays)), np.nan)
-    return Refiner(layout, inputs, tables, reference, scale, weights, blend, tensor, validation)
+    return Refiner(layout, inputs, tables, reference, scales, weights, blend, tensor, validation)
 
 
 def peak_weights(values: np.ndarray) -> np.ndarray:

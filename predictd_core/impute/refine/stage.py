@@ -40,7 +40,8 @@ class Refinement:
         """One JSON-ready entry per refiner: its ``inputs`` and ``validated`` experiments (``"CELL:ASSAY"``),
         the ``regressor``, ``blend``, ``tensor`` share and number of nearest cells (``neighbours``) it uses, the
         largest smallest gain of each regressor tried (``regressors``), the held-out loss with each number of
-        neighbours tried (``neighbour_losses``), the ``validation`` table (:class:`BlendValidation`; empty when they were
+        neighbours tried (``neighbour_losses``), the cells' ``scale`` model and each model's held-out error
+        (``scale_losses``), the ``validation`` table (:class:`BlendValidation`; empty when they were
         given) and the ``refined`` pairs (``"CELL:ASSAY"``) it imputes."""
         entries = []
         for r, refiner in enumerate(self.refiners):
@@ -55,6 +56,8 @@ class Refinement:
                 "tensor": refiner.tensor,
                 "neighbours": refiner.neighbours,
                 "neighbour_losses": {str(count): loss for count, loss in validation.neighbour_losses.items()},
+                "scale": validation.scale,
+                "scale_losses": dict(validation.scale_losses),
                 "validated": list(layout.column_names(validation.tracks)),
                 "validation": list(validation.table),
                 "refined": [layout.pair_name(*divmod(int(p), len(layout.assays)))

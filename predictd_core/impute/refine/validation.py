@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from predictd_core.impute.refine.features import ChunkFeatures, cell_similarity, quantile_tables
+from predictd_core.impute.refine.features import SCALE_MODELS, ChunkFeatures, cell_scale, cell_similarity, quantile_tables
 from predictd_core.impute.refine.regression import (Refiner, peak_weights, prepared_refiner, ridge_systems,
                                                     solve_ridges, tree_models)
 from predictd_core.model.factors import Layout
@@ -69,6 +69,10 @@ class BlendValidation:
         with it: the peak-weighted squared error it is fitted with
         (:func:`~predictd_core.impute.refine.regression.peak_weights`), of the regression alone on the cell's
         scale, mean over the left-out tracks.
+    scale : str
+        The chosen model of the cells' scale (:data:`~predictd_core.impute.refine.features.SCALE_MODELS`).
+    scale_losses : dict
+        Each scale model and its held-out error (:func:`scale_losses`).
     """
 
     blend: float
@@ -79,6 +83,25 @@ class BlendValidation:
     gains: dict = field(default_factory=dict)
     neighbours: int = 0
     neighbour_losses: dict = field(default_factory=dict)
+    scale: str = "additive"
+    scale_losses: dict = field(default_factory=dict)
+
+
+def scale_losses(tables: np.ndarray, layout: Layout, inputs: np.ndarray, held: np.ndarray) -> dict[str, float]:
+    """Each of :data:`~predictd_core.impute.refine.features.SCALE_MODELS` and its held-out error: for every
+    position ``held`` in ``inputs``, the model fitted to the other inputs' quantile ``tables`` predicts the
+    track's own quantile function, and the error is their mean squared difference over the levels (the squared
+    2-Wasserstein distance between the predicted distribution and the track's); mean over the held tracks."""
+    n_cells, n_assays = len(layout.cells), len(layout.assays)
+    cells, assays = layout.cell_of[inputs], layout.assay_of[inputs]
+    losses = {model: [] for model in SCALE_MODELS}
+    for j in held:
+        rest = np.arange(inputs.size) != j
+        pair = cells[j] * n_assays + assays[j]
+        for model in SCALE_MODELS:
+            predicted = cell_scale(tables[rest], cells[rest], assays[rest], n_cells, n_assays, model)[pair]
+            losses[model].append(float(np.mean(np.square(predicted - tables[j]))))
+    return {model: float(np.mean(values)) for model, values in losses.items()}
 
 
 def neighbour_counts(neighbours: int) -> tuple[int, ...]:
@@ -111,8 +134,11 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
                  tensor: list[np.ndarray], tables: np.ndarray | None = None,
                  regressors: tuple[str, ...] = ("ridge",), stacked: list[np.ndarray] | None = None,
                  neighbours: int = 0) -> BlendValidation:
-    """The blend, then the tensor share, with the largest smallest gain over the better of the average
-    baseline and the tensor alone (per measure), and the table behind them; with several ``regressors``, each
+    """The cells' scale model, then the blend and the tensor share with the largest smallest gain over the
+    better of the average baseline and the tensor alone (per measure), and the table behind them. The scale
+    model is the one whose prediction of a left-out track's quantile function errs least (:func:`scale_losses`,
+    additive on a tie): how the cells' distributions differ is a question of those distributions, and every
+    refit below maps onto the scale it gives. With several ``regressors``, each
     is refitted and scored so, and the one whose best candidate has the largest smallest gain is kept (the
     first on a tie). With ``neighbours``, each regression is first fitted with each of :func:`neighbour_counts`
     nearest cells, and the count with the lowest held-out loss of the loss it is fitted with (peak-weighted
@@ -165,6 +191,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     candidates = [(regressor, count) for regressor in regressors for count in neighbour_counts(neighbours)]
     if tables is None:
         tables = quantile_tables(chunks, inputs)  # a track's quantiles do not depend on the others: once
+    scales = scale_losses(tables, layout, inputs, held)
+    scale = min(SCALE_MODELS, key=lambda model: (scales[model], SCALE_MODELS.index(model)))
     everyone = prepared_refiner(layout, inputs, tables)
     normalized = [everyone.normalized(chunk) for chunk in chunks]
     similarity = cell_similarity(normalized, layout, inputs) if neighbours else None
@@ -173,8 +201,8 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     for j in held:
         cell, assay = int(layout.cell_of[inputs[j]]), int(layout.assay_of[inputs[j]])
         rest = np.delete(inputs, j)
-        prepared = replace(prepared_refiner(layout, rest, np.delete(tables, j, axis=0)), neighbours=neighbours,
-                           similarity=similarity)
+        prepared = replace(prepared_refiner(layout, rest, np.delete(tables, j, axis=0), scale=scale),
+                           neighbours=neighbours, similarity=similarity)
         moved = np.flatnonzero(layout.assay_of[rest] == assay)  # without j only its assay's reference moves
         features = []
         for chunk, Z in zip(chunks, normalized):
@@ -238,7 +266,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
     return BlendValidation(best["blend"], best["tensor"], tuple(int(k) for k in inputs[held]),
                            tuple(tables[chosen]) + ({"blend": None, "tensor": None, "min_gain": 0.0, **base},),
                            regressor, {r: float(gains[r, counts[r]]) for r in regressors},
-                           count, {c: loss[regressor, c] for c in neighbour_counts(neighbours)})
+                           count, {c: loss[regressor, c] for c in neighbour_counts(neighbours)}, scale, scales)
 
 
 def _better(measure: str, first: float, second: float) -> float:
