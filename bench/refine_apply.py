@@ -71,17 +71,25 @@ def build_refinement(store_path: Path, sample_bins: int | None = None, seed: int
 
 
 def fit_child(store_path: str, output: str, sample_bins: int | None) -> None:
-    """In the process of one way: fit the refinement with that way's code and pickle it to ``output``."""
+    """In the process of one way: fit the refinement with that way's code, pickle it to ``output`` and print the
+    fit's CPU seconds."""
+    started = time.process_time()
+    refinement = build_refinement(Path(store_path), sample_bins)
+    seconds = time.process_time() - started
     with open(output, "wb") as handle:
-        pickle.dump(build_refinement(Path(store_path), sample_bins), handle)
+        pickle.dump(refinement, handle)
+    print("END " + json.dumps({"fit_seconds": seconds}), flush=True)
 
 
-def refit_way(source: Path, store_path: Path, output: Path, sample_bins: int | None) -> None:
-    """Fit and pickle the refinement with the package of ``source`` (a checkout), in a fresh process."""
+def refit_way(source: Path, store_path: Path, output: Path, sample_bins: int | None) -> float:
+    """Fit and pickle the refinement with the package of ``source`` (a checkout), in a fresh process; the fit's
+    CPU seconds."""
     code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
             f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
             f"refine_apply.fit_child({str(store_path)!r}, {str(output)!r}, {sample_bins!r})")
-    subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("END "))
+    return json.loads(line[4:])["fit_seconds"]
 
 
 def stand_in_tensor(chunk: np.ndarray, layout) -> np.ndarray:
@@ -184,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
             ways[args.against] = (worktree, refinements[0])
             if args.refit:
                 ways[args.against] = (worktree, Path(scratch) / "against.pkl")
-                refit_way(worktree, store_path, ways[args.against][1], args.sample_bins)
+                seconds = refit_way(worktree, store_path, ways[args.against][1], args.sample_bins)
+                print(f"refinement fitted by {args.against} in {seconds:.0f} CPU s", flush=True)
         try:
             runs: dict[str, list[float]] = {way: [] for way in ways}
             names = list(ways)

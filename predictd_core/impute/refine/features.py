@@ -134,8 +134,8 @@ def _windowed(sums: np.ndarray, half_width: int) -> np.ndarray:
 
 def n_features(n_assays: int, n_neighbours: int = 0) -> int:
     """Features per pair: at each window, the average, each other assay, each other assay times the average, and
-    the squares of the average and of each other assay; each of the ``n_neighbours`` most similar other cells'
-    track at each window; the intercept."""
+    the squares of the average and of each other assay (:meth:`ChunkFeatures.design`); each of the
+    ``n_neighbours`` most similar other cells' track at each window; the intercept."""
     return len(WINDOWS) * (3 * n_assays - 1 + n_neighbours) + 1
 
 
@@ -282,21 +282,24 @@ class ChunkFeatures:
 
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
         """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`), each block window-major: the
-        other-cell average of ``assay`` at each window, the cell's other assays at each window, each of them times
-        the average at the same window, the squares of the average and of the cell's other assays at each window
-        (the average's first), the nearest cells' tracks of
-        ``assay`` (:meth:`neighbour_windows`) and the intercept. ``cell_inputs``: :meth:`cell_inputs` of
-        ``cell`` when already computed.
+        other-cell average of ``assay`` at each window, the cell's other assays at each window, each of its
+        measured ones times the average at the same window, the squares of the average and of the cell's measured
+        other assays at each window (the average's first; an assay the cell lacks has 0 in both), the nearest
+        cells' tracks of ``assay`` (:meth:`neighbour_windows`) and the intercept. ``cell_inputs``:
+        :meth:`cell_inputs` of ``cell`` when already computed.
 
         The second-degree terms let a peak grow faster than its evidence: where the other cells' average and the
         cell's own marks are high at once, the top of a peak is higher than a sum of their parts reaches, and a
-        linear model pulls it toward the mean (BENCHMARKS.md, "Second-degree features")."""
+        linear model pulls it toward the mean (BENCHMARKS.md, "Second-degree features"). They are the cell's own
+        evidence: where it lacks an assay, the assay's average fills its first-degree place, and its square
+        would be the same column for every cell lacking it."""
         averages, tracks = self.cell_inputs(cell) if cell_inputs is None else cell_inputs
         others = np.arange(self.n_assays) != assay
         base = [average[:, assay] for average in averages]
         own = [track[:, others] for track in tracks]
-        products = [mine * average[:, None] for mine, average in zip(own, base)]
-        squares = [np.square(column) for average, mine in zip(base, own) for column in (average, mine)]
+        measured = [track * (self.position[cell][others] >= 0) for track in own]
+        products = [mine * average[:, None] for mine, average in zip(measured, base)]
+        squares = [np.square(column) for average, mine in zip(base, measured) for column in (average, mine)]
         return np.column_stack(base + own + products + squares
                                + [self.neighbour_windows(cell, assay), np.ones(self.Z.shape[0])])
 

@@ -94,9 +94,10 @@ class RidgeBlocks:
         A cell's linear features are linear in the chunk's windowed sums and the cell's own windowed tracks: an
         assay's average is its sum less the cell's own track, over the other cells' count, and the cell's track
         of an assay it lacks is that average (:meth:`ChunkFeatures.cell_inputs`). So every pair's linear part is
-        one product with the sums plus one with its cell's tracks. The second-degree terms (each own assay
-        times the average, the squares) are a few products per cell and window (:meth:`_second_degree`); the
-        nearest cells' tracks are added pair by pair (:meth:`ChunkFeatures.neighbour_term`)."""
+        one product with the sums plus one with its cell's tracks and their squares (the second-degree terms
+        are of the cell's measured assays only); the average, times the factor the products give it and
+        squared, is added window by window; the nearest cells' tracks pair by pair
+        (:meth:`ChunkFeatures.neighbour_term`)."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
@@ -112,15 +113,15 @@ class RidgeBlocks:
             lacking[measured] = 0.0
             own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
             at, which = np.searchsorted(measured, mine[own_assay]), np.flatnonzero(own_assay)
-            on_own = np.zeros((n_windows, measured.size, hi - lo))
+            on_own = np.zeros((2, n_windows, measured.size, hi - lo))  # the tracks' weights, then their squares'
             for w in range(n_windows):
                 on_sums[w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
                 on_sums[w, mine, pairs] += inverse[mine] * self.average[w, mine]
-                on_own[w] = self.tracks[w][measured][:, mine]
-                on_own[w, at, which] -= (inverse * self.average[w])[mine[own_assay]]
-            linear[lo:hi] = on_own.reshape(-1, hi - lo).T @ own.T
-            linear[lo:hi] += self._second_degree(features, own, measured, lacking, inverse, mine, at, which,
-                                                 average[lo:hi])
+                on_own[0, w] = self.tracks[w][measured][:, mine]
+                on_own[0, w, at, which] -= (inverse * self.average[w])[mine[own_assay]]
+                on_own[1, w] = self.squares[w][measured][:, mine]
+            linear[lo:hi] = on_own.reshape(-1, hi - lo).T @ np.hstack([own, np.square(own)]).T
+            linear[lo:hi] += self._with_average(features, own, measured, inverse, mine, at, which, average[lo:hi])
         # products transposed: a pair's values are a contiguous row, as the cells' parts are added and each pair is
         # mapped to its cell's scale
         linear += on_sums.reshape(-1, k).T @ features.window_sums.T
@@ -133,26 +134,23 @@ class RidgeBlocks:
             linear, average = linear[back], average[back]
         return linear.T, average.T
 
-    def _second_degree(self, features: ChunkFeatures, own: np.ndarray, measured: np.ndarray, lacking: np.ndarray,
-                       inverse: np.ndarray, mine: np.ndarray, at: np.ndarray, which: np.ndarray,
-                       average_out: np.ndarray) -> np.ndarray:
-        """The second-degree terms of one cell's pairs (assays ``mine``), shape (n_pairs, n_bins), writing their
-        other-cell averages at window 0 into ``average_out``. At each window: the cell's track of every assay
-        (``own``, :meth:`ChunkFeatures.own_windows`, where it has one, else the assay's average over the other
-        cells) times the pair's average and squared, each times its weights, and the pair's average squared."""
+    def _with_average(self, features: ChunkFeatures, own: np.ndarray, measured: np.ndarray, inverse: np.ndarray,
+                      mine: np.ndarray, at: np.ndarray, which: np.ndarray, average_out: np.ndarray) -> np.ndarray:
+        """The second-degree terms of one cell's pairs (assays ``mine``) that hold the pair's average, shape
+        (n_pairs, n_bins), writing the averages at window 0 into ``average_out``: at each window, the average
+        times the cell's measured tracks (``own``, :meth:`ChunkFeatures.own_windows`) times their weights, and
+        the average squared times its weight."""
         n_measured = measured.size
         out = np.zeros((mine.size, features.Z.shape[0]))
         for w in range(len(WINDOWS)):
             windowed = own[:, w * n_measured:(w + 1) * n_measured]
-            track = features.sums[w] * lacking
-            track[:, measured] = windowed
-            average = features.sums[w][:, mine] * inverse[mine]  # less the cell's own track where it has one
-            average[:, which] -= windowed[:, at] * inverse[mine[which]]
+            average = (features.sums[w][:, mine] * inverse[mine]).T  # less the cell's own track where it has one
+            average[which] -= windowed[:, at].T * inverse[mine[which], None]
             if w == 0:
-                average_out[:] = average.T
-            out += (self.products[w][:, mine].T @ track.T) * average.T
-            out += self.squares[w][:, mine].T @ np.square(track).T
-            out += self.average_squares[w, mine][:, None] * np.square(average).T
+                average_out[:] = average
+            factor = self.products[w][measured][:, mine].T @ windowed.T
+            factor += self.average_squares[w, mine][:, None] * average
+            out += factor * average
         return out
 
 
