@@ -83,9 +83,8 @@ def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its
     for w, half_width in enumerate(WINDOWS):  # every feature also as its window's mean
         assert X[:, w] == pytest.approx(window_means(average, half_width))
         assert X[:, 3 + 2 * w:5 + 2 * w] == pytest.approx(window_means(own, half_width))
-    measured = own * [1.0, 0.0]  # the second-degree terms are of the cell's measured assays: none of assay 2
     for w, half_width in enumerate(WINDOWS):  # the second-degree terms, window by window
-        windowed_average, windowed_own = window_means(average, half_width), window_means(measured, half_width)
+        windowed_average, windowed_own = window_means(average, half_width), window_means(own, half_width)
         assert X[:, 9 + 2 * w:11 + 2 * w] == pytest.approx(windowed_own * windowed_average[:, None])
         assert X[:, 15 + 3 * w] == pytest.approx(windowed_average ** 2)  # the average's square first
         assert X[:, 16 + 3 * w:18 + 3 * w] == pytest.approx(windowed_own ** 2)

@@ -212,6 +212,10 @@ class ChunkFeatures:
         self.window_sums = all_windows(Z @ indicator)
         self.sums = [self.window_sums[:, w * n_assays:(w + 1) * n_assays] for w in range(len(WINDOWS))]
         self.counts = indicator.sum(axis=0)
+        # a cell's track of an assay it lacks is the assay's mean over every input cell, the same for each such
+        # cell: its squares at every window (window-major), once per chunk
+        means = np.divide(1.0, self.counts, out=np.zeros(n_assays), where=self.counts > 0)
+        self.lacking_squares = np.square(self.window_sums * np.tile(means, len(WINDOWS)))
         self.position = np.full((len(layout.cells), n_assays), -1)
         self.position[cells, assays] = np.arange(inputs.size)
         self.nearest = np.full((len(layout.cells), n_assays, 0), -1) if nearest is None else nearest
@@ -282,24 +286,21 @@ class ChunkFeatures:
 
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
         """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`), each block window-major: the
-        other-cell average of ``assay`` at each window, the cell's other assays at each window, each of its
-        measured ones times the average at the same window, the squares of the average and of the cell's measured
-        other assays at each window (the average's first; an assay the cell lacks has 0 in both), the nearest
-        cells' tracks of ``assay`` (:meth:`neighbour_windows`) and the intercept. ``cell_inputs``:
-        :meth:`cell_inputs` of ``cell`` when already computed.
+        other-cell average of ``assay`` at each window, the cell's other assays at each window (an assay it lacks:
+        that assay's average), each of them times the average at the same window, the squares of the average and
+        of the cell's other assays at each window (the average's first), the nearest cells' tracks of ``assay``
+        (:meth:`neighbour_windows`) and the intercept. ``cell_inputs``: :meth:`cell_inputs` of ``cell`` when
+        already computed.
 
         The second-degree terms let a peak grow faster than its evidence: where the other cells' average and the
         cell's own marks are high at once, the top of a peak is higher than a sum of their parts reaches, and a
-        linear model pulls it toward the mean (BENCHMARKS.md, "Second-degree features"). They are the cell's own
-        evidence: where it lacks an assay, the assay's average fills its first-degree place, and its square
-        would be the same column for every cell lacking it."""
+        linear model pulls it toward the mean (BENCHMARKS.md, "Second-degree features")."""
         averages, tracks = self.cell_inputs(cell) if cell_inputs is None else cell_inputs
         others = np.arange(self.n_assays) != assay
         base = [average[:, assay] for average in averages]
         own = [track[:, others] for track in tracks]
-        measured = [track * (self.position[cell][others] >= 0) for track in own]
-        products = [mine * average[:, None] for mine, average in zip(measured, base)]
-        squares = [np.square(column) for average, mine in zip(base, measured) for column in (average, mine)]
+        products = [mine * average[:, None] for mine, average in zip(own, base)]
+        squares = [np.square(column) for average, mine in zip(base, own) for column in (average, mine)]
         return np.column_stack(base + own + products + squares
                                + [self.neighbour_windows(cell, assay), np.ones(self.Z.shape[0])])
 

@@ -91,67 +91,63 @@ class RidgeBlocks:
         """The ridge predictions of pairs (``cells``, ``assays``) and their assays' other-cell averages (window
         0), each of shape (n_bins, n_pairs): :meth:`ChunkFeatures.design` times each assay's ridge.
 
-        A cell's linear features are linear in the chunk's windowed sums and the cell's own windowed tracks: an
+        A cell's features are linear in the chunk's windowed sums and the cell's own windowed tracks: an
         assay's average is its sum less the cell's own track, over the other cells' count, and the cell's track
-        of an assay it lacks is that average (:meth:`ChunkFeatures.cell_inputs`). So every pair's linear part is
-        one product with the sums plus one with its cell's tracks and their squares (the second-degree terms
-        are of the cell's measured assays only); the average, times the factor the products give it and
-        squared, is added window by window; the nearest cells' tracks pair by pair
-        (:meth:`ChunkFeatures.neighbour_term`)."""
+        of an assay it lacks is the assay's mean over the input cells (:meth:`ChunkFeatures.cell_inputs`), whose
+        square is the same for every cell lacking it (:attr:`ChunkFeatures.lacking_squares`). So every pair's
+        first-degree terms and squares are one product with the sums and their squares plus one with its cell's
+        tracks and their squares; the terms holding the average (times the cell's tracks, squared) are its
+        factor, another such product, times the average, window by window; the nearest cells' tracks are added
+        pair by pair (:meth:`ChunkFeatures.neighbour_term`)."""
         cells, assays = np.broadcast_arrays(np.asarray(cells, dtype=np.int64), np.asarray(assays, dtype=np.int64))
         order = np.argsort(cells, kind="stable")  # each cell's pairs side by side, as its own product fills them
         cells, assays = cells[order], assays[order]
-        n_windows, n_assays, k = len(WINDOWS), self.intercept.size, assays.size
-        on_sums = np.zeros((n_windows, n_assays, k))  # the linear part's weights of each window's sums
+        n_windows, n_assays, k, n_bins = len(WINDOWS), self.intercept.size, assays.size, features.Z.shape[0]
+        on_sums = np.zeros((2, n_windows, n_assays, k))  # weights of each window's sums, then of the squares
+        on_factor = np.zeros((n_windows, n_assays, k))  # the average's factor's weights of each window's sums
+        # products transposed: a pair's values are a contiguous row, as the cells' parts are added and each pair is
+        # mapped to its cell's scale
+        linear = np.zeros((k, n_bins))
+        factors, averages = np.zeros((n_windows, k, n_bins)), np.zeros((n_windows, k, n_bins))
         starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
-        linear, average = np.zeros((k, features.Z.shape[0])), np.zeros((k, features.Z.shape[0]))
         for lo, hi in zip(starts, np.r_[starts[1:], k]):
-            mine, pairs = assays[lo:hi], np.arange(lo, hi)
+            mine, pairs, m = assays[lo:hi], np.arange(lo, hi), hi - lo
             measured, inverse = features.other_cells(int(cells[lo]))
             own = features.own_windows(int(cells[lo]))
             lacking = inverse.copy()  # an assay's sum in the cell's track: only where the cell has no track
             lacking[measured] = 0.0
             own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
             at, which = np.searchsorted(measured, mine[own_assay]), np.flatnonzero(own_assay)
-            on_own = np.zeros((2, n_windows, measured.size, hi - lo))  # the tracks' weights, then their squares'
+            on_own = np.zeros((2, n_windows, measured.size, m))  # weights of the cell's tracks, then their squares
             for w in range(n_windows):
-                on_sums[w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
-                on_sums[w, mine, pairs] += inverse[mine] * self.average[w, mine]
+                windowed = own[:, w * measured.size:(w + 1) * measured.size]
+                on_sums[0, w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
+                on_sums[0, w, mine, pairs] += inverse[mine] * self.average[w, mine]
+                on_sums[1, w, :, lo:hi] = (lacking > 0)[:, None] * self.squares[w][:, mine]
+                on_factor[w, :, lo:hi] = lacking[:, None] * self.products[w][:, mine]
                 on_own[0, w] = self.tracks[w][measured][:, mine]
                 on_own[0, w, at, which] -= (inverse * self.average[w])[mine[own_assay]]
                 on_own[1, w] = self.squares[w][measured][:, mine]
-            linear[lo:hi] = on_own.reshape(-1, hi - lo).T @ np.hstack([own, np.square(own)]).T
-            linear[lo:hi] += self._with_average(features, own, measured, inverse, mine, at, which, average[lo:hi])
-        # products transposed: a pair's values are a contiguous row, as the cells' parts are added and each pair is
-        # mapped to its cell's scale
-        linear += on_sums.reshape(-1, k).T @ features.window_sums.T
+                factors[w, lo:hi] = self.products[w][measured][:, mine].T @ windowed.T
+                averages[w, lo:hi] = (features.sums[w][:, mine] * inverse[mine]).T
+                averages[w, lo + which] -= windowed[:, at].T * inverse[mine[which], None]
+            linear[lo:hi] = on_own.reshape(-1, m).T @ np.hstack([own, np.square(own)]).T
+        linear += on_sums[0].reshape(-1, k).T @ features.window_sums.T
+        linear += on_sums[1].reshape(-1, k).T @ features.lacking_squares.T
+        for w in range(n_windows):
+            factor = factors[w]
+            factor += on_factor[w].T @ features.sums[w].T
+            factor += self.average_squares[w, assays][:, None] * averages[w]
+            linear += factor * averages[w]
         linear += self.intercept[assays, None]
         if self.neighbours.size:
             for i, (cell, assay) in enumerate(zip(cells, assays)):
                 linear[i] += features.neighbour_term(int(cell), int(assay), self.neighbours[assay])
+        average = averages[0]
         if np.any(order != np.arange(k)):
             back = np.argsort(order)
             linear, average = linear[back], average[back]
         return linear.T, average.T
-
-    def _with_average(self, features: ChunkFeatures, own: np.ndarray, measured: np.ndarray, inverse: np.ndarray,
-                      mine: np.ndarray, at: np.ndarray, which: np.ndarray, average_out: np.ndarray) -> np.ndarray:
-        """The second-degree terms of one cell's pairs (assays ``mine``) that hold the pair's average, shape
-        (n_pairs, n_bins), writing the averages at window 0 into ``average_out``: at each window, the average
-        times the cell's measured tracks (``own``, :meth:`ChunkFeatures.own_windows`) times their weights, and
-        the average squared times its weight."""
-        n_measured = measured.size
-        out = np.zeros((mine.size, features.Z.shape[0]))
-        for w in range(len(WINDOWS)):
-            windowed = own[:, w * n_measured:(w + 1) * n_measured]
-            average = (features.sums[w][:, mine] * inverse[mine]).T  # less the cell's own track where it has one
-            average[which] -= windowed[:, at].T * inverse[mine[which], None]
-            if w == 0:
-                average_out[:] = average
-            factor = self.products[w][measured][:, mine].T @ windowed.T
-            factor += self.average_squares[w, mine][:, None] * average
-            out += factor * average
-        return out
 
 
 @dataclass(frozen=True)
