@@ -216,6 +216,7 @@ class ChunkFeatures:
         # cell: its squares at every window (window-major), once per chunk
         means = np.divide(1.0, self.counts, out=np.zeros(n_assays), where=self.counts > 0)
         self.lacking_squares = np.square(self.window_sums * np.tile(means, len(WINDOWS)))
+        self.window_sums_by_row = np.ascontiguousarray(self.window_sums.T)  # a pair's sums gathered as rows
         self.position = np.full((len(layout.cells), n_assays), -1)
         self.position[cells, assays] = np.arange(inputs.size)
         self.nearest = np.full((len(layout.cells), n_assays, 0), -1) if nearest is None else nearest
