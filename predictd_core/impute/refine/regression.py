@@ -164,7 +164,8 @@ class Refiner:
     reference : ndarray of shape (n_assays, len(LEVELS))
         Each assay's mean quantile function over its inputs (NaN: no input).
     scale : ndarray of shape (n_cells * n_assays, len(LEVELS))
-        Each pair's expected quantile function (cell-major), from the additive cell + assay model.
+        Each pair's expected quantile function (cell-major), from the cell + assay model
+        (:func:`~predictd_core.impute.refine.features.cell_scale`).
     weights : ndarray of shape (n_assays, n_features)
         The ridge of each assay; NaN where the assay has fewer than two input cells (or the regressor is
         not the ridge).
