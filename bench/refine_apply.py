@@ -81,15 +81,21 @@ def fit_child(store_path: str, output: str, sample_bins: int | None) -> None:
     print("END " + json.dumps({"fit_seconds": seconds}), flush=True)
 
 
+def in_checkout(source: Path, call: str) -> dict:
+    """Run ``refine_apply.CALL`` in a fresh process with the package of ``source`` (a checkout); what it printed
+    after ``END``."""
+    code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
+            f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
+            f"refine_apply.{call}")
+    done = subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("END "))
+    return json.loads(line[4:])
+
+
 def refit_way(source: Path, store_path: Path, output: Path, sample_bins: int | None) -> float:
     """Fit and pickle the refinement with the package of ``source`` (a checkout), in a fresh process; the fit's
     CPU seconds."""
-    code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
-            f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
-            f"refine_apply.fit_child({str(store_path)!r}, {str(output)!r}, {sample_bins!r})")
-    done = subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
-    line = next(line for line in done.stdout.splitlines() if line.startswith("END "))
-    return json.loads(line[4:])["fit_seconds"]
+    return in_checkout(source, f"fit_child({str(store_path)!r}, {str(output)!r}, {sample_bins!r})")["fit_seconds"]
 
 
 def stand_in_tensor(chunk: np.ndarray, layout) -> np.ndarray:
@@ -127,13 +133,8 @@ def apply_child(refinement_path: str, store_path: str, chunks: int, output: str)
 
 def run_way(source: Path, refinement_path: Path, store_path: Path, chunks: int, output: Path) -> list[float]:
     """One fresh process applying the refinement with the package of ``source`` (a checkout)."""
-    code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
-            f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
-            f"refine_apply.apply_child({str(refinement_path)!r}, {str(store_path)!r}, {chunks}, "
-            f"{str(output)!r})")
-    done = subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
-    line = next(line for line in done.stdout.splitlines() if line.startswith("END "))
-    return json.loads(line[4:])["core_seconds"]
+    return in_checkout(source, f"apply_child({str(refinement_path)!r}, {str(store_path)!r}, {chunks}, "
+                               f"{str(output)!r})")["core_seconds"]
 
 
 def main(argv: list[str] | None = None) -> None:
