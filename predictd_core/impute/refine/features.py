@@ -298,12 +298,32 @@ class ChunkFeatures:
         linear model pulls it toward the mean (BENCHMARKS.md, "Second-degree features")."""
         averages, tracks = self.cell_inputs(cell) if cell_inputs is None else cell_inputs
         others = np.arange(self.n_assays) != assay
-        base = [average[:, assay] for average in averages]
-        own = [track[:, others] for track in tracks]
-        products = [mine * average[:, None] for mine, average in zip(own, base)]
-        squares = [np.square(column) for average, mine in zip(base, own) for column in (average, mine)]
-        return np.column_stack(base + own + products + squares
-                               + [self.neighbour_windows(cell, assay), np.ones(self.Z.shape[0])])
+        n_bins, n_windows, n_others = self.Z.shape[0], len(WINDOWS), self.n_assays - 1
+        neighbours = self._nearest_tracks(cell, assay, None)
+        n_neighbours = neighbours.shape[1] or self.nearest[cell, assay].size
+        # column-major, filled block by block in place: the normal equations read it column by column, and
+        # stacking the blocks into a row-major array costs more than the blocks themselves
+        X = np.empty((n_bins, n_features(self.n_assays, n_neighbours)), order="F")
+        own = X[:, n_windows:n_windows * (1 + n_others)]
+        products = X[:, n_windows * (1 + n_others):n_windows * (1 + 2 * n_others)]
+        squares = X[:, n_windows * (1 + 2 * n_others):n_windows * (2 + 3 * n_others)]
+        for w, (average, track) in enumerate(zip(averages, tracks)):
+            window = slice(w * n_others, (w + 1) * n_others)
+            X[:, w] = average[:, assay]
+            own[:, window] = track[:, others]
+            np.multiply(own[:, window], X[:, [w]], out=products[:, window])
+            np.square(X[:, w], out=squares[:, w * (1 + n_others)])
+            np.square(own[:, window], out=squares[:, w * (1 + n_others) + 1:(w + 1) * (1 + n_others)])
+        nearest = X[:, n_windows * (2 + 3 * n_others):-1]
+        if neighbours.shape[1] == 0:
+            nearest[:] = 0.0
+        else:  # neighbour-major: a neighbour's windows side by side
+            by_window = nearest.reshape(n_bins, n_windows, n_neighbours, order="F")
+            sums = _running_sums(neighbours)
+            for w, half_width in enumerate(WINDOWS):
+                by_window[:, w, :] = neighbours if half_width == 0 else _windowed(sums, half_width)
+        X[:, -1] = 1.0
+        return X
 
 
 SCALE_MODELS = ("additive", "multiplicative")

@@ -391,11 +391,12 @@ def ridge_systems(features: list[ChunkFeatures], layout: Layout, inputs: np.ndar
             cell_inputs = chunk.cell_inputs(int(cell))
             for j in rows[input_cells[rows] == cell]:
                 a = int(input_assays[j])
+                root = np.sqrt(peak_weights(chunk.Z[:, j]))
                 X = chunk.design(int(cell), a, cell_inputs)
-                weighted = X * peak_weights(chunk.Z[:, j])[:, None]
+                X *= root[:, None]  # X'WX as the product of one matrix with itself: a symmetric rank-k update
                 gram, moment = systems[a]
-                gram += weighted.T @ X
-                moment += weighted.T @ chunk.Z[:, j]
+                gram += X.T @ X
+                moment += X.T @ (root * chunk.Z[:, j])
     return systems
 
 
