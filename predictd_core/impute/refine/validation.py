@@ -127,7 +127,7 @@ class _LeftOutTrack:
     def scores(self, blend: float, share: float) -> dict:
         imputed = self.refiner.combine(self.regression, self.average, self.tensor, self.cell, self.assay, blend,
                                        share)
-        return self.observed.measures(imputed)
+        return self.observed.measures(imputed, rank_correlation=False)
 
 
 def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, ridge: float, limit: int,
@@ -215,7 +215,7 @@ def choose_blend(chunks: list[np.ndarray], layout: Layout, inputs: np.ndarray, r
             raw_average = np.concatenate([np.nanmean(chunk[:, others], axis=1) for chunk in chunks])
         seen = ~np.isnan(observed) & ~np.isnan(raw_average)
         truth = ObservedTrack(observed[seen])  # sorted once, scored at every candidate
-        baseline.append(truth.measures(raw_average[seen]))
+        baseline.append(truth.measures(raw_average[seen], rank_correlation=False))
         left_out = np.concatenate([part[:, j] for part in tensor])
         systems = ridge_systems(features, layout, rest, np.array([assay])) if "ridge" in regressors else None
         weights, tensor_seen, average = peak_weights(observed[seen]), left_out[seen], None
