@@ -8,7 +8,7 @@ from predictd_core.impute.refine.features import (LEVELS, WINDOWS, ChunkFeatures
                                                   cell_similarity, knot_grid, monotone_map, n_features,
                                                   nearest_inputs, sorted_quantiles, window_means)
 from predictd_core.impute.refine.regression import RidgeBlocks, fit_refiner, peak_weights, ridge_weights
-from predictd_core.impute.refine.stage import Refinement, sample_stretches
+from predictd_core.impute.refine.stage import Refinement, sample_stretches, whole_cell_batches
 from predictd_core.impute.refine.validation import (BLENDS, SCORED, TENSOR_SHARES, choose_blend, inner_tracks,
                                                     neighbour_counts, scale_losses, smallest_gain)
 from predictd_core.model.factors import Layout
@@ -606,3 +606,19 @@ def test_refine_settings_take_a_regressor_and_refuse_an_unknown_one():
     assert RefineSettings(regressor="auto").regressor == "auto"
     with pytest.raises(ValidationError, match="regressor"):
         RefineSettings(regressor="forest")
+
+
+def test_pairs_are_applied_in_batches_of_whole_cells():
+    rng = np.random.default_rng(11)
+    cells = rng.permutation(np.repeat(np.arange(9), [5, 1, 7, 3, 12, 2, 4, 6, 5]))
+    columns = np.arange(cells.size) + 100
+    batches = whole_cell_batches(columns, cells, size=8)
+    assert sorted(np.concatenate(batches).tolist()) == columns.tolist()
+    seen = set()
+    for batch in batches:
+        in_batch = set(cells[batch - 100].tolist())
+        assert not in_batch & seen  # no cell cut between batches
+        seen |= in_batch
+        assert batch.size <= 8 or len(in_batch) == 1  # only a cell larger than a batch makes one alone
+    assert [b.size for b in batches] == [6, 7, 3, 12, 6, 6, 5]  # cells of 5+1, 7, 3, 12, 2+4, 6, 5
+    assert whole_cell_batches(columns[:0], cells[:0]) == []

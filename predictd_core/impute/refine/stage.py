@@ -75,11 +75,28 @@ class Refinement:
             if mine.size == 0:
                 continue
             features = refiner.features(Y)
-            for lo in range(0, mine.size, PAIRS_PER_PRODUCT):
-                columns = mine[lo:lo + PAIRS_PER_PRODUCT]
+            for columns in whole_cell_batches(mine, pairs[mine] // len(refiner.layout.assays)):
                 cells, assays = np.divmod(pairs[columns], len(refiner.layout.assays))
                 out[:, columns] = refiner.predict(features, cells, assays, tensor[:, columns])
         return out
+
+
+def whole_cell_batches(columns: np.ndarray, cells: np.ndarray, size: int = PAIRS_PER_PRODUCT) -> list[np.ndarray]:
+    """``columns`` (of pairs of ``cells``) in batches of whole cells, cell by cell, each at most ``size`` columns
+    unless one cell alone has more: a cell's own windowed tracks, a large part of a ridge's application, are
+    then computed once a chunk, where a cut through a cell computes them for both parts."""
+    order = np.argsort(cells, kind="stable")
+    columns, cells = columns[order], cells[order]
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    ends = np.r_[starts[1:], cells.size]
+    batches, lo = [], 0
+    for start, end in zip(starts, ends):
+        if end - lo > size and start > lo:
+            batches.append(columns[lo:start])
+            lo = start
+    if cells.size:
+        batches.append(columns[lo:])
+    return batches
 
 
 def sample_stretches(store: SignalStore, sample_bins: int) -> list[np.ndarray]:
