@@ -81,12 +81,12 @@ def fit_child(store_path: str, output: str, sample_bins: int | None) -> None:
     print("END " + json.dumps({"fit_seconds": seconds}), flush=True)
 
 
-def in_checkout(source: Path, call: str) -> dict:
-    """Run ``refine_apply.CALL`` in a fresh process with the package of ``source`` (a checkout); what it printed
-    after ``END``."""
+def in_checkout(source: Path, call: str, module: str = "refine_apply") -> dict:
+    """Run ``MODULE.CALL`` (a script of this bench folder) in a fresh process with the package of ``source`` (a
+    checkout); what it printed after ``END``."""
     code = (f"import sys; sys.path.insert(0, {str(source)!r}); sys.path.insert(1, {str(REPO / 'bench')!r}); "
-            f"import predictd_core, refine_apply; assert predictd_core.__file__.startswith({str(source)!r}); "
-            f"refine_apply.{call}")
+            f"import predictd_core, {module}; assert predictd_core.__file__.startswith({str(source)!r}); "
+            f"{module}.{call}")
     done = subprocess.run([sys.executable, "-c", code], cwd=source, check=True, capture_output=True, text=True)
     line = next(line for line in done.stdout.splitlines() if line.startswith("END "))
     return json.loads(line[4:])
