@@ -208,15 +208,15 @@ class ChunkFeatures:
         indicator[np.arange(inputs.size), assays] = 1.0
         self.Z = Z
         self.n_assays = n_assays
-        # every window's sums side by side (window-major), as RidgeBlocks.predict multiplies them
-        self.window_sums = all_windows(Z @ indicator)
-        self.sums = [self.window_sums[:, w * n_assays:(w + 1) * n_assays] for w in range(len(WINDOWS))]
+        # every window's sums as rows, window-major, shape (n_windows * n_assays, n_bins): RidgeBlocks.predict
+        # gathers a pair's rows and multiplies them whole; each window's (n_bins, n_assays) view is cell_inputs'
+        self.window_sums = np.ascontiguousarray(all_windows(Z @ indicator).T)
+        self.sums = [self.window_sums[w * n_assays:(w + 1) * n_assays].T for w in range(len(WINDOWS))]
         self.counts = indicator.sum(axis=0)
         # a cell's track of an assay it lacks is the assay's mean over every input cell, the same for each such
-        # cell: its squares at every window (window-major), once per chunk
+        # cell: its squares at every window (rows as window_sums'), once per chunk
         means = np.divide(1.0, self.counts, out=np.zeros(n_assays), where=self.counts > 0)
-        self.lacking_squares = np.square(self.window_sums * np.tile(means, len(WINDOWS)))
-        self.window_sums_by_row = np.ascontiguousarray(self.window_sums.T)  # a pair's sums gathered as rows
+        self.lacking_squares = np.square(self.window_sums * np.tile(means, len(WINDOWS))[:, None])
         self.position = np.full((len(layout.cells), n_assays), -1)
         self.position[cells, assays] = np.arange(inputs.size)
         self.nearest = np.full((len(layout.cells), n_assays, 0), -1) if nearest is None else nearest

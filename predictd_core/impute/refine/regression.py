@@ -129,14 +129,14 @@ class RidgeBlocks:
                 on_own[0, w, at, which] -= (inverse * self.average[w])[mine[own_assay]]
                 on_own[1, w] = self.squares[w][measured][:, mine]
                 factors[w, lo:hi] = self.products[w][measured][:, mine].T @ windowed
-                averages[w, lo:hi] = features.window_sums_by_row[w * n_assays + mine] * inverse[mine, None]
+                averages[w, lo:hi] = features.window_sums[w * n_assays + mine] * inverse[mine, None]
                 averages[w, lo + which] -= windowed[at] * inverse[mine[which], None]
             linear[lo:hi] = on_own.reshape(-1, m).T @ np.vstack([own, np.square(own)])
-        linear += on_sums[0].reshape(-1, k).T @ features.window_sums.T
-        linear += on_sums[1].reshape(-1, k).T @ features.lacking_squares.T
+        linear += on_sums[0].reshape(-1, k).T @ features.window_sums
+        linear += on_sums[1].reshape(-1, k).T @ features.lacking_squares
         for w in range(n_windows):
             factor = factors[w]
-            factor += on_factor[w].T @ features.window_sums_by_row[w * n_assays:(w + 1) * n_assays]
+            factor += on_factor[w].T @ features.window_sums[w * n_assays:(w + 1) * n_assays]
             factor += self.average_squares[w, assays][:, None] * averages[w]
             linear += factor * averages[w]
         linear += self.intercept[assays, None]
