@@ -219,8 +219,8 @@ class ObservedTrack:
 
         Without ``rank_correlation``, GWspcorr is left out and no bin's rank is computed: the top sets and
         the top bins' ranks come from the sorted values (:class:`SortedValues`), a third of the time, with the
-        same numbers. It holds a float64 copy of the scored bins: for a sample, as the refinement's validation
-        scores hundreds of candidates."""
+        same numbers. It holds two copies of the scored values (in bin order and sorted) and an index of their
+        bins: for a sample, as the refinement's validation scores hundreds of candidates."""
         imputed = np.asarray(imputed)
         if imputed.shape != self.observed.shape:
             raise ValueError(f"an imputed track of shape {imputed.shape} for an observed one of shape "
