@@ -117,11 +117,11 @@ def _running_sums(x: np.ndarray) -> np.ndarray:
     return sums
 
 
-def _windowed(sums: np.ndarray, half_width: int) -> np.ndarray:
+def _windowed(sums: np.ndarray, half_width: int, out: np.ndarray | None = None) -> np.ndarray:
     """Window means from :func:`_running_sums`: the rows whose window fits whole from two slices, the
-    clipped ends from the rows their windows reach."""
+    clipped ends from the rows their windows reach; written into ``out`` when given (any layout)."""
     n, width = sums.shape[0] - 1, 2 * half_width + 1
-    out = np.empty((n,) + sums.shape[1:])
+    out = np.empty((n,) + sums.shape[1:]) if out is None else out
     if n > 2 * half_width:
         np.subtract(sums[width:], sums[:n - 2 * half_width], out=out[half_width:n - half_width])
         out[half_width:n - half_width] /= width
@@ -279,11 +279,23 @@ class ChunkFeatures:
         counts[measured] -= 1
         return measured, np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
 
-    def own_windows(self, cell: int) -> np.ndarray:
-        """``cell``'s own tracks (those of :meth:`other_cells`' assays, in order) at each window side by side,
-        shape (n_bins, n_windows * n_own), window-major."""
+    def own_rows(self, cell: int) -> np.ndarray:
+        """``cell``'s own tracks (those of :meth:`other_cells`' assays, in order) at each window, then their
+        squares, as rows: shape (2, n_windows, n_own, n_bins). Written in place, row by row: a ridge's
+        application multiplies them whole, for every cell of every chunk."""
         own = self.position[cell]
-        return all_windows(self.Z[:, own[own >= 0]])
+        tracks = self.Z.T[own[own >= 0]]  # Z is column-major: each track a contiguous row
+        rows = np.empty((2, len(WINDOWS), tracks.shape[0], tracks.shape[1]))
+        sums = np.empty((tracks.shape[0], tracks.shape[1] + 1))
+        sums[:, 0] = 0.0
+        np.cumsum(tracks, axis=1, out=sums[:, 1:])
+        for w, half_width in enumerate(WINDOWS):
+            if half_width == 0:
+                rows[0, w] = tracks
+            else:
+                _windowed(sums.T, half_width, out=rows[0, w].T)
+        np.square(rows[0], out=rows[1])
+        return rows
 
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
         """The design matrix of (cell, assay), shape (n_bins, :func:`n_features`), each block window-major: the

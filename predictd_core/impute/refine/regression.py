@@ -113,14 +113,14 @@ class RidgeBlocks:
         for lo, hi in zip(starts, np.r_[starts[1:], k]):
             mine, pairs, m = assays[lo:hi], np.arange(lo, hi), hi - lo
             measured, inverse = features.other_cells(int(cells[lo]))
-            own = np.ascontiguousarray(features.own_windows(int(cells[lo])).T)  # window-major rows
+            own = features.own_rows(int(cells[lo]))  # the cell's tracks at each window, then their squares
             lacking = inverse.copy()  # an assay's sum in the cell's track: only where the cell has no track
             lacking[measured] = 0.0
             own_assay = np.isin(mine, measured)  # imputed assays the cell has: their average leaves its track out
             at, which = np.searchsorted(measured, mine[own_assay]), np.flatnonzero(own_assay)
             on_own = np.zeros((2, n_windows, measured.size, m))  # weights of the cell's tracks, then their squares
             for w in range(n_windows):
-                windowed = own[w * measured.size:(w + 1) * measured.size]
+                windowed = own[0, w]
                 on_sums[0, w, :, lo:hi] = lacking[:, None] * self.tracks[w][:, mine]
                 on_sums[0, w, mine, pairs] += inverse[mine] * self.average[w, mine]
                 on_sums[1, w, :, lo:hi] = (lacking > 0)[:, None] * self.squares[w][:, mine]
@@ -131,7 +131,7 @@ class RidgeBlocks:
                 factors[w, lo:hi] = self.products[w][measured][:, mine].T @ windowed
                 averages[w, lo:hi] = features.window_sums[w * n_assays + mine] * inverse[mine, None]
                 averages[w, lo + which] -= windowed[at] * inverse[mine[which], None]
-            linear[lo:hi] = on_own.reshape(-1, m).T @ np.vstack([own, np.square(own)])
+            linear[lo:hi] = on_own.reshape(-1, m).T @ own.reshape(-1, n_bins)
         linear += on_sums[0].reshape(-1, k).T @ features.window_sums
         linear += on_sums[1].reshape(-1, k).T @ features.lacking_squares
         for w in range(n_windows):
