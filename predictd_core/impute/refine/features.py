@@ -257,17 +257,17 @@ class ChunkFeatures:
 
     def neighbour_term(self, cell: int, assay: int, weights: np.ndarray) -> np.ndarray:
         """:meth:`neighbour_windows` of the first ``weights.size / n_windows`` nearest cells times ``weights``
-        (neighbour-major, as its columns), shape (n_bins,): one running sum and a product per window, without
-        the windowed columns side by side (a ridge's application calls it for every pair of every chunk)."""
+        (neighbour-major, as its columns), shape (n_bins,), without the windowed columns (a ridge's application
+        calls it for every pair of every chunk). A window mean is linear, so each window's weighted sum of the
+        tracks is windowed once, rather than each track."""
         n = weights.size // len(WINDOWS)
         tracks = self._nearest_tracks(cell, assay, n)
         if tracks.shape[1] == 0:
             return np.zeros(self.Z.shape[0])
-        by_window = weights.reshape(n, len(WINDOWS))
-        sums = _running_sums(tracks)
+        mixed = tracks @ weights.reshape(n, len(WINDOWS))  # each window's weighted sum of the tracks
         out = np.zeros(self.Z.shape[0])
         for w, half_width in enumerate(WINDOWS):
-            out += (tracks if half_width == 0 else _windowed(sums, half_width)) @ by_window[:, w]
+            out += window_means(mixed[:, w], half_width)
         return out
 
     def other_cells(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
