@@ -265,9 +265,10 @@ class ChunkFeatures:
         if tracks.shape[1] == 0:
             return np.zeros(self.Z.shape[0])
         mixed = tracks @ weights.reshape(n, len(WINDOWS))  # each window's weighted sum of the tracks
+        sums = _running_sums(mixed)  # one running sum for every window
         out = np.zeros(self.Z.shape[0])
         for w, half_width in enumerate(WINDOWS):
-            out += window_means(mixed[:, w], half_width)
+            out += mixed[:, w] if half_width == 0 else _windowed(sums[:, w], half_width)
         return out
 
     def other_cells(self, cell: int) -> tuple[np.ndarray, np.ndarray]:
