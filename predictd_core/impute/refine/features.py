@@ -109,11 +109,12 @@ def all_windows(x: np.ndarray) -> np.ndarray:
     return np.hstack([x if half_width == 0 else _windowed(sums, half_width) for half_width in WINDOWS])
 
 
-def _running_sums(x: np.ndarray) -> np.ndarray:
-    """Sums of the first 0 .. n rows of ``x`` along axis 0, shape (n + 1, ...), float64."""
-    sums = np.empty((x.shape[0] + 1,) + x.shape[1:])
-    sums[0] = 0.0
-    np.cumsum(x, axis=0, out=sums[1:])
+def _running_sums(x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Sums of the first 0 .. n entries of ``x`` along ``axis`` (0 or 1), that axis n + 1 long, float64."""
+    sums = np.empty(x.shape[:axis] + (x.shape[axis] + 1,) + x.shape[axis + 1:])
+    first, rest = (np.s_[0], np.s_[1:]) if axis == 0 else (np.s_[:, 0], np.s_[:, 1:])
+    sums[first] = 0.0
+    np.cumsum(x, axis=axis, out=sums[rest])
     return sums
 
 
@@ -285,11 +286,9 @@ class ChunkFeatures:
         squares, as rows: shape (2, n_windows, n_own, n_bins). Written in place, row by row: a ridge's
         application multiplies them whole, for every cell of every chunk."""
         own = self.position[cell]
-        tracks = self.Z.T[own[own >= 0]]  # Z is column-major: each track a contiguous row
+        tracks = self.Z.T[own[own >= 0]]  # contiguous rows where Z is column-major, as Refiner.normalized writes it
         rows = np.empty((2, len(WINDOWS), tracks.shape[0], tracks.shape[1]))
-        sums = np.empty((tracks.shape[0], tracks.shape[1] + 1))
-        sums[:, 0] = 0.0
-        np.cumsum(tracks, axis=1, out=sums[:, 1:])
+        sums = _running_sums(tracks, axis=1)
         for w, half_width in enumerate(WINDOWS):
             if half_width == 0:
                 rows[0, w] = tracks
