@@ -244,10 +244,10 @@ class ChunkFeatures:
         ``cell`` (0 without one), and the cell's own track of each assay (its other-cell mean where it
         has none)."""
         measured, inverse = self.other_cells(cell)
-        own = self.position[cell]
+        windows = self.own_rows(cell, squares=False)[0]
         averages, tracks = [], []
-        for w, half_width in enumerate(WINDOWS):
-            mine = window_means(self.Z[:, own[measured]], half_width)
+        for w in range(len(WINDOWS)):
+            mine = windows[w].T
             average = self.sums[w] * inverse
             average[:, measured] -= mine * inverse[measured]
             track = average.copy()
@@ -281,20 +281,22 @@ class ChunkFeatures:
         counts[measured] -= 1
         return measured, np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
 
-    def own_rows(self, cell: int) -> np.ndarray:
-        """``cell``'s own tracks (those of :meth:`other_cells`' assays, in order) at each window, then their
-        squares, as rows: shape (2, n_windows, n_own, n_bins). Written in place, row by row: a ridge's
-        application multiplies them whole, for every cell of every chunk."""
+    def own_rows(self, cell: int, squares: bool = True) -> np.ndarray:
+        """``cell``'s own tracks (those of :meth:`other_cells`' assays, in order) at each window, then (with
+        ``squares``) their squares, as rows: shape (1 + squares, n_windows, n_own, n_bins). Written in place, row
+        by row, from one running sum: a ridge's application multiplies them whole, for every cell of every
+        chunk, and :meth:`cell_inputs` reads their transposes."""
         own = self.position[cell]
         tracks = self.Z.T[own[own >= 0]]  # contiguous rows where Z is column-major, as Refiner.normalized writes it
-        rows = np.empty((2, len(WINDOWS), tracks.shape[0], tracks.shape[1]))
+        rows = np.empty((1 + squares, len(WINDOWS), tracks.shape[0], tracks.shape[1]))
         sums = _running_sums(tracks, axis=1)
         for w, half_width in enumerate(WINDOWS):
             if half_width == 0:
                 rows[0, w] = tracks
             else:
                 _windowed(sums.T, half_width, out=rows[0, w].T)
-        np.square(rows[0], out=rows[1])
+        if squares:
+            np.square(rows[0], out=rows[1])
         return rows
 
     def design(self, cell: int, assay: int, cell_inputs: tuple | None = None) -> np.ndarray:
