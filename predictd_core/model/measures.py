@@ -242,14 +242,13 @@ class ObservedTrack:
                 rank_product += _sum_of_products(centred, self.doubled_ranks[bins] / 2.0 - centre)
                 rank_spread += _sum_of_products(centred, centred)
                 positive_ranks += float(ranks[self.top_level[bins] == 2].sum())
-            del ordered
             spearman = {"GWspcorr": _correlation(rank_product, self.rank_spread, rank_spread)}
         else:
             ordered = SortedValues(imputed, self.scored, floor=0.0)
             top1, top5 = ordered.top(n1), ordered.top(self.n5)
             positive_ranks = float(ordered.average_ranks(np.maximum(imputed[self.top1], 0.0)).sum())
-            del ordered
             spearman = {}
+        del ordered
         per_top = max(n1, 1)
         return {
             "MSEglobal": sums.squared_error / n,
