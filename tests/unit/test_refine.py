@@ -79,15 +79,20 @@ def test_pair_features_use_other_cells_average_and_fill_a_missing_assay_with_its
     average = (column[0] + column[6]) / 2  # assay 0 in cells 0 and 2
     assert X[:, 0] == pytest.approx(average)
     own = np.column_stack([column[4], (column[2] + column[8]) / 2])  # cell 1's assay 1; assay 2 averaged
-    assert X[:, 3:5] == pytest.approx(own)
+    n_windows = len(WINDOWS)  # blocks, each window-major: the average, the 2 own, their products, the 3 squares
+    own_at, products_at, squares_at = n_windows, 3 * n_windows, 5 * n_windows
+    assert X[:, own_at:own_at + 2] == pytest.approx(own)
     for w, half_width in enumerate(WINDOWS):  # every feature also as its window's mean
         assert X[:, w] == pytest.approx(window_means(average, half_width))
-        assert X[:, 3 + 2 * w:5 + 2 * w] == pytest.approx(window_means(own, half_width))
+        assert X[:, own_at + 2 * w:own_at + 2 * w + 2] == pytest.approx(window_means(own, half_width))
     for w, half_width in enumerate(WINDOWS):  # the second-degree terms, window by window
         windowed_average, windowed_own = window_means(average, half_width), window_means(own, half_width)
-        assert X[:, 9 + 2 * w:11 + 2 * w] == pytest.approx(windowed_own * windowed_average[:, None])
-        assert X[:, 15 + 3 * w] == pytest.approx(windowed_average ** 2)  # the average's square first
-        assert X[:, 16 + 3 * w:18 + 3 * w] == pytest.approx(windowed_own ** 2)
+        at = products_at + 2 * w
+        assert X[:, at:at + 2] == pytest.approx(windowed_own * windowed_average[:, None])
+        at = squares_at + 3 * w
+        assert X[:, at] == pytest.approx(windowed_average ** 2)  # the average's square first
+        assert X[:, at + 1:at + 3] == pytest.approx(windowed_own ** 2)
+    assert squares_at + 3 * n_windows == X.shape[1] - 1  # then the intercept
     assert X[:, -1] == pytest.approx(1.0)
 
 

@@ -12,7 +12,7 @@ that idea, small and closed-form:
    cell's other assays (measured, or their own other-cell average where not), and m's tracks in the
    k other cells most similar to c (ChromImpute's idea: similarity for m is the mean correlation of
    the two cells' tracks of the other assays both measure), each as the bin's value and its mean over
-   9 and 81 bins, and at each window the second-degree terms: each other assay times the average (peaks
+   9, 81 and 801 bins, and at each window the second-degree terms: each other assay times the average (peaks
    shared by the cell's marks and the other cells) and the squares of the average and of each other assay (a
    peak's top grows faster than its evidence). Windows stay inside the store's chunk.
 3. One ridge per assay, fitted over the cells where the assay is measured, each cell's rows built
