@@ -37,8 +37,11 @@ def test_knot_grid_maps_exactly_as_np_interp(cells_per_knot):
     values = np.concatenate([rng.choice(sample, 20_000), rng.uniform(-1, xp[-1] + 1, 2_000), xp, grid.knots,
                              [np.nan, np.inf, -np.inf, xp[500] + 1.5e-12]])
     for dtype in (np.float64, np.float32):
-        assert np.array_equal(grid.map(values.astype(dtype), targets),
-                              np.interp(values.astype(dtype), grid.knots, targets), equal_nan=True)
+        expected = np.interp(values.astype(dtype), grid.knots, targets)
+        assert np.array_equal(grid.map(values.astype(dtype), targets), expected, equal_nan=True)
+        segments = grid.segments(values.astype(dtype))  # found once, then reused toward other targets
+        assert segments.dtype == np.uint16
+        assert np.array_equal(grid.map(values.astype(dtype), targets, segments), expected, equal_nan=True)
     one = KnotGrid(np.array([2.0, 2.0]))
     assert one.map(np.array([1.0, 2.0, 3.0]), one.targets(np.array([1.0, 3.0]))) == pytest.approx([2.0, 2.0, 2.0])
 
@@ -611,6 +614,29 @@ def test_refine_settings_take_a_regressor_and_refuse_an_unknown_one():
     assert RefineSettings(regressor="auto").regressor == "auto"
     with pytest.raises(ValidationError, match="regressor"):
         RefineSettings(regressor="forest")
+
+
+def test_refiners_sharing_a_chunks_columns_find_each_columns_segments_once():
+    layout = grid_layout(5, 3)
+    chunks = planted_chunks()
+    chunk = chunks[0]
+    # two refiners over overlapping inputs, their references different, fitted on the same sample
+    first, second = (fit_refiner(chunks, layout, inputs, ridge=1.0) for inputs in (np.arange(1, 15), np.arange(12)))
+    segments: dict = {}
+    for refiner in (first, second):
+        assert np.array_equal(refiner.normalized(chunk, segments=segments), refiner.normalized(chunk))
+    assert sorted(column for _, column in segments) == sorted({*range(1, 15), *range(12)})  # one entry a column
+    # the stage shares them between its refiners: each refiner's own imputation, pair by pair (a batch's products
+    # sum in another order)
+    pairs = np.arange(15)
+    refinement = Refinement((first, second), np.where(pairs < 12, 0, 1))
+    tensor = np.zeros((chunk.shape[0], pairs.size))
+    expected = tensor.copy()
+    for p in pairs:
+        refiner = first if p < 12 else second
+        cell, assay = divmod(int(p), 3)
+        expected[:, p] = refiner.predict(refiner.features(chunk), cell, np.array([assay]), tensor[:, [p]])[:, 0]
+    assert refinement.apply(chunk, tensor.copy(), pairs) == pytest.approx(expected, rel=1e-12, abs=1e-12)
 
 
 def test_pairs_are_applied_in_batches_of_whole_cells():

@@ -234,19 +234,31 @@ class Refiner:
             fitted = bool(np.isfinite(self.weights[assay]).all())
         return bool(fitted and others.any())
 
-    def normalized(self, Y: np.ndarray, positions: np.ndarray | None = None) -> np.ndarray:
+    def normalized(self, Y: np.ndarray, positions: np.ndarray | None = None, segments: dict | None = None
+                   ) -> np.ndarray:
         """The inputs' chunk ``Y[:, inputs]`` (arcsinh, NaN = no data, read as 0) on their assays'
-        reference scale; only the inputs at ``positions`` when given."""
+        reference scale; only the inputs at ``positions`` when given. ``segments``: where each column's values
+        fall among its quantile knots (:meth:`~predictd_core.impute.refine.features.KnotGrid.segments`), by
+        ``(knots, column)``, read where found and added where not: the refiners of an ensemble map the same
+        columns of a chunk through the same knots (one sample serves them all) toward their own references."""
         positions = np.arange(self.inputs.size) if positions is None else positions
         Z = np.empty((Y.shape[0], len(positions)), order="F")  # written and windowed column by column
         for i, j in enumerate(positions):
             grid, targets = self._normalizers[j]
-            Z[:, i] = grid.map(np.nan_to_num(Y[:, self.inputs[j]]), targets)
+            values = np.nan_to_num(Y[:, self.inputs[j]])
+            found = None
+            if segments is not None:
+                key = (grid, int(self.inputs[j]))
+                found = segments.get(key)
+                if found is None:
+                    found = segments[key] = grid.segments(values)
+            Z[:, i] = grid.map(values, targets, found)
         return Z
 
-    def features(self, Y: np.ndarray) -> ChunkFeatures:
-        """The chunk ``Y`` (every store column) normalised, ready to assemble features."""
-        return ChunkFeatures(self.normalized(Y), self.layout, self.inputs, self.nearest)
+    def features(self, Y: np.ndarray, segments: dict | None = None) -> ChunkFeatures:
+        """The chunk ``Y`` (every store column) normalised (``segments`` as :meth:`normalized`'s), ready to
+        assemble features."""
+        return ChunkFeatures(self.normalized(Y, segments=segments), self.layout, self.inputs, self.nearest)
 
     def regression(self, features: ChunkFeatures, cells: np.ndarray | int, assays: np.ndarray, tensor: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:

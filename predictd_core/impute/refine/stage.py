@@ -70,11 +70,14 @@ class Refinement:
         pairs) with every refinable pair's column overwritten in place by its refined value. Returns
         ``tensor``: a Roadmap chunk's 3,048 columns are too large to copy."""
         out = tensor
+        # every refiner reads its inputs column by column: contiguous once for all of them (a row-major chunk's
+        # column is a gather of one value per row), and where each falls among its quantile knots found once
+        Y, segments = np.asfortranarray(Y), {}
         for r, refiner in enumerate(self.refiners):
             mine = np.flatnonzero(self.refiner_of_pair[pairs] == r)
             if mine.size == 0:
                 continue
-            features = refiner.features(Y)
+            features = refiner.features(Y, segments)
             for columns in whole_cell_batches(mine, pairs[mine] // len(refiner.layout.assays)):
                 cells, assays = np.divmod(pairs[columns], len(refiner.layout.assays))
                 out[:, columns] = refiner.predict(features, cells, assays, tensor[:, columns])
