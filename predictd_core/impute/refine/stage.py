@@ -70,8 +70,9 @@ class Refinement:
         pairs) with every refinable pair's column overwritten in place by its refined value. Returns
         ``tensor``: a Roadmap chunk's 3,048 columns are too large to copy."""
         out = tensor
-        # every refiner reads its inputs column by column: contiguous once for all of them (a row-major chunk's
-        # column is a gather of one value per row), and where each falls among its quantile knots found once
+        # every refiner reads its inputs column by column: one column-major copy of the chunk serves them all (a
+        # row-major chunk's column is a gather of one value per row), and where each column's values fall among its
+        # quantile knots is found once
         Y, segments = np.asfortranarray(Y), {}
         for r, refiner in enumerate(self.refiners):
             mine = np.flatnonzero(self.refiner_of_pair[pairs] == r)
