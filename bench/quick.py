@@ -55,11 +55,13 @@ def _all_runs(work: Path) -> list[tuple[str, list[str]]]:
         ("Writing a bigWig of 25 bp bins", ["bigwig_write.py", "--quick"]),
         ("Spark sweep against the numpy engine", ["spark_sweep.py", "--data", str(work / "roadmap-8192"),
                                                   "--bins", "8192", "--chunk-bins", "2048", "--repeats", "1"]),
+        # the refinement fitted on 512 sample bins: its ridges' normal equations over 1,014 tracks were most of
+        # these two runs (37 CPU s of the refinement's application at 2,048 bins, 15 at 512)
         ("The whole protocol", ["protocol.py", "--work", str(work / "protocol"), "--bins", "4096", "--chunk-bins",
-                                "2048", "--folds", "2", "2", "--max-iters", "2", "--refine-sample", "2048", "2"]),
+                                "2048", "--folds", "2", "2", "--max-iters", "2", "--refine-sample", "512", "2"]),
         ("The refinement's application", ["refine_apply.py", "--data", str(work / "roadmap-8192"), "--bins", "8192",
                                           "--chunk-bins", "2048", "--chunks", "1", "--repeats", "1",
-                                          "--sample-bins", "2048"]),
+                                          "--sample-bins", "512"]),
         ("Imputation on the executors", ["distributed_impute.py", "--data", str(work / "roadmap-8192"), "--bins",
                                          "8192", "--chunk-bins", "2048", "--pairs", "200", "--repeats", "1"]),
         ("Ingest on the executors", ["distributed_ingest.py", "--data", str(work / "protocol" / "roadmap-bigwigs-4096"),
