@@ -54,6 +54,9 @@ TREE_BLOCK_SIZE = 256  # children per R-tree / B+ tree node (kent's blockSize)
 # pilot track and of full-mantissa imputed values it runs 7-10 ns a value against zlib level 1's 34-75, at the
 # same size (bench/bigwig_write.py); any zlib inflates it, as every bigWig reader does. zlib's levels 2-3 saved
 # under 3% of the bytes for 5-18% more time, its level 6 1-6% for 1.5-1.9x the time.
+# The same block's deflate is not always the same bytes in two processes (seen once: 3 small zoom blocks of
+# one track, inflating to the same records), so two runs' files agree block for block, inflated, not byte
+# for byte.
 DEFAULT_COMPRESS: Callable[[bytes], bytes] = partial(isal_zlib.compress, level=1)
 
 
