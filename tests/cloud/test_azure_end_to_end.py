@@ -41,6 +41,7 @@ import numpy as np
 import pyBigWig
 import pytest
 
+from tests.bigwig_layout import rtree_leaves
 from tests.cloud.deployments import AzureDeployment, Job
 
 pytestmark = pytest.mark.spark  # each task is a spark-submit of its own
@@ -275,24 +276,7 @@ def bigwig_contents(path: Path) -> dict:
             "contigs": data[tree:full_data],  # the contig tree lies just before the data
             "summary": data[summary:summary + 40],
             "levels": [[(bounds, zlib.decompress(data[offset:offset + size]))
-                        for bounds, offset, size in rtree_leaves(data, index)] for index in levels]}
-
-
-def rtree_leaves(data: bytes, offset: int) -> list[tuple[tuple, int, int]]:
-    """The leaves of the R-tree index at ``offset``: (chrom, start, chrom, end bounds, block offset, block size)."""
-    leaves = []
-
-    def node(at: int) -> None:
-        is_leaf, _, count = struct.unpack_from("<BBH", data, at)
-        for item in range(count):
-            if is_leaf:
-                *bounds, block, size = struct.unpack_from("<IIIIQQ", data, at + 4 + 32 * item)
-                leaves.append((tuple(bounds), block, size))
-            else:
-                node(struct.unpack_from("<IIIIQ", data, at + 4 + 24 * item)[4])
-
-    node(offset + 48)  # after the tree's header
-    return leaves
+                        for offset, size, bounds in rtree_leaves(data, index)] for index in levels]}
 
 
 def whole_contig(path: Path) -> np.ndarray:

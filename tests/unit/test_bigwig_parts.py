@@ -17,6 +17,7 @@ from predictd_core.errors import PredictdInputError
 from predictd_core.impute.write_tracks import BigWigWriter, assemble_track, run_origin, write_track_part
 from predictd_core.tracks.bigwig import Assembly, BigWigPart, FixedStepBigWigWriter, assemble
 from predictd_core.tracks.genome import GenomeBins
+from tests.bigwig_layout import rtree_leaves
 
 BIN = 25
 # Longest contig 325,007 bp: zoom levels of 1,000 to 1,024,000 bp (40 to 40,960 bins); the top levels' records
@@ -102,26 +103,6 @@ def files(tmp_path_factory):
     return one_pass, assembled, directory
 
 
-def _leaves(data, offset):
-    """(offset, size, bounds) of every block an R-tree at ``offset`` indexes, in tree order."""
-    found = []
-
-    def walk(node):
-        leaf, _, count = struct.unpack_from("<BBH", data, node)
-        for k in range(count):
-            if leaf:
-                bounds = struct.unpack_from("<IIII", data, node + 4 + 32 * k)
-                found.append((*struct.unpack_from("<QQ", data, node + 4 + 32 * k + 16), bounds))
-            else:
-                walk(struct.unpack_from("<Q", data, node + 4 + 24 * k + 16)[0])
-
-    magic, _, items = struct.unpack_from("<IIQ", data, offset)
-    assert magic == 0x2468ACE0
-    walk(offset + 48)
-    assert len(found) == items
-    return found
-
-
 def zoom_levels(path):
     """{reduction: records as an array of rows (chrom, start, end, valid, min, max, sum, squares)} of a file,
     read through its zoom headers and R-trees; each block's leaf bounds checked against its records."""
@@ -130,7 +111,7 @@ def zoom_levels(path):
     levels = {}
     for level in range(n_levels):
         reduction, _, data_offset, index_offset = struct.unpack_from("<IIQQ", data, 64 + 24 * level)
-        leaves = _leaves(data, index_offset)
+        leaves = rtree_leaves(data, index_offset)
         assert struct.unpack_from("<I", data, data_offset)[0] == len(leaves)
         rows = []
         for offset, size, (start_chrom, start, end_chrom, end) in leaves:
